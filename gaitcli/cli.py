@@ -1,0 +1,217 @@
+"""The ``gait`` command line: argument parsing only.
+
+Each command parses its options and calls into ``gaitcli.data``, ``gaitcli.config``,
+``gaitcli.models``, ``gaitcli.training`` or ``gaitcli.evaluation``. User mistakes arrive here as
+:class:`gaitcli.errors.GaitError` and are printed as one line with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from gaitcli import __version__
+from gaitcli.errors import GaitError, NotImplementedYet
+
+app = typer.Typer(
+    name="gait",
+    help="Silhouette-based gait recognition (MetaGait / GaitGL): prepare, inspect, train, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+console = Console(stderr=True)
+out_console = Console()
+
+
+def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn :class:`GaitError` into one red line on stderr and its exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except GaitError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def _note(message: str) -> None:
+    console.print(f"[cyan]note:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def write_json(target: str, payload: Any) -> None:
+    """Write ``payload`` as JSON to ``target`` (``-`` is stdout), atomically for files."""
+    from gaitcli.data.pickle_io import atomic_write_bytes
+
+    text = json.dumps(payload, indent=2, sort_keys=False) + "\n"
+    if target == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        atomic_write_bytes(target, text.encode())
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        out_console.print(f"gaitcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """gaitcli: MetaGait / GaitGL gait recognition toolkit."""
+
+
+# --------------------------------------------------------------------------- synth
+@app.command()
+@_handle_errors
+def synth(
+    out: Annotated[Path, typer.Argument(help="Folder to write the PNG tree into.")],
+    subjects: Annotated[int, typer.Option(min=1, help="Number of subjects (ids 001, 002, ...).")] = 20,
+    views: Annotated[Optional[str], typer.Option(help="Comma list of views, e.g. 000,090 (default: all 11).")] = None,
+    types: Annotated[Optional[str], typer.Option(help="Comma list of type-seq, e.g. nm-01,bg-01 (default: the 10 CASIA-B types).")] = None,
+    frames: Annotated[int, typer.Option(min=8, help="Mean sequence length in frames.")] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives byte-identical output.")] = 0,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing sequences in OUT.")] = False,
+) -> None:
+    """Write a synthetic CASIA-B-shaped silhouette data set (PNG frames)."""
+    from gaitcli.data.synth import synthesize
+
+    summary = synthesize(
+        out,
+        subjects=subjects,
+        views=_split_list(views),
+        types=_split_list(types),
+        frames=frames,
+        seed=seed,
+        workers=workers,
+        overwrite=overwrite,
+        console=console,
+    )
+    out_console.print(
+        f"wrote {summary['sequences_written']} sequences, {summary['frames_written']} frames to {out}"
+        + (f" ({summary['skipped_existing']} already there)" if summary.get("skipped_existing") else "")
+    )
+
+
+def _split_list(value: Optional[str]) -> Optional[list[str]]:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    return items or None
+
+
+# --------------------------------------------------------------------------- prepare
+@app.command()
+@_handle_errors
+def prepare(
+    input_dir: Annotated[Path, typer.Argument(metavar="IN", help="Raw silhouettes: id/type-seq/view/*.png.")],
+    output_dir: Annotated[Path, typer.Argument(metavar="OUT", help="Output: id/type-seq/view/view.pkl.")],
+    img_size: Annotated[int, typer.Option("--img-size", min=8, help="Output height and width.")] = 64,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Rewrite sequences that already exist in OUT.")] = False,
+    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the summary as JSON ('-' = stdout).")] = None,
+) -> None:
+    """Turn silhouette PNG folders into one pkl per sequence (OpenGait pretreatment)."""
+    from gaitcli.data.prepare import prepare_dataset, render_summary
+
+    summary = prepare_dataset(
+        input_dir, output_dir, img_size=img_size, workers=workers, overwrite=overwrite, console=console
+    )
+    render_summary(summary, console)
+    if json_out:
+        write_json(json_out, summary)
+
+
+# --------------------------------------------------------------------------- inspect
+@app.command()
+@_handle_errors
+def inspect(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="A prepared tree (id/type-seq/view/*.pkl).")],
+    short: Annotated[int, typer.Option(min=1, help="Report sequences with fewer frames than this.")] = 10,
+    partition: Annotated[Optional[Path], typer.Option(help="Partition JSON to cross-check against the tree.")] = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the report as JSON ('-' = stdout).")] = None,
+    strict: Annotated[bool, typer.Option(help="Exit 1 when problems were found.")] = False,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes for reading headers.")] = None,
+) -> None:
+    """Count ids / types / views, frame lengths, and what is missing or broken."""
+    from gaitcli.data.inspect import inspect_dataset, render_report
+
+    report = inspect_dataset(directory, short=short, partition=partition, workers=workers, console=console)
+    render_report(report, out_console)
+    if json_out:
+        write_json(json_out, report)
+    if strict and report.get("problems", 0):
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- later issues
+def _not_yet(command: str) -> None:
+    raise NotImplementedYet(f"'gait {command}' is not implemented yet in gaitcli {__version__}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_handle_errors
+def train() -> None:
+    """Train a model from a config (single process or distributed)."""
+    _not_yet("train")
+
+
+@app.command(name="eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_handle_errors
+def evaluate() -> None:
+    """Evaluate a checkpoint: cross-view rank-1 tables."""
+    _not_yet("eval")
+
+
+@app.command(name="lr-plot", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_handle_errors
+def lr_plot() -> None:
+    """Show the learning-rate schedule of a config."""
+    _not_yet("lr-plot")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_handle_errors
+def convert() -> None:
+    """Convert an OpenGait / MetaGait .pt checkpoint to safetensors."""
+    _not_yet("convert")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_handle_errors
+def demo() -> None:
+    """Run the whole pipeline on synthetic data on a laptop CPU."""
+    _not_yet("demo")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

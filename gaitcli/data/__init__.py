@@ -1,0 +1,1 @@
+"""The data core: synthetic data, pretreatment, inspection, safe pickle I/O, datasets."""
