@@ -168,6 +168,24 @@ def inspect(
         raise typer.Exit(1)
 
 
+# --------------------------------------------------------------------------- config
+@app.command(name="config")
+@_handle_errors
+def show_config(
+    config: Annotated[
+        Optional[str], typer.Argument(metavar="[CONFIG]", help="YAML file or packaged name (metagait, gaitgl); default: the defaults.")
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override a key, e.g. trainer_cfg.total_iter=1000 (repeatable).")
+    ] = None,
+) -> None:
+    """Validate a config and print it fully resolved (defaults merged, overrides applied)."""
+    from gaitcli.config import dump_config, load_config
+
+    cfg = load_config(config, set_ or (), warn=_warn)
+    out_console.print(dump_config(cfg), end="", highlight=False, markup=False)
+
+
 # --------------------------------------------------------------------------- later issues
 def _not_yet(command: str) -> None:
     raise NotImplementedYet(f"'gait {command}' is not implemented yet in gaitcli {__version__}")

@@ -1,0 +1,565 @@
+"""Loading, merging, overriding and validating OpenGait-shaped YAML configs.
+
+A user file is merged over the packaged defaults (mappings merge, lists replace), then
+``--set section.key=value`` overrides are applied (values are parsed as YAML, so ``1e-4``,
+``[4,4]`` and ``true`` have their natural types), then everything is validated against
+:mod:`gaitcli.config_schema`. A mistake is one :class:`~gaitcli.errors.ConfigError` line that
+names the file, the key and the closest valid key.
+
+OpenGait's configs and the MetaGait authors' config load unchanged: keys those tools use that
+gaitcli does not (``wandb``, ``enable_distributed``) are dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gaitcli.config_schema import (
+    FOREIGN_KEYS,
+    LOSS_SCHEMAS,
+    LOSS_TYPES,
+    PATH_KEYS,
+    SCHEMA,
+    TRANSFORMS,
+    Key,
+    schema_defaults,
+)
+from gaitcli.errors import ConfigError
+from gaitcli.paths import configs_dir, packaged_partition
+
+Warn = Callable[[str], None]
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-4`` as a string; people (and YAML 1.2) mean a number."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+__all__ = [
+    "default_config",
+    "resolve_config",
+    "load_config",
+    "dump_config",
+    "parse_override",
+    "validate_config",
+    "merge",
+    "packaged_config_names",
+]
+
+
+# ----------------------------------------------------------------------------- public API
+def default_config() -> dict[str, Any]:
+    """A fresh copy of the packaged defaults (the MetaGait CASIA-B recipe)."""
+    return schema_defaults()
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` into a copy of ``base``: mappings merge recursively, anything else
+    (lists included) replaces."""
+    out = _deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = _deepcopy(value)
+    return out
+
+
+def resolve_config(
+    partial: Mapping[str, Any] | None = None,
+    source: str = "<config>",
+    *,
+    overrides: Iterable[str] = (),
+    base_dir: Path | None = None,
+    warn: Warn | None = None,
+) -> dict[str, Any]:
+    """Validate ``partial``, merge it over the defaults, apply ``overrides`` and validate the
+    result. Relative data paths are taken from ``base_dir`` (default: the working folder)."""
+    warn = warn or _silent
+    user = _validate_partial(partial or {}, source, warn)
+    _resolve_paths(user, base_dir or Path.cwd())
+    cfg = _merge_over_defaults(default_config(), user)
+    for text in overrides:
+        cfg = _apply_override(cfg, text, warn)
+    validate_config(cfg, source)
+    _apply_packaged_partition(cfg, warn)
+    return cfg
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    warn: Warn | None = None,
+) -> dict[str, Any]:
+    """Load a YAML config (or the defaults when ``path`` is None), apply ``--set`` overrides,
+    and validate. ``path`` may also name a packaged config (``metagait``, ``gaitgl.yaml``)."""
+    if path is None:
+        return resolve_config({}, "<defaults>", overrides=overrides, warn=warn)
+    file = _find_config_file(Path(path))
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config ({exc.strerror or exc})") from None
+    try:
+        data = _yaml_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{file}: not valid YAML{where}: {problem}") from None
+    if data is None:
+        data = {}
+    return resolve_config(data, str(file), overrides=overrides, base_dir=file.parent, warn=warn)
+
+
+def dump_config(cfg: Mapping[str, Any]) -> str:
+    """The config as YAML text, in schema order (what checkpoints and output folders store)."""
+    return yaml.safe_dump(_plain(cfg), sort_keys=False, default_flow_style=None)
+
+
+def packaged_config_names() -> list[str]:
+    """Names of the YAML configs shipped with gaitcli (``configs/*.yaml``)."""
+    return sorted(p.stem for p in configs_dir().glob("*.yaml"))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``section.key=value`` into its key path and YAML-typed value."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text}: expected section.key=value, e.g. trainer_cfg.total_iter=1000")
+    dotted, raw = text.split("=", 1)
+    parts = [p for p in dotted.strip().split(".")]
+    if len(parts) < 2 or any(not p for p in parts):
+        raise ConfigError(f"--set {text}: expected section.key=value, e.g. trainer_cfg.total_iter=1000")
+    try:
+        value = _yaml_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def validate_config(cfg: Mapping[str, Any], source: str = "<config>") -> None:
+    """Check a complete, merged config (every section present) and its cross-key rules."""
+    _validate_partial(cfg, source, _silent, allow_foreign=False)
+    missing = [name for name in SCHEMA if name not in cfg]
+    if missing:
+        raise ConfigError(f"{source}: missing section '{missing[0]}'")
+    sampler = cfg["trainer_cfg"]["sampler"]
+    batch = sampler["batch_size"]
+    if len(batch) != 2 or any(b < 1 for b in batch):
+        raise ConfigError(f"{source}: trainer_cfg.sampler.batch_size must be [P, K] with P, K >= 1, got {batch}")
+    if sampler["frames_num_min"] > sampler["frames_num_max"]:
+        raise ConfigError(f"{source}: trainer_cfg.sampler.frames_num_min is larger than frames_num_max")
+    for name in ("log_iter", "save_iter"):
+        if cfg["trainer_cfg"][name] < 1:
+            raise ConfigError(f"{source}: trainer_cfg.{name} must be at least 1")
+    if cfg["trainer_cfg"]["total_iter"] < 0:
+        raise ConfigError(f"{source}: trainer_cfg.total_iter must not be negative")
+    model = cfg["model_cfg"]
+    if not model["channels"] or any(c < 1 for c in model["channels"]):
+        raise ConfigError(f"{source}: model_cfg.channels must be a non-empty list of positive widths")
+    if model["class_num"] < 1:
+        raise ConfigError(f"{source}: model_cfg.class_num must be at least 1")
+    for section, name_key, params_of in (
+        ("optimizer_cfg", "solver", _optimizer_params),
+        ("scheduler_cfg", "scheduler", _scheduler_params),
+    ):
+        body = cfg[section]
+        name = body.get(name_key)
+        if name is None:
+            raise ConfigError(f"{source}: {section}.{name_key} is required")
+        _validate_partial({section: body}, source, _silent)
+        required = _required_params(section, name)
+        absent = [p for p in required if p not in body]
+        if absent:
+            raise ConfigError(f"{source}: {section}: {name} needs {', '.join(absent)} (e.g. --set {section}.{absent[0]}=...)")
+    if not cfg["loss_cfg"]:
+        raise ConfigError(f"{source}: loss_cfg must name at least one loss")
+
+
+# ----------------------------------------------------------------------------- validation
+def _validate_partial(
+    cfg: Any, source: str, warn: Warn, *, allow_foreign: bool = True
+) -> dict[str, Any]:
+    """Validate the sections present in ``cfg``; return a normalised copy."""
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {_tname(cfg)}")
+    out: dict[str, Any] = {}
+    for section, body in cfg.items():
+        if section not in SCHEMA:
+            raise ConfigError(_unknown(source, str(section), SCHEMA.keys()))
+        if section == "loss_cfg":
+            out[section] = _validate_losses(body, source)
+        elif section == "optimizer_cfg":
+            out[section] = _validate_callable_section(body, source, section, "solver", _optimizer_params)
+        elif section == "scheduler_cfg":
+            out[section] = _validate_callable_section(body, source, section, "scheduler", _scheduler_params)
+        else:
+            out[section] = _validate_keys(body, SCHEMA[section], source, section, warn, allow_foreign)
+    return out
+
+
+def _validate_keys(
+    body: Any, keys: Mapping[str, Key], source: str, prefix: str, warn: Warn, allow_foreign: bool
+) -> dict[str, Any]:
+    if body is None:
+        return {}
+    if not isinstance(body, Mapping):
+        raise ConfigError(f"{source}: {prefix} must be a mapping, got {_tname(body)}")
+    out: dict[str, Any] = {}
+    section = prefix.split(".")[0]
+    for name, value in body.items():
+        dotted = f"{prefix}.{name}"
+        if name not in keys:
+            reason = FOREIGN_KEYS.get((section, str(name))) if "." not in prefix else None
+            if reason and allow_foreign:
+                warn(f"{source}: ignoring {dotted} ({reason})")
+                continue
+            raise ConfigError(_unknown(source, dotted, [f"{prefix}.{k}" for k in keys]))
+        key = keys[name]
+        if key.type == "section":
+            out[name] = _validate_keys(value, key.children or {}, source, dotted, warn, allow_foreign)
+        else:
+            out[name] = _check_value(key, value, source, dotted)
+    return out
+
+
+def _check_value(key: Key, value: Any, source: str, dotted: str) -> Any:
+    if value is None:
+        if key.nullable:
+            return None
+        raise ConfigError(f"{source}: {dotted} must be {_describe(key.type)}, got null")
+    checked = _coerce(key.type, value)
+    if checked is _INVALID:
+        raise ConfigError(f"{source}: {dotted} must be {_describe(key.type)}, got {value!r} ({_tname(value)})")
+    if key.choices is not None and checked not in key.choices:
+        close = difflib.get_close_matches(str(checked), [str(c) for c in key.choices], n=1, cutoff=0.4)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        options = ", ".join(str(c) for c in key.choices)
+        raise ConfigError(f"{source}: {dotted} = {checked!r} is not one of {options}{hint}")
+    if key.type == "list[mapping]" and dotted.endswith("transform"):
+        for item in checked:
+            kind = item.get("type")
+            if kind not in TRANSFORMS:
+                close = difflib.get_close_matches(str(kind), TRANSFORMS, n=1, cutoff=0.4)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"{source}: {dotted}: unknown transform type {kind!r}{hint}")
+    return checked
+
+
+_INVALID = object()
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _coerce(kind: str, value: Any) -> Any:
+    """Return ``value`` normalised to ``kind``, or ``_INVALID``."""
+    if kind == "int":
+        return value if _is_int(value) else _INVALID
+    if kind == "float":
+        return float(value) if (_is_int(value) or isinstance(value, float)) else _INVALID
+    if kind == "bool":
+        return value if isinstance(value, bool) else _INVALID
+    if kind in ("str", "path"):
+        return value if isinstance(value, str) and (kind == "str" or value) else _INVALID
+    if kind == "int|str":
+        return value if (_is_int(value) or isinstance(value, str)) else _INVALID
+    if kind == "list[int]":
+        ok = isinstance(value, list) and all(_is_int(v) for v in value)
+        return list(value) if ok else _INVALID
+    if kind == "list[str]":
+        ok = isinstance(value, list) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value)
+        return [str(v) for v in value] if ok else _INVALID
+    if kind == "list[bool]":
+        ok = isinstance(value, list) and all(isinstance(v, bool) for v in value)
+        return list(value) if ok else _INVALID
+    if kind == "mapping":
+        return _deepcopy(value) if isinstance(value, Mapping) else _INVALID
+    if kind == "list[mapping]":
+        if isinstance(value, Mapping):  # OpenGait allows a single transform mapping
+            value = [value]
+        ok = isinstance(value, list) and all(isinstance(v, Mapping) and "type" in v for v in value)
+        return _deepcopy(value) if ok else _INVALID
+    raise AssertionError(f"unknown schema type {kind}")
+
+
+def _describe(kind: str) -> str:
+    return {
+        "int": "an integer",
+        "float": "a number",
+        "bool": "true or false",
+        "str": "a string",
+        "path": "a path (non-empty string)",
+        "int|str": "an integer or a string",
+        "list[int]": "a list of integers",
+        "list[str]": "a list of strings",
+        "list[bool]": "a list of true/false",
+        "mapping": "a mapping",
+        "list[mapping]": "a list of {type: ...} mappings",
+    }[kind]
+
+
+def _validate_losses(body: Any, source: str) -> list[dict[str, Any]]:
+    items = [body] if isinstance(body, Mapping) else body
+    if not isinstance(items, list):
+        raise ConfigError(f"{source}: loss_cfg must be a list of losses, got {_tname(body)}")
+    out = []
+    for index, item in enumerate(items):
+        out.append(_validate_loss(item, source, f"loss_cfg[{index}]"))
+    return out
+
+
+def _validate_loss(item: Any, source: str, where: str) -> dict[str, Any]:
+    if not isinstance(item, Mapping):
+        raise ConfigError(f"{source}: {where} must be a mapping with a 'type', got {_tname(item)}")
+    kind = item.get("type")
+    if kind not in LOSS_TYPES:
+        close = difflib.get_close_matches(str(kind), LOSS_TYPES, n=1, cutoff=0.4)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (one of {', '.join(LOSS_TYPES)})"
+        raise ConfigError(f"{source}: {where}.type: unknown loss {kind!r}{hint}")
+    keys = LOSS_SCHEMAS[kind]
+    out = {name: key.default for name, key in keys.items()}
+    for name, value in item.items():
+        dotted = f"{where}.{name}"
+        if name not in keys:
+            raise ConfigError(_unknown(source, dotted, [f"{where}.{k}" for k in keys]))
+        out[name] = _check_value(keys[name], value, source, dotted)
+    return out
+
+
+def _validate_callable_section(
+    body: Any,
+    source: str,
+    section: str,
+    name_key: str,
+    params_of: Callable[[str, str], set[str]],
+) -> dict[str, Any]:
+    """optimizer_cfg / scheduler_cfg: keys are checked against the named torch class."""
+    if body is None:
+        return {}
+    if not isinstance(body, Mapping):
+        raise ConfigError(f"{source}: {section} must be a mapping, got {_tname(body)}")
+    keys = SCHEMA[section]
+    name = body.get(name_key, keys[name_key].default)
+    if not isinstance(name, str):
+        raise ConfigError(f"{source}: {section}.{name_key} must be a string, got {name!r}")
+    allowed = params_of(name, source)
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        dotted = f"{section}.{key}"
+        if key == name_key:
+            out[key] = value
+            continue
+        if key not in allowed:
+            message = _unknown(source, dotted, [f"{section}.{k}" for k in sorted(allowed)])
+            raise ConfigError(f"{message}; {name} takes: {', '.join(sorted(allowed)) or 'no arguments'}")
+        out[key] = _check_value(keys[key], value, source, dotted) if key in keys else value
+    return out
+
+
+def _optimizer_params(name: str, source: str) -> set[str]:
+    import torch
+
+    cls = getattr(torch.optim, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        names = [n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)
+                 and issubclass(getattr(torch.optim, n), torch.optim.Optimizer) and n != "Optimizer"]
+        raise ConfigError(_unknown(source, f"optimizer_cfg.solver = {name!r}", names, what="optimiser"))
+    return {p for p in inspect.signature(cls).parameters if p not in ("params", "self")}
+
+
+def _scheduler_params(name: str, source: str) -> set[str]:
+    if name == "warmup":
+        return {k for k in SCHEMA["scheduler_cfg"] if k != "scheduler"}
+    import torch
+
+    lrs = torch.optim.lr_scheduler
+    cls = getattr(lrs, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, lrs.LRScheduler)):
+        names = ["warmup"] + [n for n in dir(lrs) if isinstance(getattr(lrs, n), type)
+                              and issubclass(getattr(lrs, n), lrs.LRScheduler) and not n.startswith("_")
+                              and n not in ("LRScheduler", "_LRScheduler")]
+        raise ConfigError(_unknown(source, f"scheduler_cfg.scheduler = {name!r}", names, what="scheduler"))
+    return {p for p in inspect.signature(cls).parameters if p not in ("optimizer", "last_epoch", "verbose", "self")}
+
+
+def _required_params(section: str, name: str) -> list[str]:
+    """Arguments of the named torch class that have no default."""
+    import torch
+
+    if section == "scheduler_cfg" and name == "warmup":
+        return []
+    owner = torch.optim if section == "optimizer_cfg" else torch.optim.lr_scheduler
+    skip = {"self", "params", "optimizer"}
+    signature = inspect.signature(getattr(owner, name))
+    return [p.name for p in signature.parameters.values()
+            if p.name not in skip and p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def _unknown(source: str, dotted: str, candidates: Iterable[str], what: str = "key") -> str:
+    candidates = list(candidates)
+    target = dotted.split(" = ")[-1].strip("'") if " = " in dotted else dotted
+    close = [c for c in candidates if c.lower() == target.lower()]
+    close = close or difflib.get_close_matches(target, candidates, n=1, cutoff=0.5)
+    if not close:  # compare the last component only: 'trainer_cfg.totl' vs 'total_iter'
+        last = {c.rsplit(".", 1)[-1]: c for c in candidates}
+        hit = difflib.get_close_matches(target.rsplit(".", 1)[-1], list(last), n=1, cutoff=0.5)
+        close = [last[hit[0]]] if hit else []
+    if close:
+        hint = f" (did you mean '{close[0]}'?)"
+    else:
+        shown = ", ".join(candidates[:8]) + (", ..." if len(candidates) > 8 else "")
+        hint = f" (valid: {shown})"
+    label = "section" if "." not in dotted and what == "key" else what
+    return f"{source}: unknown {label} '{dotted}'{hint}" if " = " not in dotted else f"{source}: unknown {what} {dotted}{hint}"
+
+
+# ----------------------------------------------------------------------------- merging
+def _merge_over_defaults(defaults: dict[str, Any], user: Mapping[str, Any]) -> dict[str, Any]:
+    """Mappings merge and lists replace, except that naming a different optimiser or scheduler
+    replaces that section wholesale (Adam's defaults mean nothing to SGD)."""
+    user = dict(user)
+    for section, name_key in (("optimizer_cfg", "solver"), ("scheduler_cfg", "scheduler")):
+        body = user.get(section)
+        if body and name_key in body and body[name_key] != defaults[section][name_key]:
+            defaults[section] = {}
+    return merge(defaults, user)
+
+
+def _apply_override(cfg: dict[str, Any], text: str, warn: Warn) -> dict[str, Any]:
+    parts, value = parse_override(text)
+    source = f"--set {text}"
+    section = parts[0]
+    if section not in SCHEMA:
+        raise ConfigError(_unknown(source, section, SCHEMA.keys()))
+    if section == "loss_cfg":
+        return _apply_loss_override(cfg, parts, value, source)
+    nested: Any = value
+    for part in reversed(parts[1:]):
+        nested = {part: nested}
+    name_key = {"optimizer_cfg": "solver", "scheduler_cfg": "scheduler"}.get(section)
+    if name_key:
+        # checked against the optimiser / scheduler the section names after this override;
+        # naming a different one starts from an empty section, as in a file
+        changed = parts[1] == name_key and value != cfg[section].get(name_key)
+        base = cfg[section]
+        if changed and isinstance(value, str):
+            params_of = _optimizer_params if section == "optimizer_cfg" else _scheduler_params
+            accepted = params_of(value, source)
+            dropped = sorted(k for k in base if k != name_key and k not in accepted)
+            if dropped:
+                warn(f"{source}: dropping {', '.join(dropped)} ({value} does not take them)")
+            base = {k: v for k, v in base.items() if k in accepted}
+        checked = _validate_partial({section: merge(base, nested)}, source, warn)
+        return {**_deepcopy(cfg), section: checked[section]}
+    checked = _validate_partial({section: nested}, source, warn)
+    _resolve_paths(checked, Path.cwd())
+    return merge(cfg, checked)
+
+
+def _apply_loss_override(cfg: dict[str, Any], parts: list[str], value: Any, source: str) -> dict[str, Any]:
+    losses = cfg["loss_cfg"]
+    if len(parts) < 3:
+        raise ConfigError(f"{source}: use loss_cfg.INDEX.key=value (INDEX 0..{len(losses) - 1})")
+    index = parts[1]
+    if not index.isdigit() or int(index) >= len(losses):
+        raise ConfigError(f"{source}: no loss at index {index!r}; loss_cfg has entries 0..{len(losses) - 1}")
+    if len(parts) != 3:
+        raise ConfigError(f"{source}: loss settings are one level deep (loss_cfg.{index}.key=value)")
+    item = dict(losses[int(index)])
+    item[parts[2]] = value
+    out = _deepcopy(cfg)
+    out["loss_cfg"][int(index)] = _validate_loss(item, source, f"loss_cfg[{index}]")
+    return out
+
+
+# ----------------------------------------------------------------------------- paths
+def _resolve_paths(user: dict[str, Any], base_dir: Path) -> None:
+    """Make relative data paths absolute: relative to the config file's folder, or to the
+    working folder when only that one exists (OpenGait configs are written cwd-relative)."""
+    for section, key in PATH_KEYS:
+        value = user.get(section, {}).get(key)
+        if not isinstance(value, str):
+            continue
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            from_config = (base_dir / path).resolve()
+            from_cwd = (Path.cwd() / path).resolve()
+            path = from_cwd if (not from_config.exists() and from_cwd.exists()) else from_config
+        user[section][key] = str(path)
+
+
+def _apply_packaged_partition(cfg: dict[str, Any], warn: Warn) -> None:
+    value = cfg["data_cfg"]["dataset_partition"]
+    path = Path(value)
+    if path.exists():
+        return
+    packaged = packaged_partition(path.name)
+    if packaged is None:
+        return  # checked by the commands that read data
+    cfg["data_cfg"]["dataset_partition"] = str(packaged)
+    try:
+        split = json.loads(packaged.read_text())
+        sizes = f" ({len(split['TRAIN_SET'])} train / {len(split['TEST_SET'])} test ids)"
+    except (OSError, ValueError, KeyError):
+        sizes = ""
+    warn(f"partition {value} not found; using the packaged {packaged.name}{sizes}")
+
+
+def _find_config_file(path: Path) -> Path:
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; pass a YAML config file")
+    name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
+    if len(path.parts) == 1:
+        packaged = configs_dir() / name
+        if packaged.is_file():
+            return packaged
+    names = ", ".join(packaged_config_names())
+    raise ConfigError(f"config file not found: {path} (packaged configs: {names})")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _silent(_: str) -> None:
+    return None
+
+
+def _deepcopy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deepcopy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deepcopy(v) for v in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _tname(value: Any) -> str:
+    return {dict: "mapping", list: "list", str: "string", int: "integer", float: "number",
+            bool: "boolean", type(None): "null"}.get(type(value), type(value).__name__)

@@ -1,0 +1,215 @@
+"""The configuration schema: every key gaitcli understands, its type, default and meaning.
+
+The schema is the single source of truth for three things: the packaged defaults a user file is
+merged over, validation (unknown keys, wrong types), and ``docs/config.md`` (a test fails when
+the page and this module disagree). Section and key names follow OpenGait so its configs load
+unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key.
+
+    ``type`` is one of: ``int``, ``float``, ``bool``, ``str``, ``path``, ``int|str``,
+    ``list[int]``, ``list[str]``, ``list[bool]``, ``int|list[int]``, ``mapping`` (free-form),
+    ``section`` (nested keys in ``children``) or ``list[mapping]``.
+    """
+
+    type: str
+    default: Any
+    doc: str
+    choices: tuple[Any, ...] | None = None
+    nullable: bool = False
+    children: dict[str, Key] | None = field(default=None, hash=False)
+
+
+SAMPLE_TYPES = (
+    "fixed_ordered",
+    "fixed_unordered",
+    "unfixed_ordered",
+    "unfixed_unordered",
+    "all_ordered",
+    "all_unordered",
+)
+
+TRANSFORMS = ("BaseSilCuttingTransform", "BaseSilTransform", "NoOperation")
+
+_TRANSFORM_DOC = (
+    "List of {type: ...} transforms applied to each frame; BaseSilCuttingTransform cuts "
+    "10*(W//64) columns per side (64x64 -> 64x44) and divides by 255."
+)
+
+_TRAIN_SAMPLER = {
+    "type": Key("str", "TripletSampler", "Batch sampler for training.", choices=("TripletSampler",)),
+    "batch_size": Key("list[int]", [8, 8], "[P, K]: P identities, K sequences each, per iteration (over all ranks)."),
+    "batch_shuffle": Key("bool", True, "Shuffle the P*K sequences of a batch."),
+    "sample_type": Key("str", "fixed_ordered", "How frames are drawn from each sequence.", choices=SAMPLE_TYPES),
+    "frames_num_fixed": Key("int", 30, "Frames per sequence for fixed_* sampling."),
+    "frames_skip_num": Key("int", 0, "Extra frames in the window from which fixed_ordered picks its frames."),
+    "frames_num_min": Key("int", 25, "Lower bound of the frame count for unfixed_* sampling."),
+    "frames_num_max": Key("int", 50, "Upper bound of the frame count for unfixed_* sampling."),
+    "frames_all_limit": Key("int", 720, "all_* sampling keeps at most this many leading frames."),
+}
+
+_EVAL_SAMPLER = {
+    "type": Key("str", "InferenceSampler", "Sampler for evaluation.", choices=("InferenceSampler",)),
+    "batch_size": Key("int", 8, "Sequences per inference batch (any value; not tied to the GPU count)."),
+    "batch_shuffle": Key("bool", False, "Accepted for OpenGait compatibility; inference never shuffles."),
+    "sample_type": Key("str", "all_ordered", "How frames are drawn at inference.", choices=SAMPLE_TYPES),
+    "frames_all_limit": Key("int", 720, "all_* sampling keeps at most this many leading frames."),
+    "frames_num_fixed": Key("int", 30, "Frames per sequence if fixed_* sampling is used at inference."),
+}
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "data_cfg": {
+        "dataset_name": Key("str", "CASIA-B", "Data set name; selects the evaluation protocol and GaitGL's branch (OUMVLP, GREW: large)."),
+        "dataset_root": Key("path", "data/CASIA-B-pkl", "Prepared tree id/type/view/*.pkl; relative paths are taken from the config file's folder."),
+        "dataset_partition": Key("path", "CASIA-B.json", "Partition JSON {TRAIN_SET, TEST_SET}; a missing file named like a packaged partition uses the packaged one."),
+        "num_workers": Key("int", 1, "DataLoader worker processes."),
+        "cache": Key("bool", False, "Keep every sequence in memory after the first read."),
+        "test_dataset_name": Key("str", "CASIA-B", "Name of the test set (protocol selection)."),
+        "remove_no_gallery": Key("bool", False, "Drop probe sequences whose id has no gallery sequence."),
+        "data_in_use": Key("list[bool]", None, "Which of several pkls per sequence to load (OpenGait multi-modal folders).", nullable=True),
+        "min_frames": Key("int", None, "Leave sequences shorter than this out of training instead of repeating them end-to-start.", nullable=True),
+    },
+    "evaluator_cfg": {
+        "enable_float16": Key("bool", False, "Autocast inference in half precision on CUDA."),
+        "restore_ckpt_strict": Key("bool", True, "Require checkpoint names and shapes to match the model exactly."),
+        "restore_hint": Key("int|str", 0, "Checkpoint to evaluate: an iteration number, a path, or 'latest'."),
+        "save_name": Key("str", "GaitGL", "Run name used to find checkpoints."),
+        "eval_func": Key("str", "evaluate_indoor_dataset", "Reference evaluation function name (mapped onto --protocol)."),
+        "sampler": Key("section", None, "Inference sampler.", children=_EVAL_SAMPLER),
+        "transform": Key("list[mapping]", [{"type": "BaseSilCuttingTransform"}], _TRANSFORM_DOC),
+        "metric": Key("str", "euc", "Distance: euc (per-part Euclidean) or cos.", choices=("euc", "cos")),
+        "cross_view_gallery": Key("bool", False, "Use the cross-view-gallery protocol (gives mAP)."),
+        "protocol": Key("str", "auto", "Evaluation protocol.", choices=("auto", "casia-b", "ou-mvlp", "cross-view", "generic")),
+        "gallery_types": Key("list[str]", None, "generic protocol: types forming the gallery.", nullable=True),
+        "probe_sets": Key("mapping", None, "generic protocol: {name: [types]} probe sets.", nullable=True),
+    },
+    "loss_cfg": {},  # a list of losses; see LOSS_SCHEMAS
+    "model_cfg": {
+        "model": Key("str", "MetaGait", "Registered model name.", choices=("GaitGL", "MetaGait")),
+        "channels": Key("list[int]", [32, 64, 128], "Widths of the backbone stages ([32, 64, 128, 256] for OU-MVLP / GREW)."),
+        "class_num": Key("int", 74, "Number of training identities (classifier width)."),
+        "variant": Key("str", "reference", "MetaGait variant: reference (public code) or paper (our design of the paper).", choices=("reference", "paper")),
+        "bin_num": Key("list[int]", None, "Horizontal bins of the GeM pooling; null = one bin per feature row.", nullable=True),
+        "mta": Key(
+            "section",
+            None,
+            "Paper variant: Meta Triple Attention branches.",
+            children={
+                "channel": Key("bool", True, "Channel attention branch."),
+                "spatial": Key("bool", True, "Spatial attention branch."),
+                "temporal": Key("bool", True, "Temporal attention branch."),
+            },
+        ),
+        "mtp": Key("bool", True, "Paper variant: Meta Temporal Pooling (else temporal max)."),
+        "channels_last": Key("bool", False, "Use channels-last 3-D memory format (CUDA)."),
+        "compile": Key("bool", False, "Wrap the model in torch.compile."),
+    },
+    "optimizer_cfg": {
+        "solver": Key("str", "Adam", "Any torch.optim optimiser by name; other keys are its arguments."),
+        "lr": Key("float", 3.5e-4, "Base learning rate."),
+        "weight_decay": Key("float", 5e-4, "Weight decay."),
+    },
+    "scheduler_cfg": {
+        "scheduler": Key("str", "warmup", "'warmup' (WarmupMultiStepLR) or any torch.optim.lr_scheduler by name; other keys are its arguments."),
+        "milestones": Key("list[int]", [80000, 100000], "Iterations at which the lr is multiplied by gamma."),
+        "gamma": Key("float", 0.1, "Multiplicative decay at each milestone."),
+        "warmup_iters": Key("int", 10000, "warmup: length of the warm-up."),
+        "warmup_factor": Key("float", 0.01, "warmup: lr factor at iteration 0."),
+        "warmup_method": Key("str", "linear", "warmup: linear or constant.", choices=("linear", "constant")),
+    },
+    "trainer_cfg": {
+        "enable_float16": Key("bool", True, "fp16 autocast + GradScaler on CUDA (ignored on CPU)."),
+        "enable_bfloat16": Key("bool", False, "bf16 autocast (CPU or CUDA); about 2x faster on AVX-512-BF16 CPUs."),
+        "with_test": Key("bool", False, "Evaluate the test set at every save."),
+        "fix_BN": Key("bool", False, "Keep BatchNorm layers in eval mode while training."),
+        "log_iter": Key("int", 100, "Iterations per logged window."),
+        "restore_ckpt_strict": Key("bool", True, "Require checkpoint names and shapes to match the model exactly."),
+        "optimizer_reset": Key("bool", False, "On resume, start the optimiser afresh."),
+        "scheduler_reset": Key("bool", False, "On resume, start the schedule afresh."),
+        "restore_hint": Key("int|str", 0, "Resume from: 0 (fresh), an iteration, a checkpoint path, or 'latest'."),
+        "save_iter": Key("int", 10000, "Iterations between checkpoints."),
+        "save_name": Key("str", "MetaGait", "Run name: output/{dataset}/{model}/{save_name}/."),
+        "sync_BN": Key("bool", True, "SyncBatchNorm when distributed on CUDA."),
+        "total_iter": Key("int", 120000, "Iterations to train."),
+        "keep_last": Key("int", None, "Keep only the newest N checkpoints.", nullable=True),
+        "seed": Key("int", 0, "Random seed (per rank: seed + rank for data workers)."),
+        "sampler": Key("section", None, "Training sampler.", children=_TRAIN_SAMPLER),
+        "transform": Key("list[mapping]", [{"type": "BaseSilCuttingTransform"}], _TRANSFORM_DOC),
+    },
+}
+
+LOSS_TYPES = ("TripletLoss", "CrossEntropyLoss")
+
+LOSS_SCHEMAS: dict[str, dict[str, Key]] = {
+    "TripletLoss": {
+        "type": Key("str", "TripletLoss", "Batch-all triplet loss per part."),
+        "loss_term_weight": Key("float", 1.0, "Weight of this loss in the total."),
+        "margin": Key("float", 0.2, "Triplet margin."),
+        "log_prefix": Key("str", "triplet", "Prefix of the logged terms."),
+    },
+    "CrossEntropyLoss": {
+        "type": Key("str", "CrossEntropyLoss", "Cross-entropy on per-part logits."),
+        "loss_term_weight": Key("float", 1.0, "Weight of this loss in the total."),
+        "scale": Key("float", 16.0, "Logits are multiplied by this."),
+        "label_smooth": Key("bool", True, "Label smoothing (eps below) on or off."),
+        "eps": Key("float", 0.1, "Label-smoothing amount when label_smooth is on."),
+        "log_accuracy": Key("bool", False, "Log the per-part argmax accuracy."),
+        "log_prefix": Key("str", "softmax", "Prefix of the logged terms."),
+    },
+}
+
+DEFAULT_LOSSES = [
+    {"type": "TripletLoss", "loss_term_weight": 1.0, "margin": 0.2, "log_prefix": "triplet"},
+    {
+        "type": "CrossEntropyLoss",
+        "loss_term_weight": 1.0,
+        "scale": 1.0,
+        "label_smooth": False,
+        "log_accuracy": True,
+        "log_prefix": "softmax",
+    },
+]
+
+# Keys other tools put in their configs that gaitcli does not use: a warning, not an error.
+FOREIGN_KEYS = {
+    ("trainer_cfg", "wandb"): "Weights & Biases logging is not built in",
+    ("trainer_cfg", "enable_distributed"): "distribution is chosen with --gpus / --nproc",
+    ("evaluator_cfg", "enable_distributed"): "distribution is chosen with --gpus / --nproc",
+}
+
+PATH_KEYS = (("data_cfg", "dataset_root"), ("data_cfg", "dataset_partition"))
+
+
+def section_defaults(keys: dict[str, Key]) -> dict[str, Any]:
+    """The default mapping for a group of keys (nested sections included)."""
+    out: dict[str, Any] = {}
+    for name, key in keys.items():
+        if key.type == "section":
+            out[name] = section_defaults(key.children or {})
+        else:
+            out[name] = _copy(key.default)
+    return out
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def schema_defaults() -> dict[str, Any]:
+    """The complete packaged default configuration."""
+    cfg = {name: section_defaults(keys) for name, keys in SCHEMA.items() if name != "loss_cfg"}
+    cfg["loss_cfg"] = _copy(DEFAULT_LOSSES)
+    return cfg

@@ -1,0 +1,224 @@
+"""The config system: defaults, merging, overrides, packaged files and every error path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gaitcli.cli import app
+from gaitcli.config import default_config, dump_config, load_config, merge, parse_override, resolve_config
+from gaitcli.errors import ConfigError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str, name: str = "cfg.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# ----------------------------------------------------------------------------- merging
+def test_merge_mappings_merge_and_lists_replace():
+    base = {"a": {"x": 1, "y": [1, 2, 3]}, "b": 2}
+    out = merge(base, {"a": {"y": [9]}, "c": 3})
+    assert out == {"a": {"x": 1, "y": [9]}, "b": 2, "c": 3}
+    assert base["a"]["y"] == [1, 2, 3]  # the input is not modified
+
+
+def test_user_file_is_merged_over_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, "trainer_cfg:\n  total_iter: 500\n  sampler:\n    batch_size: [4, 2]\n"))
+    defaults = default_config()
+    assert cfg["trainer_cfg"]["total_iter"] == 500
+    assert cfg["trainer_cfg"]["sampler"]["batch_size"] == [4, 2]
+    # untouched keys keep their defaults, including siblings in nested sections
+    assert cfg["trainer_cfg"]["sampler"]["frames_num_fixed"] == defaults["trainer_cfg"]["sampler"]["frames_num_fixed"]
+    assert cfg["model_cfg"] == defaults["model_cfg"]
+
+
+def test_loss_list_replaces_and_is_filled_per_type(tmp_path):
+    cfg = load_config(write(tmp_path, "loss_cfg:\n  type: TripletLoss\n  margin: 0.3\n"))
+    assert len(cfg["loss_cfg"]) == 1
+    assert cfg["loss_cfg"][0] == {"type": "TripletLoss", "loss_term_weight": 1.0, "margin": 0.3, "log_prefix": "triplet"}
+
+
+def test_other_scheduler_replaces_section(tmp_path):
+    cfg = load_config(write(tmp_path, "scheduler_cfg:\n  scheduler: MultiStepLR\n  milestones: [10]\n"))
+    assert cfg["scheduler_cfg"] == {"scheduler": "MultiStepLR", "milestones": [10]}
+
+
+def test_floats_accept_yaml_ints_and_scientific_notation(tmp_path):
+    cfg = load_config(write(tmp_path, "optimizer_cfg:\n  lr: 1\n  weight_decay: 5.0e-4\n"))
+    assert cfg["optimizer_cfg"]["lr"] == 1.0 and isinstance(cfg["optimizer_cfg"]["lr"], float)
+
+
+# ----------------------------------------------------------------------------- packaged files
+def test_reference_configs_load_unchanged_with_warnings():
+    warnings: list[str] = []
+    cfg = load_config(FIXTURES / "metagait_authors.yaml", warn=warnings.append)
+    assert cfg["model_cfg"]["model"] == "GaitGL"  # the quirk is kept; convert recognises the weights
+    assert cfg["scheduler_cfg"]["scheduler"] == "warmup"
+    assert "wandb" not in cfg["trainer_cfg"]
+    assert any("trainer_cfg.wandb" in w for w in warnings)
+    assert any("enable_distributed" in w for w in warnings)
+    # its partition path does not exist here: the packaged CASIA-B split is used, and said so
+    assert Path(cfg["data_cfg"]["dataset_partition"]).name == "CASIA-B.json"
+    assert any("packaged CASIA-B.json" in w for w in warnings)
+
+    cfg = load_config(FIXTURES / "opengait_gaitgl.yaml")
+    assert cfg["scheduler_cfg"] == {"scheduler": "MultiStepLR", "milestones": [70000], "gamma": 0.1}
+    assert cfg["evaluator_cfg"]["sampler"]["batch_size"] == 4
+
+
+@pytest.mark.parametrize("name", ["metagait", "gaitgl"])
+def test_shipped_configs(name):
+    cfg = load_config(REPO / "configs" / f"{name}.yaml")
+    assert cfg["model_cfg"]["model"] == {"metagait": "MetaGait", "gaitgl": "GaitGL"}[name]
+    # the packaged name works from anywhere too
+    assert load_config(name) == cfg
+
+
+def test_metagait_recipe_numbers():
+    cfg = load_config(REPO / "configs" / "metagait.yaml")
+    assert cfg["optimizer_cfg"] == {"solver": "Adam", "lr": 3.5e-4, "weight_decay": 5e-4}
+    sched = cfg["scheduler_cfg"]
+    assert sched["milestones"] == [80000, 100000] and sched["warmup_iters"] == 10000
+    assert sched["warmup_factor"] == 0.01 and sched["gamma"] == 0.1
+    assert cfg["trainer_cfg"]["total_iter"] == 120000
+    assert cfg["trainer_cfg"]["sampler"]["batch_size"] == [8, 8]
+
+
+@pytest.mark.parametrize(
+    ("name", "train", "test"),
+    [("CASIA-B.json", 74, 50), ("CASIA-B_exclude_005.json", 73, 50), ("OUMVLP.json", 5153, 5154)],
+)
+def test_packaged_partitions(name, train, test):
+    split = json.loads((REPO / "configs" / "partitions" / name).read_text())
+    assert len(split["TRAIN_SET"]) == train and len(split["TEST_SET"]) == test
+    assert not set(split["TRAIN_SET"]) & set(split["TEST_SET"])
+    if name.startswith("CASIA-B"):
+        assert ("005" in split["TRAIN_SET"]) == (name == "CASIA-B.json")
+
+
+def test_dataset_root_relative_to_config_file(tmp_path):
+    (tmp_path / "sub" / "data").mkdir(parents=True)
+    cfg = load_config(write(tmp_path / "sub", "data_cfg:\n  dataset_root: data\n"))
+    assert cfg["data_cfg"]["dataset_root"] == str((tmp_path / "sub" / "data").resolve())
+
+
+def test_missing_data_paths_are_not_an_error_when_loading(tmp_path):
+    cfg = load_config(write(tmp_path, "data_cfg:\n  dataset_root: /nowhere/at/all\n  dataset_partition: /nowhere/x.json\n"))
+    assert cfg["data_cfg"]["dataset_root"] == "/nowhere/at/all"
+    assert cfg["data_cfg"]["dataset_partition"] == "/nowhere/x.json"
+
+
+def test_dump_round_trip(tmp_path):
+    cfg = load_config(REPO / "configs" / "metagait.yaml")
+    again = resolve_config(yaml.safe_load(dump_config(cfg)))
+    assert again == cfg
+
+
+# ----------------------------------------------------------------------------- overrides
+def test_overrides_are_yaml_typed():
+    cfg = load_config(
+        "gaitgl",
+        [
+            "trainer_cfg.total_iter=1000",
+            "trainer_cfg.sampler.batch_size=[2, 4]",
+            "optimizer_cfg.lr=1e-3",
+            "trainer_cfg.with_test=false",
+            "model_cfg.model=MetaGait",
+            "loss_cfg.1.scale=16",
+        ],
+    )
+    assert cfg["trainer_cfg"]["total_iter"] == 1000
+    assert cfg["trainer_cfg"]["sampler"]["batch_size"] == [2, 4]
+    assert cfg["optimizer_cfg"]["lr"] == 1e-3
+    assert cfg["trainer_cfg"]["with_test"] is False
+    assert cfg["model_cfg"]["model"] == "MetaGait"
+    assert cfg["loss_cfg"][1]["scale"] == 16.0
+
+
+def test_override_switching_scheduler():
+    warnings: list[str] = []
+    cfg = load_config(
+        "metagait",
+        ["scheduler_cfg.scheduler=CosineAnnealingLR", "scheduler_cfg.T_max=500"],
+        warn=warnings.append,
+    )
+    assert cfg["scheduler_cfg"] == {"scheduler": "CosineAnnealingLR", "T_max": 500}
+    assert any("dropping" in w for w in warnings)
+
+
+def test_parse_override():
+    assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
+    assert parse_override("a.b=hello world") == (["a", "b"], "hello world")
+    assert parse_override("a.b.c=") == (["a", "b", "c"], None)
+
+
+# ----------------------------------------------------------------------------- errors
+ERROR_CASES = [
+    ("trainer_cfg:\n  totl_iter: 5\n", [], ["unknown key 'trainer_cfg.totl_iter'", "did you mean 'trainer_cfg.total_iter'"]),
+    ("traner_cfg:\n  total_iter: 5\n", [], ["unknown section 'traner_cfg'", "did you mean 'trainer_cfg'"]),
+    ("trainer_cfg:\n  total_iter: abc\n", [], ["trainer_cfg.total_iter must be an integer", "'abc'"]),
+    ("trainer_cfg:\n  with_test: 3\n", [], ["trainer_cfg.with_test must be true or false"]),
+    ("trainer_cfg:\n  sampler:\n    sample_type: fixed_orderd\n", [], ["is not one of", "did you mean 'fixed_ordered'"]),
+    ("trainer_cfg:\n  sampler:\n    batch_size: [8]\n", [], ["batch_size must be [P, K]"]),
+    ("trainer_cfg:\n  sampler:\n    bach_size: [8, 8]\n", [], ["trainer_cfg.sampler.bach_size", "did you mean 'trainer_cfg.sampler.batch_size'"]),
+    ("model_cfg:\n  model: MetaGiat\n", [], ["did you mean 'MetaGait'"]),
+    ("model_cfg:\n  channels: 128\n", [], ["model_cfg.channels must be a list of integers"]),
+    ("loss_cfg:\n  - type: TripletLos\n", [], ["unknown loss 'TripletLos'", "did you mean 'TripletLoss'"]),
+    ("loss_cfg:\n  - type: TripletLoss\n    margn: 0.2\n", [], ["loss_cfg[0].margn", "did you mean 'loss_cfg[0].margin'"]),
+    ("optimizer_cfg:\n  solver: Sgd\n", [], ["unknown optimiser", "did you mean 'SGD'"]),
+    ("optimizer_cfg:\n  momentm: 0.9\n", [], ["optimizer_cfg.momentm", "Adam takes"]),
+    ("scheduler_cfg:\n  scheduler: CosineAnnealingLR\n", [], ["CosineAnnealingLR needs T_max"]),
+    ("scheduler_cfg:\n  gama: 0.2\n", [], ["did you mean 'scheduler_cfg.gamma'"]),
+    ("evaluator_cfg:\n  transform:\n    - type: BaseSilCutting\n", [], ["unknown transform type", "BaseSilCuttingTransform"]),
+    ("- a\n- b\n", [], ["top level must be a mapping"]),
+    ("trainer_cfg: [1, 2]\n", [], ["trainer_cfg must be a mapping"]),
+    ("trainer_cfg:\n  total_iter: [1\n", [], ["not valid YAML", "line"]),
+    ("", ["trainer_cfg.totl_iter=5"], ["--set trainer_cfg.totl_iter=5", "did you mean 'trainer_cfg.total_iter'"]),
+    ("", ["trainer_cfg.total_iter=ten"], ["--set trainer_cfg.total_iter=ten", "must be an integer"]),
+    ("", ["trainer_cfg"], ["expected section.key=value"]),
+    ("", ["loss_cfg.7.margin=1"], ["no loss at index '7'"]),
+    ("", ["nosuch.key=1"], ["unknown section 'nosuch'"]),
+]
+
+
+@pytest.mark.parametrize(("text", "overrides", "expected"), ERROR_CASES)
+def test_errors_are_one_line_and_name_the_key(tmp_path, text, overrides, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, overrides)
+    message = str(info.value)
+    assert "\n" not in message
+    for part in expected:
+        assert part in message, message
+    if not overrides:
+        assert str(path) in message  # names the file
+
+
+def test_missing_config_file_lists_packaged_ones(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found.*metagait"):
+        load_config(tmp_path / "nope.yaml")
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_config_prints_resolved_yaml(tmp_path):
+    result = CliRunner().invoke(app, ["config", str(FIXTURES / "metagait_authors.yaml"), "--set", "trainer_cfg.total_iter=7"])
+    assert result.exit_code == 0, result.output
+    assert "total_iter: 7" in result.stdout
+
+
+def test_cli_config_error_exit_2_one_line(tmp_path):
+    path = write(tmp_path, "trainer_cfg:\n  totl_iter: 5\n")
+    result = CliRunner().invoke(app, ["config", str(path)])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "did you mean 'trainer_cfg.total_iter'" in lines[0]
+    assert "Traceback" not in result.output
