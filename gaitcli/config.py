@@ -176,10 +176,7 @@ def validate_config(cfg: Mapping[str, Any], source: str = "<config>") -> None:
         raise ConfigError(f"{source}: model_cfg.channels must be a non-empty list of positive widths")
     if model["class_num"] < 1:
         raise ConfigError(f"{source}: model_cfg.class_num must be at least 1")
-    for section, name_key, params_of in (
-        ("optimizer_cfg", "solver", _optimizer_params),
-        ("scheduler_cfg", "scheduler", _scheduler_params),
-    ):
+    for section, name_key in (("optimizer_cfg", "solver"), ("scheduler_cfg", "scheduler")):
         body = cfg[section]
         name = body.get(name_key)
         if name is None:

@@ -82,7 +82,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "enable_float16": Key("bool", False, "Autocast inference in half precision on CUDA."),
         "restore_ckpt_strict": Key("bool", True, "Require checkpoint names and shapes to match the model exactly."),
         "restore_hint": Key("int|str", 0, "Checkpoint to evaluate: an iteration number, a path, or 'latest'."),
-        "save_name": Key("str", "GaitGL", "Run name used to find checkpoints."),
+        "save_name": Key("str", "MetaGait", "Run name used to find checkpoints."),
         "eval_func": Key("str", "evaluate_indoor_dataset", "Reference evaluation function name (mapped onto --protocol)."),
         "sampler": Key("section", None, "Inference sampler.", children=_EVAL_SAMPLER),
         "transform": Key("list[mapping]", [{"type": "BaseSilCuttingTransform"}], _TRANSFORM_DOC),

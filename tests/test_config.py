@@ -222,3 +222,10 @@ def test_cli_config_error_exit_2_one_line(tmp_path):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "did you mean 'trainer_cfg.total_iter'" in lines[0]
     assert "Traceback" not in result.output
+
+
+def test_config_doc_matches_schema():
+    from gaitcli.config_doc import render_reference
+
+    page = (REPO / "docs" / "config.md").read_text()
+    assert render_reference() in page, "docs/config.md is stale: run python -m gaitcli.config_doc --write"
