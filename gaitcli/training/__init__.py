@@ -1,0 +1,1 @@
+"""Training: losses, optimiser and schedule, the trainer, distributed runs."""
