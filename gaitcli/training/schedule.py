@@ -61,7 +61,7 @@ def check_schedule(scheduler_cfg: Mapping[str, Any], total_iter: int | None = No
     """Reject combinations that cannot be what the user meant, with one clear line each."""
     milestones = scheduler_cfg.get("milestones")
     if milestones is not None:
-        if any(b <= a for a, b in zip(milestones, milestones[1:])):
+        if any(b <= a for a, b in zip(milestones, milestones[1:], strict=False)):
             raise ConfigError(f"scheduler_cfg.milestones must be strictly increasing, got {list(milestones)}")
         if any(m < 0 for m in milestones):
             raise ConfigError(f"scheduler_cfg.milestones must not be negative, got {list(milestones)}")
