@@ -1,0 +1,147 @@
+"""Frame sampling and batch collation for every ``sample_type`` (SPEC §4), and the
+silhouette cut (SPEC §5).
+
+Frame choice is computed as index arrays per sequence and applied with one fancy-indexing call;
+the batch is one preallocated uint8 array. Conversion to float and division by 255 happen on the
+device (:func:`to_model_input`), so only uint8 crosses the host-device link.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from gaitcli.data.samplers import batch_rng
+from gaitcli.errors import ConfigError
+
+
+def cut_width(width: int) -> int:
+    """Columns removed from each side by BaseSilCuttingTransform: ``10 * (W // 64)``."""
+    return 10 * (width // 64)
+
+
+def frame_indices(length: int, sample_type: str, rng: np.random.Generator, *, frames: int = 30,
+                  skip: int = 0, limit: int | None = None) -> np.ndarray:
+    """Indices of the frames to take from a sequence of ``length`` frames.
+
+    - ``fixed_ordered``: window = frames + skip. A sequence shorter than the window is repeated
+      end-to-start (``0..L-1, 0..L-1, ...``) until long enough; a random start makes the window
+      fit; ``frames`` positions of the window are chosen without replacement, kept in time order.
+    - ``fixed_unordered``: ``frames`` frames at random (with replacement only if L < frames).
+    - ``all_ordered``: every frame in order (the first ``limit`` when given).
+    - ``all_unordered``: every frame (the first ``limit``), in random order.
+    ``unfixed_*`` callers draw ``frames`` per sequence and call the ``fixed_*`` rule.
+    """
+    if length < 1:
+        raise ValueError("a sequence without frames cannot be sampled")
+    kind, order = sample_type.split("_")
+    if kind == "all":
+        idx = np.arange(length if limit is None else min(length, limit))
+        return idx if order == "ordered" else rng.permutation(idx)
+    if order == "ordered":
+        window = frames + skip
+        base = np.arange(length)
+        if length < window:
+            base = np.tile(base, -(-window // length))
+        start = int(rng.integers(0, len(base) - window + 1))
+        chosen = np.sort(rng.choice(window, size=frames, replace=False))
+        return base[start + chosen]
+    return rng.choice(length, size=frames, replace=length < frames)
+
+
+@dataclass
+class Batch:
+    """One collated batch. ``sils`` is uint8 ``[n, s, h, w]`` (already cut to width), padded
+    along time when ``seq_lens`` is given (padded frames are zero)."""
+
+    sils: torch.Tensor
+    labels: torch.Tensor
+    ids: list[str]
+    types: list[str]
+    views: list[str]
+    seq_lens: torch.Tensor | None
+    indices: list[int]
+
+    def pin_memory(self) -> Batch:
+        self.sils = self.sils.pin_memory()
+        self.labels = self.labels.pin_memory()
+        return self
+
+
+class Collator:
+    """Turns ``[(arrays, label, type, view, index, batch), ...]`` into a :class:`Batch`."""
+
+    def __init__(self, sampler_cfg: Mapping[str, Any], label_index: Mapping[str, int] | None = None, *,
+                 seed: int = 0, rank: int = 0, cut: bool = True) -> None:
+        self.sample_type = sampler_cfg.get("sample_type", "all_ordered")
+        kind = self.sample_type.split("_")[0]
+        if kind not in ("fixed", "unfixed", "all"):
+            raise ConfigError(f"sample_type {self.sample_type!r} is not one of fixed_*, unfixed_*, all_*")
+        self.frames = int(sampler_cfg.get("frames_num_fixed", 30))
+        self.skip = int(sampler_cfg.get("frames_skip_num", 0))
+        self.frames_min = int(sampler_cfg.get("frames_num_min", 25))
+        self.frames_max = int(sampler_cfg.get("frames_num_max", 50))
+        self.limit = sampler_cfg.get("frames_all_limit")
+        self.label_index = dict(label_index or {})
+        self.seed, self.rank, self.cut = seed, rank, cut
+
+    def __call__(self, items: Sequence[tuple[list[np.ndarray], str, str, str, int, int]]) -> Batch:
+        batch_no = items[0][5]
+        rng = batch_rng(self.seed, batch_no, stream=1000 + self.rank)
+        kind, order = self.sample_type.split("_")
+        picks = []
+        for arrays, *_ in items:
+            length = len(arrays[0])
+            if kind == "unfixed":
+                n = int(rng.integers(self.frames_min, self.frames_max + 1))
+                picks.append(frame_indices(length, f"fixed_{order}", rng, frames=n, skip=self.skip))
+            else:
+                picks.append(frame_indices(length, self.sample_type, rng, frames=self.frames, skip=self.skip, limit=self.limit))
+        first = items[0][0][0]
+        h, w = first.shape[1:]
+        lo = cut_width(w) if self.cut else 0
+        lens = np.array([len(p) for p in picks])
+        sils = np.zeros((len(items), int(lens.max()), h, w - 2 * lo), dtype=np.uint8)
+        for row, ((arrays, *_), idx) in enumerate(zip(items, picks, strict=True)):
+            sils[row, : len(idx)] = arrays[0][idx, :, lo : w - lo]
+        ids = [it[1] for it in items]
+        labels = torch.tensor([self.label_index.get(i, -1) for i in ids], dtype=torch.long)
+        variable = kind != "fixed"
+        return Batch(
+            sils=torch.from_numpy(sils),
+            labels=labels,
+            ids=ids,
+            types=[it[2] for it in items],
+            views=[it[3] for it in items],
+            seq_lens=torch.from_numpy(lens) if variable else None,
+            indices=[it[4] for it in items],
+        )
+
+
+class IndexedDataset(torch.utils.data.Dataset):
+    """Adapts a :class:`~gaitcli.data.dataset.GaitDataset` to ``(index, batch)`` sampler elements."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, element: tuple[int, int]) -> tuple[list[np.ndarray], str, str, str, int, int]:
+        index, batch = element
+        arrays, label, seq_type, view = self.dataset[index]
+        return arrays, label, seq_type, view, index, batch
+
+
+def to_model_input(batch: Batch, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Move a batch to ``device`` (non-blocking from pinned memory) and scale to [0, 1] there."""
+    device = torch.device(device)
+    non_blocking = device.type == "cuda"
+    sils = batch.sils.to(device, non_blocking=non_blocking).float().div_(255.0)
+    labels = batch.labels.to(device, non_blocking=non_blocking)
+    seq_lens = batch.seq_lens.to(device) if batch.seq_lens is not None else None
+    return sils, labels, seq_lens
