@@ -192,11 +192,36 @@ def _not_yet(command: str) -> None:
     raise NotImplementedYet(f"'gait {command}' is not implemented yet in gaitcli {__version__}")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command()
 @_handle_errors
-def train() -> None:
+def train(
+    config: Annotated[str, typer.Option("--config", "-c", help="YAML config file or packaged name (metagait, gaitgl, demo).")],
+    gpus: Annotated[Optional[int], typer.Option(min=1, help="Train on N CUDA devices, one process each.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto (default: cuda when present).")] = None,
+    nproc: Annotated[Optional[int], typer.Option(min=1, help="Processes on --device cpu (gloo), e.g. to test DDP.")] = None,
+    iters: Annotated[Optional[int], typer.Option(min=0, help="Override trainer_cfg.total_iter.")] = None,
+    resume: Annotated[Optional[str], typer.Option(help="Resume: an iteration, a checkpoint path, or 'latest'.")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Output folder (default output/{dataset}/{model}/{save_name}).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override a config key (repeatable).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Override trainer_cfg.seed.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Start over in an output folder that already has checkpoints.")] = False,
+    data: Annotated[Optional[Path], typer.Option(help="Override data_cfg.dataset_root.")] = None,
+) -> None:
     """Train a model from a config (single process or distributed)."""
-    _not_yet("train")
+    from gaitcli.config import load_config
+    from gaitcli.training.trainer import train as run_training
+
+    overrides = list(set_ or [])
+    if iters is not None:
+        overrides.append(f"trainer_cfg.total_iter={iters}")
+    if seed is not None:
+        overrides.append(f"trainer_cfg.seed={seed}")
+    if data is not None:
+        overrides.append(f"data_cfg.dataset_root={data}")
+    cfg = load_config(config, overrides, warn=_warn)
+    summary = run_training(cfg, output=output, device=device, gpus=gpus, nproc=nproc, resume=resume,
+                           overwrite=overwrite, console=console)
+    out_console.print(f"trained to iteration {summary['iteration']}; checkpoint {summary['checkpoint']}")
 
 
 @app.command(name="eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

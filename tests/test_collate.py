@@ -51,7 +51,7 @@ def make_items(lengths, batch=0, w=64):
     items = []
     for i, n in enumerate(lengths):
         arr = np.random.default_rng(i).integers(0, 256, size=(n, 64, w), dtype=np.uint8)
-        items.append(([arr], f"{i:03d}", "nm-01", "090", i, batch))
+        items.append(([arr], f"{i:03d}", "nm-01", "090", i, batch, i))
     return items
 
 

@@ -17,7 +17,7 @@ LABELS = np.repeat(np.arange(10), [5, 5, 5, 5, 5, 5, 5, 5, 2, 9])
 def test_p_distinct_ids_k_each():
     sampler = TripletSampler(LABELS, [4, 3], seed=1)
     for batch in itertools.islice(iter(sampler), 50):
-        idx = [i for i, _ in batch]
+        idx = [i for i, *_ in batch]
         counts = Counter(LABELS[idx].tolist())
         assert len(counts) == 4 and set(counts.values()) == {3}
         for label in counts:
@@ -29,7 +29,7 @@ def test_p_distinct_ids_k_each():
 def test_with_replacement_for_small_ids():
     sampler = TripletSampler(LABELS, [10, 4], seed=0)
     batch = next(iter(sampler))
-    idx = [i for i, _ in batch]
+    idx = [i for i, *_ in batch]
     assert Counter(LABELS[idx].tolist())[8] == 4  # id 8 has only 2 sequences
 
 
@@ -39,9 +39,10 @@ def test_every_rank_draws_the_same_batch_and_takes_its_share():
     for b in range(5):
         full = single.global_batch(b)
         shares = [next(iter(s)) for s in ranks]
-        assert [i for i, _ in shares[0]] == full[0::2].tolist()
-        assert [i for i, _ in shares[1]] == full[1::2].tolist()
-        assert all(batch_no == b for share in shares for _, batch_no in share)
+        assert [i for i, *_ in shares[0]] == full[0::2].tolist()
+        assert [i for i, *_ in shares[1]] == full[1::2].tolist()
+        assert all(batch_no == b for share in shares for _, batch_no, _ in share)
+        assert [pos for _, _, pos in shares[1]] == list(range(1, 16, 2))
 
 
 def test_resume_continues_the_same_stream():
@@ -71,5 +72,5 @@ def test_inference_sampler_covers_everything_in_order():
     for world in (1, 2, 3):
         got = []
         for rank in range(world):
-            got += [i for batch in InferenceSampler(11, 4, rank=rank, world_size=world) for i, _ in batch]
+            got += [i for batch in InferenceSampler(11, 4, rank=rank, world_size=world) for i, *_ in batch]
         assert got == list(range(11))

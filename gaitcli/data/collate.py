@@ -73,10 +73,13 @@ class Batch:
 
 
 class Collator:
-    """Turns ``[(arrays, label, type, view, index, batch), ...]`` into a :class:`Batch`."""
+    """Turns ``[(arrays, label, type, view, index, batch, position), ...]`` into a :class:`Batch`.
+
+    Each sequence's frames come from its own RNG, seeded by (seed, batch number, position in the
+    global batch): the same frames whichever rank or DataLoader worker collates it."""
 
     def __init__(self, sampler_cfg: Mapping[str, Any], label_index: Mapping[str, int] | None = None, *,
-                 seed: int = 0, rank: int = 0, cut: bool = True) -> None:
+                 seed: int = 0, cut: bool = True) -> None:
         self.sample_type = sampler_cfg.get("sample_type", "all_ordered")
         kind = self.sample_type.split("_")[0]
         if kind not in ("fixed", "unfixed", "all"):
@@ -87,14 +90,13 @@ class Collator:
         self.frames_max = int(sampler_cfg.get("frames_num_max", 50))
         self.limit = sampler_cfg.get("frames_all_limit")
         self.label_index = dict(label_index or {})
-        self.seed, self.rank, self.cut = seed, rank, cut
+        self.seed, self.cut = seed, cut
 
-    def __call__(self, items: Sequence[tuple[list[np.ndarray], str, str, str, int, int]]) -> Batch:
-        batch_no = items[0][5]
-        rng = batch_rng(self.seed, batch_no, stream=1000 + self.rank)
+    def __call__(self, items: Sequence[tuple[list[np.ndarray], str, str, str, int, int, int]]) -> Batch:
         kind, order = self.sample_type.split("_")
         picks = []
-        for arrays, *_ in items:
+        for arrays, *_, batch_no, position in items:
+            rng = batch_rng(self.seed, batch_no, stream=1 + position)
             length = len(arrays[0])
             if kind == "unfixed":
                 n = int(rng.integers(self.frames_min, self.frames_max + 1))
@@ -123,7 +125,7 @@ class Collator:
 
 
 class IndexedDataset(torch.utils.data.Dataset):
-    """Adapts a :class:`~gaitcli.data.dataset.GaitDataset` to ``(index, batch)`` sampler elements."""
+    """Adapts a :class:`~gaitcli.data.dataset.GaitDataset` to ``(index, batch, position)`` elements."""
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -131,10 +133,10 @@ class IndexedDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, element: tuple[int, int]) -> tuple[list[np.ndarray], str, str, str, int, int]:
-        index, batch = element
+    def __getitem__(self, element: tuple[int, int, int]) -> tuple[list[np.ndarray], str, str, str, int, int, int]:
+        index, batch, position = element
         arrays, label, seq_type, view = self.dataset[index]
-        return arrays, label, seq_type, view, index, batch
+        return arrays, label, seq_type, view, index, batch, position
 
 
 def to_model_input(batch: Batch, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

@@ -5,8 +5,9 @@ number)``. That makes the stream identical on every rank without any communicati
 of DataLoader workers, and resumable exactly: a run restored at batch ``b`` draws the same
 batches as an uninterrupted one.
 
-Each element a sampler yields is ``(dataset index, batch number)``, so the collate function can
-seed its frame sampling from the batch number as well.
+Each element a sampler yields is ``(dataset index, batch number, position in the global batch)``,
+so the collate function can seed each sequence's frame sampling from the batch number and its
+global position: a rank picks exactly the frames a single process would for the same sequence.
 """
 
 from __future__ import annotations
@@ -77,12 +78,13 @@ class TripletSampler:
             out = out[rng.permutation(len(out))]
         return out
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         while True:
             batch = self.batch
             self.batch += 1
-            local = self.global_batch(batch)[self.rank :: self.world_size]
-            yield [(int(i), batch) for i in local]
+            full = self.global_batch(batch)
+            positions = range(self.rank, len(full), self.world_size)
+            yield [(int(full[pos]), batch, pos) for pos in positions]
 
     def state_dict(self) -> dict[str, int]:
         return {"batch": self.batch, "seed": self.seed}
@@ -105,9 +107,9 @@ class InferenceSampler:
         self.indices = np.arange(bounds[rank], bounds[rank + 1])
         self.batch_size = batch_size
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         for start in range(0, len(self.indices), self.batch_size):
-            yield [(int(i), 0) for i in self.indices[start : start + self.batch_size]]
+            yield [(int(i), 0, int(i)) for i in self.indices[start : start + self.batch_size]]
 
     def __len__(self) -> int:
         return (len(self.indices) + self.batch_size - 1) // self.batch_size

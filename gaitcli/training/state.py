@@ -1,0 +1,136 @@
+"""Training-state files: optimiser, scheduler, scaler, RNG and sampler state, without pickle.
+
+A state file sits next to its weights checkpoint (``NAME-01000.safetensors`` and
+``NAME-01000.state.safetensors``). Tensors go into the safetensors body; everything else
+(hyper-parameters, step counts, Python/numpy RNG states) is JSON in its metadata. Loading one
+therefore cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from gaitcli.data.pickle_io import atomic_write_bytes
+from gaitcli.errors import GaitError
+
+_TENSOR = "__tensor__"
+
+
+def _split(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace every tensor inside ``obj`` by a reference and collect it in ``tensors``."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj.detach().to("cpu").contiguous().clone()
+        return {_TENSOR: prefix}
+    if isinstance(obj, Mapping):
+        return {"__dict__": [[_key(k), _split(v, f"{prefix}.{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        items = [_split(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+        return {"__tuple__": items} if isinstance(obj, tuple) else items
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot store a {type(obj).__name__} in a training-state file ({prefix})")
+
+
+def _key(k: Any) -> Any:
+    if isinstance(k, (str, int)) and not isinstance(k, bool):
+        return k
+    raise TypeError(f"cannot store a dict key of type {type(k).__name__}")
+
+
+def _join(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if _TENSOR in obj:
+            return tensors[obj[_TENSOR]]
+        if "__dict__" in obj:
+            return {k: _join(v, tensors) for k, v in obj["__dict__"]}
+        if "__tuple__" in obj:
+            return tuple(_join(v, tensors) for v in obj["__tuple__"])
+    if isinstance(obj, list):
+        return [_join(v, tensors) for v in obj]
+    return obj
+
+
+def state_path(weights: str | os.PathLike) -> Path:
+    """The training-state file that belongs to a weights checkpoint."""
+    weights = Path(weights)
+    return weights.with_name(weights.name.replace(".safetensors", ".state.safetensors"))
+
+
+def save_state(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
+    """Write a nested state (dicts, lists, tensors, plain values) atomically."""
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _split(dict(state), "s", tensors)
+    if not tensors:  # safetensors needs at least one tensor
+        tensors["s.__empty__"] = torch.zeros(0)
+    atomic_write_bytes(path, st_save(tensors, metadata={"state": json.dumps(skeleton)}))
+
+
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise GaitError(f"{path}: cannot read training state ({exc.strerror or exc})") from None
+    try:
+        tensors = st_load(data)
+        from safetensors import safe_open  # metadata lives in the header
+
+        with safe_open(str(path), framework="pt") as handle:
+            skeleton = json.loads(handle.metadata()["state"])
+    except (SafetensorError, ValueError, KeyError, OSError) as exc:
+        raise GaitError(f"{path}: corrupt training-state file ({str(exc).splitlines()[0]}); "
+                        "resume from an earlier checkpoint") from None
+    return _join(skeleton, tensors)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG a training step may touch."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": _np_state(),
+        "python": _py_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(_np_restore(state["numpy"]))
+    random.setstate(_py_restore(state["python"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _np_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _np_restore(state: Mapping[str, Any]) -> tuple:
+    keys = state["keys"].numpy().astype(np.uint32)
+    return (state["kind"], keys, state["pos"], state["has_gauss"], state["cached"])
+
+
+def _py_state() -> list[Any]:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _py_restore(state: list[Any]) -> tuple:
+    return (state[0], tuple(state[1]), state[2])

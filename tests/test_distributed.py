@@ -1,0 +1,70 @@
+"""Two CPU processes over gloo: same weights on both ranks, and the same as one process
+training on the same global batch (BatchNorm in eval mode, so only the gradients matter)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_config
+from safetensors.torch import load_file, save_file
+
+from gaitcli.config import resolve_config
+from gaitcli.errors import ConfigError, GaitError
+from gaitcli.training.distributed import launch, resolve_devices
+from gaitcli.training.trainer import Trainer, train
+
+
+def _worker(info, cfg, out_dir):
+    trainer = Trainer(cfg, info, out_dir, progress=False)
+    try:
+        trainer.setup()
+        trainer.fit()
+    finally:
+        trainer.close()
+    state = {k: v.contiguous() for k, v in trainer.model.state_dict().items()}
+    save_file(state, str(out_dir / f"rank{info.rank}.safetensors"))
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one(tiny_data, tmp_path):
+    cfg = tiny_config(*tiny_data, total_iter=4, save_iter=4, log_iter=2, fix_BN=True)
+    # plain SGD: Adam divides by sqrt(v) and would magnify float-summation-order noise in tiny gradients
+    cfg["optimizer_cfg"] = {"solver": "SGD", "lr": 0.05}
+    cfg = resolve_config(cfg)
+    (tmp_path / "ddp").mkdir()
+    (tmp_path / "one").mkdir()
+    launch(_worker, "cpu", 2, cfg, tmp_path / "ddp")
+    launch(_worker, "cpu", 1, cfg, tmp_path / "one")
+    r0 = load_file(str(tmp_path / "ddp" / "rank0.safetensors"))
+    r1 = load_file(str(tmp_path / "ddp" / "rank1.safetensors"))
+    one = load_file(str(tmp_path / "one" / "rank0.safetensors"))
+    for name in r0:
+        assert torch.equal(r0[name], r1[name]), name
+        assert torch.allclose(r0[name], one[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_cli_path_spawns_and_reports(tiny_data, tmp_path):
+    cfg = resolve_config(tiny_config(*tiny_data, total_iter=2, save_iter=2, log_iter=1))
+    summary = train(cfg, output=tmp_path / "run", device="cpu", nproc=2, progress=False)
+    assert summary["iteration"] == 2 and summary["checkpoint"].endswith("tiny-00002.safetensors")
+
+
+def test_rank_error_surfaces_as_one_line(tiny_data, tmp_path):
+    cfg = resolve_config(tiny_config(*tiny_data, total_iter=2))
+    cfg["data_cfg"]["dataset_root"] = str(tmp_path / "missing")
+    with pytest.raises(GaitError, match="data folder not found"):
+        train(cfg, output=tmp_path / "run", device="cpu", nproc=2, progress=False)
+
+
+def test_device_errors():
+    if not torch.cuda.is_available():
+        with pytest.raises(GaitError, match="--device cpu --nproc 2"):
+            resolve_devices(None, 2, None)
+    assert resolve_devices("cpu", None, 3) == ("cpu", 3)
+
+
+def test_batch_not_divisible_by_processes(tiny_data, tmp_path):
+    cfg = resolve_config(tiny_config(*tiny_data))
+    cfg["trainer_cfg"]["sampler"]["batch_size"] = [3, 1]
+    with pytest.raises(ConfigError, match="multiple of the process count"):
+        train(cfg, output=tmp_path / "run", device="cpu", nproc=2, progress=False)
