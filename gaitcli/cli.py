@@ -156,13 +156,13 @@ def inspect(
     partition: Annotated[Optional[Path], typer.Option(help="Partition JSON to cross-check against the tree.")] = None,
     json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the report as JSON ('-' = stdout).")] = None,
     strict: Annotated[bool, typer.Option(help="Exit 1 when problems were found.")] = False,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes for reading headers.")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker threads for reading headers (default: all cores).")] = None,
 ) -> None:
     """Count ids / types / views, frame lengths, and what is missing or broken."""
     from gaitcli.data.inspect import inspect_dataset, render_report
 
     report = inspect_dataset(directory, short=short, partition=partition, workers=workers, console=console)
-    render_report(report, out_console)
+    render_report(report, console if json_out == "-" else out_console)  # keep stdout pure JSON
     if json_out:
         write_json(json_out, report)
     if strict and report.get("problems", 0):

@@ -27,9 +27,10 @@ class _CallsEval:
         return (eval, ("__import__('os').getcwd()",))
 
 
-@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
-def test_numpy_arrays_round_trip(tmp_path, protocol):
-    array = np.random.default_rng(0).integers(0, 256, size=(7, 64, 64), dtype=np.uint8)
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+@pytest.mark.parametrize("frames", [7, 0])
+def test_numpy_arrays_round_trip(tmp_path, protocol, frames):
+    array = np.random.default_rng(0).integers(0, 256, size=(frames, 64, 64), dtype=np.uint8)
     path = tmp_path / "seq.pkl"
     path.write_bytes(pickle.dumps(array, protocol=protocol))
     loaded = load_array(path)
@@ -62,7 +63,12 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("payload", [_CallsEval(), np.array([object()], dtype=object), {1.5: np.zeros(1)}])
+class _BigBytes:
+    def __reduce__(self):
+        return (bytes, (10**10,))
+
+
+@pytest.mark.parametrize("payload", [_CallsEval(), _BigBytes(), np.array([object()], dtype=object), {1.5: np.zeros(1)}])
 def test_other_unsafe_payloads_are_refused(payload):
     with pytest.raises(UnsafePickleError):
         loads_safe(pickle.dumps(payload))

@@ -44,12 +44,22 @@ def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -
     return text.encode("latin1")
 
 
+def _empty_bytes(*args: Any) -> bytes:
+    """Protocols 0-2 spell the data of an empty array as ``bytes()``; nothing else is allowed
+    (``bytes(10**10)`` would allocate 10 GB)."""
+    if args:
+        raise pickle.UnpicklingError("bytes() with arguments is not allowed")
+    return b""
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler whose ``find_class`` only admits numpy's array-rebuilding functions."""
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == ("_codecs", "encode"):
             return _latin1_encode
+        if (module, name) in (("builtins", "bytes"), ("__builtin__", "bytes")):
+            return _empty_bytes
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed")
