@@ -14,7 +14,7 @@ from gaitcli.models import read_checkpoint
 from gaitcli.training import trainer as trainer_module
 from gaitcli.training.trainer import TrainingStopped, list_checkpoints, train
 
-TIMING = ("seconds", "sequences_per_s")
+TIMING = ("seconds", "sequences_per_s", "data_wait")
 
 
 def metrics(folder):

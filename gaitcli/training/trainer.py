@@ -166,6 +166,8 @@ class Trainer:
         self.window: dict[str, Any] = {"sums": {}, "count": 0}
         self.last_saved: Path | None = None
         self.lock = OutputLock(out_dir)
+        self.data_seconds = 0.0
+        self.tensorboard: Any = None
 
     # ------------------------------------------------------------------ setup
     def log(self, message: str) -> None:
@@ -256,6 +258,14 @@ class Trainer:
         )
         batch = sampler_cfg["batch_size"]
         self.global_batch = int(batch[0]) * int(batch[1])
+        if self.info.is_main:
+            self.tensorboard = _tensorboard_writer(self.out_dir)
+            if self.console is not None and self.progress:
+                from rich.panel import Panel
+                from rich.syntax import Syntax
+
+                self.console.print(Panel(Syntax(dump_config(cfg), "yaml", theme="ansi_dark"), title="resolved config",
+                                         expand=False))
         self.log(f"model {cfg['model_cfg']['model']} ({self.param_count / 1e6:.2f} M parameters) on "
                  f"{self.info.world_size} x {self.device.type}; {len(self.dataset)} training sequences of "
                  f"{classes} ids; batch {batch[0]}x{batch[1]}; output {self.out_dir}")
@@ -336,7 +346,9 @@ class Trainer:
         try:
             loader = iter(self.loader)
             while self.iteration < total_iter:
+                waited = time.perf_counter()
                 batch = next(loader)
+                self.data_seconds += time.perf_counter() - waited
                 lr = float(self.optimizer.param_groups[0]["lr"])
                 stepped, terms = self.step(batch)
                 self.next_batch += 1
@@ -388,6 +400,8 @@ class Trainer:
             line[key] = value / count
         line["seconds"] = round(seconds, 4)
         line["sequences_per_s"] = round(self.global_batch * iters / seconds, 3) if seconds > 0 else None
+        line["data_wait"] = round(self.data_seconds / seconds, 4) if seconds > 0 else None  # share spent waiting for data
+        self.data_seconds = 0.0
         if partial:
             line["partial"] = True
         else:
@@ -395,8 +409,12 @@ class Trainer:
         if self.info.is_main:
             with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(line) + "\n")
+            if self.tensorboard is not None:
+                for key, value in line.items():
+                    if key != "iteration" and isinstance(value, (int, float)):
+                        self.tensorboard.add_scalar(key, value, self.iteration)
             terms = "  ".join(f"{k}={v:.4g}" for k, v in line.items()
-                              if k not in ("iteration", "lr", "seconds", "sequences_per_s"))
+                              if k not in ("iteration", "lr", "seconds", "sequences_per_s", "data_wait", "partial"))
             self.log(f"iteration {self.iteration}  lr={lr:.4g}  {terms}  {line['sequences_per_s']} seq/s")
         return line
 
@@ -449,8 +467,19 @@ class Trainer:
         barrier()
 
     def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         if self.info.is_main:
             self.lock.release()
+
+
+def _tensorboard_writer(out_dir: Path) -> Any:
+    """TensorBoard scalars in ``out_dir/tensorboard`` when the optional package is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(out_dir / "tensorboard"))
 
 
 def _scheduler_state(scheduler: Any) -> dict[str, Any]:
