@@ -75,10 +75,11 @@ def test_reference_configs_load_unchanged_with_warnings():
     assert cfg["evaluator_cfg"]["sampler"]["batch_size"] == 4
 
 
-@pytest.mark.parametrize("name", ["metagait", "gaitgl"])
+@pytest.mark.parametrize("name", ["metagait", "gaitgl", "metagait-paper", "demo"])
 def test_shipped_configs(name):
     cfg = load_config(REPO / "configs" / f"{name}.yaml")
-    assert cfg["model_cfg"]["model"] == {"metagait": "MetaGait", "gaitgl": "GaitGL"}[name]
+    assert cfg["model_cfg"]["model"] == {"gaitgl": "GaitGL"}.get(name, "MetaGait")
+    assert cfg["model_cfg"]["variant"] == ("paper" if name == "metagait-paper" else "reference")
     # the packaged name works from anywhere too
     assert load_config(name) == cfg
 
