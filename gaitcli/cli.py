@@ -16,6 +16,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gaitcli import __version__
 from gaitcli.errors import GaitError, NotImplementedYet
@@ -41,7 +42,7 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except GaitError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
@@ -51,11 +52,11 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def _note(message: str) -> None:
-    console.print(f"[cyan]note:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[cyan]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def write_json(target: str, payload: Any) -> None:
@@ -224,18 +225,103 @@ def train(
     out_console.print(f"trained to iteration {summary['iteration']}; checkpoint {summary['checkpoint']}")
 
 
-@app.command(name="eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(name="eval")
 @_handle_errors
-def evaluate() -> None:
-    """Evaluate a checkpoint: cross-view rank-1 tables."""
-    _not_yet("eval")
+def evaluate(
+    checkpoint: Annotated[Optional[Path], typer.Argument(metavar="[CKPT]", help="A gaitcli .safetensors checkpoint (not needed with --features).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Prepared data folder (default: the checkpoint's data_cfg.dataset_root).")] = None,
+    partition: Annotated[Optional[Path], typer.Option(help="Partition JSON (default: the checkpoint's data_cfg.dataset_partition).")] = None,
+    protocol: Annotated[str, typer.Option(help="auto, casia-b, ou-mvlp, cross-view or generic.")] = "auto",
+    metric: Annotated[Optional[str], typer.Option(help="euc (per-part Euclidean) or cos (default: evaluator_cfg.metric).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Sequences per inference batch (default: evaluator_cfg.sampler.batch_size).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto (default: cuda when present).")] = None,
+    gpus: Annotated[Optional[int], typer.Option(min=1, help="Extract on N CUDA devices, one process each.")] = None,
+    nproc: Annotated[Optional[int], typer.Option(min=1, help="Extract with N processes on --device cpu.")] = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the results as JSON ('-' = stdout).")] = None,
+    csv_out: Annotated[Optional[str], typer.Option("--csv", metavar="FILE", help="Write the tables as CSV ('-' = stdout).")] = None,
+    save_features: Annotated[Optional[Path], typer.Option(metavar="FILE.npz", help="Save the extracted features (embeddings, labels, types, views).")] = None,
+    features: Annotated[Optional[Path], typer.Option(metavar="FILE.npz", help="Evaluate saved features instead of a checkpoint.")] = None,
+    heatmap: Annotated[Optional[Path], typer.Option(metavar="FILE.png", help="Draw the gallery-view x probe-view rank-1 matrix per probe set (needs matplotlib).")] = None,
+    rank5: Annotated[bool, typer.Option("--rank5", help="Also print the rank-5 table.")] = False,
+    map_: Annotated[bool, typer.Option("--map", help="Also compute and print mAP.")] = False,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override a key of the stored config, e.g. evaluator_cfg.sampler.frames_all_limit=300 (repeatable).")] = None,
+) -> None:
+    """Evaluate a checkpoint (or saved features): rank-1 tables per probe set and view."""
+    from gaitcli.evaluation.api import evaluate_checkpoint, evaluate_feature_file
+    from gaitcli.evaluation.report import check_heatmap, json_payload, render_results, save_heatmap, write_csv
+
+    if (checkpoint is None) == (features is None):
+        raise GaitError("give either a checkpoint (gait eval CKPT) or --features FILE.npz, not both and not neither")
+    if heatmap is not None:
+        check_heatmap(protocol, heatmap)  # before a long evaluation, not after it
+    if features is not None:
+        if save_features is not None:
+            raise GaitError("--save-features needs a checkpoint; --features already is a feature file")
+        unused = [name for name, value in (("--data", data), ("--partition", partition), ("--batch-size", batch_size),
+                                           ("--gpus", gpus), ("--nproc", nproc)) if value is not None]
+        if unused:
+            raise GaitError(f"{', '.join(unused)}: no effect with --features (no model runs); drop them")
+        results = evaluate_feature_file(features, protocol=protocol, metric=metric, overrides=set_ or (),
+                                        want_map=map_, device=device, console=console, warn=_warn)
+    else:
+        results = evaluate_checkpoint(checkpoint, data=data, partition=partition, protocol=protocol, metric=metric,
+                                      batch_size=batch_size, device=device, gpus=gpus, nproc=nproc,
+                                      overrides=set_ or (), want_map=map_, save_features=save_features,
+                                      console=console, warn=_warn)
+    render_results(results, out_console if json_out != "-" and csv_out != "-" else console, rank5=rank5, show_map=map_)
+    if json_out:
+        write_json(json_out, json_payload(results))
+    if csv_out:
+        write_csv(csv_out, results)
+    if heatmap is not None:
+        save_heatmap(results, heatmap)
+        _note(f"heatmap written to {heatmap}")
+    if save_features is not None:
+        _note(f"features written to {save_features}")
 
 
-@app.command(name="lr-plot", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(name="lr-plot")
 @_handle_errors
-def lr_plot() -> None:
-    """Show the learning-rate schedule of a config."""
-    _not_yet("lr-plot")
+def lr_plot(
+    config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML config or packaged name (default: the MetaGait recipe).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="warmup (WarmupMultiStepLR) or a torch.optim.lr_scheduler name, e.g. MultiStepLR.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Base learning rate (optimizer_cfg.lr).")] = None,
+    milestones: Annotated[Optional[str], typer.Option(metavar="A,B", help="Comma-separated milestone iterations.")] = None,
+    gamma: Annotated[Optional[float], typer.Option(help="Decay factor at each milestone.")] = None,
+    warmup_iters: Annotated[Optional[int], typer.Option(min=0, help="warmup: length of the warm-up.")] = None,
+    warmup_factor: Annotated[Optional[float], typer.Option(help="warmup: lr factor at iteration 0.")] = None,
+    warmup_method: Annotated[Optional[str], typer.Option(help="warmup: linear or constant.")] = None,
+    total_iters: Annotated[Optional[int], typer.Option(min=1, help="Iterations of the run (trainer_cfg.total_iter).")] = None,
+    log: Annotated[bool, typer.Option("--log", help="Logarithmic lr axis.")] = False,
+    out: Annotated[Optional[Path], typer.Option(metavar="FILE.png|.svg", help="Also draw the schedule into an image (needs matplotlib).")] = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the points as JSON ('-' = stdout).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override any config key, e.g. scheduler_cfg.T_max=1000 (repeatable).")] = None,
+    width: Annotated[Optional[int], typer.Option(min=16, help="Chart width in characters (default: fits the terminal).")] = None,
+    height: Annotated[int, typer.Option(min=4, help="Chart height in lines.")] = 14,
+) -> None:
+    """Show the learning-rate schedule: terminal chart, key-point table, image, JSON."""
+    from gaitcli.training.lr_plot import (
+        check_image_target,
+        lr_json,
+        parse_milestones,
+        render_lr_plot,
+        save_lr_image,
+        schedule_from_options,
+    )
+
+    if out is not None:
+        check_image_target(out)
+    schedule = schedule_from_options(
+        config, scheduler=scheduler, lr=lr, milestones=parse_milestones(milestones), gamma=gamma,
+        warmup_iters=warmup_iters, warmup_factor=warmup_factor, warmup_method=warmup_method,
+        total_iters=total_iters, overrides=set_ or (), warn=_warn,
+    )
+    render_lr_plot(schedule, console if json_out == "-" else out_console, log=log, width=width, height=height)
+    if out is not None:
+        save_lr_image(schedule, out, log=log)
+        _note(f"image written to {out}")
+    if json_out:
+        write_json(json_out, lr_json(schedule))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

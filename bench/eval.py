@@ -1,0 +1,161 @@
+"""Benchmark ``gait eval``: extraction throughput and the distance + protocol part.
+
+    python bench/eval.py [--scale 1.0] [--model MetaGait|GaitGL] [--extract-seqs 16]
+                         [--frames 80] [--device cpu|cuda] [--skip-extract] [--skip-match]
+
+1. **Extraction**: ``--extract-seqs`` synthetic sequences of ``--frames`` frames (64×64 uint8
+   silhouettes written as a prepared tree in a temporary folder) through the default recipe's
+   model (random weights: the speed does not depend on them) with
+   :func:`gaitcli.evaluation.extract_features`; reports sequences/s.
+2. **Matching**: a synthetic OU-MVLP-sized feature set, 133,780 × ``--scale`` sequences
+   (5,154 × scale ids × seq 00/01 × 14 views, 7.2 % left out at random as in the real set),
+   64 parts × 128 channels float32, through the ``ou-mvlp`` protocol (14 × 14 rank-1 matrix);
+   reports seconds, probe × gallery pairs per second, and (for ``--scale < 1``) the time the full
+   size would take, since the work grows with the square of the size.
+
+Prints one JSON object. At ``--scale 1`` the features alone take 4.4 GB.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# bench/ holds inspect.py: run as a script, this folder would come first on sys.path and shadow
+# the standard library's ``inspect`` (which numpy imports). Drop that entry.
+if sys.path and sys.path[0] and __file__.startswith(sys.path[0].rstrip("/") + "/"):
+    sys.path.pop(0)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import pickle  # noqa: E402
+import platform  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+OU_VIEWS = [f"{v:03d}" for v in (*range(0, 91, 15), *range(180, 271, 15))]
+OU_SEQUENCES = 133_780
+OU_IDS = 5_154
+
+
+def synthetic_ou_features(scale: float, parts: int = 64, channels: int = 128, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    ids = max(2, int(round(OU_IDS * scale)))
+    keys = [(i, s, v) for i in range(ids) for s in ("00", "01") for v in OU_VIEWS]
+    keep_share = OU_SEQUENCES / (OU_IDS * 2 * len(OU_VIEWS))
+    keep = np.sort(rng.choice(len(keys), size=int(round(len(keys) * keep_share)), replace=False))
+    n = len(keep)
+    emb = np.empty((n, parts, channels), dtype=np.float32)
+    centres = {}
+    labels, types, views = [], [], []
+    for row, k in enumerate(keep.tolist()):
+        i, s, v = keys[k]
+        if i not in centres:
+            centres[i] = rng.standard_normal((parts, channels), dtype=np.float32)
+        emb[row] = centres[i]
+        labels.append(f"{i:05d}")
+        types.append(s)
+        views.append(v)
+    # noise added in chunks: one [n, parts, channels] temporary would double the memory
+    for start in range(0, n, 4096):
+        stop = min(n, start + 4096)
+        emb[start:stop] += rng.standard_normal((stop - start, parts, channels), dtype=np.float32) * 1.3
+    return emb, labels, types, views
+
+
+def bench_match(scale: float, device: str) -> dict:
+    from gaitcli.evaluation import evaluate_features
+
+    t0 = time.perf_counter()
+    emb, labels, types, views = synthetic_ou_features(scale)
+    made = time.perf_counter() - t0
+    types_np = np.asarray(types)
+    probes, gallery = int((types_np == "00").sum()), int((types_np == "01").sum())
+    t0 = time.perf_counter()
+    results = evaluate_features(emb, labels, types, views, protocol="ou-mvlp", metric="euc", device=device)
+    seconds = time.perf_counter() - t0
+    pairs = probes * gallery
+    return {
+        "scale": scale,
+        "sequences": len(labels),
+        "probes": probes,
+        "gallery": gallery,
+        "feature_gb": round(emb.nbytes / 1e9, 3),
+        "make_seconds": round(made, 2),
+        "distance_protocol_seconds": round(seconds, 2),
+        "pairs_per_second": round(pairs / seconds),
+        "estimated_full_size_seconds": round(seconds / scale**2, 1) if scale < 1 else round(seconds, 1),
+        "rank1_NM": results["rank1"].get("NM"),
+    }
+
+
+def bench_extract(count: int, frames: int, model_name: str, device: str, batch_size: int) -> dict:
+    from gaitcli.data.dataset import GaitDataset
+    from gaitcli.evaluation import extract_features
+    from gaitcli.models import build_model
+
+    rng = np.random.default_rng(1)
+    with tempfile.TemporaryDirectory(prefix="gait-eval-bench-") as tmp:
+        root = Path(tmp) / "pkl"
+        ids = [f"{i:03d}" for i in range(1, count + 1)]
+        for label in ids:
+            folder = root / label / "nm-01" / "090"
+            folder.mkdir(parents=True)
+            sil = np.zeros((frames, 64, 64), np.uint8)
+            for t in range(frames):
+                sway = int(4 * np.sin(t / 4))
+                sil[t, 6:60, 24 + sway : 40 + sway] = 255
+                sil[t, 6:60][rng.random((54, 64)) < 0.02] = 255
+            (folder / "090.pkl").write_bytes(pickle.dumps(sil, protocol=4))
+        part = Path(tmp) / "part.json"
+        part.write_text(json.dumps({"TRAIN_SET": [], "TEST_SET": ids}))
+        ds = GaitDataset(root, part, "test")
+        model = build_model({"model_cfg": {"model": model_name}, "data_cfg": {"dataset_name": "CASIA-B"}})
+        model.to(device)
+        extract_features(model, ds, batch_size=batch_size, device=device, indices=[0])  # warm-up
+        t0 = time.perf_counter()
+        feats = extract_features(model, ds, batch_size=batch_size, device=device)
+        seconds = time.perf_counter() - t0
+    return {
+        "model": model_name,
+        "sequences": count,
+        "frames_per_sequence": frames,
+        "batch_size": batch_size,
+        "seconds": round(seconds, 2),
+        "sequences_per_second": round(count / seconds, 2),
+        "embedding_shape": list(feats.embeddings.shape[1:]),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="share of the OU-MVLP test set size (default 1.0)")
+    parser.add_argument("--model", default="MetaGait", choices=("MetaGait", "GaitGL"))
+    parser.add_argument("--extract-seqs", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=80, help="frames per sequence (CASIA-B median: 80)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-extract", action="store_true")
+    parser.add_argument("--skip-match", action="store_true")
+    args = parser.parse_args(argv)
+    out: dict = {
+        "device": args.device,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
+    }
+    if not args.skip_extract:
+        out["extract"] = bench_extract(args.extract_seqs, args.frames, args.model, args.device, args.batch_size)
+    if not args.skip_match:
+        out["match"] = bench_match(args.scale, args.device)
+    json.dump(out, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
