@@ -1,0 +1,50 @@
+"""Models: GaitGL and MetaGait (reference and paper variants), checkpoints and conversion.
+
+Public API::
+
+    from gaitcli.models import build_model, save_checkpoint, load_checkpoint, convert_checkpoint
+
+    model = build_model({"model_cfg": {"model": "MetaGait"}, "data_cfg": {"dataset_name": "CASIA-B"}})
+    out = model(sils, seq_lens)          # sils [n, s, 64, 44] in [0, 1]
+    out["embeddings"]                    # [n, parts, channels]  (post-BN; used for retrieval)
+    out["logits"]                        # [n, parts, classes]
+    feats = model.embed(list_of_sequences, batch_size=8)   # eval, no grad, any lengths
+    save_checkpoint("run.safetensors", model, model.config, iteration=1000, labels=[...])
+    model = load_checkpoint("run.safetensors")            # eval mode, model.config restored
+"""
+
+from __future__ import annotations
+
+from .base import GaitModel
+from .build import build_model
+from .checkpoint import (
+    CheckpointError,
+    CheckpointMismatchError,
+    load_checkpoint,
+    load_state_dict_checked,
+    read_checkpoint,
+    read_checkpoint_metadata,
+    save_checkpoint,
+)
+from .convert import convert_checkpoint
+from .gaitgl import GaitGL
+from .metagait import MetaGait
+from .registry import get_model_class, model_names, register_model
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "GaitGL",
+    "GaitModel",
+    "MetaGait",
+    "build_model",
+    "convert_checkpoint",
+    "get_model_class",
+    "load_checkpoint",
+    "load_state_dict_checked",
+    "model_names",
+    "read_checkpoint",
+    "read_checkpoint_metadata",
+    "register_model",
+    "save_checkpoint",
+]

@@ -1,0 +1,292 @@
+"""Checkpoints as safetensors: weights plus string metadata, never pickle.
+
+Metadata keys (all values are strings):
+
+* ``format``: ``gaitcli-safetensors-1``
+* ``gaitcli_version``: the version that wrote the file
+* ``model``: ``GaitGL`` or ``MetaGait``; ``variant``: ``reference`` / ``paper`` (empty for GaitGL)
+* ``config``: the full resolved config as YAML text (the model is rebuilt from it)
+* ``iteration``: training iteration (decimal)
+* ``labels``: JSON list of the training label set (the classifier's class order)
+* any other keyword given to :func:`save_checkpoint` (strings kept, anything else as JSON)
+
+Files are written atomically (temporary file in the same folder, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors import safe_open
+from safetensors.torch import save as st_save
+
+from .. import __version__
+from ..errors import GaitError
+
+FORMAT = "gaitcli-safetensors-1"
+RESERVED = ("format", "gaitcli_version", "model", "variant", "config", "iteration", "labels")
+_OPTIONAL_STATE = ("num_batches_tracked",)  # BN counters: absent from some old checkpoints
+_SHOW = 4
+
+
+class CheckpointError(GaitError):
+    """A checkpoint that cannot be read, or is not a gaitcli checkpoint."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """Weights whose names or shapes differ from the model's."""
+
+
+# ----------------------------------------------------------------------------------------------
+# name / shape checks
+# ----------------------------------------------------------------------------------------------
+
+
+def _names(items: list[str]) -> str:
+    shown = ", ".join(items[:_SHOW])
+    more = len(items) - _SHOW
+    return f"{shown}, ... (+{more} more)" if more > 0 else shown
+
+
+def _shape(shape: Iterable[int]) -> str:
+    return "[" + ",".join(str(int(d)) for d in shape) + "]"
+
+
+def state_dict_differences(
+    model_state: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[str]]:
+    """``(missing, unexpected, shape mismatches)``: names the model has and the weights lack,
+    names the weights have and the model lacks, and ``name (weights [..] vs model [..])``."""
+    missing = [k for k in model_state if k not in state and not k.endswith(_OPTIONAL_STATE)]
+    unexpected = [k for k in state if k not in model_state]
+    shapes = [
+        f"{k} (weights {_shape(state[k].shape)} vs model {_shape(v.shape)})"
+        for k, v in model_state.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    return missing, unexpected, shapes
+
+
+def mismatch_message(missing: list[str], unexpected: list[str], shapes: list[str]) -> str:
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)}: {_names(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)}: {_names(unexpected)}")
+    if shapes:
+        parts.append(f"shape mismatch {len(shapes)}: {_names(shapes)}")
+    return "; ".join(parts)
+
+
+def load_state_dict_checked(
+    model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str = "the weights"
+) -> None:
+    """Load ``state`` into ``model`` after checking every name and shape; on any difference raise
+    :class:`CheckpointMismatchError` with one line listing the offending names."""
+    model_state = model.state_dict()
+    missing, unexpected, shapes = state_dict_differences(model_state, state)
+    if missing or unexpected or shapes:
+        what = getattr(model, "name", type(model).__name__)
+        raise CheckpointMismatchError(
+            f"{source} does not match the {what} model: {mismatch_message(missing, unexpected, shapes)}"
+        )
+    full = dict(state)
+    for k, v in model_state.items():
+        if k not in full:  # an optional BN counter
+            full[k] = v
+    model.load_state_dict(full, strict=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# writing
+# ----------------------------------------------------------------------------------------------
+
+
+def _meta_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    return json.dumps(value)
+
+
+def _label_list(labels: Any) -> list[Any]:
+    if labels is None:
+        return []
+    if isinstance(labels, str):
+        return json.loads(labels)
+    return [x if isinstance(x, (str, int, float)) else str(x) for x in labels]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: torch.nn.Module,
+    cfg: Mapping[str, Any] | None = None,
+    **meta: Any,
+) -> Path:
+    """Save ``model``'s weights and metadata to ``path`` (safetensors, atomic).
+
+    ``cfg`` is the full config (default: ``model.config``); ``iteration`` and ``labels`` are
+    recognised keywords, any other keyword is stored as extra metadata."""
+    from ..config import dump_config
+
+    path = Path(path)
+    if cfg is None:
+        cfg = getattr(model, "config", None)
+    if cfg is None:
+        from ..config import resolve_config
+
+        cfg = resolve_config(
+            {"model_cfg": dict(model.model_cfg), "data_cfg": {"dataset_name": model.dataset_name}}  # type: ignore[attr-defined]
+        )
+    iteration = int(meta.pop("iteration", 0) or 0)
+    labels = _label_list(meta.pop("labels", None))
+    clash = [k for k in meta if k in RESERVED]
+    if clash:
+        raise ValueError(f"metadata keys {clash} are reserved")
+    metadata = {
+        "format": FORMAT,
+        "gaitcli_version": __version__,
+        "model": str(cfg["model_cfg"]["model"]),
+        "variant": str(getattr(model, "variant", "")),
+        "config": dump_config(cfg),
+        "iteration": str(iteration),
+        "labels": json.dumps(labels),
+    }
+    metadata.update({str(k): _meta_text(v) for k, v in meta.items()})
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, st_save(tensors, metadata=metadata))
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+# ----------------------------------------------------------------------------------------------
+
+
+def looks_like_torch_pickle(head: bytes) -> bool:
+    """True for the first bytes of a ``torch.save`` file (zip archive or bare pickle) that are
+    not the start of a safetensors file (8-byte header length, then ``{``)."""
+    if head[8:9] == b"{":
+        return False
+    return head[:4] == b"PK\x03\x04" or (
+        head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    )
+
+
+def _sniff(path: Path) -> None:
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror or exc})") from None
+    if looks_like_torch_pickle(head):
+        raise CheckpointError(
+            f"{path}: this is a PyTorch pickle (.pt), not a gaitcli safetensors checkpoint; "
+            f"convert it first: gait convert {path} OUT.safetensors [--config CFG]"
+        )
+
+
+def _corrupt(path: Path, exc: Exception) -> CheckpointError:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return CheckpointError(
+        f"{path}: not a readable safetensors checkpoint (truncated or corrupt: {detail}); "
+        "copy it again or re-save it"
+    )
+
+
+def read_checkpoint(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The raw ``(state_dict, metadata)`` of a safetensors checkpoint."""
+    path = Path(path)
+    _sniff(path)
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as fh:
+            metadata = dict(fh.metadata() or {})
+            state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    except CheckpointError:
+        raise
+    except Exception as exc:  # safetensors raises its own error type, OSError, ValueError...
+        raise _corrupt(path, exc) from None
+    return state, metadata
+
+
+def parse_metadata(path: Path | str, metadata: Mapping[str, str]) -> dict[str, Any]:
+    """Metadata with ``config`` as a mapping, ``iteration`` as int and ``labels`` as a list."""
+    if metadata.get("format") != FORMAT or "config" not in metadata:
+        raise CheckpointError(
+            f"{path}: a safetensors file without gaitcli metadata (format {metadata.get('format')!r}); "
+            "convert foreign weights with: gait convert SRC OUT.safetensors --config CFG"
+        )
+    out: dict[str, Any] = dict(metadata)
+    try:
+        out["config"] = yaml.safe_load(metadata["config"]) or {}
+        out["iteration"] = int(metadata.get("iteration", "0") or 0)
+        out["labels"] = json.loads(metadata.get("labels", "[]") or "[]")
+    except (yaml.YAMLError, ValueError) as exc:
+        raise CheckpointError(f"{path}: damaged metadata ({str(exc).splitlines()[0]})") from None
+    return out
+
+
+def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Only the parsed metadata (no weights are read)."""
+    path = Path(path)
+    _sniff(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            metadata = dict(fh.metadata() or {})
+    except Exception as exc:
+        raise _corrupt(path, exc) from None
+    return parse_metadata(path, metadata)
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    map_location: str | torch.device = "cpu",
+    *,
+    warn: Any = None,
+) -> torch.nn.Module:
+    """Rebuild the model from the config stored in ``path``, load its weights (names and shapes
+    checked) and return it in eval mode on ``map_location``. ``model.config`` is the stored config
+    and ``model.checkpoint_meta`` the parsed metadata (iteration, labels, ...)."""
+    from ..errors import ConfigError
+    from .build import build_model
+
+    path = Path(path)
+    state, raw = read_checkpoint(path)
+    meta = parse_metadata(path, raw)
+    try:
+        model = build_model(meta["config"], source=f"{path} (stored config)", warn=warn, resolved=True)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: its stored config is not valid here: {exc}") from None
+    load_state_dict_checked(model, state, source=str(path))
+    model.checkpoint_meta = {k: v for k, v in meta.items() if k != "config"}
+    model.to(map_location)
+    model.eval()
+    return model

@@ -1,0 +1,162 @@
+"""Safetensors checkpoints: round trip, metadata, atomic writes, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from gaitcli import __version__
+from gaitcli.errors import GaitError
+from gaitcli.models import (
+    CheckpointError,
+    CheckpointMismatchError,
+    build_model,
+    load_checkpoint,
+    load_state_dict_checked,
+    read_checkpoint_metadata,
+    save_checkpoint,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def small(model: str = "MetaGait", **extra):
+    torch.manual_seed(0)
+    mc = {"model": model, "channels": [4, 8, 8], "class_num": 5, "bin_num": [16], **extra}
+    m = build_model({"model_cfg": mc, "data_cfg": {"dataset_name": "CASIA-B"}})
+    with torch.no_grad():
+        m.Bn.running_mean.uniform_(-0.01, 0.01)
+        m.Bn.running_var.uniform_(1e-4, 1e-3)
+    return m
+
+
+def seqs():
+    g = torch.Generator().manual_seed(3)
+    return [(torch.rand(L, 16, 11, generator=g) > 0.5).float() for L in (5, 2, 9)]
+
+
+def test_round_trip_identical_embeddings_and_metadata(tmp_path):
+    m = small()
+    path = tmp_path / "run" / "ckpt.safetensors"
+    save_checkpoint(path, m, m.config, iteration=1234, labels=["001", "002", "003"], note="hello")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["ckpt.safetensors"]  # no temp file left
+
+    with safe_open(str(path), framework="pt") as fh:
+        raw = fh.metadata()
+    assert all(isinstance(v, str) for v in raw.values())
+    assert raw["format"] == "gaitcli-safetensors-1"
+    assert raw["model"] == "MetaGait" and raw["variant"] == "reference"
+    assert raw["iteration"] == "1234" and json.loads(raw["labels"]) == ["001", "002", "003"]
+    assert raw["gaitcli_version"] == __version__ and raw["note"] == "hello"
+    assert "model_cfg:" in raw["config"]
+
+    loaded = load_checkpoint(path)
+    assert not loaded.training
+    assert loaded.config == m.config
+    assert loaded.checkpoint_meta["iteration"] == 1234
+    assert loaded.checkpoint_meta["labels"] == ["001", "002", "003"]
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+    assert torch.equal(m.embed(seqs()), loaded.embed(seqs()))
+
+    meta = read_checkpoint_metadata(path)
+    assert meta["iteration"] == 1234 and meta["config"]["model_cfg"]["model"] == "MetaGait"
+
+
+def test_gaitgl_round_trip_and_overwrite_is_atomic(tmp_path):
+    m = small("GaitGL")
+    path = tmp_path / "a.safetensors"
+    save_checkpoint(path, m, iteration=1)
+    save_checkpoint(path, m, iteration=2)  # replaces in place
+    loaded = load_checkpoint(path)
+    assert loaded.checkpoint_meta["iteration"] == 2 and loaded.checkpoint_meta["labels"] == []
+    assert loaded.checkpoint_meta["variant"] == ""
+    assert torch.equal(m.embed(seqs()), loaded.embed(seqs()))
+    assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]
+
+
+def test_truncated_file_is_one_clear_line(tmp_path):
+    m = small()
+    path = tmp_path / "full.safetensors"
+    save_checkpoint(path, m)
+    data = path.read_bytes()
+    for cut in (len(data) // 2, 40, 5):
+        bad = tmp_path / f"cut{cut}.safetensors"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(CheckpointError) as err:
+            load_checkpoint(bad)
+        msg = str(err.value)
+        assert "\n" not in msg and str(bad) in msg and "truncated or corrupt" in msg
+        assert isinstance(err.value, GaitError)
+
+
+def test_garbage_pt_and_foreign_files(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+    pt = tmp_path / "ref.pt"
+    torch.save({"model": {"a": torch.zeros(1)}}, pt)
+    with pytest.raises(CheckpointError, match="gait convert"):
+        load_checkpoint(pt)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"a": torch.zeros(2)}, str(foreign))
+    with pytest.raises(CheckpointError, match="without gaitcli metadata"):
+        load_checkpoint(foreign)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(junk)
+
+
+def test_mismatch_lists_names(tmp_path):
+    m = small()
+    state = dict(m.state_dict())
+    del state["eca.conv1.weight"]
+    state["extra.weight"] = torch.zeros(1)
+    state["Head1.fc_bin"] = torch.zeros(16, 8, 7)
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_state_dict_checked(m, state, source="x.pt")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "missing 1: eca.conv1.weight" in msg
+    assert "unexpected 1: extra.weight" in msg
+    assert "Head1.fc_bin (weights [16,8,7] vs model [16,8,5])" in msg
+
+    # long lists are truncated with a count
+    gaitgl = small("GaitGL")
+    with pytest.raises(CheckpointMismatchError, match=r"unexpected 10: .*\(\+6 more\)"):
+        load_state_dict_checked(gaitgl, m.state_dict())
+
+    # a checkpoint whose stored weights disagree with its stored config
+    path = tmp_path / "wrong.safetensors"
+    save_checkpoint(path, m, gaitgl.config)
+    with pytest.raises(CheckpointMismatchError, match="unexpected 10"):
+        load_checkpoint(path)
+
+
+def test_missing_bn_counter_is_tolerated():
+    m = small("GaitGL")
+    state = {k: v for k, v in m.state_dict().items() if not k.endswith("num_batches_tracked")}
+    load_state_dict_checked(m, state)
+
+
+def test_paper_variant_round_trip(tmp_path):
+    pytest.importorskip("gaitcli.models.meta_modules")
+    m = small(
+        "MetaGait", variant="paper", mta={"channel": True, "spatial": False, "temporal": True}, mtp=True
+    )
+    path = tmp_path / "paper.safetensors"
+    save_checkpoint(path, m, iteration=3)
+    loaded = load_checkpoint(path)
+    assert loaded.variant == "paper" and loaded.checkpoint_meta["variant"] == "paper"
+    assert loaded.config["model_cfg"]["mta"] == {"channel": True, "spatial": False, "temporal": True}
+    assert torch.equal(m.embed(seqs()), loaded.embed(seqs()))
