@@ -18,24 +18,18 @@ Prints one JSON object. At ``--scale 1`` the features alone take 4.4 GB.
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import pickle
+import platform
 import sys
+import tempfile
+import time
+from pathlib import Path
 
-# bench/ holds inspect.py: run as a script, this folder would come first on sys.path and shadow
-# the standard library's ``inspect`` (which numpy imports). Drop that entry.
-if sys.path and sys.path[0] and __file__.startswith(sys.path[0].rstrip("/") + "/"):
-    sys.path.pop(0)
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import pickle  # noqa: E402
-import platform  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 OU_VIEWS = [f"{v:03d}" for v in (*range(0, 91, 15), *range(180, 271, 15))]
 OU_SEQUENCES = 133_780

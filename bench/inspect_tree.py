@@ -1,6 +1,6 @@
 """Benchmark ``gait inspect`` on a synthetic CASIA-B-sized tree.
 
-    python bench/inspect.py [--root /tmp/gait_inspect_bench] [--workers N] [--dense] [--keep]
+    python bench/inspect_tree.py [--root /tmp/gait_inspect_bench] [--workers N] [--dense] [--keep]
 
 Builds 124 ids × 10 types × 11 views minus 48 (= 13,592 sequences, like CASIA-B) of
 ``[T, 64, 64]`` uint8 pickles (protocol 4, T drawn around 82 frames), then times
@@ -17,23 +17,17 @@ them); the first run over a real data set on a cold disk is bounded by disk seek
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import pickle
+import pickletools
+import shutil
 import sys
+import time
+from pathlib import Path
 
-# This file is called inspect.py: when run as a script its folder comes first on sys.path and
-# would shadow the standard library's ``inspect`` (which numpy imports). Drop that entry.
-if sys.path and sys.path[0] and __file__.startswith(sys.path[0].rstrip("/") + "/"):
-    sys.path.pop(0)
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import pickle  # noqa: E402
-import pickletools  # noqa: E402
-import shutil  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 TYPES = [f"nm-0{i}" for i in range(1, 7)] + ["bg-01", "bg-02", "cl-01", "cl-02"]
 VIEWS = [f"{v:03d}" for v in range(0, 181, 18)]

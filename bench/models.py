@@ -22,24 +22,21 @@ from __future__ import annotations
 import os
 import sys
 
-# Run as a script, this folder comes first on sys.path, and bench/inspect.py would shadow the
-# standard library's inspect module (torch imports it): drop the folder, add the repository root.
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 sys.path.insert(0, os.path.dirname(_HERE))
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
 
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from gaitcli.models import build_model  # noqa: E402
-from gaitcli.models.straightforward import straightforward_embed, straightforward_forward  # noqa: E402
+from gaitcli.models import build_model
+from gaitcli.models.straightforward import straightforward_embed, straightforward_forward
 
 TRAIN_SHAPE = (8, 30, 64, 44)
 INFER_LENGTHS = (60, 66, 71, 77, 83, 88, 94, 100)

@@ -14,20 +14,13 @@ are still in the page cache, so this is the warm-cache figure; a cold disk adds 
 
 from __future__ import annotations
 
-import sys
-
-# The folder of this script comes first on sys.path; it also holds bench/inspect.py, which
-# would shadow the standard library's ``inspect`` (imported by numpy). Drop that entry.
-if sys.path and sys.path[0] and __file__.startswith(sys.path[0].rstrip("/") + "/"):
-    sys.path.pop(0)
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,16 +6,11 @@ spent waiting for data. Prints JSON.
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
+import tempfile
+import time
 from pathlib import Path
-
-# bench/inspect.py would shadow the standard library's inspect module
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
 
 
 def main() -> None:

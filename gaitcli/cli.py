@@ -324,11 +324,24 @@ def lr_plot(
         write_json(json_out, lr_json(schedule))
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command()
 @_handle_errors
-def convert() -> None:
-    """Convert an OpenGait / MetaGait .pt checkpoint to safetensors."""
-    _not_yet("convert")
+def convert(
+    src: Annotated[Path, typer.Argument(metavar="REF.pt", help="OpenGait / MetaGait checkpoint ({model, ...} or a bare state dict).")],
+    dst: Annotated[Path, typer.Argument(metavar="OUT.safetensors", help="Where to write the safetensors checkpoint.")],
+    config: Annotated[Optional[str], typer.Option(help="The config the checkpoint was trained with (embedded in OUT).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Convert an OpenGait / MetaGait .pt checkpoint to safetensors (no pickled code runs)."""
+    from gaitcli.models import convert_checkpoint
+
+    summary = convert_checkpoint(src, dst, config_path=config, overwrite=overwrite, warn=_warn)
+    out_console.print(
+        f"wrote {summary['dst']}: {summary['model']}"
+        + (f" ({summary['variant']})" if summary.get("variant") else "")
+        + f", channels {summary['channels']}, {summary['class_num']} classes, {summary['parts']} parts, "
+        f"{summary['parameters'] / 1e6:.2f} M parameters, iteration {summary['iteration']}"
+    )
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
