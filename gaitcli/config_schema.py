@@ -42,7 +42,7 @@ TRANSFORMS = ("BaseSilCuttingTransform", "BaseSilTransform", "NoOperation")
 
 _TRANSFORM_DOC = (
     "List of {type: ...} transforms applied to each frame; BaseSilCuttingTransform cuts "
-    "10*(W//64) columns per side (64x64 -> 64x44) and divides by 255."
+    "10*(W//64) columns per side (64x64 -> 64x44), or `cutting` columns when given, and divides by 255."
 )
 
 _TRAIN_SAMPLER = {

@@ -96,3 +96,19 @@ def test_to_model_input_scales_on_device():
 def test_every_sample_type_collates(sample_type):
     batch = Collator({"sample_type": sample_type, "frames_num_fixed": 8, "frames_num_min": 4, "frames_num_max": 6})(make_items([3, 20]))
     assert batch.sils.shape[0] == 2
+
+
+def test_transform_cut_variants():
+    from gaitcli.data.collate import transform_cut
+    from gaitcli.errors import ConfigError
+
+    assert transform_cut(None, 64) == 10
+    assert transform_cut([{"type": "BaseSilCuttingTransform", "cutting": 5}], 32) == 5
+    assert transform_cut([{"type": "BaseSilTransform"}], 64) == 0
+    with pytest.raises(ConfigError):
+        transform_cut([{"type": "Rotate"}], 64)
+    with pytest.raises(ConfigError):
+        transform_cut([{"type": "BaseSilCuttingTransform", "cutting": 40}], 64)
+    batch = Collator({"sample_type": "all_ordered"}, transform=[{"type": "BaseSilCuttingTransform", "cutting": 5}])(
+        make_items([3], w=32))
+    assert batch.sils.shape[-1] == 22

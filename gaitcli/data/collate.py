@@ -24,6 +24,29 @@ def cut_width(width: int) -> int:
     return 10 * (width // 64)
 
 
+def transform_cut(transform: Any, width: int) -> int:
+    """Columns to remove from each side under a ``transform`` list (SPEC §5).
+
+    ``BaseSilCuttingTransform`` cuts ``10 * (W // 64)`` columns (64 -> 44), or ``cutting`` columns
+    when given (OpenGait's argument; e.g. 5 for 32-wide frames -> 22); ``BaseSilTransform`` and
+    ``NoOperation`` cut nothing. ``None`` means the recipes' default, the cutting transform.
+    """
+    items = [{"type": "BaseSilCuttingTransform"}] if transform is None else transform
+    items = items if isinstance(items, (list, tuple)) else [items]
+    cut = 0
+    for item in items:
+        kind = item.get("type") if isinstance(item, Mapping) else str(item)
+        if kind == "BaseSilCuttingTransform":
+            cutting = item.get("cutting") if isinstance(item, Mapping) else None
+            cut = cut_width(width) if cutting is None else int(cutting)
+        elif kind not in ("BaseSilTransform", "NoOperation"):
+            raise ConfigError(f"transform: unsupported transform {kind!r} "
+                              "(BaseSilCuttingTransform, BaseSilTransform, NoOperation)")
+    if cut < 0 or 2 * cut >= width:
+        raise ConfigError(f"transform: cutting {cut} columns per side leaves nothing of {width}-wide frames")
+    return cut
+
+
 def frame_indices(length: int, sample_type: str, rng: np.random.Generator, *, frames: int = 30,
                   skip: int = 0, limit: int | None = None) -> np.ndarray:
     """Indices of the frames to take from a sequence of ``length`` frames.
@@ -79,7 +102,7 @@ class Collator:
     global batch): the same frames whichever rank or DataLoader worker collates it."""
 
     def __init__(self, sampler_cfg: Mapping[str, Any], label_index: Mapping[str, int] | None = None, *,
-                 seed: int = 0, cut: bool = True) -> None:
+                 seed: int = 0, transform: Any = None) -> None:
         self.sample_type = sampler_cfg.get("sample_type", "all_ordered")
         kind = self.sample_type.split("_")[0]
         if kind not in ("fixed", "unfixed", "all"):
@@ -90,7 +113,7 @@ class Collator:
         self.frames_max = int(sampler_cfg.get("frames_num_max", 50))
         self.limit = sampler_cfg.get("frames_all_limit")
         self.label_index = dict(label_index or {})
-        self.seed, self.cut = seed, cut
+        self.seed, self.transform = seed, transform
 
     def __call__(self, items: Sequence[tuple[list[np.ndarray], str, str, str, int, int, int]]) -> Batch:
         kind, order = self.sample_type.split("_")
@@ -105,7 +128,7 @@ class Collator:
                 picks.append(frame_indices(length, self.sample_type, rng, frames=self.frames, skip=self.skip, limit=self.limit))
         first = items[0][0][0]
         h, w = first.shape[1:]
-        lo = cut_width(w) if self.cut else 0
+        lo = transform_cut(self.transform, w)
         lens = np.array([len(p) for p in picks])
         sils = np.zeros((len(items), int(lens.max()), h, w - 2 * lo), dtype=np.uint8)
         for row, ((arrays, *_), idx) in enumerate(zip(items, picks, strict=True)):

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gaitcli.data.collate import cut_width, frame_indices
+from gaitcli.data.collate import frame_indices, transform_cut
 from gaitcli.errors import ConfigError, GaitError
 
 FEATURE_KEYS = ("embeddings", "labels", "types", "views")
@@ -131,20 +131,6 @@ class FeatureSet:
 # ----------------------------------------------------------------------------------------------
 
 
-def wants_cut(transform: Any) -> bool:
-    """Whether ``evaluator_cfg.transform`` cuts the silhouettes to width."""
-    items = transform if isinstance(transform, (list, tuple)) else [transform] if transform else []
-    cut = False
-    for item in items:
-        kind = item.get("type") if isinstance(item, Mapping) else str(item)
-        if kind == "BaseSilCuttingTransform":
-            cut = True
-        elif kind not in ("BaseSilTransform", "NoOperation"):
-            raise ConfigError(f"evaluator_cfg.transform: unsupported transform {kind!r} "
-                              "(BaseSilCuttingTransform, BaseSilTransform, NoOperation)")
-    return cut
-
-
 class FramePicker:
     """The inference frames of one sequence (uint8 ``[s, h, w']``), per ``evaluator_cfg``."""
 
@@ -160,7 +146,8 @@ class FramePicker:
         self.limit = int(limit) if limit else None
         self.frames = int(sampler_cfg.get("frames_num_fixed", 30))
         self.skip = int(sampler_cfg.get("frames_skip_num", 0))
-        self.cut = wants_cut([{"type": "BaseSilCuttingTransform"}] if transform is None else transform)
+        self.transform = transform
+        transform_cut(transform, 64)  # fail early on an unknown transform
         self.seed = seed
 
     def __call__(self, array: np.ndarray, index: int) -> np.ndarray:
@@ -172,10 +159,9 @@ class FramePicker:
             rng = np.random.default_rng([self.seed, index])
             frames = array[frame_indices(len(array), self.sample_type, rng, frames=self.frames,
                                          skip=self.skip, limit=self.limit)]
-        if self.cut:
-            lo = cut_width(frames.shape[-1])
-            if lo:
-                frames = frames[..., lo : frames.shape[-1] - lo]
+        lo = transform_cut(self.transform, frames.shape[-1])
+        if lo:
+            frames = frames[..., lo : frames.shape[-1] - lo]
         return frames
 
 

@@ -249,7 +249,7 @@ class Trainer:
             self.dataset.labels, sampler_cfg["batch_size"], shuffle=sampler_cfg["batch_shuffle"], seed=seed,
             rank=self.info.rank, world_size=self.info.world_size, start_batch=self.next_batch,
         )
-        collate = Collator(sampler_cfg, self.dataset.label_index, seed=seed)
+        collate = Collator(sampler_cfg, self.dataset.label_index, seed=seed, transform=tcfg["transform"])
         workers = int(data["num_workers"])
         self.loader = torch.utils.data.DataLoader(
             IndexedDataset(self.dataset), batch_sampler=self.sampler, collate_fn=collate,
