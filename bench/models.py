@@ -19,14 +19,9 @@ other jobs on a shared machine). The load average at the start and end is record
 
 from __future__ import annotations
 
-import os
-import sys
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(_HERE))
-
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
