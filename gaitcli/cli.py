@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gaitcli import __version__
-from gaitcli.errors import GaitError, NotImplementedYet
+from gaitcli.errors import GaitError
 
 app = typer.Typer(
     name="gait",
@@ -189,10 +189,6 @@ def show_config(
 
 
 # --------------------------------------------------------------------------- later issues
-def _not_yet(command: str) -> None:
-    raise NotImplementedYet(f"'gait {command}' is not implemented yet in gaitcli {__version__}")
-
-
 @app.command()
 @_handle_errors
 def train(
@@ -344,11 +340,21 @@ def convert(
     )
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command()
 @_handle_errors
-def demo() -> None:
-    """Run the whole pipeline on synthetic data on a laptop CPU."""
-    _not_yet("demo")
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Folder for every artefact; a re-run reuses finished stages.")] = Path("gait-demo"),
+    subjects: Annotated[int, typer.Option(min=4, help="Synthetic subjects (60% train, 40% test).")] = 16,
+    iters: Annotated[Optional[int], typer.Option(min=1, help="Training iterations (default: configs/demo.yaml).")] = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the eval JSON plus stage timings ('-' = stdout).")] = None,
+) -> None:
+    """Run the whole pipeline on synthetic data on a laptop CPU: synth, prepare, inspect, train, eval."""
+    from gaitcli.demo import run_demo
+
+    payload = run_demo(workdir, subjects=subjects, iters=iters, console=console,
+                       out=console if json_out == "-" else out_console, warn=_warn)
+    if json_out:
+        write_json(json_out, payload)
 
 
 def main() -> None:

@@ -29,9 +29,3 @@ class DataError(GaitError):
 
 class UnsafePickleError(DataError):
     """A pickle that tried to rebuild something other than numpy arrays."""
-
-
-class NotImplementedYet(GaitError):
-    """A registered command whose implementation belongs to a later release."""
-
-    exit_code = 3
