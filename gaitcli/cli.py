@@ -61,7 +61,7 @@ def _note(message: str) -> None:
 
 def write_json(target: str, payload: Any) -> None:
     """Write ``payload`` as JSON to ``target`` (``-`` is stdout), atomically for files."""
-    from gaitcli.data.pickle_io import atomic_write_bytes
+    from gaitcli.fileio import atomic_write_bytes
 
     text = json.dumps(payload, indent=2, sort_keys=False) + "\n"
     if target == "-":

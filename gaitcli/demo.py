@@ -17,8 +17,8 @@ from typing import Any
 
 from rich.console import Console
 
-from gaitcli.data.pickle_io import atomic_write_bytes
 from gaitcli.errors import GaitError
+from gaitcli.fileio import atomic_write_bytes
 
 DEMO_VIEWS = ["000", "054", "090", "126", "180"]
 DEMO_FRAMES = 40

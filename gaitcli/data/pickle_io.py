@@ -13,13 +13,13 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gaitcli.errors import DataError, UnsafePickleError
+from gaitcli.fileio import atomic_write_bytes
 
 # (module, name) pairs a pickled numpy array legitimately needs. numpy 2 moved the
 # reconstruct helpers to ``numpy._core``; pickles written by numpy 1 say ``numpy.core``.
@@ -114,30 +114,6 @@ def load_array(path: str | os.PathLike) -> np.ndarray:
     if not isinstance(obj, np.ndarray):
         raise DataError(f"{path}: expected a numpy array, found {type(obj).__name__}")
     return obj
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename.
-
-    A reader (or a re-run after SIGKILL) sees either the old file, the complete new one, or
-    nothing: never a truncated file. Temp files are named ``.{name}.*.tmp`` so they are easy
-    to recognise and clean up.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def save_array(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -327,7 +327,7 @@ def _locked(out: Path) -> Iterator[None]:
 
 
 def _check_manifest(out: Path, img_size: int, overwrite: bool) -> None:
-    from gaitcli.data.pickle_io import atomic_write_bytes
+    from gaitcli.fileio import atomic_write_bytes
 
     path = out / MANIFEST_NAME
     if path.exists() and not overwrite:

@@ -155,7 +155,7 @@ def write_csv(target: str | os.PathLike[str], results: Mapping[str, Any]) -> Non
 
         sys.stdout.write(text)
         return
-    from gaitcli.data.pickle_io import atomic_write_bytes
+    from gaitcli.fileio import atomic_write_bytes
 
     atomic_write_bytes(str(target), text.encode())
 

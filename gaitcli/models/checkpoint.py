@@ -28,6 +28,7 @@ from safetensors.torch import save as st_save
 
 from .. import __version__
 from ..errors import GaitError
+from ..fileio import atomic_write_bytes
 
 FORMAT = "gaitcli-safetensors-1"
 RESERVED = ("format", "gaitcli_version", "model", "variant", "config", "iteration", "labels")
@@ -122,21 +123,6 @@ def _label_list(labels: Any) -> list[Any]:
     if isinstance(labels, str):
         return json.loads(labels)
     return [x if isinstance(x, (str, int, float)) else str(x) for x in labels]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(

@@ -21,8 +21,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from gaitcli.data.pickle_io import atomic_write_bytes
 from gaitcli.errors import GaitError
+from gaitcli.fileio import atomic_write_bytes
 
 _TENSOR = "__tensor__"
 

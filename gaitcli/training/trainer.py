@@ -33,9 +33,9 @@ import torch.distributed as dist
 from gaitcli.config import dump_config
 from gaitcli.data.collate import Collator, IndexedDataset, to_model_input
 from gaitcli.data.dataset import GaitDataset
-from gaitcli.data.pickle_io import atomic_write_bytes
 from gaitcli.data.samplers import TripletSampler
 from gaitcli.errors import ConfigError, GaitError
+from gaitcli.fileio import atomic_write_bytes
 from gaitcli.training.distributed import DistInfo, barrier, gather_with_grad
 from gaitcli.training.losses import LossAggregator
 from gaitcli.training.schedule import build_optimizer, build_scheduler, check_schedule
@@ -191,9 +191,10 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
+        if self.info.is_main:
+            self.lock.acquire()  # first: a folder in use is the answer, whatever else is asked
         resume_path = find_resume_checkpoint(self.resume_hint, cfg, self.ckpt_dir)
         if self.info.is_main:
-            self.lock.acquire()
             existing = list_checkpoints(self.ckpt_dir)
             if resume_path is None and existing and not self.overwrite:
                 self.lock.release()
@@ -435,8 +436,16 @@ class Trainer:
                 "window": self.window,
             }
             # state first: a weights file is only "complete" once its state exists next to it
-            save_state(state_path(path), state)
-            save_checkpoint(path, self.model, self.cfg, iteration=self.iteration, labels=self.dataset.label_set)
+            try:
+                save_state(state_path(path), state)
+                save_checkpoint(path, self.model, self.cfg, iteration=self.iteration, labels=self.dataset.label_set)
+            except OSError as exc:
+                state_path(path).unlink(missing_ok=True)  # never leave a state without its weights
+                raise TrainingStopped(
+                    f"could not write the checkpoint of iteration {self.iteration} to {self.ckpt_dir} "
+                    f"({exc.strerror or exc}); the last good checkpoint {self.last_saved or '(none yet)'} is intact; "
+                    "free disk space and continue with --resume latest", exit_code=1,
+                ) from None
             self._prune()
             self.log(f"saved {path}")
         barrier()

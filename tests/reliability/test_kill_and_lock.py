@@ -1,0 +1,134 @@
+"""Faults during training: SIGKILL, a second run on the same folder, a full disk.
+Each case asserts that nothing already written is lost."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from conftest import tiny_config
+from typer.testing import CliRunner
+
+from gaitcli.cli import app
+from gaitcli.config import resolve_config
+from gaitcli.models import CheckpointError, read_checkpoint
+from gaitcli.training import trainer as trainer_module
+from gaitcli.training.trainer import TrainingStopped, list_checkpoints, train
+
+
+def start_training(tmp_path, tiny_data, out, total_iter=400):
+    cfg = tiny_config(*tiny_data, total_iter=total_iter, save_iter=2, log_iter=2)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "gaitcli", "train", "--config", str(path), "--output", str(out), "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+
+
+def wait_for(predicate, timeout=120.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+def test_sigkill_during_training_then_resume_latest(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    cfg_path, proc = start_training(tmp_path, tiny_data, out)
+    try:
+        assert wait_for(lambda: len(list_checkpoints(out / "checkpoints")) >= 3), "no checkpoints appeared"
+        time.sleep(0.3)  # land the kill somewhere inside the loop, possibly mid-write
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # every complete-looking checkpoint loads: no truncated file under a final name
+    for path in (out / "checkpoints").glob("*.safetensors"):
+        if not path.name.startswith("."):
+            read_checkpoint(path) if not path.name.endswith(".state.safetensors") else path.read_bytes()
+    done = list_checkpoints(out / "checkpoints")
+    last = done[-1][0]
+    result = CliRunner().invoke(app, ["train", "--config", str(cfg_path), "--output", str(out), "--device", "cpu",
+                                      "--resume", "latest", "--iters", str(last + 4)])
+    assert result.exit_code == 0, result.output
+    assert list_checkpoints(out / "checkpoints")[-1][0] == last + 4
+
+
+def test_loader_rejects_partial_checkpoint(tiny_data, tmp_path):
+    train(resolve_config(tiny_config(*tiny_data, total_iter=2, save_iter=2)), output=tmp_path / "run", device="cpu",
+          progress=False)
+    good = tmp_path / "run" / "checkpoints" / "tiny-00002.safetensors"
+    data = good.read_bytes()
+    for cut in (10, len(data) // 2, len(data) - 7):
+        partial = tmp_path / f"partial-{cut}.safetensors"
+        partial.write_bytes(data[:cut])
+        with pytest.raises(CheckpointError) as info:
+            read_checkpoint(partial)
+        assert "\n" not in str(info.value) and str(partial) in str(info.value)
+        result = CliRunner().invoke(app, ["eval", str(partial)])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_second_run_on_same_folder_is_refused_first_unharmed(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    cfg_path, proc = start_training(tmp_path, tiny_data, out, total_iter=40)
+    try:
+        assert wait_for(lambda: (out / ".train.lock").exists())
+        second = CliRunner().invoke(app, ["train", "--config", str(cfg_path), "--output", str(out), "--device", "cpu",
+                                          "--resume", "latest"])
+        assert second.exit_code == 2
+        assert "in use by another gait train" in second.output
+        assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert list_checkpoints(out / "checkpoints")[-1][0] == 40
+    assert not (out / ".train.lock").exists()
+
+
+def test_full_disk_while_saving_keeps_previous_checkpoint(tiny_data, tmp_path, monkeypatch):
+    from gaitcli.models import checkpoint as checkpoint_module
+
+    real_write = checkpoint_module.atomic_write_bytes
+    calls = {"n": 0}
+
+    def write(path, data):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second weights file: the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(path, data)
+
+    monkeypatch.setattr(checkpoint_module, "atomic_write_bytes", write)
+    with pytest.raises(TrainingStopped) as info:
+        train(resolve_config(tiny_config(*tiny_data, total_iter=4, save_iter=2)), output=tmp_path / "run",
+              device="cpu", progress=False)
+    message = str(info.value)
+    assert "No space left on device" in message and "tiny-00002.safetensors" in message and "\n" not in message
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert [i for i, _ in list_checkpoints(ckpts)] == [2]
+    read_checkpoint(ckpts / "tiny-00002.safetensors")
+    assert not (ckpts / "tiny-00004.state.safetensors").exists()
+    assert not [p for p in ckpts.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.setattr(checkpoint_module, "atomic_write_bytes", real_write)
+    assert train(resolve_config(tiny_config(*tiny_data, total_iter=4, save_iter=2)), output=tmp_path / "run",
+                 device="cpu", progress=False, resume="latest")["iteration"] == 4
+
+
+def test_keyboard_interrupt_reaches_cli_as_exit_130(tiny_data, tmp_path, monkeypatch):
+    def step(self, batch):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module.Trainer, "step", step)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(*tiny_data)))
+    result = CliRunner().invoke(app, ["train", "--config", str(path), "--output", str(tmp_path / "run"), "--device", "cpu"])
+    assert result.exit_code == 130 and "interrupted at iteration 0" in result.output
