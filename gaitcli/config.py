@@ -30,6 +30,7 @@ from gaitcli.config_schema import (
     SCHEMA,
     TRANSFORMS,
     Key,
+    copy_tree,
     schema_defaults,
 )
 from gaitcli.errors import ConfigError
@@ -73,12 +74,12 @@ def default_config() -> dict[str, Any]:
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Merge ``override`` into a copy of ``base``: mappings merge recursively, anything else
     (lists included) replaces."""
-    out = _deepcopy(base)
+    out = copy_tree(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = merge(out[key], value)
         else:
-            out[key] = _deepcopy(value)
+            out[key] = copy_tree(value)
     return out
 
 
@@ -289,12 +290,12 @@ def _coerce(kind: str, value: Any) -> Any:
         ok = isinstance(value, list) and all(isinstance(v, bool) for v in value)
         return list(value) if ok else _INVALID
     if kind == "mapping":
-        return _deepcopy(value) if isinstance(value, Mapping) else _INVALID
+        return copy_tree(value) if isinstance(value, Mapping) else _INVALID
     if kind == "list[mapping]":
         if isinstance(value, Mapping):  # OpenGait allows a single transform mapping
             value = [value]
         ok = isinstance(value, list) and all(isinstance(v, Mapping) and "type" in v for v in value)
-        return _deepcopy(value) if ok else _INVALID
+        return copy_tree(value) if ok else _INVALID
     raise AssertionError(f"unknown schema type {kind}")
 
 
@@ -467,7 +468,7 @@ def _apply_override(cfg: dict[str, Any], text: str, warn: Warn) -> dict[str, Any
                 warn(f"{source}: dropping {', '.join(dropped)} ({value} does not take them)")
             base = {k: v for k, v in base.items() if k in accepted}
         checked = _validate_partial({section: merge(base, nested)}, source, warn)
-        return {**_deepcopy(cfg), section: checked[section]}
+        return {**copy_tree(cfg), section: checked[section]}
     checked = _validate_partial({section: nested}, source, warn)
     _resolve_paths(checked, Path.cwd())
     return merge(cfg, checked)
@@ -484,7 +485,7 @@ def _apply_loss_override(cfg: dict[str, Any], parts: list[str], value: Any, sour
         raise ConfigError(f"{source}: loss settings are one level deep (loss_cfg.{index}.key=value)")
     item = dict(losses[int(index)])
     item[parts[2]] = value
-    out = _deepcopy(cfg)
+    out = copy_tree(cfg)
     out["loss_cfg"][int(index)] = _validate_loss(item, source, f"loss_cfg[{index}]")
     return out
 
@@ -539,14 +540,6 @@ def _find_config_file(path: Path) -> Path:
 # ----------------------------------------------------------------------------- helpers
 def _silent(_: str) -> None:
     return None
-
-
-def _deepcopy(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _deepcopy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deepcopy(v) for v in value]
-    return value
 
 
 def _plain(value: Any) -> Any:

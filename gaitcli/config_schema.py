@@ -8,6 +8,7 @@ unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,20 +197,21 @@ def section_defaults(keys: dict[str, Key]) -> dict[str, Any]:
         if key.type == "section":
             out[name] = section_defaults(key.children or {})
         else:
-            out[name] = _copy(key.default)
+            out[name] = copy_tree(key.default)
     return out
 
 
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
+def copy_tree(value: Any) -> Any:
+    """A deep copy of nested dicts and lists (config values are plain data)."""
+    if isinstance(value, Mapping):
+        return {k: copy_tree(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_copy(v) for v in value]
+        return [copy_tree(v) for v in value]
     return value
 
 
 def schema_defaults() -> dict[str, Any]:
     """The complete packaged default configuration."""
     cfg = {name: section_defaults(keys) for name, keys in SCHEMA.items() if name != "loss_cfg"}
-    cfg["loss_cfg"] = _copy(DEFAULT_LOSSES)
+    cfg["loss_cfg"] = copy_tree(DEFAULT_LOSSES)
     return cfg

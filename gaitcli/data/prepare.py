@@ -445,33 +445,9 @@ def _chunks(jobs: list[SequenceJob], workers: int) -> list[list[SequenceJob]]:
 
 # --------------------------------------------------------------------------- the command
 def _make_progress(console: Any, total: int) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
+    from gaitcli.progress import sequence_progress
 
-    class _RateColumn(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text("  -- seq/s" if speed is None else f"{speed:7.1f} seq/s", style="progress.data.speed")
-
-    return Progress(
-        TextColumn("[bold]prepare[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=console is None or not console.is_terminal,
-    )
+    return sequence_progress("prepare", console, disable=console is None or not console.is_terminal)
 
 
 def prepare_dataset(

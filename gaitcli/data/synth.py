@@ -245,36 +245,11 @@ def _progress(console: Console | None) -> Progress | None:
     """A rich progress bar with sequences/s and ETA, or None when there is no console."""
     if console is None:
         return None
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        Task,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
+    from rich.progress import TextColumn
 
-    class RateColumn(ProgressColumn):
-        """Sequences per second (rich's own speed columns speak bytes)."""
+    from gaitcli.progress import sequence_progress
 
-        def render(self, task: Task) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text("-- seq/s" if speed is None else f"{speed:.1f} seq/s", style="progress.data.speed")
-
-    return Progress(
-        TextColumn("[bold]synth[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TextColumn("{task.fields[frames]} frames"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-    )
+    return sequence_progress("synth", console, TextColumn("{task.fields[frames]} frames"))
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
