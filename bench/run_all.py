@@ -26,6 +26,7 @@ ARGS = {
     "eval.py": ["--scale", "0.1"],
     "train.py": ["--iters", "40"],
 }
+EXTRA_RUNS = {"train.py --bf16": ["bench/train.py", "--iters", "40", "--bf16"]}
 QUICK = {
     "prepare.py": ["--subjects", "2", "--views", "090"],
     "inspect_tree.py": ["--dense"],
@@ -70,6 +71,10 @@ def main() -> None:
             entry["stderr_tail"] = done.stderr[-2000:]
         results[script] = entry
         print(f"{script}: rc={done.returncode} in {seconds} s", file=sys.stderr)
+    if not args.quick:
+        for name, (script, *rest) in EXTRA_RUNS.items():
+            done = subprocess.run([sys.executable, str(HERE.parent / script), *rest], capture_output=True, text=True)
+            results[name] = {"args": rest, "returncode": done.returncode, "result": last_json(done.stdout)}
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 

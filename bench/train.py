@@ -31,7 +31,7 @@ def main() -> None:
         tmp = Path(tmp)
         synthesize(tmp / "raw", subjects=args.subjects, views=["000", "090", "180"],
                    types=["nm-01", "nm-02", "bg-01", "cl-01"], frames=40, seed=0, workers=1)
-        prepare_dataset(tmp / "raw", tmp / "pkl", workers=1)
+        prepare_dataset(tmp / "raw", tmp / "pkl", img_size=32, workers=1)  # the demo config expects 32x32
         ids = [f"{i:03d}" for i in range(1, args.subjects + 1)]
         half = max(2, args.subjects // 2)
         (tmp / "part.json").write_text(json.dumps({"TRAIN_SET": ids[:half], "TEST_SET": ids[half:]}))
