@@ -68,3 +68,11 @@ def test_batch_not_divisible_by_processes(tiny_data, tmp_path):
     cfg["trainer_cfg"]["sampler"]["batch_size"] = [3, 1]
     with pytest.raises(ConfigError, match="multiple of the process count"):
         train(cfg, output=tmp_path / "run", device="cpu", nproc=2, progress=False)
+
+
+def test_triplet_only_loss_under_ddp(tiny_data, tmp_path):
+    """Without cross-entropy the classifier head gets no gradient; DDP must still step."""
+    cfg = tiny_config(*tiny_data, total_iter=2, save_iter=2)
+    cfg["loss_cfg"] = [{"type": "TripletLoss"}]
+    summary = train(resolve_config(cfg), output=tmp_path / "run", device="cpu", nproc=2, progress=False)
+    assert summary["iteration"] == 2

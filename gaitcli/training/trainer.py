@@ -230,8 +230,11 @@ class Trainer:
         if self.info.distributed:
             if self.device.type == "cuda" and tcfg["sync_BN"]:
                 self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
+            # without a cross-entropy term the classifier head gets no gradient; DDP must know
+            unused = not any(item["type"] == "CrossEntropyLoss" for item in cfg["loss_cfg"])
             self.net = torch.nn.parallel.DistributedDataParallel(
-                self.net, device_ids=[self.info.local_rank] if self.device.type == "cuda" else None
+                self.net, device_ids=[self.info.local_rank] if self.device.type == "cuda" else None,
+                find_unused_parameters=unused,
             )
         self.losses = LossAggregator(
             cfg["loss_cfg"], gather=gather_with_grad if self.info.distributed else None,
