@@ -97,6 +97,7 @@ def resolve_config(
     user = _validate_partial(partial or {}, source, warn)
     _resolve_paths(user, base_dir or Path.cwd())
     cfg = _merge_over_defaults(default_config(), user)
+    _resolve_paths(cfg, Path.cwd())  # defaults still relative: from the working folder (idempotent)
     for text in overrides:
         cfg = _apply_override(cfg, text, warn)
     validate_config(cfg, source)

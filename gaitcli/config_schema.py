@@ -213,5 +213,7 @@ def copy_tree(value: Any) -> Any:
 def schema_defaults() -> dict[str, Any]:
     """The complete packaged default configuration."""
     cfg = {name: section_defaults(keys) for name, keys in SCHEMA.items() if name != "loss_cfg"}
-    cfg["loss_cfg"] = copy_tree(DEFAULT_LOSSES)
+    # each default loss completed from its type's keys, exactly as a user's loss list is
+    cfg["loss_cfg"] = [{**{k: copy_tree(key.default) for k, key in LOSS_SCHEMAS[item["type"]].items()}, **item}
+                       for item in DEFAULT_LOSSES]
     return cfg

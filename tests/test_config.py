@@ -230,3 +230,8 @@ def test_config_doc_matches_schema():
 
     page = (REPO / "docs" / "config.md").read_text()
     assert render_reference() in page, "docs/config.md is stale: run python -m gaitcli.config_doc --write"
+
+
+def test_resolving_a_resolved_config_changes_nothing():
+    for cfg in (resolve_config({}), load_config("metagait"), load_config(FIXTURES / "opengait_gaitgl.yaml")):
+        assert resolve_config(cfg) == cfg
