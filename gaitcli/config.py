@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -183,7 +182,6 @@ def validate_config(cfg: Mapping[str, Any], source: str = "<config>") -> None:
         name = body.get(name_key)
         if name is None:
             raise ConfigError(f"{source}: {section}.{name_key} is required")
-        _validate_partial({section: body}, source, _silent)
         required = _required_params(section, name)
         absent = [p for p in required if p not in body]
         if absent:
@@ -428,8 +426,10 @@ def _unknown(source: str, dotted: str, candidates: Iterable[str], what: str = "k
     else:
         shown = ", ".join(candidates[:8]) + (", ..." if len(candidates) > 8 else "")
         hint = f" (valid: {shown})"
+    if " = " in dotted:  # a value, already quoted: "optimizer_cfg.solver = 'Sgd'"
+        return f"{source}: unknown {what} {dotted}{hint}"
     label = "section" if "." not in dotted and what == "key" else what
-    return f"{source}: unknown {label} '{dotted}'{hint}" if " = " not in dotted else f"{source}: unknown {what} {dotted}{hint}"
+    return f"{source}: unknown {label} '{dotted}'{hint}"
 
 
 # ----------------------------------------------------------------------------- merging
@@ -515,13 +515,12 @@ def _apply_packaged_partition(cfg: dict[str, Any], warn: Warn) -> None:
     packaged = packaged_partition(path.name)
     if packaged is None:
         return  # checked by the commands that read data
+    from gaitcli.data.partition import load_partition
+
     cfg["data_cfg"]["dataset_partition"] = str(packaged)
-    try:
-        split = json.loads(packaged.read_text())
-        sizes = f" ({len(split['TRAIN_SET'])} train / {len(split['TEST_SET'])} test ids)"
-    except (OSError, ValueError, KeyError):
-        sizes = ""
-    warn(f"partition {value} not found; using the packaged {packaged.name}{sizes}")
+    split = load_partition(packaged)
+    warn(f"partition {value} not found; using the packaged {packaged.name} "
+         f"({len(split.train)} train / {len(split.test)} test ids)")
 
 
 def _find_config_file(path: Path) -> Path:

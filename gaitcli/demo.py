@@ -120,19 +120,18 @@ def run_demo(workdir: Path, *, subjects: int = 16, iters: int | None = None, con
 
     # 4. train -------------------------------------------------------------------------------
     from gaitcli.config import load_config
-    from gaitcli.training.trainer import list_checkpoints, train
+    from gaitcli.training.trainer import checkpoint_name, list_checkpoints, train
 
     train_ids, test_ids = split_ids(subjects)
     atomic_write_bytes(paths["partition"], json.dumps({"TRAIN_SET": train_ids, "TEST_SET": test_ids}).encode())
     overrides = [f"data_cfg.dataset_root={paths['pkl'].resolve()}",
                  f"data_cfg.dataset_partition={paths['partition'].resolve()}",
                  f"model_cfg.class_num={len(train_ids)}"]
-    demo_batch = load_config("demo")["trainer_cfg"]["sampler"]["batch_size"]
-    if demo_batch[0] > len(train_ids):  # tiny demos: fewer ids per batch than the recipe's P
-        overrides.append(f"trainer_cfg.sampler.batch_size=[{len(train_ids)},{demo_batch[1]}]")
     if iters is not None:
         overrides.append(f"trainer_cfg.total_iter={iters}")
     cfg = load_config("demo", overrides, warn=warn)
+    batch = cfg["trainer_cfg"]["sampler"]["batch_size"]
+    batch[0] = min(batch[0], len(train_ids))  # tiny demos: fewer ids per batch than the recipe's P
     total = cfg["trainer_cfg"]["total_iter"]
     train_params = {"config": cfg["model_cfg"], "trainer": {k: v for k, v in cfg["trainer_cfg"].items()},
                     "train_ids": train_ids}
@@ -141,18 +140,17 @@ def run_demo(workdir: Path, *, subjects: int = 16, iters: int | None = None, con
     if not reuse("train", train_params):
         started = time.perf_counter()
         existing = list_checkpoints(ckpt_dir)
-        stored = _stored_trainer_cfg(paths["run"]) or {}
-        wanted = dict(cfg["trainer_cfg"])
+        stored = _stored_config(paths["run"])
         # same settings apart from the length, and not past it: continue that run
-        same = (existing and {**stored, "total_iter": None} == {**wanted, "total_iter": None}
-                and existing[-1][0] <= total and _stored_model_cfg(paths["run"]) == cfg["model_cfg"])
+        same = (existing and existing[-1][0] <= total and stored.get("model_cfg") == cfg["model_cfg"]
+                and {**(stored.get("trainer_cfg") or {}), "total_iter": None} == {**cfg["trainer_cfg"], "total_iter": None})
         if same:
             console.print(f"[green]resuming[/] the training run at iteration {existing[-1][0]}")
             train(cfg, output=paths["run"], device="cpu", resume="latest", console=console)
         else:
             train(cfg, output=paths["run"], device="cpu", overwrite=True, console=console)
         stages.record("train", train_params, timings.setdefault("train", time.perf_counter() - started))
-    checkpoint = ckpt_dir / f"{cfg['trainer_cfg']['save_name']}-{total:05d}.safetensors"
+    checkpoint = ckpt_dir / checkpoint_name(cfg, total)
     if not checkpoint.exists():
         raise GaitError(f"the training stage left no checkpoint at {checkpoint}; delete {paths['run']} and run gait demo again")
 
@@ -181,18 +179,12 @@ def run_demo(workdir: Path, *, subjects: int = 16, iters: int | None = None, con
     return payload
 
 
-def _stored_section(run: Path, section: str) -> Any:
+def _stored_config(run: Path) -> dict[str, Any]:
+    """The config a previous training stage wrote (empty when there is none or it is unreadable)."""
     import yaml
 
     try:
-        return yaml.safe_load((run / "config.yaml").read_text())[section]
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
-        return None
-
-
-def _stored_trainer_cfg(run: Path) -> Any:
-    return _stored_section(run, "trainer_cfg")
-
-
-def _stored_model_cfg(run: Path) -> Any:
-    return _stored_section(run, "model_cfg")
+        stored = yaml.safe_load((run / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return stored if isinstance(stored, dict) else {}

@@ -24,10 +24,7 @@ def partitions_dir() -> Path:
 
 
 # Names the reference code base uses for the same splits.
-PARTITION_ALIASES = {
-    "CASIA-B_include_005.json": "CASIA-B.json",
-    "OUMVLP.json": "OUMVLP.json",
-}
+PARTITION_ALIASES = {"CASIA-B_include_005.json": "CASIA-B.json"}
 
 
 def packaged_partition(name: str) -> Path | None:

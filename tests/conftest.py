@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 
 def write_tiny_tree(root: Path, ids: int = 6, types=("nm-01", "nm-02", "bg-01", "cl-01"),
@@ -53,3 +54,13 @@ def tiny_data(tmp_path: Path) -> tuple[Path, Path]:
     partition = tmp_path / "partition.json"
     partition.write_text(json.dumps({"TRAIN_SET": ["001", "002", "003", "004"], "TEST_SET": ["005", "006"]}))
     return root, partition
+
+
+@pytest.fixture
+def one_thread():
+    """Small shapes gain nothing from threads, and on a shared machine OpenMP barriers cost a
+    lot; model tests opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -21,13 +21,7 @@ from gaitcli.models import (
     save_checkpoint,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(model: str = "MetaGait", **extra):

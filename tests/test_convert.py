@@ -11,13 +11,7 @@ import torch
 from gaitcli.errors import GaitError
 from gaitcli.models import CheckpointMismatchError, build_model, convert_checkpoint, load_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 AUTHORS_CONFIG = """\

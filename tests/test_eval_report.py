@@ -6,34 +6,11 @@ import csv
 import io
 import json
 
-import numpy as np
 from rich.console import Console
+from test_protocols import known_set  # the hand-built set with a known answer
 
 from gaitcli.evaluation.protocols import CASIA_B, CROSS_VIEW, run_protocol
 from gaitcli.evaluation.report import json_payload, render_results, results_csv, save_heatmap
-
-CENTRES = {"001": (10.0, 0.0, 0.0), "002": (0.0, 10.0, 0.0), "003": (0.0, 0.0, 10.0)}
-
-
-def known_set():
-    """The hand-built set of test_protocols.py: gallery at 000/090 only, NM probes at three
-    views (003 nm-05 090 next to id 001), BG probes at 000 only (002 bg-02 next to id 003), no CL."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for label, centre in CENTRES.items():
-        for t in ("nm-01", "nm-02", "nm-03", "nm-04"):
-            for v in ("000", "090"):
-                rows.append((label, t, v, np.array(centre) + rng.normal(scale=0.01, size=3)))
-        for t in ("nm-05", "nm-06"):
-            for v in ("000", "090", "180"):
-                odd = (label, t, v) == ("003", "nm-05", "090")
-                rows.append((label, t, v, np.array((10.0, 0.0, 3.0)) if odd else np.array(centre)))
-        for t in ("bg-01", "bg-02"):
-            odd = (label, t) == ("002", "bg-02")
-            rows.append((label, t, "000", np.array((0.0, 3.0, 10.0)) if odd else np.array(centre)))
-    labels, types, views, vecs = zip(*rows, strict=True)
-    emb = np.stack([np.stack([v, v]) for v in vecs]).astype(np.float32)
-    return emb, list(labels), list(types), list(views)
 
 
 def results(want_map=True):

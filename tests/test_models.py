@@ -16,14 +16,7 @@ from gaitcli.models.layers import GeMHPP, GLConv, SeparateFCs, TemporalMaxPool, 
 from gaitcli.models.metagait import MHN
 from gaitcli.models.straightforward import straightforward_embed, straightforward_forward
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small shapes gain nothing from threads, and on a shared machine OpenMP barriers cost a lot.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -65,17 +58,7 @@ def close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5, rtol: float = 1e
     assert diff <= atol + rtol * scale, f"max |diff| {diff:.3g} (scale {scale:.3g})"
 
 
-def paper_available() -> bool:
-    try:
-        import gaitcli.models.meta_modules  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-MODEL_KINDS = [("GaitGL", {}), ("MetaGait", {"variant": "reference"})]
-if paper_available():
-    MODEL_KINDS.append(("MetaGait", {"variant": "paper"}))
+MODEL_KINDS = [("GaitGL", {}), ("MetaGait", {"variant": "reference"}), ("MetaGait", {"variant": "paper"})]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -497,7 +480,6 @@ def test_compile_flag_wires_torch_compile():
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not paper_available(), reason="gaitcli.models.meta_modules not present yet")
 def test_paper_variant_trains_with_every_switch():
     x = sils(4, 6, 16, 11, seed=5)
     labels = torch.tensor([0, 1, 0, 1])

@@ -8,7 +8,6 @@ of frames.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gaitcli.data.partition import Partition, load_partition
 from gaitcli.data.pickle_io import load_array
 from gaitcli.errors import DataError
-from gaitcli.paths import packaged_partition
 
 
 @dataclass(frozen=True)
@@ -31,33 +30,6 @@ class SequenceInfo:
     @property
     def key(self) -> str:
         return f"{self.label}/{self.type}/{self.view}"
-
-
-@dataclass(frozen=True)
-class Partition:
-    train: tuple[str, ...]
-    test: tuple[str, ...]
-    path: str
-
-    def ids(self, split: str) -> tuple[str, ...]:
-        return self.train if split == "train" else self.test
-
-
-def load_partition(path: str | os.PathLike) -> Partition:
-    """Read a partition JSON ``{"TRAIN_SET": [...], "TEST_SET": [...]}``."""
-    path = Path(path)
-    if not path.is_file():
-        packaged = packaged_partition(path.name)
-        if packaged is None:
-            raise DataError(f"partition file not found: {path} (set data_cfg.dataset_partition)")
-        path = packaged
-    try:
-        data = json.loads(path.read_text())
-        train = tuple(str(i) for i in data["TRAIN_SET"])
-        test = tuple(str(i) for i in data["TEST_SET"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: not a partition file ({exc}); expected {{\"TRAIN_SET\": [...], \"TEST_SET\": [...]}}") from None
-    return Partition(train, test, str(path))
 
 
 def scan_tree(root: str | os.PathLike, ids: Sequence[str] | None = None, data_in_use: Sequence[bool] | None = None) -> list[SequenceInfo]:

@@ -11,7 +11,6 @@ not run.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import Counter, defaultdict
@@ -28,6 +27,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from gaitcli.data.partition import Partition, load_partition
 from gaitcli.data.pkl_header import HeaderProblem, PickledArray, read_array_header
 from gaitcli.errors import DataError
 
@@ -72,52 +72,11 @@ def _compact_ids(ids: Sequence[str], limit: int = 30) -> str:
 
 
 # ----------------------------------------------------------------------------- partition
-def load_partition(path: str | os.PathLike) -> dict[str, list[str]]:
-    """Read a partition JSON ``{"TRAIN_SET": [...], "TEST_SET": [...]}``.
-
-    A bare file name that does not exist (``CASIA-B.json``) is looked up among the packaged
-    partitions. Raises :class:`DataError` for a missing or malformed file.
-    """
-    path = Path(path).expanduser()
-    if not path.exists() and path.parent == Path("."):
-        from gaitcli.paths import packaged_partition
-
-        try:
-            packaged = packaged_partition(path.name)
-        except FileNotFoundError:
-            packaged = None
-        if packaged is not None:
-            path = packaged
-    if not path.is_file():
-        raise DataError(f"{path}: partition file not found; pass a JSON file with TRAIN_SET and "
-                        "TEST_SET id lists (e.g. configs/partitions/CASIA-B.json)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read the partition file ({exc}); check its permissions "
-                        "and encoding (UTF-8 JSON)") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
-                        'fix it, expected {"TRAIN_SET": [...], "TEST_SET": [...]}') from None
-    if not isinstance(data, dict):
-        raise DataError(f'{path}: expected a JSON object {{"TRAIN_SET": [...], "TEST_SET": [...]}}, '
-                        f"found a {type(data).__name__}")
-    out: dict[str, list[str]] = {"file": str(path)}  # type: ignore[dict-item]
-    for key in ("TRAIN_SET", "TEST_SET"):
-        ids = data.get(key)
-        if not isinstance(ids, list) or not all(
-                isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids):
-            raise DataError(f"{path}: '{key}' must be a list of id strings "
-                            f'(e.g. "{key}": ["001", "002"]); found {type(ids).__name__}')
-        out[key] = [str(i) for i in ids]
-    return out
-
-
-def _check_partition(part: dict[str, list[str]], disk_ids: Sequence[str]) -> dict[str, Any]:
-    train, test = set(part["TRAIN_SET"]), set(part["TEST_SET"])
+def _check_partition(part: Partition, disk_ids: Sequence[str]) -> dict[str, Any]:
+    train, test = set(part.train), set(part.test)
     disk = set(disk_ids)
     return {
-        "file": part["file"],
+        "file": part.path,
         "train_ids": len(train),
         "test_ids": len(test),
         "missing_on_disk": {

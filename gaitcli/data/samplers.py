@@ -94,6 +94,11 @@ class TripletSampler:
         self.seed = int(state["seed"])
 
 
+def rank_bounds(size: int, world_size: int) -> np.ndarray:
+    """Rank r's contiguous share of ``size`` items is ``[bounds[r], bounds[r + 1])``."""
+    return np.linspace(0, size, world_size + 1).round().astype(int)
+
+
 class InferenceSampler:
     """Every sequence once, in dataset order, in batches; rank r takes the r-th contiguous share.
 
@@ -103,7 +108,7 @@ class InferenceSampler:
     def __init__(self, size: int, batch_size: int, *, rank: int = 0, world_size: int = 1) -> None:
         if batch_size < 1:
             raise ConfigError("evaluator_cfg.sampler.batch_size must be at least 1")
-        bounds = np.linspace(0, size, world_size + 1).round().astype(int)
+        bounds = rank_bounds(size, world_size)
         self.indices = np.arange(bounds[rank], bounds[rank + 1])
         self.batch_size = batch_size
 

@@ -273,38 +273,17 @@ def extract_features(
 
 
 class _ProgressBar:
-    def __init__(self, console: Any, total: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+    """Extraction progress: the shared sequences/s bar of gaitcli.progress."""
 
-        self.start = time.perf_counter()
-        self.done = 0
-        self.progress = Progress(
-            TextColumn("[bold]extracting"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("sequences"),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
-        self.task = self.progress.add_task("extract", total=total, rate="")
+    def __init__(self, console: Any, total: int) -> None:
+        from gaitcli.progress import sequence_progress
+
+        self.progress = sequence_progress("extracting", console)
+        self.task = self.progress.add_task("extract", total=total)
         self.progress.start()
 
     def advance(self, count: int) -> None:
-        self.done += count
-        elapsed = time.perf_counter() - self.start
-        rate = f"{self.done / elapsed:.1f} seq/s" if elapsed > 0 else ""
-        self.progress.update(self.task, advance=count, rate=rate)
+        self.progress.update(self.task, advance=count)
 
     def stop(self) -> None:
         self.progress.stop()
@@ -328,7 +307,9 @@ def _rank_worker(info: Any, checkpoint: str, cfg: Mapping[str, Any], root: str, 
     ev = cfg["evaluator_cfg"]
     dataset = GaitDataset(root, partition, "test", data_in_use=cfg["data_cfg"].get("data_in_use"))
     model = load_checkpoint(checkpoint, map_location=device)
-    mine = list(range(info.rank, len(dataset), info.world_size))
+    from gaitcli.data.samplers import InferenceSampler
+
+    mine = InferenceSampler(len(dataset), batch_size, rank=info.rank, world_size=info.world_size).indices.tolist()
     console = None
     if show_progress and info.rank == 0:
         from rich.console import Console
@@ -364,6 +345,9 @@ def extract_distributed(
     with tempfile.TemporaryDirectory(prefix="gait-eval-") as tmpdir:
         launch(_rank_worker, device, nproc, str(checkpoint), dict(cfg), str(root), str(partition),
                batch_size, tmpdir, progress, threads)
+        from gaitcli.data.samplers import rank_bounds
+
+        bounds = rank_bounds(n, nproc)  # the shares InferenceSampler gave the ranks
         out: np.ndarray | None = None
         for rank in range(nproc):
             part_path = Path(tmpdir) / f"rank{rank}.npy"
@@ -374,7 +358,7 @@ def extract_distributed(
                 continue
             if out is None:
                 out = np.empty((n, *part.shape[1:]), dtype=np.float32)
-            out[rank::nproc] = part
+            out[bounds[rank] : bounds[rank + 1]] = part
             del part
     if out is None:
         raise GaitError("extraction produced no features (empty test split?)")

@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
 from gaitcli.errors import GaitError
@@ -80,17 +79,13 @@ def save_state(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
 
 def load_state(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
+    if not path.is_file():
+        raise GaitError(f"{path}: no such training-state file")
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise GaitError(f"{path}: cannot read training state ({exc.strerror or exc})") from None
-    try:
-        tensors = st_load(data)
-        from safetensors import safe_open  # metadata lives in the header
-
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="pt") as handle:  # one read: tensors and header
             skeleton = json.loads(handle.metadata()["state"])
-    except (SafetensorError, ValueError, KeyError, OSError) as exc:
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, ValueError, KeyError, TypeError, OSError) as exc:
         raise GaitError(f"{path}: corrupt training-state file ({str(exc).splitlines()[0]}); "
                         "resume from an earlier checkpoint") from None
     return _join(skeleton, tensors)

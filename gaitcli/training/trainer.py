@@ -433,7 +433,7 @@ class Trainer:
                 "iteration": self.iteration,
                 "next_batch": self.next_batch,
                 "optimizer": self.optimizer.state_dict(),
-                "scheduler": _scheduler_state(self.scheduler),
+                "scheduler": self.scheduler.state_dict(),  # LambdaLR stores its functions as None
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
                 "rng": rng_state(),
                 "window": self.window,
@@ -492,14 +492,6 @@ def _tensorboard_writer(out_dir: Path) -> Any:
     except ImportError:
         return None
     return SummaryWriter(log_dir=str(out_dir / "tensorboard"))
-
-
-def _scheduler_state(scheduler: Any) -> dict[str, Any]:
-    state = scheduler.state_dict()
-    # LambdaLR keeps plain functions as None; anything callable cannot be stored and is rebuilt
-    if "lr_lambdas" in state:
-        state["lr_lambdas"] = [None if callable(x) or x is None else x for x in state["lr_lambdas"]]
-    return state
 
 
 def _truncate_metrics(path: Path, iteration: int) -> None:
