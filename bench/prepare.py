@@ -3,7 +3,7 @@
     python bench/prepare.py [--subjects 4] [--workers N] [--frames 60] [--views 000,090] [--keep]
     python bench/prepare.py --raw /data/CASIA-B/silhouettes [--workers N]
 
-Writes a tree with :func:`gaitcli.data.synth.synthesize` into a temporary folder (or uses an
+Writes a tree with :func:`gaitcli.synth.generate.synthesize` into a temporary folder (or uses an
 existing tree given with ``--raw``), times :func:`gaitcli.data.prepare.prepare_dataset` into a
 fresh temporary output folder, and prints one JSON line
 ``{frames, seconds, frames_per_s, workers, sequences, ...}``. ``frames`` counts every frame
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         synth_seconds = None
         if args.raw is None:
-            from gaitcli.data.synth import synthesize
+            from gaitcli.synth.generate import synthesize
 
             raw = scratch / "raw"
             started = time.perf_counter()

@@ -24,7 +24,7 @@ def main() -> None:
 
     from gaitcli.config import load_config
     from gaitcli.data.prepare import prepare_dataset
-    from gaitcli.data.synth import synthesize
+    from gaitcli.synth.generate import synthesize
     from gaitcli.training.trainer import train
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -100,7 +100,7 @@ def synth(
     overwrite: Annotated[bool, typer.Option(help="Replace existing sequences in OUT.")] = False,
 ) -> None:
     """Write a synthetic CASIA-B-shaped silhouette data set (PNG frames)."""
-    from gaitcli.data.synth import synthesize
+    from gaitcli.synth import synthesize
 
     summary = synthesize(
         out,
@@ -114,8 +114,8 @@ def synth(
         console=console,
     )
     out_console.print(
-        f"wrote {summary['sequences_written']} sequences, {summary['frames_written']} frames to {out}"
-        + (f" ({summary['skipped_existing']} already there)" if summary.get("skipped_existing") else "")
+        f"wrote {summary.sequences_written} sequences, {summary.frames_written} frames to {out}"
+        + (f" ({summary.skipped_existing} already there)" if summary.skipped_existing else "")
     )
 
 

@@ -83,7 +83,7 @@ def run_demo(workdir: Path, *, subjects: int = 16, iters: int | None = None, con
         return False
 
     # 1. synth -------------------------------------------------------------------------------
-    from gaitcli.data.synth import CASIA_B_TYPES, synthesize
+    from gaitcli.synth.generate import CASIA_B_TYPES, synthesize
 
     synth_params = {"subjects": subjects, "views": DEMO_VIEWS, "types": CASIA_B_TYPES, "frames": DEMO_FRAMES, "seed": 0}
     heading(1, "synth", f"{subjects} synthetic walkers x {len(CASIA_B_TYPES)} walks x {len(DEMO_VIEWS)} views")

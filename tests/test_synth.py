@@ -1,4 +1,4 @@
-"""Tests for ``gait synth`` (gaitcli.data.synth): layout, determinism, covariates, robustness.
+"""Tests for ``gait synth`` (gaitcli.synth.generate): layout, determinism, covariates, robustness.
 
 Data sets here are tiny (2 subjects, 2 views, 3 types, ~20 frames) so the whole file runs in a
 few seconds on one core; the one multi-process run checks that workers do not change bytes.
@@ -17,17 +17,17 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from gaitcli.data import synth
-from gaitcli.data.synth import (
+from gaitcli.errors import GaitError
+from gaitcli.synth import generate as synth
+from gaitcli.synth.body import Bag, Coat, Walk, draw_identity
+from gaitcli.synth.generate import (
     CASIA_B_TYPES,
     CASIA_B_VIEWS,
     identity_rng,
     render_sequence,
     synthesize,
 )
-from gaitcli.data.synth_body import Bag, Coat, Walk, draw_identity
-from gaitcli.data.synth_render import walker_frames
-from gaitcli.errors import GaitError
+from gaitcli.synth.render import walker_frames
 
 SMALL = dict(subjects=2, views=["000", "090"], types=["nm-01", "bg-01", "cl-01"], frames=20, seed=3)
 NAME = re.compile(r"^(\d{3})-((?:nm|bg|cl)-\d{2})-(\d{3})-(\d{3})\.png$")
@@ -105,10 +105,10 @@ def test_layout_names_and_image_format(small_set: tuple[Path, dict]) -> None:
 
 def test_summary_counts_and_is_json(small_set: tuple[Path, dict]) -> None:
     out, summary = small_set
-    assert set(summary) == {"sequences_written", "frames_written", "skipped_existing", "seconds"}
-    json.dumps(summary)
-    assert summary["sequences_written"] == 12 and summary["skipped_existing"] == 0
-    assert summary["frames_written"] == len(list(out.rglob("*.png")))
+    assert set(summary.to_json()) == {"sequences_written", "frames_written", "skipped_existing", "seconds"}
+    json.dumps(summary.to_json())
+    assert summary.sequences_written == 12 and summary.skipped_existing == 0
+    assert summary.frames_written == len(list(out.rglob("*.png")))
 
 
 def test_lengths_vary_around_the_mean(small_set: tuple[Path, dict]) -> None:
@@ -210,8 +210,8 @@ def test_covariates_add_to_the_outline(style: str) -> None:
 
 
 def test_bag_styles_vary_between_walks() -> None:
-    from gaitcli.data.synth import walk_rng
-    from gaitcli.data.synth_body import draw_walk
+    from gaitcli.synth.body import draw_walk
+    from gaitcli.synth.generate import walk_rng
 
     ident = draw_identity(identity_rng(0, 1))
     styles = {
@@ -227,8 +227,8 @@ def test_rerun_skips_existing_and_overwrite_rewrites(small_set: tuple[Path, dict
     out, _ = small_set
     before = _tree_bytes(out)
     summary = synthesize(out, workers=1, **SMALL)
-    assert summary["sequences_written"] == 0 and summary["skipped_existing"] == 12
-    assert summary["frames_written"] == 0
+    assert summary.sequences_written == 0 and summary.skipped_existing == 12
+    assert summary.frames_written == 0
     assert _tree_bytes(out) == before
 
     # A removed sequence is the only one written again.
@@ -237,11 +237,11 @@ def test_rerun_skips_existing_and_overwrite_rewrites(small_set: tuple[Path, dict
         p.unlink()
     victim.rmdir()
     summary = synthesize(out, workers=1, **SMALL)
-    assert summary["sequences_written"] == 1 and summary["skipped_existing"] == 11
+    assert summary.sequences_written == 1 and summary.skipped_existing == 11
     assert _tree_bytes(out) == before
 
     summary = synthesize(out, workers=1, overwrite=True, **SMALL)
-    assert summary["sequences_written"] == 12 and summary["skipped_existing"] == 0
+    assert summary.sequences_written == 12 and summary.skipped_existing == 0
     assert _tree_bytes(out) == before
     assert not list(out.rglob(".*"))
 

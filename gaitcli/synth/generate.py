@@ -2,15 +2,15 @@
 
 Why synthetic data: the real CASIA-B needs a licence and a download, yet every part of the
 pipeline (prepare, inspect, train, evaluate) should be runnable and testable on a laptop. The
-generator writes exactly the raw layout of CASIA-B (SPEC section 1)::
+generator writes exactly the raw layout of CASIA-B (docs/synth.md)::
 
     OUT/{id}/{type}-{seq}/{view}/{id}-{type}-{seq}-{view}-{frame:03d}.png
 
 with 320x240 8-bit greyscale frames (0 background, 255 person), empty lead-in/lead-out frames
 and background-subtraction-like noise, so ``gait prepare`` treats it like the real thing.
 
-The people are articulated 3-D walkers (:mod:`gaitcli.data.synth_body`) seen through a pinhole
-camera and rasterised with segmentation noise (:mod:`gaitcli.data.synth_render`). Identity lives
+The people are articulated 3-D walkers (:mod:`gaitcli.synth.body`) seen through a pinhole
+camera and rasterised with segmentation noise (:mod:`gaitcli.synth.render`). Identity lives
 in body proportions and gait kinematics; bags and coats change the outline; views change the
 projection -- so recognition is learnable, and the usual covariates make it harder.
 
@@ -30,7 +30,6 @@ re-run skips the sequences that are already there.
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 import re
 import shutil
@@ -39,17 +38,17 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from gaitcli.data.synth_body import draw_identity, draw_walk
-from gaitcli.data.synth_render import walker_frames
 from gaitcli.errors import GaitError
+from gaitcli.runtime.pool import run_pool
+from gaitcli.synth.body import draw_identity, draw_walk
+from gaitcli.synth.render import walker_frames
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -247,21 +246,9 @@ def _progress(console: Console | None) -> Progress | None:
         return None
     from rich.progress import TextColumn
 
-    from gaitcli.progress import sequence_progress
+    from gaitcli.progress import make_progress
 
-    return sequence_progress("synth", console, TextColumn("{task.fields[frames]} frames"))
-
-
-def _mp_context() -> multiprocessing.context.BaseContext:
-    """Fresh worker processes (``forkserver``, else ``spawn``), never a plain ``fork``.
-
-    Forking copies only the calling thread: with rich's refresh thread or OpenCV's thread pool
-    alive in the parent, a forked child can deadlock. The price is the usual one for spawned
-    workers: a script that calls :func:`synthesize` must guard its entry point with
-    ``if __name__ == "__main__":`` (or pass ``workers=1``).
-    """
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    return make_progress("synth", console, TextColumn("{task.fields[frames]} frames"))
 
 
 def _worker_init() -> None:
@@ -284,19 +271,38 @@ def _run_serial(tasks: list[SequenceTask], tick: Tick) -> int:
 
 
 def _run_parallel(tasks: list[SequenceTask], workers: int, tick: Tick) -> int:
-    """Fan the sequences out over worker processes; the first failure cancels the rest."""
-    frames = 0
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=_worker_init) as pool:
-        futures: list[Future[int]] = [pool.submit(write_sequence, task) for task in tasks]
-        try:
-            for future in as_completed(futures):
-                n = future.result()
-                frames += n
-                tick(n)
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    return frames
+    """Fan the sequences out over the worker pool; the first failure stops the rest.
+
+    A script that calls :func:`synthesize` with several workers must guard its entry point
+    with ``if __name__ == "__main__":`` (the workers are fresh processes, see
+    :mod:`gaitcli.runtime.pool`).
+    """
+    frames = [0]
+
+    def absorb(n: int) -> None:
+        frames[0] += n
+        tick(n)
+
+    run_pool(write_sequence, tasks, workers=workers, on_result=absorb, initializer=_worker_init,
+             preload=["gaitcli.synth.generate"], what="gait synth worker")
+    return frames[0]
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """What one :func:`synthesize` run did."""
+
+    sequences_written: int
+    """Sequences rendered and written by this run."""
+    frames_written: int
+    """PNG frames written by this run."""
+    skipped_existing: int
+    """Complete sequences already in OUT, kept as they were (no ``--overwrite``)."""
+    seconds: float
+    """Wall-clock time of the run."""
+
+    def to_json(self) -> dict[str, int | float]:
+        return asdict(self)
 
 
 def plan_tasks(
@@ -322,14 +328,14 @@ def synthesize(
     workers: int | None = None,
     overwrite: bool = False,
     console: Console | None = None,
-) -> dict:
+) -> SynthSummary:
     """Write a synthetic CASIA-B-shaped data set under ``out`` and summarise what was done.
 
     ``frames`` is the mean sequence length (each sequence draws its own, +-25 %, including the
     empty lead-in/out frames). Complete sequences already in ``out`` are kept and counted in
     ``skipped_existing`` unless ``overwrite``. ``workers`` defaults to ``os.cpu_count()``.
 
-    Returns ``{"sequences_written", "frames_written", "skipped_existing", "seconds"}``.
+    Returns a :class:`SynthSummary`.
     Raises :class:`GaitError` for an unknown view or type and for impossible numbers.
     """
     views = _check_views(views)
@@ -362,12 +368,12 @@ def synthesize(
                 progress.update(bar, advance=1, frames=count[0])
 
             written = _dispatch(todo, workers, tick)
-    return {
-        "sequences_written": len(todo),
-        "frames_written": written,
-        "skipped_existing": len(tasks) - len(todo),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    return SynthSummary(
+        sequences_written=len(todo),
+        frames_written=written,
+        skipped_existing=len(tasks) - len(todo),
+        seconds=round(time.perf_counter() - started, 3),
+    )
 
 
 def _dispatch(tasks: list[SequenceTask], workers: int, tick: Tick) -> int:

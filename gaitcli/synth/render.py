@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from gaitcli.data.synth_body import (
+from gaitcli.synth.body import (
     FPS,
     Identity,
     Shapes,

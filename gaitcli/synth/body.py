@@ -14,7 +14,7 @@ levels of randomness:
   stride and arm swing (so two ``nm`` walks of one person are similar, not identical), plus
   the carried bag (``bg``) or the coat (``cl``) -- the covariates that must make recognition
   harder.
-* the view and its noise live in :mod:`gaitcli.data.synth_render`.
+* the view and its noise live in :mod:`gaitcli.synth.render`.
 
 Geometry: world metres, ``x`` = walking direction, ``y`` = the walker's left, ``z`` = up, the
 ground is ``z = 0``. The body is a set of tapered capsules (limbs, neck, head, feet, shoulders)
@@ -355,7 +355,8 @@ def _legs(
     yaw = ident.pelvis_yaw * np.cos(TWO_PI * p)
     _, left = _yaw_frame(yaw)
     amp = ident.hip_amp * walk.amp_factor
-    hips, legs = [], []
+    hips: list[np.ndarray] = []
+    legs: list[tuple[np.ndarray, ...]] = []
     for side, phase, a in ((-1, p, amp), (1, p + 0.5, amp * ident.leg_asym)):
         hip = pelvis + side * dims.hip_joint_half * left
         hips.append(hip)
@@ -473,7 +474,8 @@ def _ring(
     ang = np.linspace(0.0, TWO_PI, RING_POINTS, endpoint=False)
     cos = (half_depth * np.cos(ang))[None, :, None]
     sin = (half_width * np.sin(ang))[None, :, None]
-    return centre[:, None, :] + cos * fwd[:, None, :] + sin * left[:, None, :]
+    ring: np.ndarray = centre[:, None, :] + cos * fwd[:, None, :] + sin * left[:, None, :]
+    return ring
 
 
 def _torso_hulls(ident: Identity, walk: Walk, dims: Dimensions, sk: Skeleton) -> list[np.ndarray]:
