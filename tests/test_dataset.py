@@ -61,12 +61,11 @@ def test_errors(tmp_path):
     bad.write_text("{}")
     with pytest.raises(DataError, match="not a partition file"):
         load_partition(bad)
-    # two pkls of one sequence with different lengths
+    # two pkls of one sequence with different lengths: refused when the dataset is built
     folder = tmp_path / "data" / "001" / "nm-01" / "000"
     (folder / "zz.pkl").write_bytes(pickle.dumps(np.zeros((5, 64, 64), np.uint8)))
-    ds = GaitDataset(tmp_path / "data", partition(tmp_path, ["001"], ["003"]))
-    with pytest.raises(DataError, match="different frame counts"):
-        ds.load([s.key for s in ds.sequences].index("001/nm-01/000"))
+    with pytest.raises(DataError, match="001/nm-01/000: its pkl files hold different frame counts"):
+        GaitDataset(tmp_path / "data", partition(tmp_path, ["001"], ["003"]))
 
 
 def test_packaged_partition_by_name(tmp_path):
