@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     report = None
     for _ in range(max(1, args.repeat)):
         t0 = time.perf_counter()
-        report = inspect_dataset(args.root, workers=args.workers)
+        report = inspect_dataset(args.root, workers=args.workers).to_json()
         seconds = time.perf_counter() - t0
         best = seconds if best is None else min(best, seconds)
     assert report is not None and best is not None

@@ -153,20 +153,27 @@ def prepare(
 @_handle_errors
 def inspect(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="A prepared tree (id/type-seq/view/*.pkl).")],
-    short: Annotated[int, typer.Option(min=1, help="Report sequences with fewer frames than this.")] = 10,
+    short: Annotated[Optional[int], typer.Option(
+        min=1, help="Report sequences with fewer frames than this (default: 5, what prepare calls short).")] = None,
     partition: Annotated[Optional[Path], typer.Option(help="Partition JSON to cross-check against the tree.")] = None,
-    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the report as JSON ('-' = stdout).")] = None,
-    strict: Annotated[bool, typer.Option(help="Exit 1 when problems were found.")] = False,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker threads for reading headers (default: all cores).")] = None,
+    json_out: Annotated[Optional[str], typer.Option(
+        "--json", metavar="FILE", help="Write the report as JSON ('-' = stdout).")] = None,
+    strict: Annotated[bool, typer.Option(
+        help="Exit 1 when problems were found (every file training would refuse is one).")] = False,
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, help="Worker threads for reading headers (default: all cores).")] = None,
 ) -> None:
     """Count ids / types / views, frame lengths, and what is missing or broken."""
-    from gaitcli.data.inspect import inspect_dataset, render_report
+    from gaitcli.data.inspect import inspect_dataset
+    from gaitcli.data.inspect_render import render_report
+    from gaitcli.data.validity import SHORT_SEQUENCE_FRAMES
 
-    report = inspect_dataset(directory, short=short, partition=partition, workers=workers, console=console)
+    report = inspect_dataset(directory, short=SHORT_SEQUENCE_FRAMES if short is None else short,
+                             partition=partition, workers=workers, console=console)
     render_report(report, console if json_out == "-" else out_console)  # keep stdout pure JSON
     if json_out:
-        write_json(json_out, report)
-    if strict and report.get("problems", 0):
+        write_json(json_out, report.to_json())
+    if strict and report.problems:
         raise typer.Exit(1)
 
 

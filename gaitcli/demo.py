@@ -109,11 +109,11 @@ def run_demo(workdir: Path, *, subjects: int = 16, iters: int | None = None, con
     heading(3, "inspect", "what the prepared set holds")
     started = time.perf_counter()
     report = inspect_dataset(paths["pkl"])
-    frames = report["frames"]
+    frames = report.frames
     console.print(
-        f"{report['sequences']} sequences · {report['ids']} ids · {len(report['types'])} types · "
-        f"{len(report['views'])} views · frames per sequence min {frames['min']} / median {frames['median']} / "
-        f"max {frames['max']} · {len(report['missing'])} missing cells · {len(report['unreadable'])} unreadable",
+        f"{report.sequences} sequences · {report.ids} ids · {len(report.types)} types · "
+        f"{len(report.views)} views · frames per sequence min {frames.min} / median {frames.median} / "
+        f"max {frames.max} · {len(report.missing)} missing cells · {len(report.unreadable)} unreadable",
         highlight=False,
     )
     timings["inspect"] = time.perf_counter() - started

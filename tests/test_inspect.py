@@ -17,7 +17,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from gaitcli.cli import app
-from gaitcli.data.inspect import _compact_ids, _histogram, inspect_dataset, load_partition, render_report
+from gaitcli.data.inspect import histogram, inspect_dataset, load_partition
+from gaitcli.data.inspect_render import compact_ids, render_report
 from gaitcli.data.pkl_header import HeaderProblem, parse_array_header, read_array_header
 from gaitcli.errors import DataError
 
@@ -91,7 +92,7 @@ def partition(tmp_path: Path) -> Path:
 
 def test_report_every_key(tree, partition):
     root, marker = tree
-    report = inspect_dataset(root, short=10, partition=partition, workers=2)
+    report = inspect_dataset(root, short=10, partition=partition, workers=2).to_json()
     assert not marker.exists()  # the malicious pickle was never executed
     json.dumps(report)  # JSON-able
 
@@ -148,15 +149,15 @@ def test_report_every_key(tree, partition):
 
 
 def test_no_partition_key_without_partition(tree):
-    report = inspect_dataset(tree[0], short=2)
+    report = inspect_dataset(tree[0], short=2).to_json()
     assert "partition" not in report
     assert report["short"] == []
     assert report["problems"] == 2 + 2
 
 
 def test_workers_do_not_change_the_report(tree):
-    one = inspect_dataset(tree[0], workers=1)
-    many = inspect_dataset(tree[0], workers=5)
+    one = inspect_dataset(tree[0], workers=1).to_json()
+    many = inspect_dataset(tree[0], workers=5).to_json()
     one.pop("workers"), many.pop("workers")
     assert one == many
 
@@ -178,7 +179,7 @@ def test_protocols(tmp_path, protocol, shape):
 def test_protocols_in_a_tree(tmp_path, protocol):
     for ident in ("01", "02"):
         write(tmp_path / ident / "nm-01" / "000" / "000.pkl", sil(12), protocol)
-    report = inspect_dataset(tmp_path)
+    report = inspect_dataset(tmp_path).to_json()
     assert report["unreadable"] == [] and report["problems"] == 0
     assert report["frames"]["total"] == 24
     assert report["protocols"] == {str(protocol): 2}
@@ -291,14 +292,16 @@ def test_shape_problems_and_frame_mismatch(tmp_path):
     for ident in ("01", "02", "03", "04", "05"):
         write(tmp_path / ident / "nm-01" / "000" / "extra.pkl", sil(12, size=16))
     write(tmp_path / "03" / "nm-01" / "000" / "extra.pkl", sil(14, size=16))  # disagrees on T
-    report = inspect_dataset(tmp_path)
+    report = inspect_dataset(tmp_path).to_json()
     problems = {row["path"]: row for row in report["shape_problems"]}
     assert set(problems) == {"04/nm-01/000/000.pkl", "05/nm-01/000/000.pkl"}
     assert problems["04/nm-01/000/000.pkl"]["shape"] == [12, 32, 32]
     assert "differs from the majority 64×64" in problems["04/nm-01/000/000.pkl"]["reason"]
     assert "3-D" in problems["05/nm-01/000/000.pkl"]["reason"]
     assert report["frame_mismatch"] == [
-        {"sequence": ["03", "nm-01", "000"], "frames": {"000.pkl": 12, "extra.pkl": 14}}]
+        {"sequence": ["03", "nm-01", "000"], "frames": {"000.pkl": 12, "extra.pkl": 14},
+         "reason": "its pkl files hold different frame counts (000.pkl: 12, extra.pkl: 14); "
+                   "re-prepare the sequence"}]
     assert report["frame_size"] == [64, 64]
     assert report["sequences"] == 5 and report["files"] == 10
     assert report["problems"] == 3
@@ -310,7 +313,7 @@ def test_ou_mvlp_style_and_deeper_roots(tmp_path):
         for seq in ("00", "01"):
             for view in ("000", "015", "180"):
                 write(tmp_path / "OUMVLP" / ident / seq / view / f"{view}.pkl", sil(6))
-    report = inspect_dataset(tmp_path, short=5)
+    report = inspect_dataset(tmp_path, short=5).to_json()
     assert report["id_list"] == ["00001", "00002"]
     assert report["types"] == ["00", "01"]
     assert report["views"] == ["000", "015", "180"]
@@ -320,13 +323,13 @@ def test_ou_mvlp_style_and_deeper_roots(tmp_path):
 def test_natural_sort_of_unpadded_ids(tmp_path):
     for ident in ("10", "9", "100"):
         write(tmp_path / ident / "nm-01" / "000" / "000.pkl", sil(11))
-    assert inspect_dataset(tmp_path)["id_list"] == ["9", "10", "100"]
+    assert inspect_dataset(tmp_path).id_list == ["9", "10", "100"]
 
 
 def test_pkl_outside_the_layout_is_reported(tmp_path):
     write(tmp_path / "01" / "nm-01" / "000" / "000.pkl", sil(11))
     write(tmp_path / "01" / "stray.pkl", sil(11))
-    report = inspect_dataset(tmp_path)
+    report = inspect_dataset(tmp_path).to_json()
     assert report["unreadable"] == [
         {"path": "01/stray.pkl", "reason": "not in an id/type/view folder (less than three folders deep)"}]
     assert report["problems"] == 1
@@ -362,30 +365,30 @@ def test_partition_errors_and_both_sets(tmp_path, tree):
         load_partition(bad)
     both = tmp_path / "both.json"
     both.write_text(json.dumps({"TRAIN_SET": ["001", "002", 3], "TEST_SET": ["002", "003"]}))
-    part = inspect_dataset(root, partition=both)["partition"]
+    part = inspect_dataset(root, partition=both).to_json()["partition"]
     assert part["in_both"] == ["002"]
     assert part["missing_on_disk"] == {"TRAIN_SET": ["3"], "TEST_SET": []}
     assert part["not_in_partition"] == []
 
 
 def test_packaged_partition_by_name(tree):
-    part = inspect_dataset(tree[0], partition="CASIA-B.json")["partition"]
+    part = inspect_dataset(tree[0], partition="CASIA-B.json").to_json()["partition"]
     assert part["train_ids"] == 74 and part["test_ids"] == 50
     assert part["file"].endswith("CASIA-B.json")
 
 
 def test_histogram_and_compact_ids():
-    hist = _histogram(np.array([1, 54, 80, 80, 119, 204]))
+    hist = histogram(np.array([1, 54, 80, 80, 119, 204])).to_json()
     assert hist["edges"] == list(range(0, 221, 20))
     assert sum(hist["counts"]) == 6 and hist["counts"][4] == 2
-    assert _histogram(np.array([5, 5]))["edges"] == [5, 6]
-    assert _histogram(np.array([], dtype=np.int64)) == {"edges": [], "counts": []}
-    assert _compact_ids(["001", "002", "003", "005", "007", "008", "x"]) == "001–003, 005, 007, 008, x"
+    assert histogram(np.array([5, 5])).edges == [5, 6]
+    assert histogram(np.array([], dtype=np.int64)).to_json() == {"edges": [], "counts": []}
+    assert compact_ids(["001", "002", "003", "005", "007", "008", "x"]) == "001–003, 005, 007, 008, x"
 
 
 def test_render_fits_80_columns(tree, partition):
     root, _ = tree
-    report = inspect_dataset(root, partition=partition)
+    report = inspect_dataset(root, partition=partition, short=10)
     console = Console(width=80, record=True, force_terminal=False, color_system=None)
     render_report(report, console)
     text = console.export_text()
@@ -411,7 +414,7 @@ def test_render_summarises_many_missing_cells(tmp_path):
                 (tmp_path / ident / typ / view).mkdir(parents=True)
                 (tmp_path / ident / typ / view / f"{view}.pkl").write_bytes(data)
     report = inspect_dataset(tmp_path)
-    assert len(report["missing"]) == 10 + 11
+    assert len(report.missing) == 10 + 11
     console = Console(width=80, record=True, force_terminal=False, color_system=None)
     render_report(report, console)
     text = console.export_text()
@@ -433,7 +436,8 @@ def test_cli_json_and_strict(tree, partition, tmp_path):
     result = runner.invoke(app, ["inspect", str(root), "--json", "-", "--partition", str(partition)])
     assert result.exit_code == 0, result.output
     report = _json_from(result.stdout)
-    assert report["sequences"] == 16 and report["problems"] == 8
+    # the default --short is SHORT_SEQUENCE_FRAMES (5): the 7-frame sequence is not short
+    assert report["sequences"] == 16 and report["problems"] == 7 and report["short_threshold"] == 5
     assert report["partition"]["not_in_partition"] == ["003"]
 
     result = runner.invoke(app, ["inspect", str(root), "--strict", "--workers", "1"])
