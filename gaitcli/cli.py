@@ -134,18 +134,21 @@ def prepare(
     output_dir: Annotated[Path, typer.Argument(metavar="OUT", help="Output: id/type-seq/view/view.pkl.")],
     img_size: Annotated[int, typer.Option("--img-size", min=8, help="Output height and width.")] = 64,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Rewrite sequences that already exist in OUT.")] = False,
-    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the summary as JSON ('-' = stdout).")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        help="Make OUT hold exactly what IN gives: rewrite every sequence, remove pkls IN does not produce.")] = False,
+    follow_links: Annotated[bool, typer.Option(
+        "--follow-links", help="Follow directory links in IN (never into a folder already walked).")] = False,
+    json_out: Annotated[Optional[str], typer.Option(
+        "--json", metavar="FILE", help="Write the summary as JSON ('-' = stdout).")] = None,
 ) -> None:
     """Turn silhouette PNG folders into one pkl per sequence (OpenGait pretreatment)."""
     from gaitcli.data.prepare import prepare_dataset, render_summary
 
-    summary = prepare_dataset(
-        input_dir, output_dir, img_size=img_size, workers=workers, overwrite=overwrite, console=console
-    )
+    summary = prepare_dataset(input_dir, output_dir, img_size=img_size, workers=workers, overwrite=overwrite,
+                              follow_links=follow_links, console=console)
     render_summary(summary, console)
     if json_out:
-        write_json(json_out, summary)
+        write_json(json_out, summary.to_json())
 
 
 # --------------------------------------------------------------------------- inspect

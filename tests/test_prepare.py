@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from gaitcli.data import prepare as prep
 from gaitcli.data.pickle_io import load_array, save_array
+from gaitcli.runtime.lock import LockError
 from gaitcli.data.prepare import prepare_dataset, pretreat_frame, pretreat_sequence, render_summary
 from gaitcli.errors import DataError, GaitError
 
@@ -324,20 +325,20 @@ def test_pipeline_matches_spec_on_png_tree(clean_tree, tmp_path):
     summary = prepare_dataset(clean_tree, out, workers=1)
     want = expected_tree(clean_tree)
     assert_trees_equal(output_tree(out), want)
-    assert summary["sequences_written"] == 8 == summary["sequences_found"]
-    assert summary["frames_kept"] == sum(len(a) for a in want.values())
-    assert summary["frames_dropped"] == 8 * 8 - summary["frames_kept"]
-    assert summary["skipped_existing"] == 0
-    assert summary["unreadable"] == [] and summary["empty_sequences"] == [] and summary["short_sequences"] == []
-    json.dumps(summary)  # serialisable
+    assert summary.sequences_written == 8 == summary.sequences_found
+    assert summary.frames_kept == sum(len(a) for a in want.values())
+    assert summary.frames_dropped == 8 * 8 - summary.frames_kept
+    assert summary.skipped_existing == 0
+    assert summary.unreadable == [] and summary.empty_sequences == [] and summary.short_sequences == []
+    json.dumps(summary.to_json())  # serialisable
     for key in ("sequences_written", "frames_kept", "frames_dropped", "skipped_existing", "unreadable",
                 "empty_sequences", "short_sequences", "seconds"):
-        assert key in summary
+        assert key in summary.to_json()
 
 
 def test_pipeline_with_worker_processes_gives_the_same_files(clean_tree, tmp_path):
     summary = prepare_dataset(clean_tree, tmp_path / "out", workers=2)
-    assert summary["workers"] == 2
+    assert summary.workers == 2
     assert_trees_equal(output_tree(tmp_path / "out"), expected_tree(clean_tree))
 
 
@@ -366,16 +367,16 @@ def test_bad_inputs_are_listed_and_the_run_goes_on(tmp_path):
 
     out = tmp_path / "out"
     summary = prepare_dataset(raw, out, workers=1)
-    reasons = {Path(item["path"]).name: item["reason"] for item in summary["unreadable"]}
+    reasons = {Path(item.path).name: item.reason for item in summary.unreadable}
     assert reasons["f90-zero.png"].startswith("empty file")
     assert "decode" in reasons["f91-text.png"]
     assert "truncated" in reasons["f92-trunc.png"]
     assert reasons["notes.txt"] == "not an image file"
     assert reasons["readme.md"] == "not an image file"
     assert ".DS_Store" not in reasons and "README.txt" not in reasons
-    assert summary["empty_sequences"] == ["001/cl-01/090", "001/cl-02/090", "001/nm-01/000"]
-    assert summary["short_sequences"] == [{"sequence": "001/bg-01/090", "frames": 3}]
-    assert summary["sequences_written"] == 2
+    assert summary.empty_sequences == ["001/cl-01/090", "001/cl-02/090", "001/nm-01/000"]
+    assert summary.short_sequences == [("001/bg-01/090", 3)]
+    assert summary.sequences_written == 2
     assert not (out / "001" / "nm-01" / "000").exists()
     want = expected_tree(raw)
     assert_trees_equal(output_tree(out), want)
@@ -397,7 +398,7 @@ def test_deeper_roots_and_ou_mvlp_layout(tmp_path):
             for f in range(3):
                 write_png(raw / ident / seq / "015" / f"{f:04d}.png", silhouette(f + int(ident)))
     summary = prepare_dataset(tmp_path / "dl", tmp_path / "out", workers=1)
-    assert summary["sequences_written"] == 4
+    assert summary.sequences_written == 4
     assert (tmp_path / "out" / "00002" / "01" / "015" / "015.pkl").is_file()
 
 
@@ -438,7 +439,7 @@ def test_rerun_skips_existing_and_overwrite_rewrites(clean_tree, tmp_path):
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.pkl")}
 
     again = prepare_dataset(clean_tree, out, workers=1)
-    assert again["skipped_existing"] == first["sequences_written"] and again["sequences_written"] == 0
+    assert again.skipped_existing == first.sequences_written and again.sequences_written == 0
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.pkl")} == mtimes
 
     # someone's edited file is never replaced without --overwrite
@@ -451,13 +452,13 @@ def test_rerun_skips_existing_and_overwrite_rewrites(clean_tree, tmp_path):
     # a missing sequence is filled in
     (out / "002" / "bg-01" / "000" / "000.pkl").unlink()
     fill = prepare_dataset(clean_tree, out, workers=1)
-    assert fill["sequences_written"] == 1 and fill["skipped_existing"] == 7
+    assert fill.sequences_written == 1 and fill.skipped_existing == 7
 
     with pytest.raises(DataError, match="img-size 64"):
         prepare_dataset(clean_tree, out, workers=1, img_size=32)
 
     redo = prepare_dataset(clean_tree, out, workers=1, overwrite=True)
-    assert redo["sequences_written"] == 8 and redo["skipped_existing"] == 0
+    assert redo.sequences_written == 8 and redo.skipped_existing == 0
     assert_trees_equal(output_tree(out), want)
 
 
@@ -468,11 +469,11 @@ def test_second_writer_on_the_same_output_is_refused(clean_tree, tmp_path):
     fd = os.open(out / prep.LOCK_NAME, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        with pytest.raises(DataError, match="another 'gait prepare'"):
+        with pytest.raises(LockError, match="another 'gait prepare'"):
             prepare_dataset(clean_tree, out, workers=1)
     finally:
         os.close(fd)
-    assert prepare_dataset(clean_tree, out, workers=1)["sequences_written"] == 8
+    assert prepare_dataset(clean_tree, out, workers=1).sequences_written == 8
 
 
 def test_overwrite_removes_pkl_of_a_sequence_that_is_now_empty(tmp_path):
@@ -483,10 +484,10 @@ def test_overwrite_removes_pkl_of_a_sequence_that_is_now_empty(tmp_path):
     stale = out / "001" / "nm-01" / "090" / "090.pkl"
     save_array(stale, np.zeros((1, 64, 64), np.uint8))
     kept = prepare_dataset(raw, out, workers=1)
-    assert stale.exists() and kept["skipped_existing"] == 1
+    assert stale.exists() and kept.skipped_existing == 1
     summary = prepare_dataset(raw, out, workers=1, overwrite=True)
     assert not stale.exists()
-    assert summary["stale_removed"] == ["001/nm-01/090"] and summary["empty_sequences"] == ["001/nm-01/090"]
+    assert summary.stale_removed == ["001/nm-01/090/090.pkl"] and summary.empty_sequences == ["001/nm-01/090"]
 
 
 def test_ctrl_c_reports_what_was_written_and_propagates(clean_tree, tmp_path, monkeypatch):
@@ -505,12 +506,12 @@ def test_ctrl_c_reports_what_was_written_and_propagates(clean_tree, tmp_path, mo
     console = Console(record=True, width=200)
     with pytest.raises(KeyboardInterrupt) as info:
         prepare_dataset(clean_tree, tmp_path / "out", workers=1, console=console)
-    assert info.value.summary["sequences_written"] == 2
+    assert info.value.summary.sequences_written == 2
     assert len(list((tmp_path / "out").rglob("*.pkl"))) == 2
     assert "interrupted" in console.export_text()
     monkeypatch.setattr(prep, "_process_sequence", real)
     rest = prepare_dataset(clean_tree, tmp_path / "out", workers=1)
-    assert rest["skipped_existing"] == 2 and rest["sequences_written"] == 6
+    assert rest.skipped_existing == 2 and rest.sequences_written == 6
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -589,7 +590,7 @@ def test_sigkill_midway_then_rerun_finishes(tmp_path):
         np.testing.assert_array_equal(load_array(pkl), want[key])
 
     summary = prepare_dataset(raw, out, workers=1)
-    assert summary["skipped_existing"] == len(written)
-    assert summary["sequences_written"] == 30 - len(written)
+    assert summary.skipped_existing == len(written)
+    assert summary.sequences_written == 30 - len(written)
     assert not list(out.rglob("*.tmp"))
     assert_trees_equal(output_tree(out), want)

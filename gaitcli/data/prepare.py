@@ -1,184 +1,84 @@
 """``gait prepare``: turn folders of silhouette frames into one ``.pkl`` per sequence.
 
-This is the OpenGait pretreatment (SPEC section 2), pixel-identical to the reference because it
-uses the same OpenCV calls, with these differences:
+The per-frame work is the OpenGait pretreatment in :mod:`gaitcli.data.pretreat`; the output
+folder's rules (manifest, refusals, ``--overwrite``) are in :mod:`gaitcli.data.prepare_output`.
+This module finds the sequence folders (with the one walker, :mod:`gaitcli.data.walker`), plans
+one job per sequence, runs them on the one worker pool (:mod:`gaitcli.runtime.pool`) under the
+one lock (:mod:`gaitcli.runtime.lock`), and sums up what happened in a :class:`PrepareSummary`.
 
-* an unreadable frame (zero bytes, truncated, not an image) is listed and skipped instead of
-  crashing the run; a frame whose resized width would be 0 is dropped (the reference crashes);
 * every ``.pkl`` is written atomically (temp file + rename), so a killed run never leaves a
   truncated file, and a re-run skips what is already there and finishes the rest;
-* a lock file stops two runs from writing to the same output folder at once, and a small
-  ``.gait-prepare.json`` in OUT records ``img_size`` so a re-run with another size cannot
-  silently mix frame sizes.
-
-The pure pieces, :func:`pretreat_frame` and :func:`pretreat_sequence`, take numpy arrays and
-touch no files, so other modules and tests can use them directly.
+* an unreadable frame is listed and skipped instead of ending the run;
+* directory links in IN are not followed unless ``follow_links`` (and then never into a folder
+  already walked); each one skipped is listed. See docs/prepare.md.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import math
-import multiprocessing
 import os
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from rich.console import Console
 
+from gaitcli.data.pickle_io import save_array
+from gaitcli.data.prepare_output import (
+    MANIFEST_NAME,
+    Manifest,
+    check_output,
+    remove_foreign_pkls,
+    write_manifest,
+)
+from gaitcli.data.pretreat import (
+    MIN_PIXEL_SUM,
+    check_img_size,
+    pretreat_frame,
+    pretreat_sequence,
+    read_frame,
+)
+from gaitcli.data.validity import SHORT_SEQUENCE_FRAMES
+from gaitcli.data.walker import Walk, walk_sequences
 from gaitcli.errors import DataError, GaitError
+from gaitcli.progress import make_progress
+from gaitcli.runtime.lock import exclusive_lock
+from gaitcli.runtime.pool import run_pool
+
+__all__ = ["IMAGE_EXTENSIONS", "LOCK_NAME", "MANIFEST_NAME", "MIN_PIXEL_SUM", "SHORT_SEQUENCE_FRAMES",
+           "FileSkip", "PrepareSummary", "SequenceJob", "prepare_dataset", "pretreat_frame",
+           "pretreat_sequence", "read_frame", "render_summary"]
 
 #: File name endings (lower-cased) that are read as frames.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
-#: A frame whose pixel values sum to this or less is dropped (about 40 white pixels).
-MIN_PIXEL_SUM = 10000
-#: Sequences with fewer kept frames than this are written but reported as short.
-SHORT_SEQUENCE_FRAMES = 5
 #: How many sequences one worker task handles at most.
 MAX_CHUNK = 16
 #: With the default ``workers=None``, each worker process gets at least this many frames.
 MIN_FRAMES_PER_WORKER = 1000
 
-MANIFEST_NAME = ".gait-prepare.json"
 LOCK_NAME = ".gait-prepare.lock"
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_INT32_SAFE_WIDTH = (2**31 - 1) // 255
+_NOT_IMAGE = "not an image file"
 
 
-# --------------------------------------------------------------------------- the algorithm
-def _check_img_size(img_size: int) -> None:
-    if not isinstance(img_size, (int, np.integer)) or isinstance(img_size, bool):
-        raise TypeError(f"img_size must be an int, got {type(img_size).__name__}")
-    if img_size < 2 or img_size % 2:
-        raise ValueError(f"img_size must be an even number >= 2, got {img_size}")
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class FileSkip:
+    """A file or folder that was not used, and why."""
+
+    path: str
+    """The file or folder."""
+    reason: str
+    """Why it was skipped."""
+
+    def to_json(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
 
 
-def pretreat_frame(img: np.ndarray, img_size: int = 64) -> np.ndarray | None:
-    """Crop, resize and centre one greyscale frame; ``None`` when the frame is dropped.
-
-    ``img`` is a 2-D ``uint8`` array (a silhouette, 0 = background). The steps are SPEC
-    section 2, in order: drop if the pixel sum is <= 10000; keep the rows from the first to the
-    last non-zero row; resize with OpenCV bicubic to height ``img_size`` and width
-    ``int(img_size * (w / h))``; take as horizontal centre the first column whose cumulative
-    column sum exceeds half the total (drop if there is none or it is column 0); cut the
-    ``img_size`` columns ``[x - img_size//2, x + img_size//2)``, with zeros where the cut runs
-    past an edge. Returns a C-contiguous ``uint8`` array ``[img_size, img_size]``.
-
-    Also dropped (the reference would crash on these): a frame so narrow that the resized
-    width would be 0.
-    """
-    if type(img_size) is not int or img_size < 2 or img_size % 2:
-        _check_img_size(img_size)
-        img_size = int(img_size)
-    if not isinstance(img, np.ndarray) or img.ndim != 2:
-        raise ValueError(f"expected a 2-D greyscale frame, got shape {getattr(img, 'shape', None)}")
-    if img.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 frame, got {img.dtype}")
-    if img.shape[0] == 0 or img.shape[1] == 0:
-        return None
-    img = np.ascontiguousarray(img)  # no copy for frames straight from a decoder
-
-    # Step 2: the pixel sum. Row sums fit int32 for any width below 8 million pixels; the
-    # total is accumulated in int64 so nothing can overflow.
-    if img.shape[1] < _INT32_SAFE_WIDTH:
-        row_sums = cv2.reduce(img, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
-    else:  # pragma: no cover - absurdly wide frames
-        row_sums = img.sum(axis=1, dtype=np.int64)
-    if int(row_sums.sum(dtype=np.int64)) <= MIN_PIXEL_SUM:
-        return None
-
-    # Step 3: rows between the first and the last row holding any non-zero pixel.
-    nonzero_rows = np.flatnonzero(row_sums)
-    top, bottom = int(nonzero_rows[0]), int(nonzero_rows[-1])
-    cropped = img[top : bottom + 1]
-    height, width = cropped.shape
-
-    # Step 4: ratio first, then truncate, exactly like the reference.
-    new_width = int(img_size * (width / height))
-    if new_width < 1:
-        return None
-    resized = cv2.resize(cropped, (new_width, img_size), interpolation=cv2.INTER_CUBIC)
-
-    # Step 5: first column where the cumulative sum exceeds half the total. Comparing
-    # 2 * cumsum > total in integers is the same test as cumsum > total / 2.
-    col_sums = cv2.reduce(resized, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
-    cumulative = np.cumsum(col_sums, dtype=np.int64)
-    total = int(cumulative[-1])
-    if total <= 0:
-        return None
-    centre = int(np.argmax(2 * cumulative > total))
-    if centre == 0:
-        return None
-
-    # Step 6: cut [centre - half, centre + half); zero-padding both sides by `half` and cutting
-    # the shifted window gives exactly this zero-filled copy of the overlapping columns.
-    half = img_size // 2
-    left, right = centre - half, centre + half
-    if left >= 0 and right <= new_width:
-        return np.ascontiguousarray(resized[:, left:right])
-    out = np.zeros((img_size, 2 * half), dtype=np.uint8)
-    src_left, src_right = max(left, 0), min(right, new_width)
-    out[:, src_left - left : src_right - left] = resized[:, src_left:src_right]
-    return out
-
-
-def pretreat_sequence(frames: Sequence[np.ndarray], img_size: int = 64) -> tuple[np.ndarray, int]:
-    """Pretreat every frame and stack the kept ones.
-
-    Returns ``(array, dropped)``: ``array`` is ``uint8`` ``[T, img_size, img_size]`` (``T`` may
-    be 0) and ``dropped`` is how many frames :func:`pretreat_frame` rejected.
-    """
-    _check_img_size(img_size)
-    kept: list[np.ndarray] = []
-    dropped = 0
-    for frame in frames:
-        result = pretreat_frame(frame, img_size)
-        if result is None:
-            dropped += 1
-        else:
-            kept.append(result)
-    if not kept:
-        return np.zeros((0, img_size, img_size), dtype=np.uint8), dropped
-    return np.stack(kept), dropped
-
-
-def read_frame(path: str | os.PathLike) -> tuple[np.ndarray | None, str | None]:
-    """Read an image file as 8-bit greyscale: ``(array, None)`` or ``(None, reason)``.
-
-    Decoding is OpenCV's ``IMREAD_GRAYSCALE``, as in the reference; the bytes are read by
-    Python so any path works. Never raises for a bad file.
-    """
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        return None, f"cannot read ({exc.strerror or exc})"
-    if not data:
-        return None, "empty file (0 bytes)"
-    # A PNG without its end chunk is truncated; OpenCV would refuse it too, but only after
-    # libpng prints a message on stderr for every such file.
-    if data.startswith(_PNG_SIGNATURE) and data.rfind(b"IEND") < 0:
-        return None, "truncated PNG (no IEND chunk)"
-    try:
-        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
-    except cv2.error as exc:  # pragma: no cover - OpenCV only raises on empty buffers
-        return None, f"cannot decode ({str(exc).strip().splitlines()[-1]})"
-    if img is None or img.size == 0:
-        return None, "cannot decode as an image (corrupt, truncated or not an image)"
-    return img, None
-
-
-# --------------------------------------------------------------------------- discovery
-@dataclass
+@dataclass(frozen=True)
 class SequenceJob:
     """One input folder and where its pkl goes."""
 
@@ -189,99 +89,89 @@ class SequenceJob:
     target: str
 
 
+@dataclass(frozen=True)
+class SequenceResult:
+    """What one job did (travels back from a worker)."""
+
+    key: str
+    kept: int
+    dropped: int
+    unreadable: list[FileSkip]
+    removed: str | None
+
+
 @dataclass
-class _Discovery:
-    sequences: dict[str, tuple[str, list[str], list[str]]] = field(default_factory=dict)
-    # folders without images but at the depth where sequences live: (abs path, depth, others)
-    leaves: list[tuple[str, int, list[str]]] = field(default_factory=list)
-    depths: dict[int, int] = field(default_factory=dict)
-    problems: list[dict[str, str]] = field(default_factory=list)
-    pkl_files: int = 0
+class PrepareSummary:
+    """What one ``gait prepare`` run did (the closing table and ``--json``)."""
+
+    input: str
+    """IN, absolute."""
+    output: str
+    """OUT, absolute."""
+    img_size: int
+    """``--img-size``."""
+    sequences_found: int
+    """Sequence folders found in IN."""
+    settings: Manifest
+    """What the manifest in OUT records."""
+    workers: int = 1
+    """Worker processes used (1: in this process)."""
+    sequences_written: int = 0
+    """Pkls written by this run."""
+    frames_kept: int = 0
+    """Frames in the pkls written."""
+    frames_dropped: int = 0
+    """Frames dropped (empty or without a centre)."""
+    skipped_existing: int = 0
+    """Sequences whose pkl was already in OUT and was kept (no ``--overwrite``)."""
+    unreadable: list[FileSkip] = field(default_factory=list)
+    """Files that could not be used."""
+    empty_sequences: list[str] = field(default_factory=list)
+    """Sequences that kept no frame: no pkl written."""
+    short_sequences: list[tuple[str, int]] = field(default_factory=list)
+    """``(sequence, frames)`` of pkls written with fewer than SHORT_SEQUENCE_FRAMES frames."""
+    stale_removed: list[str] = field(default_factory=list)
+    """Pkls removed from OUT by ``--overwrite`` because IN does not produce them."""
+    skipped_links: list[FileSkip] = field(default_factory=list)
+    """Directory links in IN that were not followed."""
+    seconds: float = 0.0
+    """Wall-clock time."""
+
+    def absorb(self, result: SequenceResult) -> None:
+        self.frames_dropped += result.dropped
+        self.unreadable.extend(result.unreadable)
+        if result.removed is not None:
+            self.stale_removed.append(result.removed)
+        if result.kept == 0:
+            self.empty_sequences.append(result.key)
+            return
+        self.sequences_written += 1
+        self.frames_kept += result.kept
+        if result.kept < SHORT_SEQUENCE_FRAMES:
+            self.short_sequences.append((result.key, result.kept))
+
+    def finish(self, started: float) -> PrepareSummary:
+        self.unreadable.sort(key=lambda item: item.path)
+        self.empty_sequences.sort()
+        self.short_sequences.sort()
+        self.stale_removed.sort()
+        self.seconds = round(time.perf_counter() - started, 3)
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "input": self.input, "output": self.output, "img_size": self.img_size, "workers": self.workers,
+            "sequences_found": self.sequences_found, "sequences_written": self.sequences_written,
+            "frames_kept": self.frames_kept, "frames_dropped": self.frames_dropped,
+            "skipped_existing": self.skipped_existing, "unreadable": [u.to_json() for u in self.unreadable],
+            "empty_sequences": self.empty_sequences,
+            "short_sequences": [{"sequence": k, "frames": n} for k, n in self.short_sequences],
+            "stale_removed": self.stale_removed, "skipped_links": [s.to_json() for s in self.skipped_links],
+            "settings": self.settings.to_json(), "seconds": self.seconds,
+        }
 
 
-def _sequence_key(folder: str) -> str | None:
-    parts = Path(folder).parts
-    parts = parts[1:] if parts and parts[0] == Path(folder).anchor else parts
-    if len(parts) < 3:
-        return None
-    return "/".join(parts[-3:])
-
-
-def _walk(root: str) -> _Discovery:
-    """Scan ``root`` once with ``os.scandir``; dotfiles and dot-folders are ignored."""
-    found = _Discovery()
-    seen: set[tuple[int, int]] = set()
-    try:
-        st = os.stat(root)
-        seen.add((st.st_dev, st.st_ino))
-    except OSError:
-        pass
-    stack: list[tuple[str, int]] = [(root, 0)]
-    by_key: dict[str, list[str]] = {}
-    while stack:
-        folder, depth = stack.pop()
-        images: list[str] = []
-        others: list[str] = []
-        subdirs: list[str] = []
-        try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    name = entry.name
-                    if name.startswith("."):
-                        continue
-                    try:
-                        is_dir = entry.is_dir()
-                    except OSError:
-                        is_dir = False
-                    if is_dir:
-                        if entry.is_symlink():
-                            try:
-                                st = entry.stat()
-                            except OSError:
-                                continue
-                            ident = (st.st_dev, st.st_ino)
-                            if ident in seen:  # a link back into the tree: do not loop
-                                continue
-                            seen.add(ident)
-                        subdirs.append(entry.path)
-                        continue
-                    ext = os.path.splitext(name)[1].lower()
-                    if ext in IMAGE_EXTENSIONS:
-                        images.append(name)
-                    else:
-                        if ext == ".pkl":
-                            found.pkl_files += 1
-                        others.append(name)
-        except OSError as exc:
-            found.problems.append({"path": folder, "reason": f"cannot list folder ({exc.strerror or exc})"})
-            continue
-        if images:
-            key = _sequence_key(folder)
-            if key is None:
-                found.problems.append({
-                    "path": folder,
-                    "reason": "folder holds images but its path has fewer than 3 parts (id/type-seq/view)",
-                })
-            else:
-                by_key.setdefault(key, []).append(folder)
-                images.sort()
-                others.sort()
-                found.sequences[key] = (folder, images, others)
-                found.depths[depth] = found.depths.get(depth, 0) + 1
-        elif not subdirs and depth > 0:
-            found.leaves.append((folder, depth, sorted(others)))
-        stack.extend((sub, depth + 1) for sub in sorted(subdirs, reverse=True))
-    clashes = {k: v for k, v in by_key.items() if len(v) > 1}
-    if clashes:
-        key, folders = sorted(clashes.items())[0]
-        more = f" (and {len(clashes) - 1} more keys)" if len(clashes) > 1 else ""
-        raise DataError(
-            f"{folders[0]} and {folders[1]} both map to sequence {key}{more}; the output "
-            f"{key}/{key.rsplit('/', 1)[-1]}.pkl can hold only one. Prepare each root into its own OUT"
-        )
-    return found
-
-
+# --------------------------------------------------------------------------- discovery
 def _validate_paths(input_dir: Path, output_dir: Path) -> tuple[Path, Path]:
     inp = Path(os.path.abspath(os.path.expanduser(input_dir)))
     out = Path(os.path.abspath(os.path.expanduser(output_dir)))
@@ -300,48 +190,42 @@ def _validate_paths(input_dir: Path, output_dir: Path) -> tuple[Path, Path]:
     return inp, out
 
 
-# --------------------------------------------------------------------------- output folder
-@contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on OUT so two runs never write (or clean up) the same files."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no advisory locks, carry on
-        yield
-        return
-    path = out / LOCK_NAME
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise DataError(f"cannot create {path} ({exc.strerror or exc}); check that OUT is writable") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise DataError(
-                f"another 'gait prepare' is writing to {out}; wait for it to finish or choose another OUT"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
+def _discover(inp: Path, follow_links: bool) -> Walk:
+    found = walk_sequences(inp, IMAGE_EXTENSIONS, follow_links=follow_links)
+    if not found.sequences:
+        pkls = found.suffix_counts.get(".pkl", 0)
+        hint = f" It holds {pkls} .pkl files: is it already prepared?" if pkls else ""
+        shallow = (f" {len(found.shallow)} image(s) sit less than three folders below it." if found.shallow
+                   else "")
+        raise DataError(
+            f"no folders with image files (.png/.jpg/.jpeg/.bmp) under {inp}; expected "
+            f"IN/id/type-seq/view/*.png.{shallow}{hint}"
+        )
+    return found
 
 
-def _check_manifest(out: Path, img_size: int, overwrite: bool) -> None:
-    from gaitcli.fileio import atomic_write_bytes
+def _walk_problems(inp: Path, found: Walk, summary: PrepareSummary) -> None:
+    """Shallow images, unlisted folders, skipped links and empty view folders into ``summary``."""
+    folders = sorted({str(inp / rel.rsplit("/", 1)[0]) if "/" in rel else str(inp) for rel in found.shallow})
+    summary.unreadable.extend(FileSkip(f, "folder holds images but sits less than three folders below IN "
+                                          "(id/type-seq/view)") for f in folders)
+    summary.unreadable.extend(FileSkip(path, reason) for path, reason in found.unlisted)
+    summary.skipped_links.extend(FileSkip(path, reason) for path, reason in sorted(found.skipped_links))
+    depths: dict[int, int] = {}
+    for seq in found.sequences:
+        depths[seq.depth] = depths.get(seq.depth, 0) + 1
+    sequence_depth = max(depths.items(), key=lambda kv: (kv[1], -kv[0]))[0]
+    keys = {seq.key_text for seq in found.sequences}
+    for folder, depth, others in found.leaves:
+        key = "/".join(Path(os.path.relpath(folder, inp)).parts[-3:])
+        if depth != sequence_depth or key in keys:
+            continue
+        summary.empty_sequences.append(key)
+        summary.unreadable.extend(FileSkip(os.path.join(folder, name), _NOT_IMAGE) for name in others)
 
-    path = out / MANIFEST_NAME
-    if path.exists() and not overwrite:
-        try:
-            previous = json.loads(path.read_text()).get("img_size")
-        except (OSError, ValueError, AttributeError):
-            previous = None
-        if previous is not None and previous != img_size:
-            raise DataError(
-                f"{out} was prepared with --img-size {previous}, not {img_size}; use the same size, "
-                "another OUT, or --overwrite to rewrite every sequence"
-            )
-    payload = {"tool": "gait prepare", "img_size": img_size}
-    atomic_write_bytes(path, (json.dumps(payload) + "\n").encode())
+
+def _target(out: Path, key: str) -> str:
+    return os.path.join(str(out), *key.split("/"), key.rsplit("/", 1)[-1] + ".pkl")
 
 
 def _plan_target(target: str) -> bool:
@@ -364,29 +248,38 @@ def _plan_target(target: str) -> bool:
     return exists
 
 
-# --------------------------------------------------------------------------- per-sequence work
-def _process_sequence(job: SequenceJob, img_size: int, overwrite: bool) -> dict[str, Any]:
-    from gaitcli.data.pickle_io import save_array
+def _plan(found: Walk, out: Path, overwrite: bool, summary: PrepareSummary) -> list[SequenceJob]:
+    jobs: list[SequenceJob] = []
+    for seq in found.sequences:
+        target = _target(out, seq.key_text)
+        if _plan_target(target) and not overwrite:
+            summary.skipped_existing += 1
+            continue
+        jobs.append(SequenceJob(seq.key_text, seq.path, seq.files, seq.others, target))
+    return jobs
 
-    unreadable = [{"path": os.path.join(job.source, name), "reason": "not an image file"} for name in job.others]
+
+# --------------------------------------------------------------------------- per-sequence work
+def _process_sequence(job: SequenceJob, img_size: int, overwrite: bool) -> SequenceResult:
+    unreadable = [FileSkip(os.path.join(job.source, name), _NOT_IMAGE) for name in job.others]
     kept: list[np.ndarray] = []
     dropped = 0
     for name in job.frames:
         path = os.path.join(job.source, name)
         img, reason = read_frame(path)
         if img is None:
-            unreadable.append({"path": path, "reason": reason or "unreadable"})
+            unreadable.append(FileSkip(path, reason or "unreadable"))
             continue
         try:
             result = pretreat_frame(img, img_size)
         except Exception as exc:  # a data problem in one frame must not end a long run
-            unreadable.append({"path": path, "reason": f"cannot process ({type(exc).__name__}: {exc})"})
+            unreadable.append(FileSkip(path, f"cannot process ({type(exc).__name__}: {exc})"))
             continue
         if result is None:
             dropped += 1
         else:
             kept.append(result)
-    removed_stale = False
+    removed: str | None = None
     if kept:
         try:
             save_array(job.target, np.stack(kept))
@@ -395,47 +288,17 @@ def _process_sequence(job: SequenceJob, img_size: int, overwrite: bool) -> dict[
                 f"cannot write {job.target} ({exc.strerror or exc}); check free space and permissions"
             ) from None
     elif overwrite and os.path.exists(job.target):
-        # --overwrite means "make OUT what a clean run would make": no stale pkl.
-        os.unlink(job.target)
-        removed_stale = True
-    return {
-        "key": job.key,
-        "kept": len(kept),
-        "dropped": dropped,
-        "unreadable": unreadable,
-        "removed_stale": removed_stale,
-    }
+        os.unlink(job.target)  # --overwrite: OUT holds exactly what IN gives, no stale pkl
+        removed = f"{job.key}/{job.key.rsplit('/', 1)[-1]}.pkl"
+    return SequenceResult(job.key, len(kept), dropped, unreadable, removed)
 
 
-def _process_chunk(jobs: list[SequenceJob], img_size: int, overwrite: bool) -> list[dict[str, Any]]:
+def _process_chunk(jobs: list[SequenceJob], img_size: int, overwrite: bool) -> list[SequenceResult]:
     return [_process_sequence(job, img_size, overwrite) for job in jobs]
 
 
 def _worker_init() -> None:
-    # Ctrl-C goes to the whole process group; only the parent decides what to do with it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    cv2.setNumThreads(1)
-    # If the parent is SIGKILLed, an idle worker would wait for work forever: watch the
-    # parent and leave with it (a pkl being written then is a temp file, cleaned next run).
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-
-
-def _exit_with_parent(parent: Any) -> None:
-    parent.join()
-    os._exit(1)
-
-
-def _mp_context() -> multiprocessing.context.BaseContext:
-    # forkserver children start from a clean process: no inherited threads (rich's refresh
-    # thread, OpenCV or torch pools) that could deadlock after fork().
-    methods = multiprocessing.get_all_start_methods()
-    if "forkserver" in methods:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["gaitcli.data.prepare"])
-        return ctx
-    return multiprocessing.get_context("spawn")
+    cv2.setNumThreads(1)  # the worker processes already use every core
 
 
 def _chunks(jobs: list[SequenceJob], workers: int) -> list[list[SequenceJob]]:
@@ -443,11 +306,72 @@ def _chunks(jobs: list[SequenceJob], workers: int) -> list[list[SequenceJob]]:
     return [jobs[i : i + size] for i in range(0, len(jobs), size)]
 
 
-# --------------------------------------------------------------------------- the command
-def _make_progress(console: Any, total: int) -> Any:
-    from gaitcli.progress import sequence_progress
+def _worker_count(jobs: list[SequenceJob], workers: int | None) -> int:
+    if workers is None:
+        # Starting a worker costs about as much as pretreating a few hundred frames: give
+        # each at least MIN_FRAMES_PER_WORKER frames, so small trees run in-process.
+        n_frames = sum(len(job.frames) for job in jobs)
+        workers = max(1, min(os.cpu_count() or 1, n_frames // MIN_FRAMES_PER_WORKER))
+    return max(1, min(workers, len(jobs)))
 
-    return sequence_progress("prepare", console, disable=console is None or not console.is_terminal)
+
+def _run(jobs: list[SequenceJob], summary: PrepareSummary, overwrite: bool, console: Console | None) -> None:
+    """Process ``jobs`` in this process or on the pool, with a progress bar on a terminal."""
+    show = console is not None and console.is_terminal
+    with make_progress("prepare", console, disable=not show) as progress:
+        task = progress.add_task("prepare", total=len(jobs))
+
+        def absorb(results: list[SequenceResult]) -> None:
+            for result in results:
+                summary.absorb(result)
+            progress.advance(task, len(results))
+
+        if summary.workers <= 1:
+            for job in jobs:
+                absorb([_process_sequence(job, summary.img_size, overwrite)])
+            return
+        work = functools.partial(_process_chunk, img_size=summary.img_size, overwrite=overwrite)
+        run_pool(work, _chunks(jobs, summary.workers), workers=summary.workers, on_result=absorb,
+                 initializer=_worker_init, preload=["gaitcli.data.prepare"], what="gait prepare worker")
+
+
+# --------------------------------------------------------------------------- the command
+def _check_options(img_size: int, workers: int | None) -> None:
+    try:
+        check_img_size(img_size)
+    except (TypeError, ValueError) as exc:
+        raise GaitError(f"--img-size: {exc}") from None
+    if workers is not None and workers < 1:
+        raise GaitError(f"--workers must be at least 1, got {workers}")
+
+
+def _interrupted(summary: PrepareSummary, console: Console | None, exc: KeyboardInterrupt) -> None:
+    if console is not None:
+        console.print(
+            f"[yellow]interrupted:[/] {summary.sequences_written} sequences written to {summary.output} "
+            f"({summary.skipped_existing} were already there); every pkl on disk is complete. "
+            "Run the same command again to finish the rest.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    exc.summary = summary  # type: ignore[attr-defined]
+
+
+def _write(found: Walk, out: Path, summary: PrepareSummary, overwrite: bool, workers: int | None,
+           console: Console | None) -> None:
+    """Under the lock: check OUT, clean it for --overwrite, process, record the manifest."""
+    check_output(out, summary.settings, overwrite)
+    jobs = _plan(found, out, overwrite, summary)
+    summary.workers = _worker_count(jobs, workers)
+    if overwrite:
+        write_manifest(out, replace(summary.settings, complete=False))
+        produced = {os.path.relpath(_target(out, seq.key_text), out).replace(os.sep, "/") for seq in found.sequences}
+        summary.stale_removed.extend(remove_foreign_pkls(out, produced))
+    else:
+        write_manifest(out, summary.settings)
+    _run(jobs, summary, overwrite, console)
+    if overwrite:
+        write_manifest(out, summary.settings)
 
 
 def prepare_dataset(
@@ -457,219 +381,88 @@ def prepare_dataset(
     img_size: int = 64,
     workers: int | None = None,
     overwrite: bool = False,
-    console: Any = None,
-) -> dict[str, Any]:
-    """Prepare every sequence folder under ``input_dir`` into ``output_dir``.
+    follow_links: bool = False,
+    console: Console | None = None,
+) -> PrepareSummary:
+    """Prepare every sequence folder under ``input_dir`` into ``output_dir`` (docs/prepare.md).
 
-    Returns the summary dict (see ``docs/prepare.md``). Raises :class:`DataError` for a missing
-    or empty input, an output inside the input, or two folders mapping to the same sequence.
-    On Ctrl-C it stops, prints what was written on ``console`` and re-raises
-    ``KeyboardInterrupt`` (whose ``summary`` attribute holds the partial summary).
+    Raises :class:`DataError` for a missing or empty input, an output inside the input, two
+    folders mapping to the same sequence, or an OUT that holds another data set. On Ctrl-C it
+    stops, prints what was written on ``console`` and re-raises ``KeyboardInterrupt`` (whose
+    ``summary`` attribute holds the partial summary).
     """
     started = time.perf_counter()
-    try:
-        _check_img_size(img_size)
-    except (TypeError, ValueError) as exc:
-        raise GaitError(f"--img-size: {exc}") from None
-    if workers is not None and workers < 1:
-        raise GaitError(f"--workers must be at least 1, got {workers}")
+    _check_options(img_size, workers)
     inp, out = _validate_paths(Path(input_dir), Path(output_dir))
-
-    found = _walk(str(inp))
-    if not found.sequences:
-        hint = (
-            f" It holds {found.pkl_files} .pkl files: is it already prepared?" if found.pkl_files else ""
-        )
-        raise DataError(
-            f"no folders with image files (.png/.jpg/.jpeg/.bmp) under {inp}; expected "
-            f"IN/id/type-seq/view/*.png.{hint}"
-        )
-
+    found = _discover(inp, follow_links)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create output folder {out} ({exc.strerror or exc})") from None
-
-    summary: dict[str, Any] = {
-        "input": str(inp),
-        "output": str(out),
-        "img_size": img_size,
-        "workers": 1,
-        "sequences_found": len(found.sequences),
-        "sequences_written": 0,
-        "frames_kept": 0,
-        "frames_dropped": 0,
-        "skipped_existing": 0,
-        "unreadable": list(found.problems),
-        "empty_sequences": [],
-        "short_sequences": [],
-        "stale_removed": [],
-        "seconds": 0.0,
-    }
-
-    # Folders with no image at the depth where sequences live: an empty view folder.
-    sequence_depth = max(found.depths.items(), key=lambda kv: (kv[1], -kv[0]))[0]
-    for folder, depth, others in found.leaves:
-        if depth != sequence_depth:
-            continue
-        key = _sequence_key(folder)
-        if key is None or key in found.sequences:
-            continue
-        summary["empty_sequences"].append(key)
-        summary["unreadable"].extend(
-            {"path": os.path.join(folder, name), "reason": "not an image file"} for name in others
-        )
-
-    with _locked(out):
-        _check_manifest(out, img_size, overwrite)
-        jobs: list[SequenceJob] = []
-        for key in sorted(found.sequences):
-            folder, images, others = found.sequences[key]
-            target = os.path.join(str(out), *key.split("/"), key.rsplit("/", 1)[-1] + ".pkl")
-            if _plan_target(target) and not overwrite:
-                summary["skipped_existing"] += 1
-                continue
-            jobs.append(SequenceJob(key, folder, tuple(images), tuple(others), target))
-
-        if workers is None:
-            # Starting a worker costs about as much as pretreating a few hundred frames: give
-            # each at least MIN_FRAMES_PER_WORKER frames, so small trees run in-process.
-            n_frames = sum(len(job.frames) for job in jobs)
-            workers = max(1, min(os.cpu_count() or 1, n_frames // MIN_FRAMES_PER_WORKER))
-        n_workers = max(1, min(workers, len(jobs)))
-        summary["workers"] = n_workers
-
-        def absorb(results: list[dict[str, Any]]) -> None:
-            for res in results:
-                summary["frames_dropped"] += res["dropped"]
-                summary["unreadable"].extend(res["unreadable"])
-                if res["removed_stale"]:
-                    summary["stale_removed"].append(res["key"])
-                if res["kept"] == 0:
-                    summary["empty_sequences"].append(res["key"])
-                    continue
-                summary["sequences_written"] += 1
-                summary["frames_kept"] += res["kept"]
-                if res["kept"] < SHORT_SEQUENCE_FRAMES:
-                    summary["short_sequences"].append({"sequence": res["key"], "frames": res["kept"]})
-
-        def finish() -> dict[str, Any]:
-            summary["unreadable"].sort(key=lambda item: item["path"])
-            summary["empty_sequences"].sort()
-            summary["short_sequences"].sort(key=lambda item: item["sequence"])
-            summary["stale_removed"].sort()
-            summary["seconds"] = round(time.perf_counter() - started, 3)
-            return summary
-
-        progress = _make_progress(console, len(jobs))
+    settings = Manifest(source=os.path.realpath(inp), img_size=img_size, frame_size=[img_size, img_size],
+                        follow_links=follow_links)
+    summary = PrepareSummary(str(inp), str(out), img_size, len(found.sequences), settings)
+    _walk_problems(inp, found, summary)
+    with exclusive_lock(out / LOCK_NAME, what="'gait prepare'"):
         try:
-            with progress:
-                task = progress.add_task("prepare", total=len(jobs))
-                if n_workers <= 1:
-                    for job in jobs:
-                        absorb([_process_sequence(job, img_size, overwrite)])
-                        progress.advance(task)
-                else:
-                    _run_pool(jobs, n_workers, img_size, overwrite, absorb, lambda n: progress.advance(task, n))
+            _write(found, out, summary, overwrite, workers, console)
         except KeyboardInterrupt as exc:
-            finish()
-            if console is not None:
-                console.print(
-                    f"[yellow]interrupted:[/] {summary['sequences_written']} sequences written to {out} "
-                    f"({summary['skipped_existing']} were already there); every pkl on disk is complete. "
-                    "Run the same command again to finish the rest.",
-                    highlight=False,
-                    soft_wrap=True,
-                )
-            exc.summary = summary  # type: ignore[attr-defined]
+            _interrupted(summary.finish(started), console, exc)
             raise
-    return finish()
-
-
-def _run_pool(
-    jobs: list[SequenceJob],
-    n_workers: int,
-    img_size: int,
-    overwrite: bool,
-    absorb: Callable[[list[dict[str, Any]]], None],
-    advance: Callable[[int], None],
-) -> None:
-    """Run ``jobs`` in chunks on a process pool, feeding each chunk's results to ``absorb``."""
-    executor = ProcessPoolExecutor(max_workers=n_workers, mp_context=_mp_context(), initializer=_worker_init)
-    sizes: dict[Future, int] = {}
-    absorbed: set[Future] = set()
-
-    def take(fut: Future) -> None:
-        absorbed.add(fut)
-        absorb(fut.result())
-        advance(sizes[fut])
-
-    try:
-        for chunk in _chunks(jobs, n_workers):
-            sizes[executor.submit(_process_chunk, chunk, img_size, overwrite)] = len(chunk)
-        pending = set(sizes)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                take(fut)
-    except BaseException:
-        # Stop handing out work; the chunks already running finish (workers ignore SIGINT) and
-        # what they wrote is counted, so the report matches the disk.
-        executor.shutdown(wait=True, cancel_futures=True)
-        for fut in sizes:
-            if fut not in absorbed and fut.done() and not fut.cancelled() and fut.exception() is None:
-                take(fut)
-        raise
-    executor.shutdown(wait=True)
+    return summary.finish(started)
 
 
 # --------------------------------------------------------------------------- report
-def render_summary(summary: dict[str, Any], console: Any, *, limit: int = 10) -> None:
-    """Print the closing table and the first ``limit`` problems of each kind on ``console``."""
-    if console is None:
-        return
+def _summary_table(summary: PrepareSummary) -> Any:
     from rich.table import Table
 
-    seconds = float(summary.get("seconds") or 0.0)
-    frames = summary.get("frames_kept", 0) + summary.get("frames_dropped", 0)
+    frames = summary.frames_kept + summary.frames_dropped
     table = Table(title="gait prepare", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
-    if "output" in summary:
-        table.add_row("output", str(summary["output"]))
-    if "sequences_found" in summary:
-        table.add_row("sequence folders found", str(summary["sequences_found"]))
-    table.add_row("sequences written", str(summary["sequences_written"]))
-    table.add_row("already there (skipped)", str(summary["skipped_existing"]))
-    table.add_row("frames kept", str(summary["frames_kept"]))
-    table.add_row("frames dropped (empty / no centre)", str(summary["frames_dropped"]))
-    table.add_row("unreadable files", str(len(summary["unreadable"])))
-    table.add_row("sequences with no frame kept", str(len(summary["empty_sequences"])))
-    table.add_row(f"short sequences (< {SHORT_SEQUENCE_FRAMES} frames)", str(len(summary["short_sequences"])))
-    if summary.get("stale_removed"):
-        table.add_row("stale pkls removed (--overwrite)", str(len(summary["stale_removed"])))
-    rate = f" ({frames / seconds:,.0f} frames/s)" if seconds > 0 and frames else ""
-    table.add_row("time", f"{seconds:.1f} s{rate}")
-    console.print(table)
+    rows = [
+        ("output", summary.output), ("sequence folders found", str(summary.sequences_found)),
+        ("sequences written", str(summary.sequences_written)),
+        ("already there (skipped)", str(summary.skipped_existing)), ("frames kept", str(summary.frames_kept)),
+        ("frames dropped (empty / no centre)", str(summary.frames_dropped)),
+        ("unreadable files", str(len(summary.unreadable))),
+        ("sequences with no frame kept", str(len(summary.empty_sequences))),
+        (f"short sequences (< {SHORT_SEQUENCE_FRAMES} frames)", str(len(summary.short_sequences))),
+    ]
+    if summary.stale_removed:
+        rows.append(("pkls removed (--overwrite: not from IN)", str(len(summary.stale_removed))))
+    if summary.skipped_links:
+        rows.append(("directory links skipped", str(len(summary.skipped_links))))
+    rate = f" ({frames / summary.seconds:,.0f} frames/s)" if summary.seconds > 0 and frames else ""
+    rows.append(("time", f"{summary.seconds:.1f} s{rate}"))
+    for what, value in rows:
+        table.add_row(what, value)
+    return table
 
-    def listing(title: str, items: list[str]) -> None:
-        if not items:
-            return
-        console.print(f"[yellow]warning:[/] {title}:", highlight=False)
-        for item in items[:limit]:
-            console.print(f"  {item}", highlight=False, soft_wrap=True)
-        if len(items) > limit:
-            console.print(f"  ... and {len(items) - limit} more (see --json)", highlight=False)
 
-    listing(
-        f"{len(summary['unreadable'])} file(s) skipped",
-        [f"{item['path']}: {item['reason']}" for item in summary["unreadable"]],
-    )
-    listing(
-        f"{len(summary['empty_sequences'])} sequence(s) kept no frame, no pkl written",
-        list(summary["empty_sequences"]),
-    )
-    listing(
-        f"{len(summary['short_sequences'])} sequence(s) have fewer than {SHORT_SEQUENCE_FRAMES} frames (written)",
-        [f"{item['sequence']}: {item['frames']} frame(s)" for item in summary["short_sequences"]],
-    )
+def _listing(console: Console, title: str, items: list[str], limit: int, level: str = "warning") -> None:
+    if not items:
+        return
+    style = "yellow" if level == "warning" else "cyan"
+    console.print(f"[{style}]{level}:[/] {title}:", highlight=False)
+    for item in items[:limit]:
+        console.print(f"  {item}", highlight=False, soft_wrap=True, markup=False)
+    if len(items) > limit:
+        console.print(f"  ... and {len(items) - limit} more (see --json)", highlight=False)
+
+
+def render_summary(summary: PrepareSummary, console: Console | None, *, limit: int = 10) -> None:
+    """Print the closing table and the first ``limit`` problems of each kind on ``console``."""
+    if console is None:
+        return
+    console.print(_summary_table(summary))
+    _listing(console, f"{len(summary.unreadable)} file(s) skipped",
+             [f"{item.path}: {item.reason}" for item in summary.unreadable], limit)
+    _listing(console, f"{len(summary.skipped_links)} directory link(s) skipped",
+             [f"{item.path}: {item.reason}" for item in summary.skipped_links], limit)
+    _listing(console, f"{len(summary.empty_sequences)} sequence(s) kept no frame, no pkl written",
+             list(summary.empty_sequences), limit)
+    _listing(console, f"{len(summary.short_sequences)} sequence(s) have fewer than {SHORT_SEQUENCE_FRAMES} "
+             "frames (written)", [f"{key}: {n} frame(s)" for key, n in summary.short_sequences], limit)
+    _listing(console, f"{len(summary.stale_removed)} pkl(s) removed from OUT (--overwrite; IN does not "
+             "produce them)", list(summary.stale_removed), limit, level="note")

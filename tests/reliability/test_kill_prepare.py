@@ -48,9 +48,9 @@ def test_sigkill_multiworker_prepare_then_rerun(tmp_path):
     for pkl in written:
         assert load_array(pkl).shape[1:] == (64, 64)  # complete, loadable
     summary = prepare_dataset(raw, out, workers=2)
-    assert summary["skipped_existing"] + summary["sequences_written"] == 40
+    assert summary.skipped_existing + summary.sequences_written == 40
     if killed_midway:
-        assert summary["skipped_existing"] == len(written) < 40
+        assert summary.skipped_existing == len(written) < 40
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
     prepare_dataset(raw, clean, workers=1)
     for pkl in clean.rglob("*.pkl"):

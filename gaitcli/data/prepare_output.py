@@ -1,0 +1,138 @@
+"""``gait prepare``'s output folder: its manifest, what it refuses, and what ``--overwrite`` removes.
+
+The manifest ``OUT/.gait-prepare.json`` records where the data came from and how it was made
+(the resolved IN, ``img_size``, the frame size ``[H, W]`` of every pkl, the frame threshold and
+whether directory links were followed). A later run into the same OUT must agree with it, or
+OUT would mix two data sets; an OUT without a manifest (prepared by OpenGait, say) is judged by
+its first pkl's frame size. ``--overwrite`` means "OUT now holds exactly what IN gives": every
+pkl in OUT that IN does not produce is removed (pkls only, nothing else) and listed. See
+docs/prepare.md, "The output folder".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from gaitcli.data.pkl_header import HeaderProblem, read_array_header
+from gaitcli.data.pretreat import MIN_PIXEL_SUM
+from gaitcli.data.validity import format_shape
+from gaitcli.errors import DataError
+from gaitcli.fileio import atomic_write_bytes
+
+__all__ = ["MANIFEST_NAME", "Manifest", "check_output", "write_manifest", "remove_foreign_pkls", "read_manifest"]
+
+MANIFEST_NAME = ".gait-prepare.json"
+_REDO = "use another OUT, or --overwrite to make OUT hold exactly what IN gives"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What ``gait prepare`` records about the data set in OUT."""
+
+    source: str | None
+    """The input folder, resolved (``None`` in manifests of older gaitcli versions)."""
+    img_size: int
+    """``--img-size``."""
+    frame_size: list[int]
+    """``[H, W]`` of every frame in every pkl."""
+    min_pixel_sum: int = MIN_PIXEL_SUM
+    """Frames whose pixel sum is at most this were dropped."""
+    follow_links: bool = False
+    """Whether directory links in IN were followed."""
+    complete: bool = True
+    """False while an ``--overwrite`` run is under way (a rerun must use --overwrite again)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tool": "gait prepare", **asdict(self)}
+
+
+def read_manifest(out: Path) -> Manifest | None:
+    """The manifest in ``out``; ``None`` when there is none or it cannot be read."""
+    try:
+        data = json.loads((out / MANIFEST_NAME).read_text())
+        size = int(data["img_size"])
+        return Manifest(
+            source=data.get("source"), img_size=size, frame_size=list(data.get("frame_size") or [size, size]),
+            min_pixel_sum=int(data.get("min_pixel_sum", MIN_PIXEL_SUM)),
+            follow_links=bool(data.get("follow_links", False)), complete=bool(data.get("complete", True)),
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def write_manifest(out: Path, manifest: Manifest) -> None:
+    atomic_write_bytes(out / MANIFEST_NAME, (json.dumps(manifest.to_json(), indent=1) + "\n").encode())
+
+
+def pkls_in(out: Path) -> list[str]:
+    """Every ``*.pkl`` below ``out`` (relative POSIX paths, sorted); dot-names and links are skipped."""
+    found: list[str] = []
+    for folder, dirs, files in os.walk(out):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        rel = Path(os.path.relpath(folder, out))
+        found.extend((rel / name).as_posix() for name in files
+                     if name.endswith(".pkl") and not name.startswith("."))
+    return sorted(found)
+
+
+def _check_manifest(out: Path, old: Manifest, new: Manifest) -> None:
+    if not old.complete:
+        raise DataError(f"{out}: an earlier 'gait prepare --overwrite' into it was interrupted; "
+                        "run it again with --overwrite to finish it")
+    if old.source is not None and old.source != new.source:
+        raise DataError(f"{out} holds data prepared from {old.source}, not {new.source}; {_REDO}")
+    if old.img_size != new.img_size:
+        raise DataError(f"{out} was prepared with --img-size {old.img_size}, not {new.img_size}; "
+                        "use the same size, another OUT, or --overwrite to rewrite every sequence")
+    if old.follow_links != new.follow_links:
+        flag = "with" if old.follow_links else "without"
+        raise DataError(f"{out} was prepared {flag} --follow-links; use the same setting or {_REDO}")
+
+
+def _check_foreign(out: Path, new: Manifest) -> None:
+    """An OUT without a manifest: its first pkl must have the frame size this run writes."""
+    existing = pkls_in(out)
+    if not existing:
+        return
+    first = existing[0]
+    try:
+        shape = read_array_header(out / first).shape
+    except HeaderProblem as exc:
+        raise DataError(f"{out / first}: {exc}; OUT holds pkls this run cannot judge, {_REDO}") from None
+    if list(shape[1:]) != new.frame_size:
+        raise DataError(
+            f"{out} holds pkls of frame size {format_shape(shape[1:])} (e.g. {first}) but no gait prepare "
+            f"manifest; this run writes {format_shape(new.frame_size)}: use --img-size {shape[-1]} or {_REDO}"
+        )
+
+
+def check_output(out: Path, new: Manifest, overwrite: bool) -> None:
+    """Refuse an OUT that holds another data set (unless ``overwrite``)."""
+    if overwrite:
+        return
+    old = read_manifest(out)
+    if old is not None:
+        _check_manifest(out, old, new)
+    elif not (out / MANIFEST_NAME).exists():
+        _check_foreign(out, new)
+
+
+def remove_foreign_pkls(out: Path, produced: set[str]) -> list[str]:
+    """Delete every pkl under ``out`` whose relative path is not in ``produced``; returns them."""
+    removed: list[str] = []
+    for rel in pkls_in(out):
+        if rel in produced:
+            continue
+        try:
+            os.unlink(out / rel)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise DataError(f"cannot remove {out / rel} ({exc.strerror or exc}); check permissions") from None
+        removed.append(rel)
+    return removed
+
