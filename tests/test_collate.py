@@ -57,7 +57,8 @@ def make_items(lengths, batch=0, w=64):
 
 def test_collate_fixed_cuts_width_and_keeps_uint8():
     items = make_items([40, 50, 7])
-    batch = Collator({"sample_type": "fixed_ordered", "frames_num_fixed": 30}, {"000": 0, "001": 1, "002": 2})(items)
+    views = {"000": 0, "001": 1, "002": 2}
+    batch = Collator({"sample_type": "fixed_ordered", "frames_num_fixed": 30}, views)(items)
     assert batch.sils.dtype == torch.uint8 and batch.sils.shape == (3, 30, 64, 44)
     assert batch.seq_lens is None and batch.labels.tolist() == [0, 1, 2]
     assert cut_width(64) == 10 and cut_width(128) == 20
@@ -92,9 +93,11 @@ def test_to_model_input_scales_on_device():
     assert torch.allclose(sils * 255, batch.sils.float())
 
 
-@pytest.mark.parametrize("sample_type", ["fixed_ordered", "fixed_unordered", "unfixed_unordered", "all_unordered"])
+@pytest.mark.parametrize("sample_type",
+                         ["fixed_ordered", "fixed_unordered", "unfixed_unordered", "all_unordered"])
 def test_every_sample_type_collates(sample_type):
-    batch = Collator({"sample_type": sample_type, "frames_num_fixed": 8, "frames_num_min": 4, "frames_num_max": 6})(make_items([3, 20]))
+    cfg = {"sample_type": sample_type, "frames_num_fixed": 8, "frames_num_min": 4, "frames_num_max": 6}
+    batch = Collator(cfg)(make_items([3, 20]))
     assert batch.sils.shape[0] == 2
 
 
@@ -109,6 +112,6 @@ def test_transform_cut_variants():
         transform_cut([{"type": "Rotate"}], 64)
     with pytest.raises(ConfigError):
         transform_cut([{"type": "BaseSilCuttingTransform", "cutting": 40}], 64)
-    batch = Collator({"sample_type": "all_ordered"}, transform=[{"type": "BaseSilCuttingTransform", "cutting": 5}])(
-        make_items([3], w=32))
+    cut = [{"type": "BaseSilCuttingTransform", "cutting": 5}]
+    batch = Collator({"sample_type": "all_ordered"}, transform=cut)(make_items([3], w=32))
     assert batch.sils.shape[-1] == 22

@@ -68,7 +68,8 @@ class _BigBytes:
         return (bytes, (10**10,))
 
 
-@pytest.mark.parametrize("payload", [_CallsEval(), _BigBytes(), np.array([object()], dtype=object), {1.5: np.zeros(1)}])
+@pytest.mark.parametrize(
+    "payload", [_CallsEval(), _BigBytes(), np.array([object()], dtype=object), {1.5: np.zeros(1)}])
 def test_other_unsafe_payloads_are_refused(payload):
     with pytest.raises(UnsafePickleError):
         loads_safe(pickle.dumps(payload))

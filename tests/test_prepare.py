@@ -24,9 +24,9 @@ from typer.testing import CliRunner
 
 from gaitcli.data import prepare as prep
 from gaitcli.data.pickle_io import load_array, save_array
-from gaitcli.runtime.lock import LockError
 from gaitcli.data.prepare import prepare_dataset, pretreat_frame, pretreat_sequence, render_summary
 from gaitcli.errors import DataError, GaitError
+from gaitcli.runtime.lock import LockError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -125,7 +125,8 @@ class Collator:
                 n = int(rng.integers(self.frames_min, self.frames_max + 1))
                 picks.append(frame_indices(length, f"fixed_{order}", rng, frames=n, skip=self.skip))
             else:
-                picks.append(frame_indices(length, self.sample_type, rng, frames=self.frames, skip=self.skip, limit=self.limit))
+                picks.append(frame_indices(length, self.sample_type, rng, frames=self.frames, skip=self.skip,
+                                           limit=self.limit))
         first = items[0][0][0]
         h, w = first.shape[1:]
         lo = transform_cut(self.transform, w)
@@ -147,7 +148,11 @@ class Collator:
         )
 
 
-class IndexedDataset(torch.utils.data.Dataset):
+Element = tuple[list[np.ndarray], str, str, str, int, int, int]
+"""One collator input: arrays, label, type, view, dataset index, batch, position in the batch."""
+
+
+class IndexedDataset(torch.utils.data.Dataset[Element]):
     """Adapts a :class:`~gaitcli.data.dataset.GaitDataset` to ``(index, batch, position)`` elements."""
 
     def __init__(self, dataset: Any) -> None:
@@ -156,13 +161,15 @@ class IndexedDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, element: tuple[int, int, int]) -> tuple[list[np.ndarray], str, str, str, int, int, int]:
+    def __getitem__(self, element: tuple[int, int, int]) -> Element:
         index, batch, position = element
         arrays, label, seq_type, view = self.dataset[index]
         return arrays, label, seq_type, view, index, batch, position
 
 
-def to_model_input(batch: Batch, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def to_model_input(
+    batch: Batch, device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Move a batch to ``device`` (non-blocking from pinned memory) and scale to [0, 1] there."""
     device = torch.device(device)
     non_blocking = device.type == "cuda"

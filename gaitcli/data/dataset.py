@@ -111,7 +111,9 @@ def _checked(root: Path, chosen: list[tuple[SequenceFolder, list[str]]]) -> list
     refusals.extend(size_reasons(valid))
     if refusals:
         first = sorted(refusals, key=lambda r: r.path)[0]
-        more = f" ({len(refusals) - 1} more; 'gait inspect {root}' lists them all)" if len(refusals) > 1 else ""
+        more = ""
+        if len(refusals) > 1:
+            more = f" ({len(refusals) - 1} more; 'gait inspect {root}' lists them all)"
         raise DataError(first.message() + more)
     return out
 
@@ -121,8 +123,8 @@ class GaitDataset:
 
     def __init__(
         self,
-        root: str | os.PathLike,
-        partition: str | os.PathLike | Partition,
+        root: str | os.PathLike[str],
+        partition: str | os.PathLike[str] | Partition,
         split: str = "train",
         *,
         cache: bool = False,

@@ -122,7 +122,8 @@ class PartitionCheck:
 
     @property
     def problems(self) -> int:
-        return len(self.missing_train) + len(self.missing_test) + len(self.not_in_partition) + len(self.in_both)
+        return (len(self.missing_train) + len(self.missing_test) + len(self.not_in_partition)
+                + len(self.in_both))
 
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "train_ids": self.train_ids, "test_ids": self.test_ids,

@@ -51,7 +51,8 @@ def _table(console: Console, style: str, title: str) -> Table:
     return Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
 
 
-def _print_table(console: Console, table: Table, total: int, what: str = "", width: int | None = None) -> None:
+def _print_table(console: Console, table: Table, total: int, what: str = "",
+                 width: int | None = None) -> None:
     if width is not None:
         table.width = width
     console.print(table)
@@ -185,7 +186,8 @@ def _missing_summary(report: InspectReport) -> list[tuple[str, int, str]]:
                       key=lambda c: (natural_key(c[0]), natural_key(c[1])))
         parts = []
         if full_views:
-            parts.append(("view " if len(full_views) == 1 else "views ") + ", ".join(full_views) + " (all types)")
+            label = "view " if len(full_views) == 1 else "views "
+            parts.append(label + ", ".join(full_views) + " (all types)")
         if full_types:
             parts.append(", ".join(full_types) + " (all views)")
         parts.extend(f"{t}/{v}" for t, v in rest)
@@ -291,8 +293,8 @@ def render_report(report: InspectReport, console: Console) -> None:
     _missing(report, console, width)
     _short(report, console)
     _files(report.unreadable, "unreadable file(s)", console, width)
-    _files(report.shape_problems, "invalid file(s) (not uint8 [frames, height, width] of the data set's size)",
-           console, width)
+    _files(report.shape_problems,
+           "invalid file(s) (not uint8 [frames, height, width] of the data set's size)", console, width)
     _mismatch(report, console)
     _partition(report.partition, console, width)
     _verdict(report, console)

@@ -28,14 +28,19 @@ class Partition:
         return self.train if split == "train" else self.test
 
 
-def load_partition(path: str | os.PathLike) -> Partition:
+def _is_id(value: object) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
+def load_partition(path: str | os.PathLike[str]) -> Partition:
     """Read and check a partition file; every problem is one :class:`DataError` line."""
     path = Path(path).expanduser()
     if not path.is_file():
         packaged = packaged_partition(path.name)
         if packaged is None:
             raise DataError(f"{path}: partition file not found; pass a JSON file with TRAIN_SET and TEST_SET "
-                            "id lists (e.g. configs/partitions/CASIA-B.json, or set data_cfg.dataset_partition)")
+                            "id lists (e.g. configs/partitions/CASIA-B.json, or set "
+                            "data_cfg.dataset_partition)")
         path = packaged
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -50,7 +55,7 @@ def load_partition(path: str | os.PathLike) -> Partition:
     sets = []
     for key in ("TRAIN_SET", "TEST_SET"):
         ids = data.get(key)
-        if not isinstance(ids, list) or not all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids):
+        if not isinstance(ids, list) or not all(_is_id(i) for i in ids):
             raise DataError(f"{path}: not a partition file: '{key}' must be a list of id strings "
                             f'(e.g. "{key}": ["001", "002"]); found {type(ids).__name__}')
         sets.append(tuple(str(i) for i in ids))

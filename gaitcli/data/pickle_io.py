@@ -21,9 +21,7 @@ import numpy as np
 from gaitcli.errors import DataError, UnsafePickleError
 from gaitcli.fileio import atomic_write_bytes
 
-# (module, name) pairs a pickled numpy array legitimately needs. numpy 2 moved the
-# reconstruct helpers to ``numpy._core``; pickles written by numpy 1 say ``numpy.core``.
-_ALLOWED_GLOBALS = {
+ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset({
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"),
@@ -33,7 +31,10 @@ _ALLOWED_GLOBALS = {
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("collections", "OrderedDict"),
-}
+})
+"""The ``(module, name)`` globals a pickled numpy array legitimately needs; every reader of pkls
+(the restricted unpickler, the header walker) admits these and nothing else. numpy 2 moved the
+reconstruct helpers to ``numpy._core``; pickles written by numpy 1 say ``numpy.core``."""
 
 
 def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
@@ -60,7 +61,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             return _latin1_encode
         if (module, name) in (("builtins", "bytes"), ("__builtin__", "bytes")):
             return _empty_bytes
-        if (module, name) in _ALLOWED_GLOBALS:
+        if (module, name) in ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed")
 
@@ -98,7 +99,7 @@ def loads_safe(data: bytes, source: str = "<bytes>") -> Any:
     return obj
 
 
-def load_pickle(path: str | os.PathLike) -> Any:
+def load_pickle(path: str | os.PathLike[str]) -> Any:
     """Load a pkl file through the restricted unpickler (arrays and containers of arrays)."""
     path = Path(path)
     try:
@@ -108,7 +109,7 @@ def load_pickle(path: str | os.PathLike) -> Any:
     return loads_safe(data, str(path))
 
 
-def load_array(path: str | os.PathLike) -> np.ndarray:
+def load_array(path: str | os.PathLike[str]) -> np.ndarray:
     """Load one sequence pkl and return its array (``[T, H, W]`` uint8 for silhouettes)."""
     obj = load_pickle(path)
     if not isinstance(obj, np.ndarray):
@@ -116,6 +117,6 @@ def load_array(path: str | os.PathLike) -> np.ndarray:
     return obj
 
 
-def save_array(path: str | os.PathLike, array: np.ndarray) -> None:
+def save_array(path: str | os.PathLike[str], array: np.ndarray) -> None:
     """Atomically write ``array`` as a pickle OpenGait can read."""
     atomic_write_bytes(path, pickle.dumps(np.ascontiguousarray(array), protocol=4))

@@ -38,7 +38,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from gaitcli.data.pickle_io import _ALLOWED_GLOBALS, RestrictedUnpickler
+from gaitcli.data.pickle_io import ALLOWED_GLOBALS, RestrictedUnpickler
 
 __all__ = ["PickledArray", "HeaderProblem", "read_array_header", "parse_array_header", "load_full"]
 
@@ -49,7 +49,7 @@ _NUMPY_CORE = ("numpy.core.multiarray", "numpy._core.multiarray")
 _NUMPY_NUMERIC = ("numpy.core.numeric", "numpy._core.numeric")
 # What this walker accepts: the pickle_io allow-list, plus the latin-1 encoder that protocols
 # 0-2 use to store the array bytes (never called here, only recognised).
-_WALKER_GLOBALS = frozenset(_ALLOWED_GLOBALS) | {
+_WALKER_GLOBALS = frozenset(ALLOWED_GLOBALS) | {
     ("_codecs", "encode"),  # protocols 0-2: the array bytes as latin-1 text
     ("__builtin__", "bytes"), ("builtins", "bytes"),  # protocols 0-2: b"" of an empty array
 }
@@ -124,7 +124,7 @@ class _Global:
 @dataclass(eq=False)
 class _Call:
     func: _Global
-    args: tuple
+    args: tuple[Any, ...]
     state: Any = None
 
 
@@ -217,7 +217,7 @@ def _check_global(module: Any, name: Any) -> _Global:
     return _Global(module, name)
 
 
-def _pop_mark(stack: list) -> list:
+def _pop_mark(stack: list[Any]) -> list[Any]:
     for i in range(len(stack) - 1, -1, -1):
         if stack[i] is _MARK:
             items = stack[i + 1:]
@@ -241,8 +241,8 @@ class _Machine:
     """Replays the structural opcodes of a pickle on symbolic values."""
 
     def __init__(self) -> None:
-        self.stack: list = []
-        self.memo: dict = {}
+        self.stack: list[Any] = []
+        self.memo: dict[Any, Any] = {}
         self.protocol = 0
         self.result: Any = None
 
@@ -277,9 +277,9 @@ class _Machine:
             n = int(name[-1])
             if len(st) < n:
                 raise HeaderProblem("invalid", "corrupt pickle (stack underflow)")
-            items = tuple(st[-n:])
+            top = tuple(st[-n:])
             del st[-n:]
-            st.append(items)
+            st.append(top)
         elif name == "TUPLE":
             st.append(tuple(_pop_mark(st)))
         elif name == "EMPTY_LIST":
@@ -287,19 +287,19 @@ class _Machine:
         elif name == "LIST":
             st.append(_pop_mark(st))
         elif name in ("APPEND", "APPENDS"):
-            items = [st.pop()] if name == "APPEND" else _pop_mark(st)
+            items: list[Any] = [st.pop()] if name == "APPEND" else _pop_mark(st)
             if not isinstance(st[-1], list):
                 raise _Unsupported(name)
             st[-1].extend(items)
         elif name == "EMPTY_DICT":
             st.append({})
         elif name in ("DICT", "SETITEM", "SETITEMS"):
-            items = _pop_mark(st) if name != "SETITEM" else [st.pop(-2), st.pop()]
+            pairs: list[Any] = _pop_mark(st) if name != "SETITEM" else [st.pop(-2), st.pop()]
             target = {} if name == "DICT" else st[-1]
-            if not isinstance(target, dict) or len(items) % 2:
+            if not isinstance(target, dict) or len(pairs) % 2:
                 raise _Unsupported(name)
             try:
-                target.update(zip(items[::2], items[1::2], strict=True))
+                target.update(zip(pairs[::2], pairs[1::2], strict=True))
             except TypeError:
                 raise _Unsupported(name) from None
             if name == "DICT":
@@ -358,7 +358,7 @@ def _walk(stream: _Stream) -> _Machine:
     while True:
         stream.op_pos = stream.tell()
         try:
-            for op, arg, _pos in pickletools.genops(stream):
+            for op, arg, _pos in pickletools.genops(stream):  # type: ignore[arg-type]  # file-like
                 if machine.step(op.name, arg):
                     return machine
                 stream.op_pos = stream.tell()
@@ -499,7 +499,7 @@ def parse_array_header(handle: BinaryIO, size: int, *, skip_over: int = SKIP_OVE
 
 class _RefusingUnpickler(RestrictedUnpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _ALLOWED_GLOBALS:
+        if (module, name) not in ALLOWED_GLOBALS:
             raise HeaderProblem("refused", f"global '{module}.{name}' is not allowed "
                                            "(only numpy arrays are read; the file was not executed)")
         return super().find_class(module, name)
@@ -508,7 +508,7 @@ class _RefusingUnpickler(RestrictedUnpickler):
         raise HeaderProblem("refused", "persistent ids are not allowed (the file was not executed)")
 
 
-def load_full(path: str | os.PathLike) -> PickledArray:
+def load_full(path: str | os.PathLike[str]) -> PickledArray:
     """Load the whole file through the restricted unpickler (the slow, general path)."""
     try:
         with open(path, "rb") as handle:
@@ -532,7 +532,7 @@ def load_full(path: str | os.PathLike) -> PickledArray:
     return PickledArray(tuple(obj.shape), str(obj.dtype), obj.dtype.itemsize, protocol, "full")
 
 
-def read_array_header(path: str | os.PathLike, *, skip_over: int = SKIP_OVER) -> PickledArray:
+def read_array_header(path: str | os.PathLike[str], *, skip_over: int = SKIP_OVER) -> PickledArray:
     """Shape and dtype of the numpy array pickled in ``path``, reading only its opcodes.
 
     Raises :class:`HeaderProblem` for a file that is unreadable, truncated, not an array

@@ -365,7 +365,7 @@ def _write(found: Walk, out: Path, summary: PrepareSummary, overwrite: bool, wor
     summary.workers = _worker_count(jobs, workers)
     if overwrite:
         write_manifest(out, replace(summary.settings, complete=False))
-        produced = {os.path.relpath(_target(out, seq.key_text), out).replace(os.sep, "/") for seq in found.sequences}
+        produced = {f"{seq.key_text}/{seq.key[2]}.pkl" for seq in found.sequences}
         summary.stale_removed.extend(remove_foreign_pkls(out, produced))
     else:
         write_manifest(out, summary.settings)

@@ -23,7 +23,8 @@ from gaitcli.data.validity import format_shape
 from gaitcli.errors import DataError
 from gaitcli.fileio import atomic_write_bytes
 
-__all__ = ["MANIFEST_NAME", "Manifest", "check_output", "write_manifest", "remove_foreign_pkls", "read_manifest"]
+__all__ = ["MANIFEST_NAME", "Manifest", "check_output", "pkls_in", "read_manifest", "remove_foreign_pkls",
+           "write_manifest"]
 
 MANIFEST_NAME = ".gait-prepare.json"
 _REDO = "use another OUT, or --overwrite to make OUT hold exactly what IN gives"

@@ -46,8 +46,8 @@ class TripletSampler:
         p, k = int(batch_size[0]), int(batch_size[1])
         if (p * k) % world_size:
             raise ConfigError(
-                f"trainer_cfg.sampler.batch_size {p}x{k} = {p * k} sequences cannot be split over {world_size} "
-                "processes; make P*K a multiple of the process count"
+                f"trainer_cfg.sampler.batch_size {p}x{k} = {p * k} sequences cannot be split over "
+                f"{world_size} processes; make P*K a multiple of the process count"
             )
         labels = np.asarray(labels)
         self.ids = np.unique(labels)
@@ -96,7 +96,8 @@ class TripletSampler:
 
 def rank_bounds(size: int, world_size: int) -> np.ndarray:
     """Rank r's contiguous share of ``size`` items is ``[bounds[r], bounds[r + 1])``."""
-    return np.linspace(0, size, world_size + 1).round().astype(int)
+    bounds: np.ndarray = np.linspace(0, size, world_size + 1).round().astype(int)
+    return bounds
 
 
 class InferenceSampler:

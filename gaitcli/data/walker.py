@@ -118,7 +118,10 @@ def _list(folder: str, state: _State) -> tuple[list[str], list[str], list[str]] 
     return sorted(wanted), sorted(others), sorted(subdirs)
 
 
-def _visit(folder: str, parts: tuple[str, ...], state: _State, stack: list[tuple[str, tuple[str, ...]]]) -> None:
+_Stack = list[tuple[str, tuple[str, ...]]]
+
+
+def _visit(folder: str, parts: tuple[str, ...], state: _State, stack: _Stack) -> None:
     listed = _list(folder, state)
     if listed is None:
         return
@@ -158,7 +161,7 @@ def walk_sequences(root: str | os.PathLike[str], suffixes: Collection[str], *,
     real = os.path.realpath(top)
     state = _State(root_real=real, follow_links=follow_links, suffixes=frozenset(s.lower() for s in suffixes))
     state.seen.add(real)
-    stack: list[tuple[str, tuple[str, ...]]] = [(top, ())]
+    stack: _Stack = [(top, ())]
     while stack:
         folder, parts = stack.pop()
         _visit(folder, parts, state, stack)

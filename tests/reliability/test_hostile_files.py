@@ -42,14 +42,16 @@ def test_malicious_pkl_in_training_data(tmp_path):
     cfg = tiny_config(root, part, total_iter=30, save_iter=30)
     cfg["data_cfg"]["cache"] = False
     cfg_path.write_text(yaml.safe_dump(cfg))
-    result = CliRunner().invoke(app, ["train", "--config", str(cfg_path), "--output", str(tmp_path / "run"), "--device", "cpu"])
+    result = CliRunner().invoke(app, ["train", "--config", str(cfg_path), "--output", str(tmp_path / "run"),
+                                      "--device", "cpu"])
     line = one_line_error(result)
     assert "002/nm-01/000/000.pkl" in line and "refused" in line
     assert not marker.exists()
     # inspect lists it as refused, also without running it
     result = CliRunner().invoke(app, ["inspect", str(root), "--json", "-"])
     report = json.loads(result.stdout[result.stdout.index("{"):])
-    assert any("002/nm-01/000/000.pkl" in u["path"] and u["reason"].startswith("refused") for u in report["unreadable"])
+    assert any("002/nm-01/000/000.pkl" in u["path"] and u["reason"].startswith("refused")
+               for u in report["unreadable"])
     assert not marker.exists()
 
 
@@ -70,7 +72,8 @@ def test_corrupt_safetensors_and_non_checkpoints(tmp_path):
     empty = tmp_path / "empty.safetensors"
     empty.write_bytes(b"")
     assert "empty.safetensors" in one_line_error(CliRunner().invoke(app, ["eval", str(empty)]))
-    assert "no such checkpoint" in one_line_error(CliRunner().invoke(app, ["eval", str(tmp_path / "nope.safetensors")]))
+    missing = CliRunner().invoke(app, ["eval", str(tmp_path / "nope.safetensors")])
+    assert "no such checkpoint" in one_line_error(missing)
 
 
 def test_checkpoint_of_the_wrong_model_for_the_config(tiny_data, tmp_path):
@@ -80,8 +83,9 @@ def test_checkpoint_of_the_wrong_model_for_the_config(tiny_data, tmp_path):
     metagait["model_cfg"]["model"] = "MetaGait"
     cfg_path = tmp_path / "metagait.yaml"
     cfg_path.write_text(yaml.safe_dump(metagait))
-    line = one_line_error(CliRunner().invoke(app, ["train", "--config", str(cfg_path), "--output", str(tmp_path / "run"),
-                                                   "--device", "cpu", "--resume", "latest"]))
+    args = ["train", "--config", str(cfg_path), "--output", str(tmp_path / "run"), "--device", "cpu",
+            "--resume", "latest"]
+    line = one_line_error(CliRunner().invoke(app, args))
     assert "does not match the MetaGait model" in line and "eca." in line
 
 
@@ -94,6 +98,6 @@ def test_pt_with_wrong_shapes_lists_names(tmp_path):
     torch.save({"model": state, "iteration": 7}, tmp_path / "ref.pt")
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"model_cfg": {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 3}}))
-    line = one_line_error(CliRunner().invoke(app, ["convert", str(tmp_path / "ref.pt"), str(tmp_path / "o.safetensors"),
-                                                   "--config", str(cfg)]))
+    line = one_line_error(CliRunner().invoke(app, [
+        "convert", str(tmp_path / "ref.pt"), str(tmp_path / "o.safetensors"), "--config", str(cfg)]))
     assert "Head1.fc_bin" in line

@@ -34,7 +34,8 @@ def make_raw(root, sequences=40, frames=40):
 def test_sigkill_multiworker_prepare_then_rerun(tmp_path):
     raw, out, clean = tmp_path / "raw", tmp_path / "out", tmp_path / "clean"
     make_raw(raw)
-    proc = subprocess.Popen([sys.executable, "-m", "gaitcli", "prepare", str(raw), str(out), "--workers", "2"],
+    command = [sys.executable, "-m", "gaitcli", "prepare", str(raw), str(out), "--workers", "2"]
+    proc = subprocess.Popen(command,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
