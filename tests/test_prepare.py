@@ -400,6 +400,9 @@ def test_deeper_roots_and_ou_mvlp_layout(tmp_path):
     summary = prepare_dataset(tmp_path / "dl", tmp_path / "out", workers=1)
     assert summary.sequences_written == 4
     assert (tmp_path / "out" / "00002" / "01" / "015" / "015.pkl").is_file()
+    # IN may be one subject's folder: the key takes the folder names above it
+    one = prepare_dataset(raw / "00001", tmp_path / "one", workers=1)
+    assert one.sequences_written == 2 and (tmp_path / "one" / "00001" / "00" / "015" / "015.pkl").is_file()
 
 
 def test_two_folders_with_the_same_key_is_an_error(tmp_path):

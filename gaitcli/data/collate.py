@@ -1,5 +1,5 @@
-"""Frame sampling and batch collation for every ``sample_type`` (SPEC §4), and the
-silhouette cut (SPEC §5).
+"""Frame sampling and batch collation for every ``sample_type`` (docs/config.md, the
+``sampler`` keys), and the silhouette cut (docs/config.md, ``transform``).
 
 Frame choice is computed as index arrays per sequence and applied with one fancy-indexing call;
 the batch is one preallocated uint8 array. Conversion to float and division by 255 happen on the
@@ -25,7 +25,7 @@ def cut_width(width: int) -> int:
 
 
 def transform_cut(transform: Any, width: int) -> int:
-    """Columns to remove from each side under a ``transform`` list (SPEC §5).
+    """Columns to remove from each side under a ``transform`` list (docs/config.md, ``transform``).
 
     ``BaseSilCuttingTransform`` cuts ``10 * (W // 64)`` columns (64 -> 44), or ``cutting`` columns
     when given (OpenGait's argument; e.g. 5 for 32-wide frames -> 22); ``BaseSilTransform`` and

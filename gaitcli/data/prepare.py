@@ -191,12 +191,13 @@ def _validate_paths(input_dir: Path, output_dir: Path) -> tuple[Path, Path]:
 
 
 def _discover(inp: Path, follow_links: bool) -> Walk:
-    found = walk_sequences(inp, IMAGE_EXTENSIONS, follow_links=follow_links)
+    found = walk_sequences(inp, IMAGE_EXTENSIONS, follow_links=follow_links, key_prefix=inp.parts[1:])
     if not found.sequences:
         pkls = found.suffix_counts.get(".pkl", 0)
         hint = f" It holds {pkls} .pkl files: is it already prepared?" if pkls else ""
-        shallow = (f" {len(found.shallow)} image(s) sit less than three folders below it." if found.shallow
-                   else "")
+        shallow = ""
+        if found.shallow:
+            shallow = f" {len(found.shallow)} image(s) sit outside id/type-seq/view folders."
         raise DataError(
             f"no folders with image files (.png/.jpg/.jpeg/.bmp) under {inp}; expected "
             f"IN/id/type-seq/view/*.png.{shallow}{hint}"
@@ -207,7 +208,7 @@ def _discover(inp: Path, follow_links: bool) -> Walk:
 def _walk_problems(inp: Path, found: Walk, summary: PrepareSummary) -> None:
     """Shallow images, unlisted folders, skipped links and empty view folders into ``summary``."""
     folders = sorted({str(inp / rel.rsplit("/", 1)[0]) if "/" in rel else str(inp) for rel in found.shallow})
-    summary.unreadable.extend(FileSkip(f, "folder holds images but sits less than three folders below IN "
+    summary.unreadable.extend(FileSkip(f, "folder holds images but its path has fewer than 3 parts "
                                           "(id/type-seq/view)") for f in folders)
     summary.unreadable.extend(FileSkip(path, reason) for path, reason in found.unlisted)
     summary.skipped_links.extend(FileSkip(path, reason) for path, reason in sorted(found.skipped_links))
@@ -217,7 +218,7 @@ def _walk_problems(inp: Path, found: Walk, summary: PrepareSummary) -> None:
     sequence_depth = max(depths.items(), key=lambda kv: (kv[1], -kv[0]))[0]
     keys = {seq.key_text for seq in found.sequences}
     for folder, depth, others in found.leaves:
-        key = "/".join(Path(os.path.relpath(folder, inp)).parts[-3:])
+        key = "/".join((inp.parts[1:] + Path(os.path.relpath(folder, inp)).parts)[-3:])
         if depth != sequence_depth or key in keys:
             continue
         summary.empty_sequences.append(key)

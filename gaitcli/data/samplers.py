@@ -1,4 +1,5 @@
-"""Batch samplers (SPEC §4): the endless P×K triplet sampler and the inference sampler.
+"""Batch samplers (docs/config.md, ``trainer_cfg.sampler``): the endless P×K triplet sampler and
+the inference sampler.
 
 Every batch of the triplet sampler is drawn from its own RNG, seeded by ``(seed, batch
 number)``. That makes the stream identical on every rank without any communication, independent

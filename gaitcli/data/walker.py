@@ -5,7 +5,8 @@ all find sequences here, with the same rules (docs/inspect.md, "Layout"):
 
 * a *sequence folder* is a folder that directly holds files of the wanted kind; its key is its
   last three folder levels below the root (id / type-seq / view), however deep it sits;
-  files less than three levels below the root belong to no sequence and are listed;
+  files less than three levels below the root belong to no sequence and are listed (``prepare``
+  passes the root's own folder names as ``key_prefix``, so IN may be one subject's folder);
 * two folders with the same key are an error (their output would be one file);
 * names starting with ``.`` are skipped;
 * directory links are not followed unless ``follow_links``; then a link whose target lies
@@ -67,6 +68,7 @@ class _State:
     root_real: str
     follow_links: bool
     suffixes: Collection[str]
+    prefix: tuple[str, ...] = ()
     walk: Walk = field(default_factory=Walk)
     seen: set[str] = field(default_factory=set)
 
@@ -126,8 +128,9 @@ def _visit(folder: str, parts: tuple[str, ...], state: _State, stack: _Stack) ->
     if listed is None:
         return
     wanted, others, subdirs = listed
-    if wanted and len(parts) >= 3:
-        key = (parts[-3], parts[-2], parts[-1])
+    named = state.prefix + parts
+    if wanted and len(named) >= 3:
+        key = (named[-3], named[-2], named[-1])
         state.walk.sequences.append(SequenceFolder(key, folder, tuple(wanted), tuple(others), len(parts)))
     elif wanted:
         state.walk.shallow.extend("/".join(parts + (name,)) for name in wanted)
@@ -152,14 +155,17 @@ def _check_clashes(sequences: list[SequenceFolder]) -> None:
 
 
 def walk_sequences(root: str | os.PathLike[str], suffixes: Collection[str], *,
-                   follow_links: bool = False) -> Walk:
+                   follow_links: bool = False, key_prefix: tuple[str, ...] = ()) -> Walk:
     """Walk ``root`` once and return its sequence folders (files ending in one of ``suffixes``).
+
+    ``key_prefix``: folder names that stand above the root when keys are formed (default none).
 
     Raises :class:`DataError` when two folders map to the same ``(id, type, view)``.
     """
     top = os.fspath(root)
     real = os.path.realpath(top)
-    state = _State(root_real=real, follow_links=follow_links, suffixes=frozenset(s.lower() for s in suffixes))
+    state = _State(root_real=real, follow_links=follow_links, suffixes=frozenset(s.lower() for s in suffixes),
+                   prefix=key_prefix)
     state.seen.add(real)
     stack: _Stack = [(top, ())]
     while stack:
