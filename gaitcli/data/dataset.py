@@ -184,11 +184,3 @@ class GaitDataset:
         info = self.sequences[index]
         return self.load(index), info.label, info.type, info.view
 
-
-def sequence_length(path: str | os.PathLike[str]) -> int:
-    """Frames in one pkl, read from its header (no unpickling, no full read)."""
-    try:
-        frames = read_array_header(path).frames
-    except HeaderProblem as exc:
-        raise DataError(f"{path}: {exc}") from None
-    return int(frames or 0)

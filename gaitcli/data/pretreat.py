@@ -77,6 +77,12 @@ def pretreat_frame(img: np.ndarray, img_size: int = 64) -> np.ndarray | None:
         return None
     resized = cv2.resize(cropped, (new_width, img_size), interpolation=cv2.INTER_CUBIC)
 
+    return _centre_and_cut(resized, img_size)
+
+
+def _centre_and_cut(resized: np.ndarray, img_size: int) -> np.ndarray | None:
+    """Steps 5 and 6 on a resized frame: find the horizontal centre, cut ``img_size`` columns."""
+    new_width = resized.shape[1]
     # Step 5: first column where the cumulative sum exceeds half the total. Comparing
     # 2 * cumsum > total in integers is the same test as cumsum > total / 2.
     col_sums = cv2.reduce(resized, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()

@@ -341,39 +341,45 @@ def synthesize(
     views = _check_views(views)
     types = _check_types(types)
     _check_numbers(subjects, frames, seed, workers)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise GaitError(f"{out} exists and is not a folder; choose another OUT")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise GaitError(f"cannot create {out}: {exc.strerror or exc}") from None
-
+    out = _make_out(Path(out))
     started = time.perf_counter()
     # Absolute, because worker processes need not share this process's working directory.
     tasks = plan_tasks(out.absolute(), subjects, types, views, frames, seed)
     todo = tasks if overwrite else [t for t in tasks if not t.target.is_dir()]
     workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
-
-    progress = _progress(console) if todo else None
-    if progress is None:
-        written = _dispatch(todo, workers, lambda n: None)
-    else:
-        with progress:
-            bar = progress.add_task("synth", total=len(todo), frames=0)
-            count = [0]
-
-            def tick(n: int) -> None:
-                count[0] += n
-                progress.update(bar, advance=1, frames=count[0])
-
-            written = _dispatch(todo, workers, tick)
+    written = _with_progress(todo, workers, console)
     return SynthSummary(
         sequences_written=len(todo),
         frames_written=written,
         skipped_existing=len(tasks) - len(todo),
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def _make_out(out: Path) -> Path:
+    if out.exists() and not out.is_dir():
+        raise GaitError(f"{out} exists and is not a folder; choose another OUT")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GaitError(f"cannot create {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def _with_progress(todo: list[SequenceTask], workers: int, console: Console | None) -> int:
+    """Write ``todo``, drawing the bar on ``console`` (none without a console or work)."""
+    progress = _progress(console) if todo else None
+    if progress is None:
+        return _dispatch(todo, workers, lambda n: None)
+    with progress:
+        bar = progress.add_task("synth", total=len(todo), frames=0)
+        count = [0]
+
+        def tick(n: int) -> None:
+            count[0] += n
+            progress.update(bar, advance=1, frames=count[0])
+
+        return _dispatch(todo, workers, tick)
 
 
 def _dispatch(tasks: list[SequenceTask], workers: int, tick: Tick) -> int:
