@@ -379,6 +379,32 @@ def walking_speed(ident: Identity, walk: Walk) -> float:
     return float((ankle[0, 0] - ankle[1, 0]) / ((p[1] - p[0]) * cycle_s))
 
 
+Joints = list[np.ndarray]
+
+
+def _arms(ident: Identity, walk: Walk, dims: Dimensions, sc: np.ndarray, tleft: np.ndarray,
+          p: np.ndarray) -> tuple[Joints, Joints, Joints]:
+    """Shoulders, elbows and hands of both arms, hanging from the shoulder centre ``sc``."""
+    t = p.shape[0]
+    swing, abduct, elbow_base = _arm_factors(ident, walk)
+    shoulders: Joints = []
+    elbows: Joints = []
+    hands: Joints = []
+    for i, (side, phase) in enumerate(((-1, p), (1, p + 0.5))):
+        sh = sc + side * ident.shoulder_half * tleft
+        sigma = ident.arm_offset - swing[i] * np.cos(TWO_PI * (phase - 0.93))
+        bend = elbow_base[i] + 0.5 * np.clip(sigma - ident.arm_offset + swing[i], 0.0, None)
+        ca, sa = np.cos(abduct[i]), np.sin(abduct[i])
+        up_dir = np.stack([np.sin(sigma) * ca, np.full(t, side * sa), -np.cos(sigma) * ca], axis=-1)
+        lo = sigma + bend
+        lo_dir = np.stack([np.sin(lo) * ca, np.full(t, side * sa), -np.cos(lo) * ca], axis=-1)
+        elbow = sh + dims.upper_arm * up_dir
+        shoulders.append(sh)
+        elbows.append(elbow)
+        hands.append(elbow + (dims.forearm + 0.45 * dims.hand) * lo_dir)
+    return shoulders, elbows, hands
+
+
 def skeleton(ident: Identity, walk: Walk, p: np.ndarray) -> Skeleton:
     """Pose every joint at gait phases ``p`` (cycles; right heel strike at integers).
 
@@ -414,21 +440,7 @@ def skeleton(ident: Identity, walk: Walk, p: np.ndarray) -> Skeleton:
     head_axis = np.stack([np.sin(head_lean), zeros, np.cos(head_lean)], axis=-1)
     head_centre = sc + (dims.neck + dims.head_half + dims.head_radius) * head_axis
 
-    swing, abduct, elbow_base = _arm_factors(ident, walk)
-    shoulders, elbows, hands = [], [], []
-    for i, (side, phase) in enumerate(((-1, p), (1, p + 0.5))):
-        sh = sc + side * ident.shoulder_half * tleft
-        sigma = ident.arm_offset - swing[i] * np.cos(TWO_PI * (phase - 0.93))
-        bend = elbow_base[i] + 0.5 * np.clip(sigma - ident.arm_offset + swing[i], 0.0, None)
-        ca, sa = np.cos(abduct[i]), np.sin(abduct[i])
-        up_dir = np.stack([np.sin(sigma) * ca, np.full(t, side * sa), -np.cos(sigma) * ca], axis=-1)
-        lo = sigma + bend
-        lo_dir = np.stack([np.sin(lo) * ca, np.full(t, side * sa), -np.cos(lo) * ca], axis=-1)
-        elbow = sh + dims.upper_arm * up_dir
-        shoulders.append(sh)
-        elbows.append(elbow)
-        hands.append(elbow + (dims.forearm + 0.45 * dims.hand) * lo_dir)
-
+    shoulders, elbows, hands = _arms(ident, walk, dims, sc, tleft, p)
     return Skeleton(
         pelvis=pelvis,
         trunk_axis=axis,
