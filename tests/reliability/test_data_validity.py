@@ -81,15 +81,18 @@ def test_dataset_refuses_with_one_line_and_inspect_agrees(tmp_path: Path, fault:
     assert result.exit_code == 1
 
 
-def test_train_cli_exits_2_naming_the_file(tmp_path: Path) -> None:
-    root, partition = _tree(tmp_path, "2-D")
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_train_cli_exits_2_naming_the_file(tmp_path: Path, fault: str) -> None:
+    root, partition = _tree(tmp_path, fault)
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_config(root, partition)))
     result = CliRunner().invoke(app, ["train", "-c", str(config), "--device", "cpu",
                                       "--output", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and BAD in lines[0] and "3-D" in lines[0] and "Traceback" not in result.output
+    first = "001/nm-01/000/000.pkl" if fault == "float64" else BAD
+    assert len(lines) == 1 and first in lines[0] and FAULTS[fault][1] in lines[0]
+    assert "Traceback" not in result.output and not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_inspect_and_dataset_agree_on_a_deeper_tree(tmp_path: Path) -> None:
