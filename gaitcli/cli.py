@@ -92,11 +92,14 @@ def _root(
 def synth(
     out: Annotated[Path, typer.Argument(help="Folder to write the PNG tree into.")],
     subjects: Annotated[int, typer.Option(min=1, help="Number of subjects (ids 001, 002, ...).")] = 20,
-    views: Annotated[Optional[str], typer.Option(help="Comma list of views, e.g. 000,090 (default: all 11).")] = None,
-    types: Annotated[Optional[str], typer.Option(help="Comma list of type-seq, e.g. nm-01,bg-01 (default: the 10 CASIA-B types).")] = None,
+    views: Annotated[Optional[str], typer.Option(
+        help="Comma list of views, e.g. 000,090 (default: all 11).")] = None,
+    types: Annotated[Optional[str], typer.Option(
+        help="Comma list of type-seq, e.g. nm-01,bg-01 (default: the 10 CASIA-B types).")] = None,
     frames: Annotated[int, typer.Option(min=8, help="Mean sequence length in frames.")] = 60,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives byte-identical output.")] = 0,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, help="Worker processes (default: all cores).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing sequences in OUT.")] = False,
 ) -> None:
     """Write a synthetic CASIA-B-shaped silhouette data set (PNG frames)."""
@@ -130,12 +133,15 @@ def _split_list(value: Optional[str]) -> Optional[list[str]]:
 @app.command()
 @_handle_errors
 def prepare(
-    input_dir: Annotated[Path, typer.Argument(metavar="IN", help="Raw silhouettes: id/type-seq/view/*.png.")],
+    input_dir: Annotated[Path, typer.Argument(
+        metavar="IN", help="Raw silhouettes: id/type-seq/view/*.png.")],
     output_dir: Annotated[Path, typer.Argument(metavar="OUT", help="Output: id/type-seq/view/view.pkl.")],
     img_size: Annotated[int, typer.Option("--img-size", min=8, help="Output height and width.")] = 64,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, help="Worker processes (default: all cores).")] = None,
     overwrite: Annotated[bool, typer.Option(
-        help="Make OUT hold exactly what IN gives: rewrite every sequence, remove pkls IN does not produce.")] = False,
+        help="Make OUT hold exactly what IN gives: rewrite every sequence, remove pkls IN does not "
+        "produce.")] = False,
     follow_links: Annotated[bool, typer.Option(
         "--follow-links", help="Follow directory links in IN (never into a folder already walked).")] = False,
     json_out: Annotated[Optional[str], typer.Option(
@@ -155,10 +161,13 @@ def prepare(
 @app.command()
 @_handle_errors
 def inspect(
-    directory: Annotated[Path, typer.Argument(metavar="DIR", help="A prepared tree (id/type-seq/view/*.pkl).")],
+    directory: Annotated[Path, typer.Argument(
+        metavar="DIR", help="A prepared tree (id/type-seq/view/*.pkl).")],
     short: Annotated[Optional[int], typer.Option(
-        min=1, help="Report sequences with fewer frames than this (default: 5, what prepare calls short).")] = None,
-    partition: Annotated[Optional[Path], typer.Option(help="Partition JSON to cross-check against the tree.")] = None,
+        min=1, help="Report sequences with fewer frames than this (default: 5, what prepare calls "
+        "short).")] = None,
+    partition: Annotated[Optional[Path], typer.Option(
+        help="Partition JSON to cross-check against the tree.")] = None,
     json_out: Annotated[Optional[str], typer.Option(
         "--json", metavar="FILE", help="Write the report as JSON ('-' = stdout).")] = None,
     strict: Annotated[bool, typer.Option(
