@@ -323,7 +323,7 @@ def lr_plot(
 @app.command()
 @_handle_errors
 def convert(
-    src: Annotated[Path, typer.Argument(metavar="REF.pt", help="OpenGait / MetaGait checkpoint ({model, ...} or a bare state dict).")],
+    src: Annotated[Path, typer.Argument(metavar="REF.pt", help="OpenGait / MetaGait checkpoint ({model, ...} or a bare state dict), or a gaitcli .safetensors.")],
     dst: Annotated[Path, typer.Argument(metavar="OUT.safetensors", help="Where to write the safetensors checkpoint.")],
     config: Annotated[Optional[str], typer.Option(help="The config the checkpoint was trained with (embedded in OUT).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
@@ -333,10 +333,9 @@ def convert(
 
     summary = convert_checkpoint(src, dst, config_path=config, overwrite=overwrite, warn=_warn)
     out_console.print(
-        f"wrote {summary['dst']}: {summary['model']}"
-        + (f" ({summary['variant']})" if summary.get("variant") else "")
-        + f", channels {summary['channels']}, {summary['class_num']} classes, {summary['parts']} parts, "
-        f"{summary['parameters'] / 1e6:.2f} M parameters, iteration {summary['iteration']}"
+        f"wrote {summary.dst}: {summary.model}" + (f" ({summary.variant})" if summary.variant else "")
+        + f", channels {summary.channels}, {summary.class_num} classes, {summary.parts} parts, "
+        f"{summary.parameters / 1e6:.2f} M parameters, iteration {summary.iteration}"
     )
 
 

@@ -121,7 +121,8 @@ def _label_list(labels: Any) -> list[Any]:
     if labels is None:
         return []
     if isinstance(labels, str):
-        return json.loads(labels)
+        parsed: list[Any] = json.loads(labels)
+        return parsed
     return [x if isinstance(x, (str, int, float)) else str(x) for x in labels]
 
 
@@ -143,9 +144,10 @@ def save_checkpoint(
     if cfg is None:
         from ..config import resolve_config
 
-        cfg = resolve_config(
-            {"model_cfg": dict(model.model_cfg), "data_cfg": {"dataset_name": model.dataset_name}}  # type: ignore[attr-defined]
-        )
+        partial: dict[str, Any] = {"model_cfg": dict(getattr(model, "model_cfg", {}))}
+        if getattr(model, "dataset_name", None):
+            partial["data_cfg"] = {"dataset_name": model.dataset_name}
+        cfg = resolve_config(partial)
     iteration = int(meta.pop("iteration", 0) or 0)
     labels = _label_list(meta.pop("labels", None))
     clash = [k for k in meta if k in RESERVED]
@@ -223,8 +225,35 @@ def read_checkpoint(
     return state, metadata
 
 
+def weights_beside(path: Path | str) -> Path:
+    """The weights checkpoint a training-state file belongs to (``X-00010.state.safetensors``
+    → ``X-00010.safetensors``), the naming docs/train.md describes."""
+    path = Path(path)
+    name = path.name
+    for suffix in (".state.safetensors", ".state"):
+        if name.endswith(suffix):
+            return path.with_name(name[: -len(suffix)] + ".safetensors")
+    return path.with_name(path.stem + ".safetensors")
+
+
+def is_training_state(metadata: Mapping[str, str]) -> bool:
+    """True for the metadata of a trainer's ``.state.safetensors`` file (optimiser, scheduler and
+    RNG state as JSON under ``state``; no gaitcli checkpoint format)."""
+    return "state" in metadata and "format" not in metadata
+
+
+def state_file_error(path: Path | str) -> CheckpointError:
+    """The one message for a training-state file given where model weights are expected."""
+    return CheckpointError(
+        f"{path}: a training-state file (optimiser, scheduler and RNG state for --resume), not model "
+        f"weights; use the weights file beside it: {weights_beside(path)}"
+    )
+
+
 def parse_metadata(path: Path | str, metadata: Mapping[str, str]) -> dict[str, Any]:
     """Metadata with ``config`` as a mapping, ``iteration`` as int and ``labels`` as a list."""
+    if is_training_state(metadata):
+        raise state_file_error(path)
     if metadata.get("format") != FORMAT or "config" not in metadata:
         raise CheckpointError(
             f"{path}: a safetensors file without gaitcli metadata (format {metadata.get('format')!r}); "
@@ -252,6 +281,17 @@ def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return parse_metadata(path, metadata)
 
 
+def check_finite_weights(state: Mapping[str, torch.Tensor], path: Path | str) -> None:
+    """One line when any floating-point weight or buffer is NaN or infinite (a run that diverged
+    before it was saved): such a model embeds every sequence as NaN."""
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} of its {len(state)} tensors hold NaN or infinite values ({_names(bad)}); "
+            "the run diverged before this save: use an earlier checkpoint"
+        )
+
+
 def load_checkpoint(
     path: str | os.PathLike[str],
     map_location: str | torch.device = "cpu",
@@ -271,6 +311,7 @@ def load_checkpoint(
         model = build_model(meta["config"], source=f"{path} (stored config)", warn=warn, resolved=True)
     except ConfigError as exc:
         raise CheckpointError(f"{path}: its stored config is not valid here: {exc}") from None
+    check_finite_weights(state, path)
     load_state_dict_checked(model, state, source=str(path))
     model.checkpoint_meta = {k: v for k, v in meta.items() if k != "config"}
     model.to(map_location)
