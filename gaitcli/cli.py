@@ -243,13 +243,13 @@ def evaluate(
     set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override a key of the stored config, e.g. evaluator_cfg.sampler.frames_all_limit=300 (repeatable).")] = None,
 ) -> None:
     """Evaluate a checkpoint (or saved features): rank-1 tables per probe set and view."""
-    from gaitcli.evaluation.api import evaluate_checkpoint, evaluate_feature_file
-    from gaitcli.evaluation.report import check_heatmap, json_payload, render_results, save_heatmap, write_csv
+    from gaitcli.evaluation.api import run_plan
+    from gaitcli.evaluation.plan import EvalOutputs, ModelOptions, plan_checkpoint, plan_features
+    from gaitcli.evaluation.report import render_results, write_outputs
 
     if (checkpoint is None) == (features is None):
         raise GaitError("give either a checkpoint (gait eval CKPT) or --features FILE.npz, not both and not neither")
-    if heatmap is not None:
-        check_heatmap(protocol, heatmap)  # before a long evaluation, not after it
+    outputs = EvalOutputs(json=json_out, csv=csv_out, heatmap=heatmap, save_features=save_features)
     if features is not None:
         if save_features is not None:
             raise GaitError("--save-features needs a checkpoint; --features already is a feature file")
@@ -257,23 +257,16 @@ def evaluate(
                                            ("--gpus", gpus), ("--nproc", nproc)) if value is not None]
         if unused:
             raise GaitError(f"{', '.join(unused)}: no effect with --features (no model runs); drop them")
-        results = evaluate_feature_file(features, protocol=protocol, metric=metric, overrides=set_ or (),
-                                        want_map=map_, device=device, console=console, warn=_warn)
+        plan = plan_features(features, protocol=protocol, metric=metric, overrides=set_ or (), want_map=map_,
+                             device=device, outputs=outputs, warn=_warn)
     else:
-        results = evaluate_checkpoint(checkpoint, data=data, partition=partition, protocol=protocol, metric=metric,
-                                      batch_size=batch_size, device=device, gpus=gpus, nproc=nproc,
-                                      overrides=set_ or (), want_map=map_, save_features=save_features,
-                                      console=console, warn=_warn)
-    render_results(results, out_console if json_out != "-" and csv_out != "-" else console, rank5=rank5, show_map=map_)
-    if json_out:
-        write_json(json_out, json_payload(results))
-    if csv_out:
-        write_csv(csv_out, results)
-    if heatmap is not None:
-        save_heatmap(results, heatmap)
-        _note(f"heatmap written to {heatmap}")
-    if save_features is not None:
-        _note(f"features written to {save_features}")
+        opts = ModelOptions(data=data, partition=partition, protocol=protocol, metric=metric, batch_size=batch_size,
+                            want_map=map_, outputs=outputs)
+        plan = plan_checkpoint(checkpoint, opts, device=device, gpus=gpus, nproc=nproc, overrides=set_ or (),
+                               warn=_warn)
+    result = run_plan(plan, console=console, warn=_warn)
+    render_results(result, out_console if json_out != "-" and csv_out != "-" else console, rank5=rank5, show_map=map_)
+    write_outputs(plan.outputs, result, _note)
 
 
 @app.command(name="lr-plot")

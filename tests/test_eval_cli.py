@@ -128,9 +128,9 @@ def test_evaluate_model_is_what_the_trainer_calls(setup):
     model.train()
     results = evaluate_model(model, model.config, device="cpu", batch_size=32)
     assert model.training  # mode restored
-    assert set(results["rank1"]) <= {"NM", "BG", "CL"} and results["rank1"]
-    assert all(isinstance(v, float) for v in results["rank1"].values())
-    json.dumps(results)  # the trainer appends it to metrics.jsonl
+    assert set(results.rank1) <= {"NM", "BG", "CL"} and results.rank1
+    assert all(isinstance(v, float) for v in results.rank1.values())
+    json.dumps(results.to_json())  # the trainer appends it to metrics.jsonl
 
 
 def test_feature_file_roundtrip(tmp_path):

@@ -9,14 +9,15 @@ import json
 from rich.console import Console
 from test_protocols import known_set  # the hand-built set with a known answer
 
-from gaitcli.evaluation.protocols import CASIA_B, CROSS_VIEW, run_protocol
+from gaitcli.evaluation.matching import run_protocol
+from gaitcli.evaluation.protocols import CASIA_B, CROSS_VIEW
 from gaitcli.evaluation.report import json_payload, render_results, results_csv, save_heatmap
+from gaitcli.evaluation.results import EvalResult, Seconds
 
 
 def results(want_map=True):
     r = run_protocol(*known_set(), CASIA_B, "euc", want_map=want_map)
-    r.update(checkpoint="run.safetensors", iteration=1000, seconds={"extract": 1.0, "protocol": 0.1, "total": 1.1})
-    return r
+    return EvalResult(r, Seconds(protocol=0.1, extract=1.0, total=1.1), checkpoint="run.safetensors", iteration=1000)
 
 
 def test_json_schema():

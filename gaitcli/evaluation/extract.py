@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
 
 from gaitcli.data.collate import frame_indices, transform_cut
 from gaitcli.errors import ConfigError, GaitError
@@ -208,7 +209,7 @@ def extract_features(
     device: torch.device | str | None = None,
     enable_float16: bool = False,
     indices: Sequence[int] | None = None,
-    console: Any = None,
+    console: Console | None = None,
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> FeatureSet:
@@ -273,12 +274,12 @@ def extract_features(
 
 
 class _ProgressBar:
-    """Extraction progress: the shared sequences/s bar of gaitcli.progress."""
+    """Extraction progress: sequences done, sequences/s and the ETA (gaitcli.progress)."""
 
-    def __init__(self, console: Any, total: int) -> None:
-        from gaitcli.progress import sequence_progress
+    def __init__(self, console: Console, total: int) -> None:
+        from gaitcli.progress import make_progress
 
-        self.progress = sequence_progress("extracting", console)
+        self.progress = make_progress("extracting", console)
         self.task = self.progress.add_task("extract", total=total)
         self.progress.start()
 
@@ -371,3 +372,16 @@ def extract_distributed(
         np.array([i.view for i in infos], dtype=str),
         meta={"extract_seconds": seconds, "sequences_per_second": n / seconds if seconds > 0 else None},
     )
+
+
+def extract_with_processes(checkpoint: str, cfg: Mapping[str, Any], dataset: Any, *, root: str, partition: str,
+                           device: str, nproc: int, batch_size: int, progress: bool) -> FeatureSet:
+    """:func:`extract_distributed` with a failed process's error as one line."""
+    try:
+        return extract_distributed(checkpoint, cfg, dataset, root=root, partition=partition, device=device,
+                                   nproc=nproc, batch_size=batch_size, progress=progress)
+    except GaitError:
+        raise
+    except Exception as exc:  # a failed child process: keep the last line of its traceback
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+        raise GaitError(f"extraction with {nproc} processes failed: {lines[-1] if lines else exc}") from None
