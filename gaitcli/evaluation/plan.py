@@ -131,8 +131,8 @@ def check_finite(feats: FeatureSet, source: str) -> FeatureSet:
         first = int(np.flatnonzero(bad)[0])
         raise GaitError(
             f"{source}: {int(bad.sum())} of {len(feats)} embeddings hold NaN or infinite values (first: sequence "
-            f"{feats.labels[first]}/{feats.types[first]}/{feats.views[first]}); the model that produced them "
-            "diverged: evaluate an earlier checkpoint"
+            f"{feats.labels[first]}/{feats.types[first]}/{feats.views[first]}), and distances to them mean "
+            "nothing: re-extract them (with an earlier checkpoint if the run diverged)"
         )
     return feats
 
@@ -246,15 +246,12 @@ def plan_model(model: torch.nn.Module, cfg: Mapping[str, Any], opts: ModelOption
                        int(iteration) if iteration is not None else None)
 
 
-def _stored_config(checkpoint: Path, stored: Mapping[str, Any] | None, overrides: list[str],
+def _stored_config(checkpoint: Path, stored: Mapping[str, Any], overrides: list[str],
                    warn: Warn | None) -> dict[str, Any]:
-    """The checkpoint's config with ``--set`` applied; a checkpoint without one is refused (its
-    model could only be evaluated under settings it was never trained with)."""
+    """The checkpoint's config with ``--set`` applied (a checkpoint without a config never gets
+    this far: :func:`gaitcli.models.load_checkpoint` refuses it rather than assume defaults)."""
     from gaitcli.config import resolve_config
 
-    if not stored:
-        raise GaitError(f"{checkpoint}: the checkpoint carries no config, so its data set, protocol and "
-                        "sampler are unknown; re-save it with: gait convert SRC OUT.safetensors --config CFG")
     if not overrides:
         return dict(stored)
     return resolve_config(stored, f"{checkpoint} (stored config)", overrides=overrides, warn=warn)
@@ -274,7 +271,7 @@ def plan_checkpoint(checkpoint: PathLike, opts: ModelOptions = ModelOptions(), *
     device_type, procs = resolve_devices(device, gpus, nproc)
     path = Path(checkpoint)
     model = load_checkpoint(path, map_location="cpu", warn=warn)
-    cfg = _stored_config(path, getattr(model, "config", None), list(overrides), warn)
+    cfg = _stored_config(path, model.config, list(overrides), warn)
     iteration = model.checkpoint_meta.get("iteration")
     extraction = _extraction(cfg, opts, model if procs == 1 else None, procs, warn)
     return _model_plan(cfg, opts, extraction, torch.device(device_type), warn, str(checkpoint),

@@ -307,6 +307,11 @@ def load_checkpoint(
     path = Path(path)
     state, raw = read_checkpoint(path)
     meta = parse_metadata(path, raw)
+    if not meta["config"]:
+        raise CheckpointError(
+            f"{path}: the checkpoint carries no config, so its model, data set and protocol are unknown "
+            "(gaitcli never fills them in with defaults); re-save it with: gait convert SRC OUT.safetensors --config CFG"
+        )
     try:
         model = build_model(meta["config"], source=f"{path} (stored config)", warn=warn, resolved=True)
     except ConfigError as exc:
