@@ -220,7 +220,8 @@ def _extraction(cfg: Mapping[str, Any], opts: ModelOptions, model: torch.nn.Modu
 
 def _model_plan(cfg: dict[str, Any], opts: ModelOptions, extraction: Extraction, device: torch.device | None,
                 warn: Warn | None, checkpoint: str | None, iteration: int | None) -> EvalPlan:
-    metric = check_metric(opts.metric or cfg["evaluator_cfg"].get("metric") or "euc")
+    # a --metric was checked before the checkpoint was read; the config's one is checked here
+    metric = opts.metric or check_metric(cfg["evaluator_cfg"].get("metric") or "euc")
     types = np.array([s.type for s in extraction.dataset.sequences], dtype=str)
     name = dataset_name_of(cfg)
     spec, fit = _protocol(cfg, opts.protocol, name, types, warn)
