@@ -47,11 +47,14 @@ def check_image_target(path: str | os.PathLike[str], option: str = "--out") -> N
     supported = supported_suffixes(option)
     target = Path(path)
     if target.is_dir():
-        raise GaitError(f"{option} {path}: is a folder; give an image file name such as {target / 'plot.png'}")
+        raise GaitError(
+            f"{option} {path}: is a folder; give an image file name such as {target / 'plot.png'}"
+        )
     suffix = target.suffix.lower().lstrip(".")
     if suffix not in supported:
-        raise GaitError(f"{option} {path}: unknown image type {suffix or '(none)'!r}; use one of "
-                        f"{', '.join(supported)}")
+        raise GaitError(
+            f"{option} {path}: unknown image type {suffix or '(none)'!r}; use one of {', '.join(supported)}"
+        )
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], option: str, *, dpi: int = 150) -> Path:

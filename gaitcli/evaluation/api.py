@@ -43,8 +43,15 @@ from .results import EvalResult, ProtocolResult, Seconds
 Warn = Callable[[str], None]
 BIG_MATCH = 5e7  # probe x gallery pairs above which matching shows a progress bar
 
-__all__ = ["dataset_name_of", "evaluate_checkpoint", "evaluate_feature_file", "evaluate_features",
-           "evaluate_model", "load_test_split", "run_plan"]
+__all__ = [
+    "dataset_name_of",
+    "evaluate_checkpoint",
+    "evaluate_feature_file",
+    "evaluate_features",
+    "evaluate_model",
+    "load_test_split",
+    "run_plan",
+]
 
 
 def extract(plan: EvalPlan, console: Console | None = None) -> FeatureSet:
@@ -56,13 +63,29 @@ def extract(plan: EvalPlan, console: Console | None = None) -> FeatureSet:
     show = console is not None
     if ex.model is None:
         assert plan.checkpoint is not None and plan.device is not None
-        feats = extract_with_processes(plan.checkpoint, plan.cfg, ex.dataset, root=ex.root, partition=ex.partition,
-                                       device=plan.device.type, nproc=ex.nproc, batch_size=ex.batch_size,
-                                       progress=show)
+        feats = extract_with_processes(
+            plan.checkpoint,
+            plan.cfg,
+            ex.dataset,
+            root=ex.root,
+            partition=ex.partition,
+            device=plan.device.type,
+            nproc=ex.nproc,
+            batch_size=ex.batch_size,
+            progress=show,
+        )
     else:
-        feats = extract_features(ex.model, ex.dataset, batch_size=ex.batch_size, sampler_cfg=ex.sampler_cfg,
-                                 transform=ex.transform, device=plan.device, enable_float16=ex.enable_float16,
-                                 console=console, progress=show)
+        feats = extract_features(
+            ex.model,
+            ex.dataset,
+            batch_size=ex.batch_size,
+            sampler_cfg=ex.sampler_cfg,
+            transform=ex.transform,
+            device=plan.device,
+            enable_float16=ex.enable_float16,
+            console=console,
+            progress=show,
+        )
     return check_finite(feats, plan.checkpoint or "the model")
 
 
@@ -81,15 +104,26 @@ def _match_progress(console: Console | None, pairs: float) -> tuple[Progress | N
     return update, progress.stop
 
 
-def match_plan(plan: EvalPlan, feats: FeatureSet, *, console: Console | None = None,
-               warn: Warn | None = None) -> ProtocolResult:
+def match_plan(
+    plan: EvalPlan, feats: FeatureSet, *, console: Console | None = None, warn: Warn | None = None
+) -> ProtocolResult:
     """The plan's protocol on ``feats`` (in the order the plan's masks were built on)."""
     n = len(feats)
     update, stop = _match_progress(console, float(n) * n / 4)
     try:
-        return match(feats.embeddings, feats.labels, feats.views, plan.spec, plan.fit, plan.metric,
-                     want_map=plan.want_map, remove_no_gallery=plan.remove_no_gallery,
-                     device=plan.device if plan.device is not None else "cpu", progress=update, warn=warn)
+        return match(
+            feats.embeddings,
+            feats.labels,
+            feats.views,
+            plan.spec,
+            plan.fit,
+            plan.metric,
+            want_map=plan.want_map,
+            remove_no_gallery=plan.remove_no_gallery,
+            device=plan.device if plan.device is not None else "cpu",
+            progress=update,
+            warn=warn,
+        )
     finally:
         stop()
 
@@ -97,8 +131,12 @@ def match_plan(plan: EvalPlan, feats: FeatureSet, *, console: Console | None = N
 def _save_features(plan: EvalPlan, feats: FeatureSet) -> None:
     target = plan.outputs.save_features
     if target is not None:
-        feats.meta.update(dataset_name=plan.dataset_name, checkpoint=plan.checkpoint, iteration=plan.iteration,
-                          metric=plan.metric)
+        feats.meta.update(
+            dataset_name=plan.dataset_name,
+            checkpoint=plan.checkpoint,
+            iteration=plan.iteration,
+            metric=plan.metric,
+        )
         feats.save(target)
 
 
@@ -114,30 +152,71 @@ def run_plan(plan: EvalPlan, *, console: Console | None = None, warn: Warn | Non
         seconds = Seconds(protocol=protocol_seconds)
     else:
         sps = feats.meta.get("sequences_per_second")
-        seconds = Seconds(protocol=protocol_seconds, extract=round(extracted - started, 3),
-                          total=round(time.perf_counter() - started, 3),
-                          sequences_per_second=round(sps, 2) if sps else None)
-    return EvalResult(result=result, seconds=seconds, dataset_name=plan.dataset_name or None,
-                      checkpoint=plan.checkpoint, iteration=plan.iteration, features=plan.features_path)
+        seconds = Seconds(
+            protocol=protocol_seconds,
+            extract=round(extracted - started, 3),
+            total=round(time.perf_counter() - started, 3),
+            sequences_per_second=round(sps, 2) if sps else None,
+        )
+    return EvalResult(
+        result=result,
+        seconds=seconds,
+        dataset_name=plan.dataset_name or None,
+        checkpoint=plan.checkpoint,
+        iteration=plan.iteration,
+        features=plan.features_path,
+    )
 
 
-def evaluate_features(embeddings: Any, labels: Any, types: Any, views: Any, protocol: str | ProtocolSpec = "auto",
-                      metric: str | None = "euc", *, cfg: Mapping[str, Any] | None = None,
-                      dataset_name: str | None = None, want_map: bool = False,
-                      device: torch.device | str | None = None, console: Console | None = None,
-                      warn: Warn | None = None) -> EvalResult:
+def evaluate_features(
+    embeddings: Any,
+    labels: Any,
+    types: Any,
+    views: Any,
+    protocol: str | ProtocolSpec = "auto",
+    metric: str | None = "euc",
+    *,
+    cfg: Mapping[str, Any] | None = None,
+    dataset_name: str | None = None,
+    want_map: bool = False,
+    device: torch.device | str | None = None,
+    console: Console | None = None,
+    warn: Warn | None = None,
+) -> EvalResult:
     """Run a protocol on features ``[N, parts, channels]``. ``cfg`` supplies ``evaluator_cfg``
     (protocol, metric, gallery types / probe sets) and ``data_cfg.remove_no_gallery``."""
-    plan = plan_arrays(embeddings, labels, types, views, protocol=protocol, metric=metric, cfg=cfg,
-                       dataset_name=dataset_name, want_map=want_map, device=device, warn=warn)
+    plan = plan_arrays(
+        embeddings,
+        labels,
+        types,
+        views,
+        protocol=protocol,
+        metric=metric,
+        cfg=cfg,
+        dataset_name=dataset_name,
+        want_map=want_map,
+        device=device,
+        warn=warn,
+    )
     return run_plan(plan, console=console, warn=warn)
 
 
-def evaluate_model(model: torch.nn.Module, cfg: Mapping[str, Any], *, device: torch.device | str | None = None,
-                   data: PathLike | None = None, partition: PathLike | None = None, protocol: str = "auto",
-                   metric: str | None = None, batch_size: int | None = None, console: Console | None = None,
-                   want_map: bool = False, save_features: PathLike | None = None, warn: Warn | None = None,
-                   checkpoint: str | None = None) -> EvalResult:
+def evaluate_model(
+    model: torch.nn.Module,
+    cfg: Mapping[str, Any],
+    *,
+    device: torch.device | str | None = None,
+    data: PathLike | None = None,
+    partition: PathLike | None = None,
+    protocol: str = "auto",
+    metric: str | None = None,
+    batch_size: int | None = None,
+    console: Console | None = None,
+    want_map: bool = False,
+    save_features: PathLike | None = None,
+    warn: Warn | None = None,
+    checkpoint: str | None = None,
+) -> EvalResult:
     """Extract the test split of ``cfg`` with ``model`` and run the protocol.
 
     ``result.rank1`` is ``{probe_set: mean rank-1 % excluding identical view}``; the full tables
@@ -146,36 +225,77 @@ def evaluate_model(model: torch.nn.Module, cfg: Mapping[str, Any], *, device: to
     from pathlib import Path
 
     outputs = EvalOutputs(save_features=Path(save_features) if save_features is not None else None)
-    opts = ModelOptions(data=data, partition=partition, protocol=protocol, metric=metric, batch_size=batch_size,
-                        want_map=want_map, outputs=outputs)
+    opts = ModelOptions(
+        data=data,
+        partition=partition,
+        protocol=protocol,
+        metric=metric,
+        batch_size=batch_size,
+        want_map=want_map,
+        outputs=outputs,
+    )
     plan = plan_model(model, cfg, opts, device=device, warn=warn, checkpoint=checkpoint)
     return run_plan(plan, console=console, warn=warn)
 
 
-def evaluate_checkpoint(checkpoint: PathLike, *, data: PathLike | None = None, partition: PathLike | None = None,
-                        protocol: str = "auto", metric: str | None = None, batch_size: int | None = None,
-                        device: str | None = None, gpus: int | None = None, nproc: int | None = None,
-                        overrides: Iterable[str] = (), want_map: bool = False,
-                        save_features: PathLike | None = None, console: Console | None = None,
-                        warn: Warn | None = None) -> EvalResult:
+def evaluate_checkpoint(
+    checkpoint: PathLike,
+    *,
+    data: PathLike | None = None,
+    partition: PathLike | None = None,
+    protocol: str = "auto",
+    metric: str | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    gpus: int | None = None,
+    nproc: int | None = None,
+    overrides: Iterable[str] = (),
+    want_map: bool = False,
+    save_features: PathLike | None = None,
+    console: Console | None = None,
+    warn: Warn | None = None,
+) -> EvalResult:
     """``gait eval CKPT``: rebuild the model from the checkpoint's stored config, extract its
     test split (``data`` / ``partition`` override the stored paths), run the protocol."""
     from pathlib import Path
 
     outputs = EvalOutputs(save_features=Path(save_features) if save_features is not None else None)
-    opts = ModelOptions(data=data, partition=partition, protocol=protocol, metric=metric, batch_size=batch_size,
-                        want_map=want_map, outputs=outputs)
-    plan = plan_checkpoint(checkpoint, opts, device=device, gpus=gpus, nproc=nproc, overrides=overrides,
-                           warn=warn)
+    opts = ModelOptions(
+        data=data,
+        partition=partition,
+        protocol=protocol,
+        metric=metric,
+        batch_size=batch_size,
+        want_map=want_map,
+        outputs=outputs,
+    )
+    plan = plan_checkpoint(
+        checkpoint, opts, device=device, gpus=gpus, nproc=nproc, overrides=overrides, warn=warn
+    )
     return run_plan(plan, console=console, warn=warn)
 
 
-def evaluate_feature_file(path: PathLike, *, protocol: str = "auto", metric: str | None = None,
-                          overrides: Iterable[str] = (), want_map: bool = False, device: str | None = None,
-                          console: Console | None = None, warn: Warn | None = None) -> EvalResult:
+def evaluate_feature_file(
+    path: PathLike,
+    *,
+    protocol: str = "auto",
+    metric: str | None = None,
+    overrides: Iterable[str] = (),
+    want_map: bool = False,
+    device: str | None = None,
+    console: Console | None = None,
+    warn: Warn | None = None,
+) -> EvalResult:
     """``gait eval --features FILE.npz``: evaluate saved features without a model. The data set
     name stored in the file (or ``--set data_cfg.dataset_name=...``, or the types present)
     picks the protocol under ``auto``."""
-    plan = plan_features(path, protocol=protocol, metric=metric, overrides=overrides, want_map=want_map,
-                         device=device, warn=warn)
+    plan = plan_features(
+        path,
+        protocol=protocol,
+        metric=metric,
+        overrides=overrides,
+        want_map=want_map,
+        device=device,
+        warn=warn,
+    )
     return run_plan(plan, console=console, warn=warn)

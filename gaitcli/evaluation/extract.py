@@ -9,7 +9,7 @@
   filled window by window; inputs are dropped as soon as they have been embedded.
 * ``nproc > 1`` (``--gpus N`` / ``--device cpu --nproc N``) splits the sequences over processes
   (every N-th sequence each), which write their part to a temporary folder; the parent puts the
-  parts back in dataset order.
+  parts back in dataset order. Progress bars come from :func:`gaitcli.progress.make_progress`.
 """
 
 from __future__ import annotations
@@ -135,12 +135,14 @@ class FeatureSet:
 class FramePicker:
     """The inference frames of one sequence (uint8 ``[s, h, w']``), per ``evaluator_cfg``."""
 
-    def __init__(self, sampler_cfg: Mapping[str, Any] | None = None, transform: Any = None, seed: int = 0) -> None:
+    def __init__(self, sampler_cfg: Mapping[str, Any] | None = None, transform: Any = None,
+                 seed: int = 0) -> None:
         sampler_cfg = dict(sampler_cfg or {})
         self.sample_type = str(sampler_cfg.get("sample_type", "all_ordered"))
         kind = self.sample_type.split("_")[0]
         if kind not in ("all", "fixed", "unfixed") or "_" not in self.sample_type:
-            raise ConfigError(f"evaluator_cfg.sampler.sample_type {self.sample_type!r} is not all_*, fixed_* or unfixed_*")
+            raise ConfigError(f"evaluator_cfg.sampler.sample_type {self.sample_type!r} is not all_*, fixed_* "
+                              "or unfixed_*")
         if kind == "unfixed":  # inference has no min/max: use the fixed count
             self.sample_type = "fixed_" + self.sample_type.split("_", 1)[1]
         limit = sampler_cfg.get("frames_all_limit")
@@ -153,7 +155,8 @@ class FramePicker:
 
     def __call__(self, array: np.ndarray, index: int) -> np.ndarray:
         if array.ndim != 3 or len(array) == 0:
-            raise GaitError(f"sequence {index}: expected frames [T, H, W] with T >= 1, got shape {list(array.shape)}")
+            raise GaitError(f"sequence {index}: expected frames [T, H, W] with T >= 1, "
+                            f"got shape {list(array.shape)}")
         if self.sample_type == "all_ordered":
             frames = array if self.limit is None else array[: self.limit]
         else:
@@ -194,7 +197,8 @@ def _unwrap(model: Any) -> Any:
 
 def _model_device(model: Any) -> torch.device:
     try:
-        return next(model.parameters()).device
+        device: torch.device = next(model.parameters()).device
+        return device
     except StopIteration:
         return torch.device("cpu")
 
@@ -310,7 +314,8 @@ def _rank_worker(info: Any, checkpoint: str, cfg: Mapping[str, Any], root: str, 
     model = load_checkpoint(checkpoint, map_location=device)
     from gaitcli.data.samplers import InferenceSampler
 
-    mine = InferenceSampler(len(dataset), batch_size, rank=info.rank, world_size=info.world_size).indices.tolist()
+    sampler = InferenceSampler(len(dataset), batch_size, rank=info.rank, world_size=info.world_size)
+    mine = sampler.indices.tolist()
     console = None
     if show_progress and info.rank == 0:
         from rich.console import Console
@@ -353,7 +358,8 @@ def extract_distributed(
         for rank in range(nproc):
             part_path = Path(tmpdir) / f"rank{rank}.npy"
             if not part_path.exists():
-                raise GaitError(f"extraction process {rank} of {nproc} produced no features (see its error above)")
+                raise GaitError(f"extraction process {rank} of {nproc} produced no features "
+                                "(see its error above)")
             part = np.load(part_path, mmap_mode="r")
             if len(part) == 0:  # more processes than sequences
                 continue
@@ -374,8 +380,9 @@ def extract_distributed(
     )
 
 
-def extract_with_processes(checkpoint: str, cfg: Mapping[str, Any], dataset: Any, *, root: str, partition: str,
-                           device: str, nproc: int, batch_size: int, progress: bool) -> FeatureSet:
+def extract_with_processes(checkpoint: str, cfg: Mapping[str, Any], dataset: Any, *, root: str,
+                           partition: str, device: str, nproc: int, batch_size: int,
+                           progress: bool) -> FeatureSet:
     """:func:`extract_distributed` with a failed process's error as one line."""
     try:
         return extract_distributed(checkpoint, cfg, dataset, root=root, partition=partition, device=device,

@@ -33,7 +33,7 @@ from .metrics import (
     topk_hits,
 )
 from .protocols import ProtocolFit, ProtocolSpec, check_fit, view_sort_key
-from .results import Cell, Matrix, ProtocolResult, SetSummary, Table, Tables
+from .results import Cell, Matrix, ProtocolResult, SetSummary, Tables
 
 Warn = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -123,8 +123,12 @@ def _single_view_hits(inp: MatchInputs) -> _ViewHits:
     n_probe = len(inp.probe_rows)
     # a distance block [chunk, gallery of one view] (and its sort for mAP) stays within ~512 MB
     chunk = _bounded_chunk(inp.chunk, max(len(g) for g in by_view), 24 if inp.want_map else 4)
-    out = _ViewHits(np.zeros((n_probe, nv), bool), np.zeros((n_probe, nv), bool),
-                    np.full((n_probe, nv), np.nan) if inp.want_map else None, [len(g) > 0 for g in by_view])
+    out = _ViewHits(
+        np.zeros((n_probe, nv), bool),
+        np.zeros((n_probe, nv), bool),
+        np.full((n_probe, nv), np.nan) if inp.want_map else None,
+        [len(g) > 0 for g in by_view],
+    )
     dev = inp.feats.device
     steps, done = -(-n_probe // chunk) * nv, 0
     for c0 in range(0, n_probe, chunk):
@@ -217,7 +221,13 @@ def _cross_view_hits(inp: MatchInputs) -> _CrossHits:
     g_idx = torch.from_numpy(inp.gallery_rows).to(dev)
     vids = torch.from_numpy(inp.view_ids).to(dev)
     gl, gv = inp.codes[g_idx], vids[g_idx]
-    out = _CrossHits(*(np.zeros(n_probe, bool) for _ in range(4)), np.full(n_probe, np.nan))
+    out = _CrossHits(
+        np.zeros(n_probe, bool),
+        np.zeros(n_probe, bool),
+        np.zeros(n_probe, bool),
+        np.zeros(n_probe, bool),
+        np.full(n_probe, np.nan),
+    )
     # the gallery is gathered once when it is small enough, else per probe chunk
     small = len(inp.gallery_rows) * inp.feats.shape[1] * inp.feats.shape[2] * 4 <= (1 << 30)
     gallery = inp.feats[g_idx] if small else None
@@ -298,8 +308,9 @@ def _headline(spec: ProtocolSpec, tables: Tables) -> dict[str, float]:
     return headline
 
 
-def _inputs(feats: torch.Tensor, labels: np.ndarray, views: np.ndarray, fit: ProtocolFit, metric: str,
-            **options: Any) -> MatchInputs:
+def _inputs(
+    feats: torch.Tensor, labels: np.ndarray, views: np.ndarray, fit: ProtocolFit, metric: str, **options: Any
+) -> MatchInputs:
     probe_mask = np.zeros(len(labels), dtype=bool)
     for mask in fit.probe_sets.values():
         probe_mask |= mask
@@ -307,31 +318,67 @@ def _inputs(feats: torch.Tensor, labels: np.ndarray, views: np.ndarray, fit: Pro
     position = {v: i for i, v in enumerate(view_list)}
     view_ids = np.array([position.get(v, -1) for v in views.tolist()], dtype=np.int64)
     codes = torch.from_numpy(encode_labels(labels)[1][0]).to(feats.device)
-    return MatchInputs(feats, codes, view_ids, np.flatnonzero(probe_mask), np.flatnonzero(fit.gallery),
-                       dict(fit.probe_sets), view_list, metric, **options)
+    return MatchInputs(
+        feats,
+        codes,
+        view_ids,
+        np.flatnonzero(probe_mask),
+        np.flatnonzero(fit.gallery),
+        dict(fit.probe_sets),
+        view_list,
+        metric,
+        **options,
+    )
 
 
-def match(embeddings: Any, labels: np.ndarray, views: np.ndarray, spec: ProtocolSpec, fit: ProtocolFit,
-          metric: str, *, want_map: bool = False, remove_no_gallery: bool = False,
-          device: torch.device | str | None = None, chunk: int | None = None,
-          progress: Progress | None = None, warn: Warn | None = None) -> ProtocolResult:
+def match(
+    embeddings: Any,
+    labels: np.ndarray,
+    views: np.ndarray,
+    spec: ProtocolSpec,
+    fit: ProtocolFit,
+    metric: str,
+    *,
+    want_map: bool = False,
+    remove_no_gallery: bool = False,
+    device: torch.device | str | None = None,
+    chunk: int | None = None,
+    progress: Progress | None = None,
+    warn: Warn | None = None,
+) -> ProtocolResult:
     """Run ``spec`` on checked features (``fit`` from :func:`~.protocols.check_fit`)."""
     warn = warn or (lambda _msg: None)
     feats = as_features(embeddings, torch.device(device) if device is not None else torch.device("cpu"))
     if remove_no_gallery:
         fit = _drop_probes_without_gallery(fit, encode_labels(labels)[1][0], warn)
-    inp = _inputs(feats, labels, views, fit, metric, chunk=chunk or _default_chunk(feats),
-                  want_map=want_map, progress=progress)
+    inp = _inputs(
+        feats,
+        labels,
+        views,
+        fit,
+        metric,
+        chunk=chunk or _default_chunk(feats),
+        want_map=want_map,
+        progress=progress,
+    )
     tables = single_view_tables(inp) if spec.kind == "single-view" else cross_view_tables(inp)
     gallery = fit.gallery
     return ProtocolResult(
-        protocol=spec.name, kind=spec.kind, metric=metric, gallery_types=list(spec.gallery_types),
-        probe_sets={k: list(v) for k, v in spec.probe_sets.items()}, views=inp.views,
-        num_probes=len(inp.probe_rows), num_gallery=len(inp.gallery_rows),
+        protocol=spec.name,
+        kind=spec.kind,
+        metric=metric,
+        gallery_types=list(spec.gallery_types),
+        probe_sets={k: list(v) for k, v in spec.probe_sets.items()},
+        views=inp.views,
+        num_probes=len(inp.probe_rows),
+        num_gallery=len(inp.gallery_rows),
         gallery_counts={v: int((gallery & (inp.view_ids == i)).sum()) for i, v in enumerate(inp.views)},
-        probe_counts={name: {v: int((mask & (inp.view_ids == i)).sum()) for i, v in enumerate(inp.views)}
-                      for name, mask in inp.set_masks.items()},
-        tables=tables, rank1=_headline(spec, tables),
+        probe_counts={
+            name: {v: int((mask & (inp.view_ids == i)).sum()) for i, v in enumerate(inp.views)}
+            for name, mask in inp.set_masks.items()
+        },
+        tables=tables,
+        rank1=_headline(spec, tables),
     )
 
 
@@ -356,10 +403,24 @@ def run_protocol(
     labels_a, types_a, views_a = (np.asarray(a).astype(str) for a in (labels, types, views))
     n = len(labels_a)
     if not (len(types_a) == len(views_a) == n):
-        raise GaitError(f"features: {n} labels, {len(types_a)} types and {len(views_a)} views; they must agree")
+        raise GaitError(
+            f"features: {n} labels, {len(types_a)} types and {len(views_a)} views; they must agree"
+        )
     rows = embeddings.shape[0] if hasattr(embeddings, "shape") else len(embeddings)
     if rows != n:
         raise GaitError(f"features: {rows} embeddings but {n} labels")
     fit = check_fit(spec, types_a, warn)
-    return match(embeddings, labels_a, views_a, spec, fit, metric, want_map=want_map,
-                 remove_no_gallery=remove_no_gallery, device=device, chunk=chunk, progress=progress, warn=warn)
+    return match(
+        embeddings,
+        labels_a,
+        views_a,
+        spec,
+        fit,
+        metric,
+        want_map=want_map,
+        remove_no_gallery=remove_no_gallery,
+        device=device,
+        chunk=chunk,
+        progress=progress,
+        warn=warn,
+    )

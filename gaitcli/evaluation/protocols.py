@@ -54,7 +54,10 @@ CASIA_B = ProtocolSpec(
 OU_MVLP = ProtocolSpec("ou-mvlp", "single-view", ("01",), {"NM": ("00",)})
 CROSS_VIEW = {
     "casia-b": ProtocolSpec(
-        "cross-view", "cross-view", ("nm-02", "bg-02", "cl-02"), {"NM": ("nm-01",), "BG": ("bg-01",), "CL": ("cl-01",)}
+        "cross-view",
+        "cross-view",
+        ("nm-02", "bg-02", "cl-02"),
+        {"NM": ("nm-01",), "BG": ("bg-01",), "CL": ("cl-01",)},
     ),
     "ou-mvlp": ProtocolSpec("cross-view", "cross-view", ("01",), {"NM": ("00",)}),
 }
@@ -115,7 +118,8 @@ def resolve_protocol(
             name = "generic"
         else:
             raise GaitError(
-                f"cannot pick an evaluation protocol for data set {dataset_name or '(unnamed)'}: pass --protocol "
+                f"cannot pick an evaluation protocol for data set {dataset_name or '(unnamed)'}: "
+                "pass --protocol "
                 "casia-b, ou-mvlp or cross-view, or --protocol generic with evaluator_cfg.gallery_types and "
                 "evaluator_cfg.probe_sets set (--set evaluator_cfg.gallery_types=[...])"
             )
@@ -137,7 +141,8 @@ def resolve_protocol(
     family = family or family_from_types(types)
     if family is None:
         raise GaitError(
-            f"the cross-view protocol knows CASIA-B and OU-MVLP layouts; data set {dataset_name or '(unnamed)'} "
+            "the cross-view protocol knows CASIA-B and OU-MVLP layouts; "
+            f"data set {dataset_name or '(unnamed)'} "
             "needs evaluator_cfg.gallery_types and evaluator_cfg.probe_sets"
         )
     return CROSS_VIEW[family]
@@ -148,7 +153,9 @@ def _generic_sets(ev: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, tup
     if not gallery or not probes:
         return None
     if not isinstance(probes, Mapping):
-        raise GaitError("evaluator_cfg.probe_sets must map a probe-set name to a list of types, e.g. {NM: [nm-05, nm-06]}")
+        raise GaitError(
+            "evaluator_cfg.probe_sets must map a probe-set name to a list of types, e.g. {NM: [nm-05, nm-06]}"
+        )
     sets = {}
     for key, value in probes.items():
         items = [value] if isinstance(value, str) else list(value or [])
@@ -200,5 +207,7 @@ def check_fit(spec: ProtocolSpec, types: Sequence[str] | np.ndarray, warn: Warn 
     if warn is not None:
         for name, mask in set_masks.items():
             if not mask.any():
-                warn(f"probe set {name}: no sequences of type {', '.join(spec.probe_sets[name])}; shown as n/a")
+                warn(
+                    f"probe set {name}: no sequences of type {', '.join(spec.probe_sets[name])}; shown as n/a"
+                )
     return ProtocolFit(gallery_mask, set_masks)

@@ -68,7 +68,10 @@ def build_table(results: Mapping[str, Any], key: str) -> Table | None:
         return None
     views = list(results.get("views") or next(iter(body.values()))["views"].keys())
     table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0), show_edge=False)
-    rows = [(name, [_cell(row["views"].get(v), 1) for v in views], _cell(row.get("mean"), 2)) for name, row in body.items()]
+    rows = [
+        (name, [_cell(row["views"].get(v), 1) for v in views], _cell(row.get("mean"), 2))
+        for name, row in body.items()
+    ]
     width = max([5, *(len(Text.from_markup(c).plain) for _, cells, _ in rows for c in cells)])
     table.add_column("Probe", justify="left", no_wrap=True, min_width=max(5, *(len(n) for n, _, _ in rows)))
     for view in views:
@@ -113,7 +116,11 @@ def render_results(result: Results, console: Console, *, rank5: bool = False, sh
     if any_na:
         console.print("[dim]n/a: no probe or no gallery sequence at that view (left out of the means)[/]")
     seconds = results.get("seconds") or {}
-    parts = [f"{k} {v:.1f} s" for k, v in seconds.items() if isinstance(v, (int, float)) and k != "sequences_per_second"]
+    parts = [
+        f"{k} {v:.1f} s"
+        for k, v in seconds.items()
+        if isinstance(v, (int, float)) and k != "sequences_per_second"
+    ]
     if seconds.get("sequences_per_second"):
         parts.append(f"{seconds['sequences_per_second']:.1f} sequences/s")
     if parts:
@@ -138,12 +145,16 @@ def results_csv(result: Results) -> str:
         if not body:
             continue
         for name, row in body.items():
-            writer.writerow([key, name, "", *[_csv(row["views"].get(v)) for v in views], _csv(row.get("mean"))])
+            writer.writerow(
+                [key, name, "", *[_csv(row["views"].get(v)) for v in views], _csv(row.get("mean"))]
+            )
     matrix = results.get("matrix") or {}
     for key, sets in matrix.items():
         for name, rows in sets.items():
             for u, gallery_view in enumerate(views):
-                writer.writerow([f"{key}_matrix", name, gallery_view, *[_csv(rows[v][u]) for v in range(len(views))], ""])
+                writer.writerow(
+                    [f"{key}_matrix", name, gallery_view, *[_csv(rows[v][u]) for v in range(len(views))], ""]
+                )
     return buf.getvalue()
 
 
@@ -220,7 +231,9 @@ def _draw_matrix(ax: Any, rows: list[list[float | None]], views: list[str], titl
 
     nv = len(views)
     data = np.array([[np.nan if rows[v][u] is None else rows[v][u] for v in range(nv)] for u in range(nv)])
-    image = ax.imshow(np.ma.masked_invalid(data), vmin=0, vmax=100, cmap=_cmap(), origin="upper", aspect="equal")
+    image = ax.imshow(
+        np.ma.masked_invalid(data), vmin=0, vmax=100, cmap=_cmap(), origin="upper", aspect="equal"
+    )
     ax.set_xticks(range(nv), views, rotation=90 if nv > 8 else 0, fontsize=8)
     ax.set_yticks(range(nv), views, fontsize=8)
     ax.set_xlabel("probe view")

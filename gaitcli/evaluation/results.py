@@ -82,12 +82,21 @@ class ProtocolResult:
     def to_json(self) -> dict[str, Any]:
         t = self.tables
         return {
-            "protocol": self.protocol, "kind": self.kind, "metric": self.metric,
-            "gallery_types": list(self.gallery_types), "probe_sets": {k: list(v) for k, v in self.probe_sets.items()},
-            "views": list(self.views), "num_probes": self.num_probes, "num_gallery": self.num_gallery,
-            "gallery_counts": dict(self.gallery_counts), "probe_counts": {k: dict(v) for k, v in self.probe_counts.items()},
-            "rank1_exclude": table_json(t.rank1_exclude), "rank1_include": table_json(t.rank1_include),
-            "rank5_exclude": table_json(t.rank5_exclude), "map": table_json(t.map), "matrix": t.matrix,
+            "protocol": self.protocol,
+            "kind": self.kind,
+            "metric": self.metric,
+            "gallery_types": list(self.gallery_types),
+            "probe_sets": {k: list(v) for k, v in self.probe_sets.items()},
+            "views": list(self.views),
+            "num_probes": self.num_probes,
+            "num_gallery": self.num_gallery,
+            "gallery_counts": dict(self.gallery_counts),
+            "probe_counts": {k: dict(v) for k, v in self.probe_counts.items()},
+            "rank1_exclude": table_json(t.rank1_exclude),
+            "rank1_include": table_json(t.rank1_include),
+            "rank5_exclude": table_json(t.rank5_exclude),
+            "map": table_json(t.map),
+            "matrix": t.matrix,
             "rank1": dict(self.rank1),
         }
 
@@ -108,14 +117,39 @@ class Seconds:
     def to_json(self) -> dict[str, Any]:
         if self.extract is None:
             return {"protocol": self.protocol}
-        return {"extract": self.extract, "protocol": self.protocol, "total": self.total,
-                "sequences_per_second": self.sequences_per_second}
+        return {
+            "extract": self.extract,
+            "protocol": self.protocol,
+            "total": self.total,
+            "sequences_per_second": self.sequences_per_second,
+        }
 
 
-JSON_KEYS = ("protocol", "metric", "checkpoint", "iteration", "num_probes", "num_gallery",
-             "rank1_exclude", "rank1_include", "rank5_exclude", "map", "seconds")
-EXTRA_KEYS = ("dataset_name", "features", "views", "gallery_types", "probe_sets", "gallery_counts",
-              "probe_counts", "rank1", "matrix", "kind")
+JSON_KEYS = (
+    "protocol",
+    "metric",
+    "checkpoint",
+    "iteration",
+    "num_probes",
+    "num_gallery",
+    "rank1_exclude",
+    "rank1_include",
+    "rank5_exclude",
+    "map",
+    "seconds",
+)
+EXTRA_KEYS = (
+    "dataset_name",
+    "features",
+    "views",
+    "gallery_types",
+    "probe_sets",
+    "gallery_counts",
+    "probe_counts",
+    "rank1",
+    "matrix",
+    "kind",
+)
 
 
 @dataclass
@@ -143,8 +177,13 @@ class EvalResult:
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` document: the eleven documented keys in order, then the details."""
         body = self.result.to_json()
-        body.update(checkpoint=self.checkpoint, iteration=self.iteration, seconds=self.seconds.to_json(),
-                    dataset_name=self.dataset_name, features=self.features)
+        body.update(
+            checkpoint=self.checkpoint,
+            iteration=self.iteration,
+            seconds=self.seconds.to_json(),
+            dataset_name=self.dataset_name,
+            features=self.features,
+        )
         out = {key: body.get(key) for key in JSON_KEYS}
         for key in EXTRA_KEYS:
             if key != "features" or self.features is not None:

@@ -310,7 +310,8 @@ def load_checkpoint(
     if not meta["config"]:
         raise CheckpointError(
             f"{path}: the checkpoint carries no config, so its model, data set and protocol are unknown "
-            "(gaitcli never fills them in with defaults); re-save it with: gait convert SRC OUT.safetensors --config CFG"
+            "(gaitcli never fills them in with defaults); "
+            "re-save it with: gait convert SRC OUT.safetensors --config CFG"
         )
     try:
         model = build_model(meta["config"], source=f"{path} (stored config)", warn=warn, resolved=True)

@@ -45,8 +45,14 @@ class ConvertError(GaitError):
 # ----------------------------------------------------------------------------------------------
 
 # torch's own advice and boilerplate, never shown to a gaitcli user (it suggests weights_only=False)
-_TORCH_NOISE = ("Could this error message be improved", "Weights only load failed", "Please file an issue",
-                "Check the documentation", "Re-running `torch.load`", "In PyTorch 2.6")
+_TORCH_NOISE = (
+    "Could this error message be improved",
+    "Weights only load failed",
+    "Please file an issue",
+    "Check the documentation",
+    "Re-running `torch.load`",
+    "In PyTorch 2.6",
+)
 
 
 @dataclass
@@ -96,16 +102,18 @@ def _torch_load(src: Path) -> Any:
         found = re.search(r"(?:unsupported GLOBAL|Unsupported global:)\s*(?:GLOBAL\s*)?([\w.]+)", str(exc))
         if found is None:
             detail = torch_detail(exc)
-            raise ConvertError(f"{src}: not a torch checkpoint: not a valid pickle stream ({detail})") \
-                from None
+            raise ConvertError(
+                f"{src}: not a torch checkpoint: not a valid pickle stream ({detail})"
+            ) from None
         raise ConvertError(
             f"{src}: refused: the pickle holds objects other than tensors and plain containers (it asks for "
             f"{found.group(1)}), and loading it could run code; only weights are accepted"
         ) from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
         detail = torch_detail(exc)
-        raise ConvertError(f"{src}: not a readable PyTorch checkpoint (truncated or corrupt: {detail})") \
-            from None
+        raise ConvertError(
+            f"{src}: not a readable PyTorch checkpoint (truncated or corrupt: {detail})"
+        ) from None
 
 
 def safe_torch_load(src: Path) -> Any:
@@ -126,8 +134,9 @@ def _read_safetensors(src: Path) -> SourceWeights:
             state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
     except Exception as exc:  # safetensors raises its own error type, OSError, ValueError...
         detail = torch_detail(exc)
-        raise ConvertError(f"{src}: not a readable safetensors file (truncated or corrupt: {detail})") \
-            from None
+        raise ConvertError(
+            f"{src}: not a readable safetensors file (truncated or corrupt: {detail})"
+        ) from None
     if is_training_state(metadata):
         raise state_file_error(src)
     if metadata.get("format") == FORMAT:
@@ -312,8 +321,9 @@ def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
         raise ConvertError(f"{dst}: the output would replace the source; choose another name")
 
 
-def _config_from_file(config_path: str | Path, state: Mapping[str, torch.Tensor],
-                      note: Warn) -> dict[str, Any]:
+def _config_from_file(
+    config_path: str | Path, state: Mapping[str, torch.Tensor], note: Warn
+) -> dict[str, Any]:
     """The ``--config`` file, with ``model`` / ``variant`` corrected to what the weights are (the
     MetaGait authors' config says ``model: GaitGL``)."""
     from ..config import load_config, validate_config
@@ -323,19 +333,24 @@ def _config_from_file(config_path: str | Path, state: Mapping[str, torch.Tensor]
     mcfg = cfg["model_cfg"]
     if mcfg["model"] != found_model:
         keys = {"MetaGait": "eca./se. keys", "GaitGL": "no attention keys"}[found_model]
-        note(f"{config_path}: model_cfg.model is {mcfg['model']} but the weights are {found_model} "
-             f"({keys}); converting as {found_model}")
+        note(
+            f"{config_path}: model_cfg.model is {mcfg['model']} but the weights are {found_model} "
+            f"({keys}); converting as {found_model}"
+        )
         mcfg["model"] = found_model
     if found_model == "MetaGait" and mcfg.get("variant", "reference") != found_variant:
-        note(f"{config_path}: model_cfg.variant is {mcfg.get('variant')} but the weights are the "
-             f"{found_variant} variant; converting as {found_variant}")
+        note(
+            f"{config_path}: model_cfg.variant is {mcfg.get('variant')} but the weights are the "
+            f"{found_variant} variant; converting as {found_variant}"
+        )
         mcfg["variant"] = found_variant
     validate_config(cfg, str(config_path))
     return cfg
 
 
-def _pick_config(source: SourceWeights, src: Path, config_path: str | Path | None,
-                 note: Warn) -> tuple[dict[str, Any], str]:
+def _pick_config(
+    source: SourceWeights, src: Path, config_path: str | Path | None, note: Warn
+) -> tuple[dict[str, Any], str]:
     """``(config, where it came from)``: ``--config``, else the embedded one, else inferred."""
     from ..config import resolve_config
 
@@ -344,8 +359,10 @@ def _pick_config(source: SourceWeights, src: Path, config_path: str | Path | Non
     if source.config is not None:
         return source.config, f"embedded in {src.name}"
     model_cfg, dataset_name = infer_model_cfg(source.state, src)
-    note(f"no --config given: inferred {model_cfg['model']} channels {model_cfg['channels']} "
-         f"class_num {model_cfg['class_num']} from the weights; every other setting is the packaged default")
+    note(
+        f"no --config given: inferred {model_cfg['model']} channels {model_cfg['channels']} "
+        f"class_num {model_cfg['class_num']} from the weights; every other setting is the packaged default"
+    )
     cfg = resolve_config({"model_cfg": model_cfg, "data_cfg": {"dataset_name": dataset_name}}, str(src))
     return cfg, "inferred from the weights"
 
@@ -384,13 +401,28 @@ def convert_checkpoint(
     if iteration is None:
         note(f"{src}: no iteration recorded; storing 0")
         iteration = 0
-    save_checkpoint(dst, model, cfg, iteration=iteration, labels=source.labels, converted_from=src.name,
-                    config_source=config_source)
+    save_checkpoint(
+        dst,
+        model,
+        cfg,
+        iteration=iteration,
+        labels=source.labels,
+        converted_from=src.name,
+        config_source=config_source,
+    )
     mcfg = cfg["model_cfg"]
     return ConvertSummary(
-        src=str(src), dst=str(dst), model=str(mcfg["model"]), variant=getattr(model, "variant", None),
-        dataset_name=str(cfg["data_cfg"]["dataset_name"]), channels=[int(c) for c in mcfg["channels"]],
-        class_num=int(mcfg["class_num"]), parts=model_parts(model), iteration=int(iteration),
-        tensors=len(source.state), parameters=sum(p.numel() for p in model.parameters()),
-        config_source=config_source, warnings=notes,
+        src=str(src),
+        dst=str(dst),
+        model=str(mcfg["model"]),
+        variant=getattr(model, "variant", None),
+        dataset_name=str(cfg["data_cfg"]["dataset_name"]),
+        channels=[int(c) for c in mcfg["channels"]],
+        class_num=int(mcfg["class_num"]),
+        parts=model_parts(model),
+        iteration=int(iteration),
+        tensors=len(source.state),
+        parameters=sum(p.numel() for p in model.parameters()),
+        config_source=config_source,
+        warnings=notes,
     )
