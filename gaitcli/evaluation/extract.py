@@ -248,16 +248,11 @@ def extract_features(
                 assert pending is not None
                 seqs = pending.result()
                 pending = pool.submit(read, windows[w + 1]) if w + 1 < len(windows) else None
-                # a window with many long sequences is embedded in frame-bounded parts
-                for part_start, part_end in _windows([len(f) for f in seqs], len(seqs), _WINDOW_FRAMES):
-                    part = seqs[part_start:part_end]
-                    with torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
-                        emb = net.embed(part, batch_size=batch_size, device=dev)
-                    emb = emb.float().cpu().numpy()
-                    if out is None:
-                        out = np.empty((n, *emb.shape[1:]), dtype=np.float32)
-                    out[s + part_start : s + part_end] = emb
+                emb = _embed_window(net, seqs, batch_size, dev, amp)
                 del seqs
+                if out is None:
+                    out = np.empty((n, *emb.shape[1:]), dtype=np.float32)
+                out[s:e] = emb
                 if bar is not None:
                     bar.advance(e - s)
                 if on_progress is not None:
@@ -265,11 +260,25 @@ def extract_features(
     finally:
         if bar is not None:
             bar.stop()
-    if out is None:
-        out = np.empty((0, 0, 0), dtype=np.float32)
-    seconds = time.perf_counter() - started
+    return _feature_set(out, infos, time.perf_counter() - started)
+
+
+def _embed_window(net: Any, seqs: list[np.ndarray], batch_size: int, dev: torch.device,
+                  amp: bool) -> np.ndarray:
+    """Embeddings of one window of sequences, in frame-bounded parts (a window of many long
+    sequences never becomes one huge float array)."""
+    parts = []
+    for start, end in _windows([len(f) for f in seqs], len(seqs), _WINDOW_FRAMES):
+        with torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
+            emb = net.embed(seqs[start:end], batch_size=batch_size, device=dev)
+        parts.append(emb.float().cpu().numpy())
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def _feature_set(out: np.ndarray | None, infos: Sequence[Any], seconds: float) -> FeatureSet:
+    n = len(infos)
     return FeatureSet(
-        out,
+        out if out is not None else np.empty((0, 0, 0), dtype=np.float32),
         np.array([i.label for i in infos], dtype=str),
         np.array([i.type for i in infos], dtype=str),
         np.array([i.view for i in infos], dtype=str),

@@ -110,45 +110,59 @@ def resolve_protocol(
     family = dataset_family(dataset_name)
     generic = _generic_sets(ev)
     if name == "auto":
-        if family is None and generic is None:
-            family = family_from_types(types)
-        if family is not None:
-            name = "cross-view" if ev.get("cross_view_gallery") else family
-        elif generic is not None:
-            name = "generic"
-        else:
-            raise GaitError(
-                f"cannot pick an evaluation protocol for data set {dataset_name or '(unnamed)'}: "
-                "pass --protocol "
-                "casia-b, ou-mvlp or cross-view, or --protocol generic with evaluator_cfg.gallery_types and "
-                "evaluator_cfg.probe_sets set (--set evaluator_cfg.gallery_types=[...])"
-            )
+        name, family = _auto_name(ev, family, generic, dataset_name, types)
     if name == "casia-b":
         return CASIA_B
     if name == "ou-mvlp":
         return OU_MVLP
     if name == "generic":
-        if generic is None:
-            raise GaitError(
-                "the generic protocol needs evaluator_cfg.gallery_types (a list of types) and "
-                "evaluator_cfg.probe_sets ({name: [types]}), e.g. --set evaluator_cfg.gallery_types=[nm-01] "
-                "--set 'evaluator_cfg.probe_sets={NM: [nm-02]}'"
-            )
-        return ProtocolSpec("generic", "single-view", generic[0], generic[1])
-    # cross-view
+        return _generic_spec(generic)
+    return _cross_view_spec(generic, family or family_from_types(types), dataset_name)
+
+
+_Sets = tuple[tuple[str, ...], dict[str, tuple[str, ...]]]
+
+
+def _auto_name(ev: Mapping[str, Any], family: str | None, generic: _Sets | None, dataset_name: str | None,
+               types: Sequence[str] | None) -> tuple[str, str | None]:
+    """``auto``: the data set's family (cross-view with ``cross_view_gallery``), else generic,
+    else the family the types present suggest."""
+    if family is None and generic is None:
+        family = family_from_types(types)
+    if family is not None:
+        return ("cross-view" if ev.get("cross_view_gallery") else family), family
+    if generic is not None:
+        return "generic", family
+    raise GaitError(
+        f"cannot pick an evaluation protocol for data set {dataset_name or '(unnamed)'}: pass --protocol "
+        "casia-b, ou-mvlp or cross-view, or --protocol generic with evaluator_cfg.gallery_types and "
+        "evaluator_cfg.probe_sets set (--set evaluator_cfg.gallery_types=[...])"
+    )
+
+
+def _generic_spec(generic: _Sets | None) -> ProtocolSpec:
+    if generic is None:
+        raise GaitError(
+            "the generic protocol needs evaluator_cfg.gallery_types (a list of types) and "
+            "evaluator_cfg.probe_sets ({name: [types]}), e.g. --set evaluator_cfg.gallery_types=[nm-01] "
+            "--set 'evaluator_cfg.probe_sets={NM: [nm-02]}'"
+        )
+    return ProtocolSpec("generic", "single-view", generic[0], generic[1])
+
+
+def _cross_view_spec(generic: _Sets | None, family: str | None, dataset_name: str | None) -> ProtocolSpec:
     if generic is not None:
         return ProtocolSpec("cross-view", "cross-view", generic[0], generic[1])
-    family = family or family_from_types(types)
     if family is None:
         raise GaitError(
             "the cross-view protocol knows CASIA-B and OU-MVLP layouts; "
-            f"data set {dataset_name or '(unnamed)'} "
-            "needs evaluator_cfg.gallery_types and evaluator_cfg.probe_sets"
+            f"data set {dataset_name or '(unnamed)'} needs evaluator_cfg.gallery_types and "
+            "evaluator_cfg.probe_sets"
         )
     return CROSS_VIEW[family]
 
 
-def _generic_sets(ev: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]] | None:
+def _generic_sets(ev: Mapping[str, Any]) -> _Sets | None:
     gallery, probes = ev.get("gallery_types"), ev.get("probe_sets")
     if not gallery or not probes:
         return None

@@ -401,28 +401,18 @@ def convert_checkpoint(
     if iteration is None:
         note(f"{src}: no iteration recorded; storing 0")
         iteration = 0
-    save_checkpoint(
-        dst,
-        model,
-        cfg,
-        iteration=iteration,
-        labels=source.labels,
-        converted_from=src.name,
-        config_source=config_source,
-    )
+    save_checkpoint(dst, model, cfg, iteration=iteration, labels=source.labels, converted_from=src.name,
+                    config_source=config_source)
+    return _summary(src, dst, cfg, model, source, int(iteration), config_source, notes)
+
+
+def _summary(src: Path, dst: Path, cfg: Mapping[str, Any], model: torch.nn.Module, source: SourceWeights,
+             iteration: int, config_source: str, notes: list[str]) -> ConvertSummary:
     mcfg = cfg["model_cfg"]
     return ConvertSummary(
-        src=str(src),
-        dst=str(dst),
-        model=str(mcfg["model"]),
-        variant=getattr(model, "variant", None),
-        dataset_name=str(cfg["data_cfg"]["dataset_name"]),
-        channels=[int(c) for c in mcfg["channels"]],
-        class_num=int(mcfg["class_num"]),
-        parts=model_parts(model),
-        iteration=int(iteration),
-        tensors=len(source.state),
-        parameters=sum(p.numel() for p in model.parameters()),
-        config_source=config_source,
-        warnings=notes,
+        src=str(src), dst=str(dst), model=str(mcfg["model"]), variant=getattr(model, "variant", None),
+        dataset_name=str(cfg["data_cfg"]["dataset_name"]), channels=[int(c) for c in mcfg["channels"]],
+        class_num=int(mcfg["class_num"]), parts=model_parts(model), iteration=iteration,
+        tensors=len(source.state), parameters=sum(p.numel() for p in model.parameters()),
+        config_source=config_source, warnings=notes,
     )
