@@ -265,8 +265,11 @@ def test_out_that_is_a_folder_is_one_line(tmp_path):
     assert list(folder.iterdir()) == []
 
 
-@pytest.mark.parametrize("content", [os.urandom(300), b"\x80\x02" + os.urandom(300), b"PK\x05\x06" + bytes(18)],
-                         ids=["random", "pickle-magic-then-random", "empty-zip"])
+@pytest.mark.parametrize(
+    "content",
+    [os.urandom(300), b"\x80\x02" + os.urandom(300), b"PK\x05\x06" + bytes(18)],
+    ids=["random", "pickle-magic-then-random", "empty-zip"],
+)
 def test_random_bytes_or_empty_zip_are_not_a_torch_checkpoint(tmp_path, content):
     src = tmp_path / "x.pt"
     src.write_bytes(content)
@@ -281,8 +284,10 @@ def test_random_bytes_or_empty_zip_are_not_a_torch_checkpoint(tmp_path, content)
 def test_torch_boilerplate_never_leaks():
     from gaitcli.models.convert import torch_detail
 
-    exc = RuntimeError("[enforce fail at inline_container.cc:180] . file in archive is not in a subdirectory: a.txt\n"
-                       "Could this error message be improved? If so, please report an enhancement request to PyTorch.")
+    exc = RuntimeError(
+        "[enforce fail at inline_container.cc:180] . file in archive is not in a subdirectory: a.txt\n"
+        "Could this error message be improved? If so, please report an enhancement request to PyTorch."
+    )
     assert torch_detail(exc) == "file in archive is not in a subdirectory: a.txt"
     assert torch_detail(RuntimeError("Could this error message be improved? If so, ...")) == "RuntimeError"
 

@@ -17,15 +17,30 @@ from gaitcli.evaluation.results import EvalResult, Seconds
 
 def results(want_map=True):
     r = run_protocol(*known_set(), CASIA_B, "euc", want_map=want_map)
-    return EvalResult(r, Seconds(protocol=0.1, extract=1.0, total=1.1), checkpoint="run.safetensors", iteration=1000)
+    return EvalResult(
+        r, Seconds(protocol=0.1, extract=1.0, total=1.1), checkpoint="run.safetensors", iteration=1000
+    )
 
 
 def test_json_schema():
     payload = json.loads(json.dumps(json_payload(results())))
-    assert list(payload)[:11] == ["protocol", "metric", "checkpoint", "iteration", "num_probes", "num_gallery",
-                                  "rank1_exclude", "rank1_include", "rank5_exclude", "map", "seconds"]
-    assert payload["rank1_exclude"]["NM"] == {"views": {"000": 100.0, "090": 83.33, "180": 100.0},
-                                              "mean": payload["rank1_exclude"]["NM"]["mean"]}
+    assert list(payload)[:11] == [
+        "protocol",
+        "metric",
+        "checkpoint",
+        "iteration",
+        "num_probes",
+        "num_gallery",
+        "rank1_exclude",
+        "rank1_include",
+        "rank5_exclude",
+        "map",
+        "seconds",
+    ]
+    assert payload["rank1_exclude"]["NM"] == {
+        "views": {"000": 100.0, "090": 83.33, "180": 100.0},
+        "mean": payload["rank1_exclude"]["NM"]["mean"],
+    }
     assert payload["rank1_exclude"]["CL"]["views"]["000"] is None  # n/a is null, never -1
     assert payload["matrix"]["rank1"]["NM"][1] == [83.33, 83.33, None]
     assert payload["map"]["NM"]["views"]["090"] == 89.42
@@ -49,7 +64,9 @@ def test_tables_read_like_a_paper():
     console = Console(record=True, width=120)
     render_results(results(), console, rank5=True, show_map=True)
     text = console.export_text()
-    order = [text.index(t) for t in ("excluding identical views", "including identical views", "Rank-5", "mAP")]
+    order = [
+        text.index(t) for t in ("excluding identical views", "including identical views", "Rank-5", "mAP")
+    ]
     assert order == sorted(order)
     assert "n/a" in text and "94.44" in text and "83.33" in text and "iteration 1000" in text
     header = next(line for line in text.splitlines() if "Probe" in line)

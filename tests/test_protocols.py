@@ -79,7 +79,9 @@ def test_known_answer_is_metric_independent_for_cos():
 
 
 def plain_distance(x, y):
-    return np.mean(np.sqrt(((x[:, None] - y[None]) ** 2).sum(-1)), axis=-1)  # [n, m, parts] -> mean over parts
+    return np.mean(
+        np.sqrt(((x[:, None] - y[None]) ** 2).sum(-1)), axis=-1
+    )  # [n, m, parts] -> mean over parts
 
 
 def plain_single_view(emb, labels, types, views, gallery_types, probe_sets):
@@ -129,7 +131,9 @@ def random_casia(seed=7, ids=8, views=("000", "018", "036", "054"), noise=1.6):
     types = [f"nm-0{i}" for i in range(1, 7)] + ["bg-01", "bg-02", "cl-01", "cl-02"]
     centres = rng.normal(size=(ids, 4, 6))
     rows = [(f"{i:03d}", t, v) for i in range(ids) for t in types for v in views]
-    emb = np.stack([centres[int(i)] + rng.normal(scale=noise, size=(4, 6)) for i, _, _ in rows]).astype(np.float32)
+    emb = np.stack([centres[int(i)] + rng.normal(scale=noise, size=(4, 6)) for i, _, _ in rows]).astype(
+        np.float32
+    )
     labels, types_, views_ = zip(*rows, strict=True)
     return emb, list(labels), list(types_), list(views_)
 
@@ -164,7 +168,9 @@ def test_ou_mvlp_and_generic_protocols():
     views = ["000", "015", "030"]
     rows = [(f"{i:05d}", s, v) for i in range(6) for s in ("00", "01") for v in views]
     centres = rng.normal(size=(6, 2, 4)) * 5
-    emb = np.stack([centres[int(i)] + rng.normal(scale=0.1, size=(2, 4)) for i, _, _ in rows]).astype(np.float32)
+    emb = np.stack([centres[int(i)] + rng.normal(scale=0.1, size=(2, 4)) for i, _, _ in rows]).astype(
+        np.float32
+    )
     labels, types, vs = map(list, zip(*rows, strict=True))
     r = run_protocol(emb, labels, types, vs, OU_MVLP, "euc").to_json()
     assert r["rank1_exclude"]["NM"]["mean"] == 100.0 and list(r["rank1_exclude"]) == ["NM"]
@@ -188,11 +194,19 @@ def test_remove_no_gallery_drops_probes_without_gallery_ids():
 def test_protocol_selection():
     assert resolve_protocol("auto", dataset_name="CASIA-B") is CASIA_B
     assert resolve_protocol("auto", dataset_name="OUMVLP") is OU_MVLP
-    assert resolve_protocol("auto", dataset_name="CASIA-B", evaluator_cfg={"cross_view_gallery": True}).kind == "cross-view"
-    assert resolve_protocol("auto", dataset_name="OUMVLP", evaluator_cfg={"protocol": "cross-view"}) == CROSS_VIEW["ou-mvlp"]
+    assert (
+        resolve_protocol("auto", dataset_name="CASIA-B", evaluator_cfg={"cross_view_gallery": True}).kind
+        == "cross-view"
+    )
+    assert (
+        resolve_protocol("auto", dataset_name="OUMVLP", evaluator_cfg={"protocol": "cross-view"})
+        == CROSS_VIEW["ou-mvlp"]
+    )
     assert resolve_protocol("auto", types=["00", "01"]) is OU_MVLP
     assert resolve_protocol("auto", dataset_name="Mine", types=["nm-01", "cl-02"]) is CASIA_B
-    generic = resolve_protocol("auto", dataset_name="GREW", evaluator_cfg={"gallery_types": ["01"], "probe_sets": {"P": "02"}})
+    generic = resolve_protocol(
+        "auto", dataset_name="GREW", evaluator_cfg={"gallery_types": ["01"], "probe_sets": {"P": "02"}}
+    )
     assert generic.name == "generic" and generic.probe_sets == {"P": ("02",)}
     with pytest.raises(GaitError, match="cannot pick"):
         resolve_protocol("auto", dataset_name="GREW", types=["01", "02", "03"])
@@ -208,8 +222,13 @@ def test_features_that_do_not_match_the_protocol_are_one_clear_error():
         run_protocol(emb, labels, types, views, OU_MVLP).to_json()
     only_gallery = [i for i, t in enumerate(types) if t in CASIA_B.gallery_types]
     with pytest.raises(GaitError, match="no probe sequences"):
-        run_protocol(emb[only_gallery], [labels[i] for i in only_gallery], [types[i] for i in only_gallery],
-                     [views[i] for i in only_gallery], CASIA_B).to_json()
+        run_protocol(
+            emb[only_gallery],
+            [labels[i] for i in only_gallery],
+            [types[i] for i in only_gallery],
+            [views[i] for i in only_gallery],
+            CASIA_B,
+        ).to_json()
     with pytest.raises(GaitError, match="must agree"):
         run_protocol(emb, labels[:-1], types, views, CASIA_B).to_json()
 

@@ -33,13 +33,17 @@ def run(*args):
 def one_line_error(result, code=2):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output and len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert "Traceback" not in result.output and len(lines) == 1 and lines[0].startswith("error:"), (
+        result.output
+    )
     return lines[0]
 
 
 def casia_features(value=None):
     rng = np.random.default_rng(0)
-    rows = [(f"{i:03d}", t, v) for i in range(1, 4) for t in ("nm-01", "nm-05", "bg-01") for v in ("000", "090")]
+    rows = [
+        (f"{i:03d}", t, v) for i in range(1, 4) for t in ("nm-01", "nm-05", "bg-01") for v in ("000", "090")
+    ]
     emb = rng.normal(size=(len(rows), 2, 3)).astype(np.float32)
     if value is not None:
         emb[4, 1, 2] = value
@@ -56,7 +60,9 @@ def test_non_finite_features_are_refused(tmp_path, value):
     assert run("eval", "--features", casia_features().save(tmp_path / "ok.npz")).exit_code == 0
 
 
-def tiny_tree(root, ids=("001", "002", "003"), types=("nm-01", "nm-02", "nm-05", "bg-01", "cl-01"), views=("000", "090")):
+def tiny_tree(
+    root, ids=("001", "002", "003"), types=("nm-01", "nm-02", "nm-05", "bg-01", "cl-01"), views=("000", "090")
+):
     for n, i in enumerate(ids):
         for t in types:
             for v in views:
@@ -72,9 +78,11 @@ def tiny_checkpoint(tmp_path, evaluator_cfg=None, nan=False):
     part = tmp_path / "part.json"
     part.write_text(json.dumps({"TRAIN_SET": [], "TEST_SET": ["001", "002", "003"]}))
     torch.manual_seed(0)
-    cfg = {"model_cfg": {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 3},
-           "data_cfg": {"dataset_name": "CASIA-B", "dataset_root": str(tree), "dataset_partition": str(part)},
-           "evaluator_cfg": evaluator_cfg or {}}
+    cfg = {
+        "model_cfg": {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 3},
+        "data_cfg": {"dataset_name": "CASIA-B", "dataset_root": str(tree), "dataset_partition": str(part)},
+        "evaluator_cfg": evaluator_cfg or {},
+    }
     model = build_model(cfg)
     if nan:
         with torch.no_grad():
@@ -107,8 +115,20 @@ def test_heatmap_with_automatic_cross_view_fails_before_extraction(tmp_path, mon
     ckpt = tiny_checkpoint(tmp_path, evaluator_cfg={"cross_view_gallery": True})
     monkeypatch.setattr("gaitcli.evaluation.api.extract_features", _no_extraction)
     out = tmp_path / "out"
-    line = one_line_error(run("eval", ckpt, "--device", "cpu", "--heatmap", out / "h.png", "--json", out / "r.json",
-                              "--save-features", out / "f.npz"))
+    line = one_line_error(
+        run(
+            "eval",
+            ckpt,
+            "--device",
+            "cpu",
+            "--heatmap",
+            out / "h.png",
+            "--json",
+            out / "r.json",
+            "--save-features",
+            out / "f.npz",
+        )
+    )
     assert "--heatmap" in line and "cross-view" in line
     assert not out.exists()  # nothing written: not the features, not the JSON
 
@@ -136,5 +156,7 @@ def test_convert_oddities_are_one_line(tmp_path):
     empty_zip.write_bytes(b"PK\x05\x06" + bytes(18))
     for src in (junk, empty_zip):
         line = one_line_error(run("convert", src, tmp_path / "o.safetensors"))
-        assert "not a torch checkpoint" in line and "could run code" not in line and "weights_only" not in line
+        assert (
+            "not a torch checkpoint" in line and "could run code" not in line and "weights_only" not in line
+        )
     assert not (tmp_path / "o.safetensors").exists()
