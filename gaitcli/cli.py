@@ -224,23 +224,40 @@ def train(
 @app.command(name="eval")
 @_handle_errors
 def evaluate(
-    checkpoint: Annotated[Optional[Path], typer.Argument(metavar="[CKPT]", help="A gaitcli .safetensors checkpoint (not needed with --features).")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Prepared data folder (default: the checkpoint's data_cfg.dataset_root).")] = None,
-    partition: Annotated[Optional[Path], typer.Option(help="Partition JSON (default: the checkpoint's data_cfg.dataset_partition).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Argument(
+        metavar="[CKPT]", help="A gaitcli .safetensors checkpoint (not needed with --features).")] = None,
+    data: Annotated[Optional[Path], typer.Option(
+        help="Prepared data folder (default: the checkpoint's data_cfg.dataset_root).")] = None,
+    partition: Annotated[Optional[Path], typer.Option(
+        help="Partition JSON (default: the checkpoint's data_cfg.dataset_partition).")] = None,
     protocol: Annotated[str, typer.Option(help="auto, casia-b, ou-mvlp, cross-view or generic.")] = "auto",
-    metric: Annotated[Optional[str], typer.Option(help="euc (per-part Euclidean) or cos (default: evaluator_cfg.metric).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Sequences per inference batch (default: evaluator_cfg.sampler.batch_size).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto (default: cuda when present).")] = None,
-    gpus: Annotated[Optional[int], typer.Option(min=1, help="Extract on N CUDA devices, one process each.")] = None,
-    nproc: Annotated[Optional[int], typer.Option(min=1, help="Extract with N processes on --device cpu.")] = None,
-    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the results as JSON ('-' = stdout).")] = None,
-    csv_out: Annotated[Optional[str], typer.Option("--csv", metavar="FILE", help="Write the tables as CSV ('-' = stdout).")] = None,
-    save_features: Annotated[Optional[Path], typer.Option(metavar="FILE.npz", help="Save the extracted features (embeddings, labels, types, views).")] = None,
-    features: Annotated[Optional[Path], typer.Option(metavar="FILE.npz", help="Evaluate saved features instead of a checkpoint.")] = None,
-    heatmap: Annotated[Optional[Path], typer.Option(metavar="FILE.png", help="Draw the gallery-view x probe-view rank-1 matrix per probe set (needs matplotlib).")] = None,
+    metric: Annotated[Optional[str], typer.Option(
+        help="euc (per-part Euclidean) or cos (default: evaluator_cfg.metric).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        min=1, help="Sequences per inference batch (default: evaluator_cfg.sampler.batch_size).")] = None,
+    device: Annotated[Optional[str], typer.Option(
+        help="cpu, cuda or auto (default: cuda when present).")] = None,
+    gpus: Annotated[Optional[int], typer.Option(
+        min=1, help="Extract on N CUDA devices, one process each.")] = None,
+    nproc: Annotated[Optional[int], typer.Option(
+        min=1, help="Extract with N processes on --device cpu.")] = None,
+    json_out: Annotated[Optional[str], typer.Option(
+        "--json", metavar="FILE", help="Write the results as JSON ('-' = stdout).")] = None,
+    csv_out: Annotated[Optional[str], typer.Option(
+        "--csv", metavar="FILE", help="Write the tables as CSV ('-' = stdout).")] = None,
+    save_features: Annotated[Optional[Path], typer.Option(
+        metavar="FILE.npz", help="Save the extracted features (embeddings, labels, types, views).")] = None,
+    features: Annotated[Optional[Path], typer.Option(
+        metavar="FILE.npz", help="Evaluate saved features instead of a checkpoint.")] = None,
+    heatmap: Annotated[Optional[Path], typer.Option(
+        metavar="FILE.png",
+        help="Draw the gallery-view x probe-view rank-1 matrix per probe set (needs matplotlib).")] = None,
     rank5: Annotated[bool, typer.Option("--rank5", help="Also print the rank-5 table.")] = False,
     map_: Annotated[bool, typer.Option("--map", help="Also compute and print mAP.")] = False,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override a key of the stored config, e.g. evaluator_cfg.sampler.frames_all_limit=300 (repeatable).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="KEY=VALUE",
+        help="Override a key of the stored config, e.g. evaluator_cfg.sampler.frames_all_limit=300 "
+             "(repeatable).")] = None,
 ) -> None:
     """Evaluate a checkpoint (or saved features): rank-1 tables per probe set and view."""
     from gaitcli.evaluation.api import run_plan
@@ -248,24 +265,27 @@ def evaluate(
     from gaitcli.evaluation.report import render_results, write_outputs
 
     if (checkpoint is None) == (features is None):
-        raise GaitError("give either a checkpoint (gait eval CKPT) or --features FILE.npz, not both and not neither")
+        raise GaitError("give either a checkpoint (gait eval CKPT) or --features FILE.npz, "
+                        "not both and not neither")
     outputs = EvalOutputs(json=json_out, csv=csv_out, heatmap=heatmap, save_features=save_features)
     if features is not None:
         if save_features is not None:
             raise GaitError("--save-features needs a checkpoint; --features already is a feature file")
-        unused = [name for name, value in (("--data", data), ("--partition", partition), ("--batch-size", batch_size),
-                                           ("--gpus", gpus), ("--nproc", nproc)) if value is not None]
+        given = (("--data", data), ("--partition", partition), ("--batch-size", batch_size), ("--gpus", gpus),
+                 ("--nproc", nproc))
+        unused = [name for name, value in given if value is not None]
         if unused:
             raise GaitError(f"{', '.join(unused)}: no effect with --features (no model runs); drop them")
         plan = plan_features(features, protocol=protocol, metric=metric, overrides=set_ or (), want_map=map_,
                              device=device, outputs=outputs, warn=_warn)
     else:
-        opts = ModelOptions(data=data, partition=partition, protocol=protocol, metric=metric, batch_size=batch_size,
-                            want_map=map_, outputs=outputs)
+        opts = ModelOptions(data=data, partition=partition, protocol=protocol, metric=metric,
+                            batch_size=batch_size, want_map=map_, outputs=outputs)
         plan = plan_checkpoint(checkpoint, opts, device=device, gpus=gpus, nproc=nproc, overrides=set_ or (),
                                warn=_warn)
     result = run_plan(plan, console=console, warn=_warn)
-    render_results(result, out_console if json_out != "-" and csv_out != "-" else console, rank5=rank5, show_map=map_)
+    tables_to = out_console if json_out != "-" and csv_out != "-" else console  # keep stdout pure JSON / CSV
+    render_results(result, tables_to, rank5=rank5, show_map=map_)
     write_outputs(plan.outputs, result, _note)
 
 
@@ -316,9 +336,15 @@ def lr_plot(
 @app.command()
 @_handle_errors
 def convert(
-    src: Annotated[Path, typer.Argument(metavar="REF.pt", help="OpenGait / MetaGait checkpoint ({model, ...} or a bare state dict), or a gaitcli .safetensors.")],
-    dst: Annotated[Path, typer.Argument(metavar="OUT.safetensors", help="Where to write the safetensors checkpoint.")],
-    config: Annotated[Optional[str], typer.Option(help="The config the checkpoint was trained with (embedded in OUT).")] = None,
+    src: Annotated[Path, typer.Argument(
+        metavar="REF.pt",
+        help="OpenGait / MetaGait checkpoint ({model, ...} or a bare state dict), "
+             "or a gaitcli .safetensors.")],
+    dst: Annotated[Path, typer.Argument(
+        metavar="OUT.safetensors", help="Where to write the safetensors checkpoint.")],
+    config: Annotated[Optional[str], typer.Option(
+        help="The config the checkpoint was trained with (embedded in OUT; default: the source's own "
+             "config, else inferred).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Convert an OpenGait / MetaGait .pt checkpoint to safetensors (no pickled code runs)."""
