@@ -126,6 +126,20 @@ def _label_list(labels: Any) -> list[Any]:
     return [x if isinstance(x, (str, int, float)) else str(x) for x in labels]
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def config_text(cfg: Mapping[str, Any]) -> str:
+    """The config as YAML text in its own key order (a resolved config is in schema order), the
+    same text ``gait config`` prints."""
+    return yaml.safe_dump(_plain(cfg), sort_keys=False, default_flow_style=None)
+
+
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: torch.nn.Module,
@@ -134,20 +148,14 @@ def save_checkpoint(
 ) -> Path:
     """Save ``model``'s weights and metadata to ``path`` (safetensors, atomic).
 
-    ``cfg`` is the full config (default: ``model.config``); ``iteration`` and ``labels`` are
-    recognised keywords, any other keyword is stored as extra metadata."""
-    from ..config import dump_config
-
+    ``cfg`` is the full resolved config (default: ``model.config``, which
+    :func:`~gaitcli.models.build_model` sets); ``iteration`` and ``labels`` are recognised
+    keywords, any other keyword is stored as extra metadata."""
     path = Path(path)
     if cfg is None:
         cfg = getattr(model, "config", None)
-    if cfg is None:
-        from ..config import resolve_config
-
-        partial: dict[str, Any] = {"model_cfg": dict(getattr(model, "model_cfg", {}))}
-        if getattr(model, "dataset_name", None):
-            partial["data_cfg"] = {"dataset_name": model.dataset_name}
-        cfg = resolve_config(partial)
+    if not isinstance(cfg, Mapping):
+        raise ValueError("save_checkpoint needs the resolved config: pass cfg, or a model from build_model")
     iteration = int(meta.pop("iteration", 0) or 0)
     labels = _label_list(meta.pop("labels", None))
     clash = [k for k in meta if k in RESERVED]
@@ -158,7 +166,7 @@ def save_checkpoint(
         "gaitcli_version": __version__,
         "model": str(cfg["model_cfg"]["model"]),
         "variant": str(getattr(model, "variant", "")),
-        "config": dump_config(cfg),
+        "config": config_text(cfg),
         "iteration": str(iteration),
         "labels": json.dumps(labels),
     }
