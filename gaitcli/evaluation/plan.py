@@ -126,7 +126,12 @@ def check_protocol_name(protocol: str | ProtocolSpec) -> None:
 
 def check_finite(feats: FeatureSet, source: str) -> FeatureSet:
     """One line when any embedding is NaN or infinite: distances to it mean nothing."""
-    bad = ~np.isfinite(feats.embeddings).reshape(len(feats), -1).all(axis=1)
+    if len(feats) == 0:
+        return feats
+    flat = feats.embeddings.reshape(len(feats), -1)
+    # row blocks: a boolean copy of a full OU-MVLP feature set would be another gigabyte
+    bad = np.concatenate([~np.isfinite(flat[i : i + 4096]).all(axis=1) for i in range(0, len(flat), 4096)] or
+                         [np.zeros(0, dtype=bool)])
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise GaitError(
