@@ -154,8 +154,9 @@ def _check_file_target(option: str, target: PathLike | None) -> None:
         raise GaitError(f"{option} {path}: {parent} is a file, not a folder")
 
 
-def check_outputs(outputs: EvalOutputs, spec: ProtocolSpec) -> None:
-    """Every output option against the resolved protocol, before any work."""
+def check_output_files(outputs: EvalOutputs) -> None:
+    """The output targets themselves (no folder given as a file; matplotlib and an image type it
+    writes for ``--heatmap``): checked before anything is read."""
     from gaitcli.imaging import check_image_target
 
     for option, target in (
@@ -165,12 +166,16 @@ def check_outputs(outputs: EvalOutputs, spec: ProtocolSpec) -> None:
     ):
         _check_file_target(option, target)
     if outputs.heatmap is not None:
-        if spec.kind == "cross-view":
-            raise GaitError(
-                f"--heatmap: the {spec.name} protocol has no gallery-view x probe-view matrix "
-                "(use --protocol casia-b, ou-mvlp or generic, or drop --heatmap)"
-            )
         check_image_target(outputs.heatmap, "--heatmap")
+
+
+def check_outputs(outputs: EvalOutputs, spec: ProtocolSpec) -> None:
+    """The output options against the resolved protocol (``auto`` included), before extraction."""
+    if outputs.heatmap is not None and spec.kind == "cross-view":
+        raise GaitError(
+            f"--heatmap: the {spec.name} protocol has no gallery-view x probe-view matrix "
+            "(use --protocol casia-b, ou-mvlp or generic, or drop --heatmap)"
+        )
 
 
 def _protocol(
@@ -286,6 +291,7 @@ def plan_model(
 ) -> EvalPlan:
     """The plan for a model in memory and its config (the trainer's ``with_test``)."""
     check_protocol_name(opts.protocol)
+    check_output_files(opts.outputs)
     if opts.metric is not None:
         check_metric(opts.metric)
     iteration = _attribute(model, "checkpoint_meta").get("iteration")
@@ -330,6 +336,7 @@ def plan_checkpoint(
     from gaitcli.training.distributed import resolve_devices
 
     check_protocol_name(opts.protocol)
+    check_output_files(opts.outputs)
     if opts.metric is not None:
         check_metric(opts.metric)
     device_type, procs = resolve_devices(device, gpus, nproc)
@@ -404,6 +411,7 @@ def plan_features(
     from gaitcli.training.distributed import resolve_devices
 
     check_protocol_name(protocol)
+    check_output_files(outputs)
     overrides = list(overrides)
     feats = check_finite(FeatureSet.load(path), str(path))
     cfg = resolve_config({}, "<defaults>", overrides=overrides)
