@@ -86,3 +86,28 @@ def test_heatmap_png_and_svg(tmp_path):
     assert png.stat().st_size > 5000 and png.read_bytes()[:4] == b"\x89PNG"
     svg = save_heatmap(r, tmp_path / "h.svg")
     assert "<svg" in svg.read_text()
+
+
+def test_images_are_written_atomically_by_the_one_imaging_module(tmp_path, monkeypatch):
+    import pytest
+
+    from gaitcli import imaging
+    from gaitcli.errors import GaitError
+    from gaitcli.training.lr_plot import save_lr_image, schedule_from_options
+
+    written = []
+    real = imaging.atomic_write_bytes
+    def recording(path, data):
+        written.append(path)
+        real(path, data)
+
+    monkeypatch.setattr(imaging, "atomic_write_bytes", recording)
+    save_heatmap(results(), tmp_path / "h.png")
+    save_lr_image(schedule_from_options(total_iters=10, warmup_iters=2, milestones=[5]), tmp_path / "lr.svg")
+    assert [p.name for p in written] == ["h.png", "lr.svg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.png", "lr.svg"]  # no temp file left
+    for draw in (lambda p: save_heatmap(results(), p), lambda p: save_lr_image(schedule_from_options(), p)):
+        with pytest.raises(GaitError, match="is a folder"):
+            draw(tmp_path)
+        with pytest.raises(GaitError, match="unknown image type"):
+            draw(tmp_path / "x.docx")

@@ -30,15 +30,13 @@ from .plan import EvalOutputs
 from .results import EvalResult, ProtocolResult
 
 TABLES = ("rank1_exclude", "rank1_include", "rank5_exclude", "map")
-Results = EvalResult | ProtocolResult | Mapping[str, Any]
+Results = EvalResult | ProtocolResult
 
 
 def json_payload(results: Results) -> dict[str, Any]:
     """The ``--json`` document: the documented keys first, then the details (views, counts,
     the gallery-view × probe-view matrices)."""
-    if isinstance(results, (EvalResult, ProtocolResult)):
-        return results.to_json()
-    return dict(results)
+    return results.to_json()
 
 
 def _fmt(value: float | None, decimals: int) -> str:
