@@ -279,6 +279,7 @@ def evaluate(
         plan = plan_features(features, protocol=protocol, metric=metric, overrides=set_ or (), want_map=map_,
                              device=device, outputs=outputs, warn=_warn)
     else:
+        assert checkpoint is not None  # one of the two, checked above
         opts = ModelOptions(data=data, partition=partition, protocol=protocol, metric=metric,
                             batch_size=batch_size, want_map=map_, outputs=outputs)
         plan = plan_checkpoint(checkpoint, opts, device=device, gpus=gpus, nproc=nproc, overrides=set_ or (),
