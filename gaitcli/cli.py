@@ -243,56 +243,70 @@ def train(
 @app.command(name="eval")
 @_handle_errors
 def evaluate(
-    checkpoint: Annotated[Optional[Path], typer.Argument(metavar="[CKPT]", help="A gaitcli .safetensors checkpoint (not needed with --features).")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Prepared data folder (default: the checkpoint's data_cfg.dataset_root).")] = None,
-    partition: Annotated[Optional[Path], typer.Option(help="Partition JSON (default: the checkpoint's data_cfg.dataset_partition).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Argument(
+        metavar="[CKPT]", help="A gaitcli .safetensors checkpoint (not needed with --features).")] = None,
+    data: Annotated[Optional[Path], typer.Option(
+        help="Prepared data folder (default: the checkpoint's data_cfg.dataset_root).")] = None,
+    partition: Annotated[Optional[Path], typer.Option(
+        help="Partition JSON (default: the checkpoint's data_cfg.dataset_partition).")] = None,
     protocol: Annotated[str, typer.Option(help="auto, casia-b, ou-mvlp, cross-view or generic.")] = "auto",
-    metric: Annotated[Optional[str], typer.Option(help="euc (per-part Euclidean) or cos (default: evaluator_cfg.metric).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Sequences per inference batch (default: evaluator_cfg.sampler.batch_size).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto (default: cuda when present).")] = None,
-    gpus: Annotated[Optional[int], typer.Option(min=1, help="Extract on N CUDA devices, one process each.")] = None,
-    nproc: Annotated[Optional[int], typer.Option(min=1, help="Extract with N processes on --device cpu.")] = None,
-    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the results as JSON ('-' = stdout).")] = None,
-    csv_out: Annotated[Optional[str], typer.Option("--csv", metavar="FILE", help="Write the tables as CSV ('-' = stdout).")] = None,
-    save_features: Annotated[Optional[Path], typer.Option(metavar="FILE.npz", help="Save the extracted features (embeddings, labels, types, views).")] = None,
-    features: Annotated[Optional[Path], typer.Option(metavar="FILE.npz", help="Evaluate saved features instead of a checkpoint.")] = None,
-    heatmap: Annotated[Optional[Path], typer.Option(metavar="FILE.png", help="Draw the gallery-view x probe-view rank-1 matrix per probe set (needs matplotlib).")] = None,
+    metric: Annotated[Optional[str], typer.Option(
+        help="euc (per-part Euclidean) or cos (default: evaluator_cfg.metric).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        min=1, help="Sequences per inference batch (default: evaluator_cfg.sampler.batch_size).")] = None,
+    device: Annotated[Optional[str], typer.Option(
+        help="cpu, cuda or auto (default: cuda when present).")] = None,
+    gpus: Annotated[Optional[int], typer.Option(
+        min=1, help="Extract on N CUDA devices, one process each.")] = None,
+    nproc: Annotated[Optional[int], typer.Option(
+        min=1, help="Extract with N processes on --device cpu.")] = None,
+    json_out: Annotated[Optional[str], typer.Option(
+        "--json", metavar="FILE", help="Write the results as JSON ('-' = stdout).")] = None,
+    csv_out: Annotated[Optional[str], typer.Option(
+        "--csv", metavar="FILE", help="Write the tables as CSV ('-' = stdout).")] = None,
+    save_features: Annotated[Optional[Path], typer.Option(
+        metavar="FILE.npz", help="Save the extracted features (embeddings, labels, types, views).")] = None,
+    features: Annotated[Optional[Path], typer.Option(
+        metavar="FILE.npz", help="Evaluate saved features instead of a checkpoint.")] = None,
+    heatmap: Annotated[Optional[Path], typer.Option(
+        metavar="FILE.png",
+        help="Draw the gallery-view x probe-view rank-1 matrix per probe set (needs matplotlib).")] = None,
     rank5: Annotated[bool, typer.Option("--rank5", help="Also print the rank-5 table.")] = False,
     map_: Annotated[bool, typer.Option("--map", help="Also compute and print mAP.")] = False,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override a key of the stored config, e.g. evaluator_cfg.sampler.frames_all_limit=300 (repeatable).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="KEY=VALUE",
+        help="Override a key of the stored config, e.g. evaluator_cfg.sampler.frames_all_limit=300 "
+             "(repeatable).")] = None,
 ) -> None:
     """Evaluate a checkpoint (or saved features): rank-1 tables per probe set and view."""
-    from gaitcli.evaluation.api import evaluate_checkpoint, evaluate_feature_file
-    from gaitcli.evaluation.report import check_heatmap, json_payload, render_results, save_heatmap, write_csv
+    from gaitcli.evaluation.api import run_plan
+    from gaitcli.evaluation.plan import EvalOutputs, ModelOptions, plan_checkpoint, plan_features
+    from gaitcli.evaluation.report import render_results, write_outputs
 
     if (checkpoint is None) == (features is None):
-        raise GaitError("give either a checkpoint (gait eval CKPT) or --features FILE.npz, not both and not neither")
-    if heatmap is not None:
-        check_heatmap(protocol, heatmap)  # before a long evaluation, not after it
+        raise GaitError("give either a checkpoint (gait eval CKPT) or --features FILE.npz, "
+                        "not both and not neither")
+    outputs = EvalOutputs(json=json_out, csv=csv_out, heatmap=heatmap, save_features=save_features)
     if features is not None:
         if save_features is not None:
             raise GaitError("--save-features needs a checkpoint; --features already is a feature file")
-        unused = [name for name, value in (("--data", data), ("--partition", partition), ("--batch-size", batch_size),
-                                           ("--gpus", gpus), ("--nproc", nproc)) if value is not None]
+        given = (("--data", data), ("--partition", partition), ("--batch-size", batch_size), ("--gpus", gpus),
+                 ("--nproc", nproc))
+        unused = [name for name, value in given if value is not None]
         if unused:
             raise GaitError(f"{', '.join(unused)}: no effect with --features (no model runs); drop them")
-        results = evaluate_feature_file(features, protocol=protocol, metric=metric, overrides=set_ or (),
-                                        want_map=map_, device=device, console=console, warn=_warn)
+        plan = plan_features(features, protocol=protocol, metric=metric, overrides=set_ or (), want_map=map_,
+                             device=device, outputs=outputs, warn=_warn)
     else:
-        results = evaluate_checkpoint(checkpoint, data=data, partition=partition, protocol=protocol, metric=metric,
-                                      batch_size=batch_size, device=device, gpus=gpus, nproc=nproc,
-                                      overrides=set_ or (), want_map=map_, save_features=save_features,
-                                      console=console, warn=_warn)
-    render_results(results, out_console if json_out != "-" and csv_out != "-" else console, rank5=rank5, show_map=map_)
-    if json_out:
-        write_json(json_out, json_payload(results))
-    if csv_out:
-        write_csv(csv_out, results)
-    if heatmap is not None:
-        save_heatmap(results, heatmap)
-        _note(f"heatmap written to {heatmap}")
-    if save_features is not None:
-        _note(f"features written to {save_features}")
+        assert checkpoint is not None  # one of the two, checked above
+        opts = ModelOptions(data=data, partition=partition, protocol=protocol, metric=metric,
+                            batch_size=batch_size, want_map=map_, outputs=outputs)
+        plan = plan_checkpoint(checkpoint, opts, device=device, gpus=gpus, nproc=nproc, overrides=set_ or (),
+                               warn=_warn)
+    result = run_plan(plan, console=console, warn=_warn)
+    tables_to = out_console if json_out != "-" and csv_out != "-" else console  # keep stdout pure JSON / CSV
+    render_results(result, tables_to, rank5=rank5, show_map=map_)
+    write_outputs(plan.outputs, result, _note)
 
 
 @app.command(name="lr-plot")
@@ -342,9 +356,15 @@ def lr_plot(
 @app.command()
 @_handle_errors
 def convert(
-    src: Annotated[Path, typer.Argument(metavar="REF.pt", help="OpenGait / MetaGait checkpoint ({model, ...} or a bare state dict).")],
-    dst: Annotated[Path, typer.Argument(metavar="OUT.safetensors", help="Where to write the safetensors checkpoint.")],
-    config: Annotated[Optional[str], typer.Option(help="The config the checkpoint was trained with (embedded in OUT).")] = None,
+    src: Annotated[Path, typer.Argument(
+        metavar="REF.pt",
+        help="OpenGait / MetaGait checkpoint ({model, ...} or a bare state dict), "
+             "or a gaitcli .safetensors.")],
+    dst: Annotated[Path, typer.Argument(
+        metavar="OUT.safetensors", help="Where to write the safetensors checkpoint.")],
+    config: Annotated[Optional[str], typer.Option(
+        help="The config the checkpoint was trained with (embedded in OUT; default: the source's own "
+             "config, else inferred).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Convert an OpenGait / MetaGait .pt checkpoint to safetensors (no pickled code runs)."""
@@ -352,10 +372,9 @@ def convert(
 
     summary = convert_checkpoint(src, dst, config_path=config, overwrite=overwrite, warn=_warn)
     out_console.print(
-        f"wrote {summary['dst']}: {summary['model']}"
-        + (f" ({summary['variant']})" if summary.get("variant") else "")
-        + f", channels {summary['channels']}, {summary['class_num']} classes, {summary['parts']} parts, "
-        f"{summary['parameters'] / 1e6:.2f} M parameters, iteration {summary['iteration']}"
+        f"wrote {summary.dst}: {summary.model}" + (f" ({summary.variant})" if summary.variant else "")
+        + f", channels {summary.channels}, {summary.class_num} classes, {summary.parts} parts, "
+        f"{summary.parameters / 1e6:.2f} M parameters, iteration {summary.iteration}"
     )
 
 

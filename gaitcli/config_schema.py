@@ -74,7 +74,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "dataset_partition": Key("path", "CASIA-B.json", "Partition JSON {TRAIN_SET, TEST_SET}; a missing file named like a packaged partition uses the packaged one."),
         "num_workers": Key("int", 1, "DataLoader worker processes."),
         "cache": Key("bool", False, "Keep every sequence in memory after the first read."),
-        "test_dataset_name": Key("str", "CASIA-B", "Name of the test set (protocol selection)."),
+        "test_dataset_name": Key("str", None, "Name of the test set (protocol selection); null = dataset_name.", nullable=True),
         "remove_no_gallery": Key("bool", False, "Drop probe sequences whose id has no gallery sequence."),
         "data_in_use": Key("list[bool]", None, "Which of several pkls per sequence to load (OpenGait multi-modal folders).", nullable=True),
         "min_frames": Key("int", None, "Leave sequences shorter than this out of training instead of repeating them end-to-start.", nullable=True),

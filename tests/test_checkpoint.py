@@ -154,3 +154,29 @@ def test_paper_variant_round_trip(tmp_path):
     assert loaded.variant == "paper" and loaded.checkpoint_meta["variant"] == "paper"
     assert loaded.config["model_cfg"]["mta"] == {"channel": True, "spatial": False, "temporal": True}
     assert torch.equal(m.embed(seqs()), loaded.embed(seqs()))
+
+
+def test_training_state_file_says_so_and_names_the_weights(tmp_path):
+    """Issue 9 item 8: a .state.safetensors is not "a file without gaitcli metadata"."""
+    state = tmp_path / "tiny-00010.state.safetensors"
+    save_file({"s.__empty__": torch.zeros(0)}, str(state), metadata={"state": "{}"})
+    for read in (load_checkpoint, read_checkpoint_metadata):
+        with pytest.raises(CheckpointError) as err:
+            read(state)
+        msg = str(err.value)
+        assert "training-state file" in msg and "without gaitcli metadata" not in msg
+        assert msg.endswith(str(tmp_path / "tiny-00010.safetensors")) and "\n" not in msg
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    """Issue 9 item 7: a checkpoint of a diverged run embeds everything as NaN; refuse it."""
+    m = small("GaitGL")
+    with torch.no_grad():
+        m.Head1.fc_bin[0, 0, 0] = float("nan")
+        m.Bn.running_var[0] = float("inf")
+    path = tmp_path / "nan.safetensors"
+    save_checkpoint(path, m)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    msg = str(err.value)
+    assert "2 of its" in msg and "NaN or infinite" in msg and "Head1.fc_bin" in msg and "\n" not in msg

@@ -122,11 +122,11 @@ def test_opengait_pt_with_module_prefixes(tmp_path):
     cfg.write_text(AUTHORS_CONFIG)
     warnings: list[str] = []
     summary = convert_checkpoint(src, dst, cfg, warn=warnings.append)
-    assert summary["model"] == "GaitGL" and summary["iteration"] == 1234
-    assert summary["channels"] == [32, 64, 128] and summary["class_num"] == 74 and summary["parts"] == 64
-    assert summary["tensors"] == len(model.state_dict()) and summary["parameters"] == 3_096_673
-    assert summary["config_source"] == str(cfg)
-    assert set(summary) >= {"src", "dst", "variant", "dataset_name", "warnings"}
+    assert summary.model == "GaitGL" and summary.iteration == 1234
+    assert summary.channels == [32, 64, 128] and summary.class_num == 74 and summary.parts == 64
+    assert summary.tensors == len(model.state_dict()) and summary.parameters == 3_096_673
+    assert summary.config_source == str(cfg)
+    assert set(summary.to_json()) >= {"src", "dst", "variant", "dataset_name", "warnings"}
     loaded = load_checkpoint(dst)
     assert loaded.checkpoint_meta["iteration"] == 1234
     assert torch.equal(loaded.embed(seqs()), model.embed(seqs()))
@@ -145,9 +145,9 @@ def test_authors_config_quirk_switches_to_metagait(tmp_path):
     cfg.write_text(AUTHORS_CONFIG)  # says model: GaitGL
     warnings: list[str] = []
     summary = convert_checkpoint(src, dst, cfg, warn=warnings.append)
-    assert summary["model"] == "MetaGait" and summary["variant"] == "reference"
+    assert summary.model == "MetaGait" and summary.variant == "reference"
     assert any("model_cfg.model is GaitGL" in w and "MetaGait" in w for w in warnings)
-    assert summary["warnings"] == warnings
+    assert summary.warnings == warnings
     loaded = load_checkpoint(dst)
     assert loaded.config["model_cfg"]["model"] == "MetaGait"
     assert loaded.checkpoint_meta["iteration"] == 120000
@@ -162,8 +162,8 @@ def test_without_config_infers_from_weights(tmp_path):
     torch.save({k: v for k, v in model.state_dict().items()}, src)  # a bare state dict
     warnings: list[str] = []
     summary = convert_checkpoint(src, dst, warn=warnings.append)
-    assert summary["config_source"] == "inferred from the weights"
-    assert summary["channels"] == [4, 8, 8] and summary["class_num"] == 5 and summary["iteration"] == 0
+    assert summary.config_source == "inferred from the weights"
+    assert summary.channels == [4, 8, 8] and summary.class_num == 5 and summary.iteration == 0
     assert any("inferred" in w for w in warnings)
     loaded = load_checkpoint(dst)
     model.eval()
@@ -176,8 +176,8 @@ def test_large_branch_inferred(tmp_path):
     src, dst = tmp_path / "grew.pt", tmp_path / "grew.safetensors"
     torch.save({"model": model.state_dict(), "iteration": 5}, src)
     summary = convert_checkpoint(src, dst)
-    assert summary["channels"] == [4, 8, 8, 16] and summary["dataset_name"] == "OUMVLP"
-    assert summary["class_num"] == 9 and summary["iteration"] == 5
+    assert summary.channels == [4, 8, 8, 16] and summary.dataset_name == "OUMVLP"
+    assert summary.class_num == 9 and summary.iteration == 5
 
 
 class _Evil:
@@ -236,4 +236,80 @@ def test_authors_yaml_is_parsed_like_the_cli_would(tmp_path):
     sub.mkdir()
     (sub / "metagait.yaml").write_text(textwrap.dedent(AUTHORS_CONFIG))
     summary = convert_checkpoint(src, tmp_path / "m.safetensors", sub / "metagait.yaml")
-    assert summary["model"] == "MetaGait" and summary["iteration"] == 7
+    assert summary.model == "MetaGait" and summary.iteration == 7
+
+
+# --------------------------------------------------------------------------------------------
+# issue 9 item 10: odd inputs and outputs are one clear line
+
+
+def _tiny_gaitcli_checkpoint(tmp_path):
+    from gaitcli.models import save_checkpoint
+
+    torch.manual_seed(5)
+    mc = {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 3, "bin_num": [16]}
+    model = build_model({"model_cfg": mc, "data_cfg": {"dataset_name": "Mine"}})
+    path = tmp_path / "run-00040.safetensors"
+    save_checkpoint(path, model, model.config, iteration=40, labels=["a", "b", "c"])
+    return model, path
+
+
+def test_out_that_is_a_folder_is_one_line(tmp_path):
+    _, src = _tiny_gaitcli_checkpoint(tmp_path)
+    folder = tmp_path / "outdir"
+    folder.mkdir()
+    for overwrite in (False, True):
+        with pytest.raises(GaitError, match="is a folder; give the output file name") as err:
+            convert_checkpoint(src, folder, overwrite=overwrite)
+        assert "\n" not in str(err.value)
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "content",
+    [os.urandom(300), b"\x80\x02" + os.urandom(300), b"PK\x05\x06" + bytes(18)],
+    ids=["random", "pickle-magic-then-random", "empty-zip"],
+)
+def test_random_bytes_or_empty_zip_are_not_a_torch_checkpoint(tmp_path, content):
+    src = tmp_path / "x.pt"
+    src.write_bytes(content)
+    with pytest.raises(GaitError) as err:
+        convert_checkpoint(src, tmp_path / "o.safetensors")
+    msg = str(err.value)
+    assert "not a torch checkpoint" in msg and "\n" not in msg
+    assert "could run code" not in msg and "weights_only" not in msg and "Could this error" not in msg
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_torch_boilerplate_never_leaks():
+    from gaitcli.models.convert import torch_detail
+
+    exc = RuntimeError(
+        "[enforce fail at inline_container.cc:180] . file in archive is not in a subdirectory: a.txt\n"
+        "Could this error message be improved? If so, please report an enhancement request to PyTorch."
+    )
+    assert torch_detail(exc) == "file in archive is not in a subdirectory: a.txt"
+    assert torch_detail(RuntimeError("Could this error message be improved? If so, ...")) == "RuntimeError"
+
+
+def test_gaitcli_safetensors_keeps_its_config_and_iteration(tmp_path):
+    model, src = _tiny_gaitcli_checkpoint(tmp_path)
+    dst = tmp_path / "copy.safetensors"
+    summary = convert_checkpoint(src, dst)
+    assert summary.iteration == 40 and summary.dataset_name == "Mine"
+    assert summary.config_source == f"embedded in {src.name}" and summary.warnings == []
+    loaded = load_checkpoint(dst)
+    assert loaded.config == model.config
+    assert loaded.checkpoint_meta["iteration"] == 40 and loaded.checkpoint_meta["labels"] == ["a", "b", "c"]
+    assert torch.equal(loaded.embed(small_seqs()), model.embed(small_seqs()))
+
+
+def test_training_state_file_names_the_weights_beside_it(tmp_path):
+    from safetensors.torch import save_file
+
+    state = tmp_path / "run-00010.state.safetensors"
+    save_file({"s.optimizer.0": torch.zeros(2)}, str(state), metadata={"state": "{}"})
+    with pytest.raises(GaitError) as err:
+        convert_checkpoint(state, tmp_path / "o.safetensors")
+    msg = str(err.value)
+    assert "training-state file" in msg and str(tmp_path / "run-00010.safetensors") in msg and "\n" not in msg

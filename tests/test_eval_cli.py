@@ -53,8 +53,16 @@ def setup(tmp_path_factory):
     part = base / "part.json"
     part.write_text(json.dumps({"TRAIN_SET": [], "TEST_SET": list(IDS)}))
     torch.manual_seed(0)
-    model = build_model({"model_cfg": {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 3},
-                         "data_cfg": {"dataset_name": "CASIA-B", "dataset_root": str(tree), "dataset_partition": str(part)}})
+    model = build_model(
+        {
+            "model_cfg": {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 3},
+            "data_cfg": {
+                "dataset_name": "CASIA-B",
+                "dataset_root": str(tree),
+                "dataset_partition": str(part),
+            },
+        }
+    )
     ckpt = save_checkpoint(base / "tiny.safetensors", model, model.config, iteration=5, labels=list(IDS))
     return {"base": base, "tree": tree, "part": part, "ckpt": ckpt, "model": model}
 
@@ -71,14 +79,43 @@ def one_error_line(result):
 def test_eval_checkpoint_writes_json_csv_features_heatmap(setup):
     base = setup["base"]
     out = base / "out"
-    result = run("eval", setup["ckpt"], "--batch-size", 32, "--json", out / "r.json", "--csv", out / "r.csv",
-                 "--save-features", out / "f.npz", "--heatmap", out / "h.png", "--rank5", "--map", "--device", "cpu")
+    result = run(
+        "eval",
+        setup["ckpt"],
+        "--batch-size",
+        32,
+        "--json",
+        out / "r.json",
+        "--csv",
+        out / "r.csv",
+        "--save-features",
+        out / "f.npz",
+        "--heatmap",
+        out / "h.png",
+        "--rank5",
+        "--map",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     assert "Rank-1 accuracy (%) excluding identical views" in result.output
-    assert "including identical views" in result.output and "Rank-5" in result.output and "mAP" in result.output
+    assert (
+        "including identical views" in result.output and "Rank-5" in result.output and "mAP" in result.output
+    )
     payload = json.loads((out / "r.json").read_text())
-    assert list(payload)[:11] == ["protocol", "metric", "checkpoint", "iteration", "num_probes", "num_gallery",
-                                  "rank1_exclude", "rank1_include", "rank5_exclude", "map", "seconds"]
+    assert list(payload)[:11] == [
+        "protocol",
+        "metric",
+        "checkpoint",
+        "iteration",
+        "num_probes",
+        "num_gallery",
+        "rank1_exclude",
+        "rank1_include",
+        "rank5_exclude",
+        "map",
+        "seconds",
+    ]
     assert payload["protocol"] == "casia-b" and payload["metric"] == "euc" and payload["iteration"] == 5
     assert payload["num_gallery"] == 12 and payload["num_probes"] == 18
     for table in ("rank1_exclude", "rank1_include", "rank5_exclude", "map"):
@@ -104,7 +141,7 @@ def test_eval_checkpoint_writes_json_csv_features_heatmap(setup):
 
     cross = run("eval", "--features", out / "f.npz", "--protocol", "cross-view", "--json", "-")
     assert cross.exit_code == 0, cross.output
-    assert json.loads(cross.stdout[cross.stdout.index("{"):])["protocol"] == "cross-view"
+    assert json.loads(cross.stdout[cross.stdout.index("{") :])["protocol"] == "cross-view"
 
 
 def test_extraction_equals_embedding_each_sequence_alone(setup):
@@ -116,8 +153,13 @@ def test_extraction_equals_embedding_each_sequence_alone(setup):
     picked = [0, 7, len(ds) - 1]
     alone = model.embed([ds.load(i)[0][:, :, 10:54] for i in picked], batch_size=1).numpy()
     np.testing.assert_allclose(feats.embeddings[picked], alone, rtol=1e-4, atol=1e-5)
-    limited = extract_features(model, ds, batch_size=2, indices=[7, 0],
-                               sampler_cfg={"sample_type": "all_ordered", "frames_all_limit": 3})
+    limited = extract_features(
+        model,
+        ds,
+        batch_size=2,
+        indices=[7, 0],
+        sampler_cfg={"sample_type": "all_ordered", "frames_all_limit": 3},
+    )
     short = model.embed([ds.load(i)[0][:3, :, 10:54] for i in (7, 0)], batch_size=1).numpy()
     np.testing.assert_allclose(limited.embeddings, short, rtol=1e-4, atol=1e-5)
     assert list(limited.types) == [ds.sequences[7].type, ds.sequences[0].type]
@@ -128,14 +170,19 @@ def test_evaluate_model_is_what_the_trainer_calls(setup):
     model.train()
     results = evaluate_model(model, model.config, device="cpu", batch_size=32)
     assert model.training  # mode restored
-    assert set(results["rank1"]) <= {"NM", "BG", "CL"} and results["rank1"]
-    assert all(isinstance(v, float) for v in results["rank1"].values())
-    json.dumps(results)  # the trainer appends it to metrics.jsonl
+    assert set(results.rank1) <= {"NM", "BG", "CL"} and results.rank1
+    assert all(isinstance(v, float) for v in results.rank1.values())
+    json.dumps(results.to_json())  # the trainer appends it to metrics.jsonl
 
 
 def test_feature_file_roundtrip(tmp_path):
-    fs = FeatureSet(np.ones((2, 3, 4), np.float32), ["1", "2"], ["nm-01", "nm-05"], ["000", "000"],
-                    meta={"dataset_name": "X", "iteration": 7})
+    fs = FeatureSet(
+        np.ones((2, 3, 4), np.float32),
+        ["1", "2"],
+        ["nm-01", "nm-05"],
+        ["000", "000"],
+        meta={"dataset_name": "X", "iteration": 7},
+    )
     fs.save(tmp_path / "a.npz")
     back = FeatureSet.load(tmp_path / "a.npz")
     assert back.meta == {"dataset_name": "X", "iteration": 7} and back.embeddings.shape == (2, 3, 4)
@@ -175,8 +222,161 @@ def test_errors_are_one_line_exit_2(setup, tmp_path):
 def test_eval_with_two_cpu_processes_matches_one(setup, tmp_path):
     fast = ["--batch-size", 32, "--set", "evaluator_cfg.sampler.frames_all_limit=3"]
     one = run("eval", setup["ckpt"], "--device", "cpu", *fast, "--save-features", tmp_path / "one.npz")
-    two = run("eval", setup["ckpt"], "--device", "cpu", "--nproc", 2, *fast, "--save-features", tmp_path / "two.npz")
+    two = run(
+        "eval", setup["ckpt"], "--device", "cpu", "--nproc", 2, *fast, "--save-features", tmp_path / "two.npz"
+    )
     assert one.exit_code == 0 and two.exit_code == 0, two.output
     a, b = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     np.testing.assert_allclose(a["embeddings"], b["embeddings"], rtol=1e-4, atol=1e-5)
     assert (a["labels"] == b["labels"]).all() and (a["views"] == b["views"]).all()
+
+
+# --------------------------------------------------------------------------------------------
+# a checkpoint whose rank-1 is known by construction
+
+
+def lookalike_tree(root, impostors):
+    """Every sequence of an id is the same 4 frames, whatever its type and view, so any model
+    embeds it exactly like that id's gallery sequences; ``impostors`` maps (id, type, view) to the
+    id whose frames it carries instead. Rank-1 is then known without running a model."""
+    for i in IDS:
+        for t in TYPES:
+            for v in VIEWS:
+                looks = impostors.get((i, t, v), i)
+                frames = np.zeros((4, 64, 64), np.uint8)
+                n = int(looks)
+                frames[:, 8 + 8 * n : 56, 18 + 4 * n : 44 - 2 * n] = 255
+                (root / i / t / v).mkdir(parents=True)
+                (root / i / t / v / f"{v}.pkl").write_bytes(pickle.dumps(frames))
+    return root
+
+
+def test_checkpoint_with_a_known_rank1(tmp_path):
+    # CL: 003's cl-01 at 090 looks like 001; BG: 002's bg-01 at 000 looks like 003
+    tree = lookalike_tree(tmp_path / "pkl", {("003", "cl-01", "090"): "001", ("002", "bg-01", "000"): "003"})
+    part = tmp_path / "part.json"
+    part.write_text(json.dumps({"TRAIN_SET": [], "TEST_SET": list(IDS)}))
+    torch.manual_seed(1)
+    model = build_model(
+        {
+            "model_cfg": {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 3},
+            "data_cfg": {
+                "dataset_name": "CASIA-B",
+                "dataset_root": str(tree),
+                "dataset_partition": str(part),
+            },
+        }
+    )
+    ckpt = save_checkpoint(tmp_path / "known.safetensors", model, model.config, iteration=3)
+    result = run("eval", ckpt, "--device", "cpu", "--json", tmp_path / "r.json", "--map")
+    assert result.exit_code == 0, result.output
+    r = json.loads((tmp_path / "r.json").read_text())
+    third = round(2 * 100 / 3, 2)  # 66.67: two of three probes right
+    assert r["matrix"]["rank1"]["NM"] == [[100.0, 100.0], [100.0, 100.0]]
+    assert r["matrix"]["rank1"]["BG"] == [[third, third], [100.0, 100.0]]  # rows: probe views 000, 090
+    assert r["matrix"]["rank1"]["CL"] == [[100.0, 100.0], [third, third]]
+    assert r["rank1_exclude"]["CL"] == {
+        "views": {"000": 100.0, "090": third},
+        "mean": pytest.approx((100 + third) / 2),
+    }
+    assert r["rank1_exclude"]["BG"]["views"] == {"000": third, "090": 100.0}
+    assert r["rank1"] == {
+        "NM": 100.0,
+        "BG": pytest.approx((100 + third) / 2),
+        "CL": pytest.approx((100 + third) / 2),
+    }
+    # the impostor ranks its own id second among two gallery ids at a view: AP (0 + 1/2 ...) is known too
+    assert r["map"]["NM"]["mean"] == 100.0 and r["map"]["CL"]["views"]["000"] == 100.0
+
+
+# --------------------------------------------------------------------------------------------
+# the plan: resolved once per gait eval
+
+
+def test_gait_eval_builds_its_plan_once(setup, monkeypatch, tmp_path):
+    import gaitcli.evaluation.api as api
+    import gaitcli.evaluation.matching as matching
+    import gaitcli.evaluation.plan as plan_mod
+    from gaitcli.evaluation.plan import EvalPlan
+
+    calls = {"plan": 0, "check_metric": 0, "check_fit": 0}
+
+    def counting(name, func):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return func(*args, **kwargs)
+
+        return wrapper
+
+    init = EvalPlan.__init__
+    monkeypatch.setattr(EvalPlan, "__init__", counting("plan", init))
+    for module in (api, matching, plan_mod):
+        for name in ("check_metric", "check_fit"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, counting(name, getattr(module, name)))
+    result = run(
+        "eval",
+        setup["ckpt"],
+        "--device",
+        "cpu",
+        "--batch-size",
+        32,
+        "--json",
+        tmp_path / "r.json",
+        "--csv",
+        tmp_path / "r.csv",
+        "--heatmap",
+        tmp_path / "h.png",
+        "--metric",
+        "cos",
+    )
+    assert result.exit_code == 0, result.output
+    assert calls == {"plan": 1, "check_metric": 1, "check_fit": 1}
+    assert json.loads((tmp_path / "r.json").read_text())["metric"] == "cos"
+
+
+# --------------------------------------------------------------------------------------------
+# the two behaviour fixes of issue 10
+
+
+def test_test_dataset_name_is_honoured_even_when_it_is_the_default(setup, tmp_path):
+    """Trained on a data set named "Mine" with a generic protocol, tested on CASIA-B."""
+    cfg = {
+        "model_cfg": {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 3},
+        "data_cfg": {
+            "dataset_name": "Mine",
+            "test_dataset_name": "CASIA-B",
+            "dataset_root": str(setup["tree"]),
+            "dataset_partition": str(setup["part"]),
+        },
+        "evaluator_cfg": {"gallery_types": ["nm-01"], "probe_sets": {"Other": ["nm-02"]}},
+    }
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    ckpt = save_checkpoint(tmp_path / "mine.safetensors", model, model.config)
+    result = run("eval", ckpt, "--device", "cpu", "--json", "-", "--batch-size", 32)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout[result.stdout.index("{") :])
+    assert payload["protocol"] == "casia-b" and payload["dataset_name"] == "CASIA-B"
+    assert set(payload["rank1_exclude"]) == {"NM", "BG", "CL"}
+    # without a test set name the training set's name (and its generic protocol) applies
+    cfg["data_cfg"].pop("test_dataset_name")
+    model = build_model(cfg)
+    ckpt = save_checkpoint(tmp_path / "mine2.safetensors", model, model.config)
+    result = run("eval", ckpt, "--device", "cpu", "--json", "-", "--batch-size", 32)
+    payload = json.loads(result.stdout[result.stdout.index("{") :])
+    assert payload["protocol"] == "generic" and list(payload["rank1_exclude"]) == ["Other"]
+
+
+def test_checkpoint_without_a_config_never_gets_defaults(setup, tmp_path):
+    from safetensors.torch import save_file
+
+    from gaitcli.models.checkpoint import FORMAT
+
+    state = {k: v.contiguous() for k, v in setup["model"].state_dict().items()}
+    bare = tmp_path / "bare.safetensors"
+    save_file(state, str(bare), metadata={"format": FORMAT, "config": "", "iteration": "1", "labels": "[]"})
+    for extra in ([], ["--set", "evaluator_cfg.metric=cos"], ["--nproc", "2"]):
+        result = run("eval", bare, "--device", "cpu", *extra)
+        assert result.exit_code == 2 and one_error_line(result), result.output
+        assert "carries no config" in result.output

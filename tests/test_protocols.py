@@ -11,14 +11,8 @@ import pytest
 
 from gaitcli.errors import GaitError
 from gaitcli.evaluation import evaluate_features
-from gaitcli.evaluation.protocols import (
-    CASIA_B,
-    CROSS_VIEW,
-    OU_MVLP,
-    resolve_protocol,
-    run_protocol,
-    view_sort_key,
-)
+from gaitcli.evaluation.matching import run_protocol
+from gaitcli.evaluation.protocols import CASIA_B, CROSS_VIEW, OU_MVLP, resolve_protocol, view_sort_key
 
 CENTRES = {"001": (10.0, 0.0, 0.0), "002": (0.0, 10.0, 0.0), "003": (0.0, 0.0, 10.0)}
 
@@ -51,7 +45,7 @@ def known_set():
 
 def test_casia_b_known_answer_with_missing_views():
     warnings = []
-    r = run_protocol(*known_set(), CASIA_B, "euc", want_map=True, warn=warnings.append)
+    r = run_protocol(*known_set(), CASIA_B, "euc", want_map=True, warn=warnings.append).to_json()
     assert r["views"] == ["000", "090", "180"]
     assert r["num_gallery"] == 24 and r["num_probes"] == 18 + 6
     # rows: probe views, columns: gallery views; the 180 gallery column does not exist
@@ -76,7 +70,7 @@ def test_casia_b_known_answer_with_missing_views():
 
 
 def test_known_answer_is_metric_independent_for_cos():
-    r = run_protocol(*known_set(), CASIA_B, "cos")
+    r = run_protocol(*known_set(), CASIA_B, "cos").to_json()
     assert r["rank1_exclude"]["NM"]["views"] == {"000": 100.0, "090": 83.33, "180": 100.0}
 
 
@@ -85,7 +79,9 @@ def test_known_answer_is_metric_independent_for_cos():
 
 
 def plain_distance(x, y):
-    return np.mean(np.sqrt(((x[:, None] - y[None]) ** 2).sum(-1)), axis=-1)  # [n, m, parts] -> mean over parts
+    return np.mean(
+        np.sqrt(((x[:, None] - y[None]) ** 2).sum(-1)), axis=-1
+    )  # [n, m, parts] -> mean over parts
 
 
 def plain_single_view(emb, labels, types, views, gallery_types, probe_sets):
@@ -135,14 +131,16 @@ def random_casia(seed=7, ids=8, views=("000", "018", "036", "054"), noise=1.6):
     types = [f"nm-0{i}" for i in range(1, 7)] + ["bg-01", "bg-02", "cl-01", "cl-02"]
     centres = rng.normal(size=(ids, 4, 6))
     rows = [(f"{i:03d}", t, v) for i in range(ids) for t in types for v in views]
-    emb = np.stack([centres[int(i)] + rng.normal(scale=noise, size=(4, 6)) for i, _, _ in rows]).astype(np.float32)
+    emb = np.stack([centres[int(i)] + rng.normal(scale=noise, size=(4, 6)) for i, _, _ in rows]).astype(
+        np.float32
+    )
     labels, types_, views_ = zip(*rows, strict=True)
     return emb, list(labels), list(types_), list(views_)
 
 
 def test_single_view_equals_the_plain_reference_rules():
     emb, labels, types, views = random_casia()
-    ours = run_protocol(emb, labels, types, views, CASIA_B, "euc", chunk=37)
+    ours = run_protocol(emb, labels, types, views, CASIA_B, "euc", chunk=37).to_json()
     plain = plain_single_view(emb, labels, types, views, CASIA_B.gallery_types, CASIA_B.probe_sets)
     vlist = ours["views"]
     for name, (excl, incl) in plain.items():
@@ -157,7 +155,7 @@ def test_single_view_equals_the_plain_reference_rules():
 def test_cross_view_equals_the_plain_reference_rules():
     emb, labels, types, views = random_casia(seed=8)
     spec = CROSS_VIEW["casia-b"]
-    ours = run_protocol(emb, labels, types, views, spec, "euc", chunk=5)
+    ours = run_protocol(emb, labels, types, views, spec, "euc", chunk=5).to_json()
     plain = plain_cross_view(emb, labels, types, views, spec.gallery_types, spec.probe_sets)
     for name, (accs, maps) in plain.items():
         assert list(ours["rank1_exclude"][name]["views"].values()) == pytest.approx(accs, abs=1e-9)
@@ -170,12 +168,14 @@ def test_ou_mvlp_and_generic_protocols():
     views = ["000", "015", "030"]
     rows = [(f"{i:05d}", s, v) for i in range(6) for s in ("00", "01") for v in views]
     centres = rng.normal(size=(6, 2, 4)) * 5
-    emb = np.stack([centres[int(i)] + rng.normal(scale=0.1, size=(2, 4)) for i, _, _ in rows]).astype(np.float32)
+    emb = np.stack([centres[int(i)] + rng.normal(scale=0.1, size=(2, 4)) for i, _, _ in rows]).astype(
+        np.float32
+    )
     labels, types, vs = map(list, zip(*rows, strict=True))
-    r = run_protocol(emb, labels, types, vs, OU_MVLP, "euc")
+    r = run_protocol(emb, labels, types, vs, OU_MVLP, "euc").to_json()
     assert r["rank1_exclude"]["NM"]["mean"] == 100.0 and list(r["rank1_exclude"]) == ["NM"]
     spec = resolve_protocol("generic", evaluator_cfg={"gallery_types": ["00"], "probe_sets": {"A": ["01"]}})
-    g = run_protocol(emb, labels, types, vs, spec, "euc")
+    g = run_protocol(emb, labels, types, vs, spec, "euc").to_json()
     assert g["protocol"] == "generic" and g["rank1_exclude"]["A"]["mean"] == 100.0
 
 
@@ -185,8 +185,8 @@ def test_remove_no_gallery_drops_probes_without_gallery_ids():
     extra = np.stack([np.stack([np.array((5.0, 5.0, 5.0))] * 2)]).astype(np.float32)
     emb2 = np.concatenate([emb, extra])
     args = (emb2, [*labels, "004"], [*types, "nm-05"], [*views, "000"])
-    kept = run_protocol(*args, CASIA_B, remove_no_gallery=False)
-    dropped = run_protocol(*args, CASIA_B, remove_no_gallery=True)
+    kept = run_protocol(*args, CASIA_B, remove_no_gallery=False).to_json()
+    dropped = run_protocol(*args, CASIA_B, remove_no_gallery=True).to_json()
     assert kept["matrix"]["rank1"]["NM"][0][0] == round(6 / 7 * 100, 2)
     assert dropped["matrix"]["rank1"]["NM"][0][0] == 100.0
 
@@ -194,11 +194,19 @@ def test_remove_no_gallery_drops_probes_without_gallery_ids():
 def test_protocol_selection():
     assert resolve_protocol("auto", dataset_name="CASIA-B") is CASIA_B
     assert resolve_protocol("auto", dataset_name="OUMVLP") is OU_MVLP
-    assert resolve_protocol("auto", dataset_name="CASIA-B", evaluator_cfg={"cross_view_gallery": True}).kind == "cross-view"
-    assert resolve_protocol("auto", dataset_name="OUMVLP", evaluator_cfg={"protocol": "cross-view"}) == CROSS_VIEW["ou-mvlp"]
+    assert (
+        resolve_protocol("auto", dataset_name="CASIA-B", evaluator_cfg={"cross_view_gallery": True}).kind
+        == "cross-view"
+    )
+    assert (
+        resolve_protocol("auto", dataset_name="OUMVLP", evaluator_cfg={"protocol": "cross-view"})
+        == CROSS_VIEW["ou-mvlp"]
+    )
     assert resolve_protocol("auto", types=["00", "01"]) is OU_MVLP
     assert resolve_protocol("auto", dataset_name="Mine", types=["nm-01", "cl-02"]) is CASIA_B
-    generic = resolve_protocol("auto", dataset_name="GREW", evaluator_cfg={"gallery_types": ["01"], "probe_sets": {"P": "02"}})
+    generic = resolve_protocol(
+        "auto", dataset_name="GREW", evaluator_cfg={"gallery_types": ["01"], "probe_sets": {"P": "02"}}
+    )
     assert generic.name == "generic" and generic.probe_sets == {"P": ("02",)}
     with pytest.raises(GaitError, match="cannot pick"):
         resolve_protocol("auto", dataset_name="GREW", types=["01", "02", "03"])
@@ -211,19 +219,24 @@ def test_protocol_selection():
 def test_features_that_do_not_match_the_protocol_are_one_clear_error():
     emb, labels, types, views = known_set()
     with pytest.raises(GaitError, match="no gallery sequences of type 01"):
-        run_protocol(emb, labels, types, views, OU_MVLP)
+        run_protocol(emb, labels, types, views, OU_MVLP).to_json()
     only_gallery = [i for i, t in enumerate(types) if t in CASIA_B.gallery_types]
     with pytest.raises(GaitError, match="no probe sequences"):
-        run_protocol(emb[only_gallery], [labels[i] for i in only_gallery], [types[i] for i in only_gallery],
-                     [views[i] for i in only_gallery], CASIA_B)
+        run_protocol(
+            emb[only_gallery],
+            [labels[i] for i in only_gallery],
+            [types[i] for i in only_gallery],
+            [views[i] for i in only_gallery],
+            CASIA_B,
+        ).to_json()
     with pytest.raises(GaitError, match="must agree"):
-        run_protocol(emb, labels[:-1], types, views, CASIA_B)
+        run_protocol(emb, labels[:-1], types, views, CASIA_B).to_json()
 
 
 def test_evaluate_features_uses_the_config():
     emb, labels, types, views = known_set()
     cfg = {"evaluator_cfg": {"metric": "cos", "protocol": "auto"}, "data_cfg": {"dataset_name": "CASIA-B"}}
-    r = evaluate_features(emb, labels, types, views, cfg=cfg, metric=None)
+    r = evaluate_features(emb, labels, types, views, cfg=cfg, metric=None).to_json()
     assert r["protocol"] == "casia-b" and r["metric"] == "cos" and r["dataset_name"] == "CASIA-B"
     assert "protocol" in r["seconds"]
 

@@ -9,7 +9,7 @@
   filled window by window; inputs are dropped as soon as they have been embedded.
 * ``nproc > 1`` (``--gpus N`` / ``--device cpu --nproc N``) splits the sequences over processes
   (every N-th sequence each), which write their part to a temporary folder; the parent puts the
-  parts back in dataset order.
+  parts back in dataset order. Progress bars come from :func:`gaitcli.progress.make_progress`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
 
 from gaitcli.data.collate import frame_indices, transform_cut
 from gaitcli.errors import ConfigError, GaitError
@@ -134,12 +135,14 @@ class FeatureSet:
 class FramePicker:
     """The inference frames of one sequence (uint8 ``[s, h, w']``), per ``evaluator_cfg``."""
 
-    def __init__(self, sampler_cfg: Mapping[str, Any] | None = None, transform: Any = None, seed: int = 0) -> None:
+    def __init__(self, sampler_cfg: Mapping[str, Any] | None = None, transform: Any = None,
+                 seed: int = 0) -> None:
         sampler_cfg = dict(sampler_cfg or {})
         self.sample_type = str(sampler_cfg.get("sample_type", "all_ordered"))
         kind = self.sample_type.split("_")[0]
         if kind not in ("all", "fixed", "unfixed") or "_" not in self.sample_type:
-            raise ConfigError(f"evaluator_cfg.sampler.sample_type {self.sample_type!r} is not all_*, fixed_* or unfixed_*")
+            raise ConfigError(f"evaluator_cfg.sampler.sample_type {self.sample_type!r} is not all_*, fixed_* "
+                              "or unfixed_*")
         if kind == "unfixed":  # inference has no min/max: use the fixed count
             self.sample_type = "fixed_" + self.sample_type.split("_", 1)[1]
         limit = sampler_cfg.get("frames_all_limit")
@@ -152,7 +155,8 @@ class FramePicker:
 
     def __call__(self, array: np.ndarray, index: int) -> np.ndarray:
         if array.ndim != 3 or len(array) == 0:
-            raise GaitError(f"sequence {index}: expected frames [T, H, W] with T >= 1, got shape {list(array.shape)}")
+            raise GaitError(f"sequence {index}: expected frames [T, H, W] with T >= 1, "
+                            f"got shape {list(array.shape)}")
         if self.sample_type == "all_ordered":
             frames = array if self.limit is None else array[: self.limit]
         else:
@@ -193,7 +197,8 @@ def _unwrap(model: Any) -> Any:
 
 def _model_device(model: Any) -> torch.device:
     try:
-        return next(model.parameters()).device
+        device: torch.device = next(model.parameters()).device
+        return device
     except StopIteration:
         return torch.device("cpu")
 
@@ -208,7 +213,7 @@ def extract_features(
     device: torch.device | str | None = None,
     enable_float16: bool = False,
     indices: Sequence[int] | None = None,
-    console: Any = None,
+    console: Console | None = None,
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> FeatureSet:
@@ -243,16 +248,11 @@ def extract_features(
                 assert pending is not None
                 seqs = pending.result()
                 pending = pool.submit(read, windows[w + 1]) if w + 1 < len(windows) else None
-                # a window with many long sequences is embedded in frame-bounded parts
-                for part_start, part_end in _windows([len(f) for f in seqs], len(seqs), _WINDOW_FRAMES):
-                    part = seqs[part_start:part_end]
-                    with torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
-                        emb = net.embed(part, batch_size=batch_size, device=dev)
-                    emb = emb.float().cpu().numpy()
-                    if out is None:
-                        out = np.empty((n, *emb.shape[1:]), dtype=np.float32)
-                    out[s + part_start : s + part_end] = emb
+                emb = _embed_window(net, seqs, batch_size, dev, amp)
                 del seqs
+                if out is None:
+                    out = np.empty((n, *emb.shape[1:]), dtype=np.float32)
+                out[s:e] = emb
                 if bar is not None:
                     bar.advance(e - s)
                 if on_progress is not None:
@@ -260,11 +260,25 @@ def extract_features(
     finally:
         if bar is not None:
             bar.stop()
-    if out is None:
-        out = np.empty((0, 0, 0), dtype=np.float32)
-    seconds = time.perf_counter() - started
+    return _feature_set(out, infos, time.perf_counter() - started)
+
+
+def _embed_window(net: Any, seqs: list[np.ndarray], batch_size: int, dev: torch.device,
+                  amp: bool) -> np.ndarray:
+    """Embeddings of one window of sequences, in frame-bounded parts (a window of many long
+    sequences never becomes one huge float array)."""
+    parts = []
+    for start, end in _windows([len(f) for f in seqs], len(seqs), _WINDOW_FRAMES):
+        with torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
+            emb = net.embed(seqs[start:end], batch_size=batch_size, device=dev)
+        parts.append(emb.float().cpu().numpy())
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def _feature_set(out: np.ndarray | None, infos: Sequence[Any], seconds: float) -> FeatureSet:
+    n = len(infos)
     return FeatureSet(
-        out,
+        out if out is not None else np.empty((0, 0, 0), dtype=np.float32),
         np.array([i.label for i in infos], dtype=str),
         np.array([i.type for i in infos], dtype=str),
         np.array([i.view for i in infos], dtype=str),
@@ -273,12 +287,12 @@ def extract_features(
 
 
 class _ProgressBar:
-    """Extraction progress: the shared sequences/s bar of gaitcli.progress."""
+    """Extraction progress: sequences done, sequences/s and the ETA (gaitcli.progress)."""
 
-    def __init__(self, console: Any, total: int) -> None:
-        from gaitcli.progress import sequence_progress
+    def __init__(self, console: Console, total: int) -> None:
+        from gaitcli.progress import make_progress
 
-        self.progress = sequence_progress("extracting", console)
+        self.progress = make_progress("extracting", console)
         self.task = self.progress.add_task("extract", total=total)
         self.progress.start()
 
@@ -309,7 +323,8 @@ def _rank_worker(info: Any, checkpoint: str, cfg: Mapping[str, Any], root: str, 
     model = load_checkpoint(checkpoint, map_location=device)
     from gaitcli.data.samplers import InferenceSampler
 
-    mine = InferenceSampler(len(dataset), batch_size, rank=info.rank, world_size=info.world_size).indices.tolist()
+    sampler = InferenceSampler(len(dataset), batch_size, rank=info.rank, world_size=info.world_size)
+    mine = sampler.indices.tolist()
     console = None
     if show_progress and info.rank == 0:
         from rich.console import Console
@@ -352,7 +367,8 @@ def extract_distributed(
         for rank in range(nproc):
             part_path = Path(tmpdir) / f"rank{rank}.npy"
             if not part_path.exists():
-                raise GaitError(f"extraction process {rank} of {nproc} produced no features (see its error above)")
+                raise GaitError(f"extraction process {rank} of {nproc} produced no features "
+                                "(see its error above)")
             part = np.load(part_path, mmap_mode="r")
             if len(part) == 0:  # more processes than sequences
                 continue
@@ -371,3 +387,17 @@ def extract_distributed(
         np.array([i.view for i in infos], dtype=str),
         meta={"extract_seconds": seconds, "sequences_per_second": n / seconds if seconds > 0 else None},
     )
+
+
+def extract_with_processes(checkpoint: str, cfg: Mapping[str, Any], dataset: Any, *, root: str,
+                           partition: str, device: str, nproc: int, batch_size: int,
+                           progress: bool) -> FeatureSet:
+    """:func:`extract_distributed` with a failed process's error as one line."""
+    try:
+        return extract_distributed(checkpoint, cfg, dataset, root=root, partition=partition, device=device,
+                                   nproc=nproc, batch_size=batch_size, progress=progress)
+    except GaitError:
+        raise
+    except Exception as exc:  # a failed child process: keep the last line of its traceback
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+        raise GaitError(f"extraction with {nproc} processes failed: {lines[-1] if lines else exc}") from None

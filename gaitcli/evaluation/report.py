@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +24,19 @@ from rich.table import Table
 from rich.text import Text
 
 from gaitcli.errors import GaitError
+from gaitcli.fileio import atomic_write_bytes
 
-JSON_KEYS = ("protocol", "metric", "checkpoint", "iteration", "num_probes", "num_gallery",
-             "rank1_exclude", "rank1_include", "rank5_exclude", "map", "seconds")
-EXTRA_KEYS = ("dataset_name", "features", "views", "gallery_types", "probe_sets", "gallery_counts",
-              "probe_counts", "rank1", "matrix", "kind")
+from .plan import EvalOutputs
+from .results import EvalResult, ProtocolResult
+
 TABLES = ("rank1_exclude", "rank1_include", "rank5_exclude", "map")
+Results = EvalResult | ProtocolResult
 
 
-def json_payload(results: Mapping[str, Any]) -> dict[str, Any]:
+def json_payload(results: Results) -> dict[str, Any]:
     """The ``--json`` document: the documented keys first, then the details (views, counts,
     the gallery-view × probe-view matrices)."""
-    out = {key: results.get(key) for key in JSON_KEYS}
-    for key in EXTRA_KEYS:
-        if key in results:
-            out[key] = results[key]
-    return out
+    return results.to_json()
 
 
 def _fmt(value: float | None, decimals: int) -> str:
@@ -67,7 +66,10 @@ def build_table(results: Mapping[str, Any], key: str) -> Table | None:
         return None
     views = list(results.get("views") or next(iter(body.values()))["views"].keys())
     table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0), show_edge=False)
-    rows = [(name, [_cell(row["views"].get(v), 1) for v in views], _cell(row.get("mean"), 2)) for name, row in body.items()]
+    rows = [
+        (name, [_cell(row["views"].get(v), 1) for v in views], _cell(row.get("mean"), 2))
+        for name, row in body.items()
+    ]
     width = max([5, *(len(Text.from_markup(c).plain) for _, cells, _ in rows for c in cells)])
     table.add_column("Probe", justify="left", no_wrap=True, min_width=max(5, *(len(n) for n, _, _ in rows)))
     for view in views:
@@ -82,8 +84,9 @@ def _cell(value: float | None, decimals: int) -> str:
     return "[dim]n/a[/]" if value is None else _fmt(value, decimals)
 
 
-def render_results(results: Mapping[str, Any], console: Console, *, rank5: bool = False, show_map: bool = False) -> None:
+def render_results(result: Results, console: Console, *, rank5: bool = False, show_map: bool = False) -> None:
     """Print the header line and the tables (cross-view always shows its mAP)."""
+    results = json_payload(result)
     where = results.get("checkpoint") or results.get("features") or "features"
     iteration = results.get("iteration")
     head = (
@@ -111,7 +114,11 @@ def render_results(results: Mapping[str, Any], console: Console, *, rank5: bool 
     if any_na:
         console.print("[dim]n/a: no probe or no gallery sequence at that view (left out of the means)[/]")
     seconds = results.get("seconds") or {}
-    parts = [f"{k} {v:.1f} s" for k, v in seconds.items() if isinstance(v, (int, float)) and k != "sequences_per_second"]
+    parts = [
+        f"{k} {v:.1f} s"
+        for k, v in seconds.items()
+        if isinstance(v, (int, float)) and k != "sequences_per_second"
+    ]
     if seconds.get("sequences_per_second"):
         parts.append(f"{seconds['sequences_per_second']:.1f} sequences/s")
     if parts:
@@ -122,10 +129,11 @@ def _has_na(body: Mapping[str, Any]) -> bool:
     return any(v is None for row in body.values() for v in [*row["views"].values(), row.get("mean")])
 
 
-def results_csv(results: Mapping[str, Any]) -> str:
+def results_csv(result: Results) -> str:
     """CSV text: ``table, probe_set, gallery_view, <probe views...>, mean``. Summary rows leave
     ``gallery_view`` empty; ``<table>_matrix`` rows give one gallery view each (single-view
     protocols). n/a is an empty cell."""
+    results = json_payload(result)
     views = list(results.get("views") or [])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -135,12 +143,16 @@ def results_csv(results: Mapping[str, Any]) -> str:
         if not body:
             continue
         for name, row in body.items():
-            writer.writerow([key, name, "", *[_csv(row["views"].get(v)) for v in views], _csv(row.get("mean"))])
+            writer.writerow(
+                [key, name, "", *[_csv(row["views"].get(v)) for v in views], _csv(row.get("mean"))]
+            )
     matrix = results.get("matrix") or {}
     for key, sets in matrix.items():
         for name, rows in sets.items():
             for u, gallery_view in enumerate(views):
-                writer.writerow([f"{key}_matrix", name, gallery_view, *[_csv(rows[v][u]) for v in range(len(views))], ""])
+                writer.writerow(
+                    [f"{key}_matrix", name, gallery_view, *[_csv(rows[v][u]) for v in range(len(views))], ""]
+                )
     return buf.getvalue()
 
 
@@ -148,88 +160,91 @@ def _csv(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
 
-def write_csv(target: str | os.PathLike[str], results: Mapping[str, Any]) -> None:
-    text = results_csv(results)
+def _write_text(target: str | os.PathLike[str], text: str) -> None:
     if str(target) == "-":
-        import sys
-
         sys.stdout.write(text)
+        sys.stdout.flush()
         return
-    from gaitcli.fileio import atomic_write_bytes
-
     atomic_write_bytes(str(target), text.encode())
 
 
-def _figure_class() -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise GaitError(
-            "drawing an image needs matplotlib, which is not installed: pip install matplotlib (the gaitcli 'plot' extra)"
-        ) from None
-    return Figure
+def write_csv(target: str | os.PathLike[str], results: Results) -> None:
+    """The CSV text into ``target`` (``-`` is stdout), atomically for files."""
+    _write_text(target, results_csv(results))
 
 
-def check_heatmap(protocol: str, path: str | os.PathLike[str] | None = None) -> None:
-    """Fail early when ``--heatmap`` cannot work: matplotlib missing, an image type it does not
-    write, or a protocol without a gallery-view × probe-view matrix."""
-    if protocol == "cross-view":
-        raise GaitError("--heatmap: the cross-view protocol has no gallery-view x probe-view matrix "
-                        "(use casia-b, ou-mvlp or generic)")
-    from gaitcli.training.lr_plot import check_image_target
-
-    check_image_target(path or "heatmap.png", "--heatmap")
+def write_json(target: str | os.PathLike[str], results: Results) -> None:
+    """The ``--json`` document into ``target`` (``-`` is stdout), atomically for files."""
+    _write_text(target, json.dumps(json_payload(results), indent=2, sort_keys=False) + "\n")
 
 
-def save_heatmap(results: Mapping[str, Any], path: str | os.PathLike[str], key: str = "rank1") -> Path:
+def write_outputs(outputs: EvalOutputs, result: EvalResult, note: Callable[[str], None]) -> None:
+    """JSON, CSV and heatmap of a finished evaluation (the plan checked every target)."""
+    if outputs.json:
+        write_json(outputs.json, result)
+    if outputs.csv:
+        write_csv(outputs.csv, result)
+    if outputs.heatmap is not None:
+        save_heatmap(result, outputs.heatmap)
+        note(f"heatmap written to {outputs.heatmap}")
+    if outputs.save_features is not None:
+        note(f"features written to {outputs.save_features}")
+
+
+def save_heatmap(result: Results, path: str | os.PathLike[str], key: str = "rank1") -> Path:
     """Draw the gallery-view × probe-view accuracy matrix of each probe set (x: probe view,
-    y: gallery view) into ``path`` (png, svg or pdf by its extension)."""
+    y: gallery view) into ``path`` (png, svg or pdf by its extension), atomically."""
+    from gaitcli.imaging import figure_class, save_figure
+
+    results = json_payload(result)
     matrices = (results.get("matrix") or {}).get(key)
     if not matrices:
         raise GaitError(
             f"--heatmap: the {results.get('protocol')} protocol has no gallery-view x probe-view matrix "
             "(use casia-b, ou-mvlp or generic)"
         )
-    import numpy as np
-
-    figure_cls = _figure_class()
-    views = list(results["views"])
-    names = list(matrices)
-    nv = len(views)
-    size = max(3.2, 0.42 * nv + 1.6)
-    fig = figure_cls(figsize=(size * len(names), size + 0.4), layout="constrained")
+    views, names = list(results["views"]), list(matrices)
+    size = max(3.2, 0.42 * len(views) + 1.6)
+    fig = figure_class("--heatmap")(figsize=(size * len(names), size + 0.4), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     image = None
     for ax, name in zip(axes, names, strict=True):
-        rows = matrices[name]  # rows: probe views, columns: gallery views
-        data = np.array([[np.nan if rows[v][u] is None else rows[v][u] for v in range(nv)] for u in range(nv)])
-        masked = np.ma.masked_invalid(data)
-        cmap = _cmap()
-        image = ax.imshow(masked, vmin=0, vmax=100, cmap=cmap, origin="upper", aspect="equal")
-        ax.set_xticks(range(nv), views, rotation=90 if nv > 8 else 0, fontsize=8)
-        ax.set_yticks(range(nv), views, fontsize=8)
-        ax.set_xlabel("probe view")
-        ax.set_ylabel("gallery view")
         mean = (results.get(f"{key}_exclude") or {}).get(name, {}).get("mean")
-        label = {"rank1": "rank-1", "rank5": "rank-5", "map": "mAP"}.get(key, key)
-        ax.set_title(f"{name} {label} (%)" + (f", mean excl. identical {mean:.2f}" if mean is not None else ""), fontsize=9)
-        if nv <= 16:
-            for u in range(nv):
-                for v in range(nv):
-                    value = data[u, v]
-                    text = "n/a" if np.isnan(value) else f"{value:.0f}" if nv > 8 else f"{value:.1f}"
-                    colour = "black" if np.isnan(value) or value > 60 else "white"
-                    ax.text(v, u, text, ha="center", va="center", fontsize=6 if nv > 8 else 8, color=colour)
+        image = _draw_matrix(ax, matrices[name], views, _panel_title(name, key, mean))
     if image is not None:
         fig.colorbar(image, ax=list(axes), shrink=0.8, label="%")
     fig.suptitle(f"{results.get('protocol')} · {results.get('metric')} · gallery view x probe view")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fig.savefig(path, dpi=150)
-    except ValueError as exc:  # unknown extension
-        raise GaitError(f"--heatmap {path}: {exc}") from None
-    return path
+    return save_figure(fig, path, "--heatmap")
+
+
+def _panel_title(name: str, key: str, mean: float | None) -> str:
+    label = {"rank1": "rank-1", "rank5": "rank-5", "map": "mAP"}.get(key, key)
+    return f"{name} {label} (%)" + (f", mean excl. identical {mean:.2f}" if mean is not None else "")
+
+
+def _draw_matrix(ax: Any, rows: list[list[float | None]], views: list[str], title: str) -> Any:
+    """One panel: rows of ``rows`` are probe views, its columns gallery views; drawn transposed
+    (y: gallery view, x: probe view), n/a grey."""
+    import numpy as np
+
+    nv = len(views)
+    data = np.array([[np.nan if rows[v][u] is None else rows[v][u] for v in range(nv)] for u in range(nv)])
+    image = ax.imshow(
+        np.ma.masked_invalid(data), vmin=0, vmax=100, cmap=_cmap(), origin="upper", aspect="equal"
+    )
+    ax.set_xticks(range(nv), views, rotation=90 if nv > 8 else 0, fontsize=8)
+    ax.set_yticks(range(nv), views, fontsize=8)
+    ax.set_xlabel("probe view")
+    ax.set_ylabel("gallery view")
+    ax.set_title(title, fontsize=9)
+    if nv <= 16:
+        for u in range(nv):
+            for v in range(nv):
+                value = data[u, v]
+                text = "n/a" if np.isnan(value) else f"{value:.0f}" if nv > 8 else f"{value:.1f}"
+                colour = "black" if np.isnan(value) or value > 60 else "white"
+                ax.text(v, u, text, ha="center", va="center", fontsize=6 if nv > 8 else 8, color=colour)
+    return image
 
 
 def _cmap() -> Any:

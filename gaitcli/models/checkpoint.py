@@ -121,8 +121,23 @@ def _label_list(labels: Any) -> list[Any]:
     if labels is None:
         return []
     if isinstance(labels, str):
-        return json.loads(labels)
+        parsed: list[Any] = json.loads(labels)
+        return parsed
     return [x if isinstance(x, (str, int, float)) else str(x) for x in labels]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def config_text(cfg: Mapping[str, Any]) -> str:
+    """The config as YAML text in its own key order (a resolved config is in schema order), the
+    same text ``gait config`` prints."""
+    return yaml.safe_dump(_plain(cfg), sort_keys=False, default_flow_style=None)
 
 
 def save_checkpoint(
@@ -133,19 +148,14 @@ def save_checkpoint(
 ) -> Path:
     """Save ``model``'s weights and metadata to ``path`` (safetensors, atomic).
 
-    ``cfg`` is the full config (default: ``model.config``); ``iteration`` and ``labels`` are
-    recognised keywords, any other keyword is stored as extra metadata."""
-    from ..config import dump_config
-
+    ``cfg`` is the full resolved config (default: ``model.config``, which
+    :func:`~gaitcli.models.build_model` sets); ``iteration`` and ``labels`` are recognised
+    keywords, any other keyword is stored as extra metadata."""
     path = Path(path)
     if cfg is None:
         cfg = getattr(model, "config", None)
-    if cfg is None:
-        from ..config import resolve_config
-
-        cfg = resolve_config(
-            {"model_cfg": dict(model.model_cfg), "data_cfg": {"dataset_name": model.dataset_name}}  # type: ignore[attr-defined]
-        )
+    if not isinstance(cfg, Mapping):
+        raise ValueError("save_checkpoint needs the resolved config: pass cfg, or a model from build_model")
     iteration = int(meta.pop("iteration", 0) or 0)
     labels = _label_list(meta.pop("labels", None))
     clash = [k for k in meta if k in RESERVED]
@@ -156,7 +166,7 @@ def save_checkpoint(
         "gaitcli_version": __version__,
         "model": str(cfg["model_cfg"]["model"]),
         "variant": str(getattr(model, "variant", "")),
-        "config": dump_config(cfg),
+        "config": config_text(cfg),
         "iteration": str(iteration),
         "labels": json.dumps(labels),
     }
@@ -223,8 +233,35 @@ def read_checkpoint(
     return state, metadata
 
 
+def weights_beside(path: Path | str) -> Path:
+    """The weights checkpoint a training-state file belongs to (``X-00010.state.safetensors``
+    → ``X-00010.safetensors``), the naming docs/train.md describes."""
+    path = Path(path)
+    name = path.name
+    for suffix in (".state.safetensors", ".state"):
+        if name.endswith(suffix):
+            return path.with_name(name[: -len(suffix)] + ".safetensors")
+    return path.with_name(path.stem + ".safetensors")
+
+
+def is_training_state(metadata: Mapping[str, str]) -> bool:
+    """True for the metadata of a trainer's ``.state.safetensors`` file (optimiser, scheduler and
+    RNG state as JSON under ``state``; no gaitcli checkpoint format)."""
+    return "state" in metadata and "format" not in metadata
+
+
+def state_file_error(path: Path | str) -> CheckpointError:
+    """The one message for a training-state file given where model weights are expected."""
+    return CheckpointError(
+        f"{path}: a training-state file (optimiser, scheduler and RNG state for --resume), not model "
+        f"weights; use the weights file beside it: {weights_beside(path)}"
+    )
+
+
 def parse_metadata(path: Path | str, metadata: Mapping[str, str]) -> dict[str, Any]:
     """Metadata with ``config`` as a mapping, ``iteration`` as int and ``labels`` as a list."""
+    if is_training_state(metadata):
+        raise state_file_error(path)
     if metadata.get("format") != FORMAT or "config" not in metadata:
         raise CheckpointError(
             f"{path}: a safetensors file without gaitcli metadata (format {metadata.get('format')!r}); "
@@ -252,6 +289,17 @@ def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return parse_metadata(path, metadata)
 
 
+def check_finite_weights(state: Mapping[str, torch.Tensor], path: Path | str) -> None:
+    """One line when any floating-point weight or buffer is NaN or infinite (a run that diverged
+    before it was saved): such a model embeds every sequence as NaN."""
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} of its {len(state)} tensors hold NaN or infinite values ({_names(bad)}); "
+            "the run diverged before this save: use an earlier checkpoint"
+        )
+
+
 def load_checkpoint(
     path: str | os.PathLike[str],
     map_location: str | torch.device = "cpu",
@@ -267,10 +315,17 @@ def load_checkpoint(
     path = Path(path)
     state, raw = read_checkpoint(path)
     meta = parse_metadata(path, raw)
+    if not meta["config"]:
+        raise CheckpointError(
+            f"{path}: the checkpoint carries no config, so its model, data set and protocol are unknown "
+            "(gaitcli never fills them in with defaults); "
+            "re-save it with: gait convert SRC OUT.safetensors --config CFG"
+        )
     try:
         model = build_model(meta["config"], source=f"{path} (stored config)", warn=warn, resolved=True)
     except ConfigError as exc:
         raise CheckpointError(f"{path}: its stored config is not valid here: {exc}") from None
+    check_finite_weights(state, path)
     load_state_dict_checked(model, state, source=str(path))
     model.checkpoint_meta = {k: v for k, v in meta.items() if k != "config"}
     model.to(map_location)

@@ -3,7 +3,9 @@
 The source is read with ``torch.load(weights_only=True)``: only tensors and plain containers are
 rebuilt, so a pickle that would run code is refused before anything runs. Accepted layouts: the
 reference's ``{model, optimizer, scheduler, iteration}`` dict, ``{state_dict: ...}``, a bare state
-dict, or a safetensors file of bare weights. ``module.`` prefixes (DataParallel / DDP) are dropped.
+dict, a safetensors file of bare weights, or a gaitcli checkpoint (its embedded config, iteration
+and labels are kept). ``module.`` prefixes (DataParallel / DDP) are dropped. Every refusal is one
+line (docs/models.md, "Converting"): never torch's own advice to load with ``weights_only=False``.
 """
 
 from __future__ import annotations
@@ -13,13 +15,23 @@ import pickle
 import re
 import zipfile
 from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
 from ..errors import GaitError
-from .checkpoint import load_state_dict_checked, looks_like_torch_pickle, save_checkpoint
+from .checkpoint import (
+    FORMAT,
+    is_training_state,
+    load_state_dict_checked,
+    looks_like_torch_pickle,
+    parse_metadata,
+    save_checkpoint,
+    state_file_error,
+)
 
 Warn = Callable[[str], None]
 
@@ -32,43 +44,116 @@ class ConvertError(GaitError):
 # reading the source safely
 # ----------------------------------------------------------------------------------------------
 
+# torch's own advice and boilerplate, never shown to a gaitcli user (it suggests weights_only=False)
+_TORCH_NOISE = (
+    "Could this error message be improved",
+    "Weights only load failed",
+    "Please file an issue",
+    "Check the documentation",
+    "Re-running `torch.load`",
+    "In PyTorch 2.6",
+)
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+
+@dataclass
+class SourceWeights:
+    """What a source checkpoint holds."""
+
+    state: dict[str, torch.Tensor]
+    """The model weights, ``module.`` prefixes dropped."""
+    iteration: int | None
+    """The training iteration it records, None when it records none."""
+    config: dict[str, Any] | None = None
+    """The resolved config a gaitcli checkpoint embeds (None for foreign weights)."""
+    labels: list[Any] = field(default_factory=list)
+    """A gaitcli checkpoint's training label set (the classifier's class order)."""
 
 
-def safe_torch_load(src: Path) -> Any:
-    """``torch.load(src, weights_only=True)`` with one-line errors."""
+def torch_detail(exc: BaseException) -> str:
+    """The informative part of a torch error: its first line that is not torch's boilerplate."""
+    for raw in str(exc).splitlines():
+        line = re.sub(r"^\[enforce fail at [^\]]*\]\s*[.:]?\s*", "", raw.strip())
+        if line and not any(noise in line for noise in _TORCH_NOISE):
+            return line.split(". This is an internal")[0].rstrip(".")
+    return type(exc).__name__
+
+
+def _read_head(src: Path) -> bytes:
     try:
         with open(src, "rb") as fh:
-            head = fh.read(9)
+            return fh.read(9)
     except OSError as exc:
         raise ConvertError(f"{src}: cannot read ({exc.strerror or exc})") from None
-    if not head:
-        raise ConvertError(f"{src}: the file is empty")
-    if not looks_like_torch_pickle(head) and head[8:9] == b"{":
-        # Not a zip or pickle stream: maybe a safetensors file of bare weights.
-        try:
-            from safetensors.torch import load_file
 
-            return load_file(str(src), device="cpu")
-        except Exception:
-            pass
+
+def _not_torch(src: Path, head: bytes) -> ConvertError:
+    if head[:4] == b"PK\x05\x06":
+        what = "an empty zip archive"
+    else:
+        what = f"neither a zip archive nor a pickle (it starts with {head[:4].hex(' ')})"
+    return ConvertError(f"{src}: not a torch checkpoint: {what}; give the .pt file torch.save wrote")
+
+
+def _torch_load(src: Path) -> Any:
+    """``torch.load(src, weights_only=True)``: tensors and plain containers only, one-line errors."""
     try:
         return torch.load(src, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        text = str(exc)
-        found = re.search(r"(?:unsupported GLOBAL|Unsupported global:)\s*(?:GLOBAL\s*)?([\w.]+)", text)
-        what = f" (it asks for {found.group(1)})" if found else ""
+        found = re.search(r"(?:unsupported GLOBAL|Unsupported global:)\s*(?:GLOBAL\s*)?([\w.]+)", str(exc))
+        if found is None:
+            detail = torch_detail(exc)
+            raise ConvertError(
+                f"{src}: not a torch checkpoint: not a valid pickle stream ({detail})"
+            ) from None
         raise ConvertError(
-            f"{src}: refused: the pickle holds objects other than tensors and plain containers{what}, "
-            "and loading it could run code; only weights are accepted"
+            f"{src}: refused: the pickle holds objects other than tensors and plain containers (it asks for "
+            f"{found.group(1)}), and loading it could run code; only weights are accepted"
         ) from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
+        detail = torch_detail(exc)
         raise ConvertError(
-            f"{src}: not a readable PyTorch checkpoint (truncated or corrupt: {_first_line(exc)})"
+            f"{src}: not a readable PyTorch checkpoint (truncated or corrupt: {detail})"
         ) from None
+
+
+def safe_torch_load(src: Path) -> Any:
+    """The object in a ``.pt`` file, read with ``weights_only=True`` (no pickled code runs)."""
+    head = _read_head(src)
+    if not head:
+        raise ConvertError(f"{src}: the file is empty")
+    if not looks_like_torch_pickle(head):
+        raise _not_torch(src, head)
+    return _torch_load(src)
+
+
+def _read_safetensors(src: Path) -> SourceWeights:
+    """A safetensors source: a gaitcli checkpoint (config and iteration kept), or bare weights."""
+    try:
+        with safe_open(str(src), framework="pt", device="cpu") as fh:
+            metadata = dict(fh.metadata() or {})
+            state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own error type, OSError, ValueError...
+        detail = torch_detail(exc)
+        raise ConvertError(
+            f"{src}: not a readable safetensors file (truncated or corrupt: {detail})"
+        ) from None
+    if is_training_state(metadata):
+        raise state_file_error(src)
+    if metadata.get("format") == FORMAT:
+        meta = parse_metadata(src, metadata)
+        config = dict(meta["config"]) or None
+        return SourceWeights(state, int(meta["iteration"]), config, list(meta["labels"]))
+    return SourceWeights(*extract_state_dict(state, src))
+
+
+def read_source(src: Path) -> SourceWeights:
+    """The weights (and what else is known) of ``src``: a ``.pt`` or a safetensors file."""
+    head = _read_head(src)
+    if not head:
+        raise ConvertError(f"{src}: the file is empty")
+    if head[8:9] == b"{" and not looks_like_torch_pickle(head):
+        return _read_safetensors(src)
+    return SourceWeights(*extract_state_dict(safe_torch_load(src), src))
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -129,7 +214,8 @@ def weights_model(state: Mapping[str, torch.Tensor]) -> tuple[str, str]:
 def _out_channels(state: Mapping[str, torch.Tensor], key: str, src: Path) -> int:
     if key not in state:
         raise ConvertError(
-            f"{src}: cannot infer the architecture: weight {key} is missing; pass the training config with --config"
+            f"{src}: cannot infer the architecture: weight {key} is missing; "
+            "pass the training config with --config"
         )
     return int(state[key].shape[0])
 
@@ -153,7 +239,8 @@ def infer_model_cfg(state: Mapping[str, torch.Tensor], src: Path) -> tuple[dict[
         ]
     if "Head1.fc_bin" not in state:
         raise ConvertError(
-            f"{src}: cannot infer the class count: weight Head1.fc_bin is missing; pass the training config with --config"
+            f"{src}: cannot infer the class count: weight Head1.fc_bin is missing; "
+            "pass the training config with --config"
         )
     parts, _, class_num = (int(d) for d in state["Head1.fc_bin"].shape)
     model_cfg: dict[str, Any] = {
@@ -178,22 +265,123 @@ def infer_model_cfg(state: Mapping[str, torch.Tensor], src: Path) -> tuple[dict[
 # ----------------------------------------------------------------------------------------------
 
 
+@dataclass
+class ConvertSummary:
+    """What ``gait convert`` wrote."""
+
+    src: str
+    """The source checkpoint."""
+    dst: str
+    """The gaitcli safetensors checkpoint written."""
+    model: str
+    """``GaitGL`` or ``MetaGait``."""
+    variant: str | None
+    """MetaGait's ``reference`` / ``paper`` (None for GaitGL)."""
+    dataset_name: str
+    """``data_cfg.dataset_name`` of the stored config."""
+    channels: list[int]
+    """``model_cfg.channels``."""
+    class_num: int
+    """Classifier classes."""
+    parts: int
+    """Horizontal parts of the embedding."""
+    iteration: int
+    """The training iteration stored (0 when the source records none)."""
+    tensors: int
+    """Weights and buffers converted."""
+    parameters: int
+    """Trainable numbers of the model."""
+    config_source: str
+    """Where the config came from: the ``--config`` file, the source's embedded config, or
+    ``inferred from the weights``."""
+    warnings: list[str] = field(default_factory=list)
+    """The messages also sent to ``warn``."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def model_parts(model: torch.nn.Module) -> int:
+    """The horizontal parts of a built model's embedding."""
+    parts: int = model.parts_num  # type: ignore[assignment]  # set by every GaitModel
+    return int(parts)
+
+
+def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
+    if not src.exists():
+        raise ConvertError(f"{src}: no such file")
+    if src.is_dir():
+        raise ConvertError(f"{src}: is a folder; give the checkpoint file")
+    if dst.is_dir():
+        example = dst / (src.stem + ".safetensors")
+        raise ConvertError(f"{dst}: is a folder; give the output file name, e.g. {example}")
+    if dst.exists() and not overwrite:
+        raise ConvertError(f"{dst} already exists; pass --overwrite to replace it")
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise ConvertError(f"{dst}: the output would replace the source; choose another name")
+
+
+def _config_from_file(
+    config_path: str | Path, state: Mapping[str, torch.Tensor], note: Warn
+) -> dict[str, Any]:
+    """The ``--config`` file, with ``model`` / ``variant`` corrected to what the weights are (the
+    MetaGait authors' config says ``model: GaitGL``)."""
+    from ..config import load_config, validate_config
+
+    found_model, found_variant = weights_model(state)
+    cfg = copy.deepcopy(load_config(config_path, warn=note))
+    mcfg = cfg["model_cfg"]
+    if mcfg["model"] != found_model:
+        keys = {"MetaGait": "eca./se. keys", "GaitGL": "no attention keys"}[found_model]
+        note(
+            f"{config_path}: model_cfg.model is {mcfg['model']} but the weights are {found_model} "
+            f"({keys}); converting as {found_model}"
+        )
+        mcfg["model"] = found_model
+    if found_model == "MetaGait" and mcfg.get("variant", "reference") != found_variant:
+        note(
+            f"{config_path}: model_cfg.variant is {mcfg.get('variant')} but the weights are the "
+            f"{found_variant} variant; converting as {found_variant}"
+        )
+        mcfg["variant"] = found_variant
+    validate_config(cfg, str(config_path))
+    return cfg
+
+
+def _pick_config(
+    source: SourceWeights, src: Path, config_path: str | Path | None, note: Warn
+) -> tuple[dict[str, Any], str]:
+    """``(config, where it came from)``: ``--config``, else the embedded one, else inferred."""
+    from ..config import resolve_config
+
+    if config_path is not None:
+        return _config_from_file(config_path, source.state, note), str(config_path)
+    if source.config is not None:
+        return source.config, f"embedded in {src.name}"
+    model_cfg, dataset_name = infer_model_cfg(source.state, src)
+    note(
+        f"no --config given: inferred {model_cfg['model']} channels {model_cfg['channels']} "
+        f"class_num {model_cfg['class_num']} from the weights; every other setting is the packaged default"
+    )
+    cfg = resolve_config({"model_cfg": model_cfg, "data_cfg": {"dataset_name": dataset_name}}, str(src))
+    return cfg, "inferred from the weights"
+
+
 def convert_checkpoint(
     src: str | Path,
     dst: str | Path,
     config_path: str | Path | None = None,
     overwrite: bool = False,
     warn: Warn | None = None,
-) -> dict[str, Any]:
-    """Convert ``src`` (OpenGait / MetaGait ``.pt``) to a gaitcli checkpoint at ``dst``.
+) -> ConvertSummary:
+    """Convert ``src`` (OpenGait / MetaGait ``.pt``, bare safetensors weights, or a gaitcli
+    checkpoint) to a gaitcli checkpoint at ``dst``.
 
     The config comes from ``config_path`` (the authors' YAML works; weights with ``eca.`` / ``se.``
-    keys switch ``model: GaitGL`` to MetaGait with a warning) or, without one, is inferred from the
-    weights. Returns a summary: ``src``, ``dst``, ``model``, ``variant``, ``dataset_name``,
-    ``channels``, ``class_num``, ``parts``, ``iteration``, ``tensors``, ``parameters``,
-    ``config_source`` and ``warnings`` (the messages also sent to ``warn``).
+    keys switch ``model: GaitGL`` to MetaGait with a warning), else from the config a gaitcli
+    checkpoint embeds, else it is inferred from the weights. A gaitcli source keeps its iteration
+    and label set.
     """
-    from ..config import load_config, resolve_config, validate_config
     from .build import build_model
 
     src, dst = Path(src), Path(dst)
@@ -204,71 +392,27 @@ def convert_checkpoint(
         if warn is not None:
             warn(msg)
 
-    if not src.exists():
-        raise ConvertError(f"{src}: no such file")
-    if src.is_dir():
-        raise ConvertError(f"{src}: is a folder; give the checkpoint file")
-    if dst.exists() and not overwrite:
-        raise ConvertError(f"{dst} already exists; pass --overwrite to replace it")
-    if dst.exists() and dst.resolve() == src.resolve():
-        raise ConvertError(f"{dst}: the output would replace the source; choose another name")
-
-    state, iteration = extract_state_dict(safe_torch_load(src), src)
-    found_model, found_variant = weights_model(state)
-
-    if config_path is not None:
-        cfg = copy.deepcopy(load_config(config_path, warn=note))
-        config_source = str(config_path)
-        mcfg = cfg["model_cfg"]
-        if mcfg["model"] != found_model:
-            keys = {"MetaGait": "eca./se. keys", "GaitGL": "no attention keys"}[found_model]
-            note(
-                f"{config_path}: model_cfg.model is {mcfg['model']} but the weights are {found_model} "
-                f"({keys}); converting as {found_model}"
-            )
-            mcfg["model"] = found_model
-        if found_model == "MetaGait" and mcfg.get("variant", "reference") != found_variant:
-            note(
-                f"{config_path}: model_cfg.variant is {mcfg.get('variant')} but the weights are the {found_variant} variant; converting as {found_variant}"
-            )
-            mcfg["variant"] = found_variant
-        validate_config(cfg, config_source)
-    else:
-        model_cfg, dataset_name = infer_model_cfg(state, src)
-        config_source = "inferred from the weights"
-        note(
-            f"no --config given: inferred {model_cfg['model']} channels {model_cfg['channels']} "
-            f"class_num {model_cfg['class_num']} from the weights; every other setting is the packaged default"
-        )
-        cfg = resolve_config({"model_cfg": model_cfg, "data_cfg": {"dataset_name": dataset_name}}, str(src))
-
+    _check_paths(src, dst, overwrite)
+    source = read_source(src)
+    cfg, config_source = _pick_config(source, src, config_path, note)
     model = build_model(cfg, source=config_source, resolved=True)
-    load_state_dict_checked(model, state, source=f"{src} (converting with config: {config_source})")
+    load_state_dict_checked(model, source.state, source=f"{src} (converting with config: {config_source})")
+    iteration = source.iteration
     if iteration is None:
         note(f"{src}: no iteration recorded; storing 0")
         iteration = 0
-    save_checkpoint(
-        dst,
-        model,
-        cfg,
-        iteration=iteration,
-        labels=[],
-        converted_from=src.name,
-        config_source=config_source,
-    )
+    save_checkpoint(dst, model, cfg, iteration=iteration, labels=source.labels, converted_from=src.name,
+                    config_source=config_source)
+    return _summary(src, dst, cfg, model, source, int(iteration), config_source, notes)
+
+
+def _summary(src: Path, dst: Path, cfg: Mapping[str, Any], model: torch.nn.Module, source: SourceWeights,
+             iteration: int, config_source: str, notes: list[str]) -> ConvertSummary:
     mcfg = cfg["model_cfg"]
-    return {
-        "src": str(src),
-        "dst": str(dst),
-        "model": mcfg["model"],
-        "variant": getattr(model, "variant", None),
-        "dataset_name": cfg["data_cfg"]["dataset_name"],
-        "channels": list(mcfg["channels"]),
-        "class_num": int(mcfg["class_num"]),
-        "parts": int(model.parts_num),
-        "iteration": int(iteration),
-        "tensors": len(state),
-        "parameters": int(sum(p.numel() for p in model.parameters())),
-        "config_source": config_source,
-        "warnings": notes,
-    }
+    return ConvertSummary(
+        src=str(src), dst=str(dst), model=str(mcfg["model"]), variant=getattr(model, "variant", None),
+        dataset_name=str(cfg["data_cfg"]["dataset_name"]), channels=[int(c) for c in mcfg["channels"]],
+        class_num=int(mcfg["class_num"]), parts=model_parts(model), iteration=iteration,
+        tensors=len(source.state), parameters=sum(p.numel() for p in model.parameters()),
+        config_source=config_source, warnings=notes,
+    )

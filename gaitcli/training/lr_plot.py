@@ -23,6 +23,8 @@ from rich.table import Table
 from rich.text import Text
 
 from gaitcli.errors import ConfigError, GaitError
+from gaitcli.imaging import check_image_target as check_image_target  # re-exported for gait lr-plot
+from gaitcli.imaging import figure_class, save_figure
 from gaitcli.training.schedule import check_schedule, lr_values, schedule_boundaries
 
 Warn = Callable[[str], None]
@@ -410,26 +412,9 @@ def render_lr_plot(schedule: Schedule, console: Console, *, log: bool = False, w
 # ----------------------------------------------------------------------------------------------
 
 
-def check_image_target(path: str | os.PathLike[str], option: str = "--out") -> None:
-    """Fail before any work when the image cannot be written: matplotlib missing, or a file
-    extension matplotlib does not write."""
-    try:
-        from matplotlib.backend_bases import FigureCanvasBase
-    except ImportError:
-        raise GaitError(f"{option} needs matplotlib, which is not installed: pip install matplotlib (the gaitcli 'plot' extra)") from None
-    suffix = Path(path).suffix.lower().lstrip(".")
-    supported = FigureCanvasBase.get_supported_filetypes()
-    if suffix not in supported:
-        raise GaitError(f"{option} {path}: unknown image type {suffix or '(none)'!r}; use one of "
-                        f"{', '.join(sorted(supported))}")
-
-
 def save_lr_image(schedule: Schedule, path: str | os.PathLike[str], *, log: bool = False) -> Path:
     """Draw the schedule with matplotlib into ``path`` (png, svg or pdf by its extension)."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise GaitError("--out needs matplotlib, which is not installed: pip install matplotlib (the gaitcli 'plot' extra)") from None
+    Figure = figure_class("--out")
     its = sample_iterations(schedule, 2000)
     values = schedule.lr(its)
     fig = Figure(figsize=(8, 4.2), layout="constrained")
@@ -450,10 +435,4 @@ def save_lr_image(schedule: Schedule, path: str | os.PathLike[str], *, log: bool
     ax.set_ylabel("learning rate")
     ax.grid(True, alpha=0.3)
     ax.set_title(schedule_title(schedule), fontsize=8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fig.savefig(path, dpi=150)
-    except ValueError as exc:
-        raise GaitError(f"--out {path}: {exc}") from None
-    return path
+    return save_figure(fig, path, "--out")

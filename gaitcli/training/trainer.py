@@ -472,10 +472,10 @@ class Trainer:
         from gaitcli.evaluation.api import evaluate_model
 
         results = evaluate_model(self.model, self.cfg, device=self.device)
-        summary = "  ".join(f"{name}={value:.2f}" for name, value in results.get("rank1", {}).items())
+        summary = "  ".join(f"{name}={value:.2f}" for name, value in results.rank1.items())
         self.log(f"test at iteration {self.iteration}: rank-1 {summary}")
         with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"iteration": self.iteration, "test": results}) + "\n")
+            handle.write(json.dumps({"iteration": self.iteration, "test": results.to_json()}) + "\n")
         barrier()
 
     def close(self) -> None:

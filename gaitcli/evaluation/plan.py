@@ -1,0 +1,473 @@
+"""The evaluation plan: everything ``gait eval`` needs, resolved and checked once, before any
+feature is extracted.
+
+A builder (:func:`plan_checkpoint`, :func:`plan_model`, :func:`plan_features`,
+:func:`plan_arrays`) reads the config, the test split, the protocol and metric, the batch size
+and sampler, and every output target; each mistake is one line here, so a long extraction never
+ends in an error an option could have shown at once (docs/eval.md, "Errors"). Extraction,
+matching and reporting then take the :class:`EvalPlan` and decide nothing of their own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gaitcli.data.dataset import GaitDataset
+from gaitcli.errors import GaitError
+
+from .extract import FeatureSet
+from .metrics import check_metric
+from .protocols import PROTOCOLS, ProtocolFit, ProtocolSpec, check_fit, resolve_protocol
+
+Warn = Callable[[str], None]
+PathLike = str | os.PathLike[str]
+
+
+# ----------------------------------------------------------------------------------------------
+# the plan
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalOutputs:
+    """Where results go (``-`` is stdout for JSON and CSV)."""
+
+    json: str | None = None
+    """``--json`` target."""
+    csv: str | None = None
+    """``--csv`` target."""
+    heatmap: Path | None = None
+    """``--heatmap`` image."""
+    save_features: Path | None = None
+    """``--save-features`` file, written before matching."""
+
+
+@dataclass
+class Extraction:
+    """How features are extracted from a model."""
+
+    dataset: GaitDataset
+    """The test split."""
+    root: str
+    """Its data folder."""
+    partition: str
+    """Its partition file."""
+    batch_size: int
+    """Sequences per forward pass."""
+    sampler_cfg: dict[str, Any]
+    """``evaluator_cfg.sampler``."""
+    transform: Any
+    """``evaluator_cfg.transform``."""
+    enable_float16: bool
+    """fp16 autocast on CUDA."""
+    nproc: int
+    """Processes (each loads the checkpoint itself when more than one)."""
+    model: torch.nn.Module | None
+    """The model, for one process; None for several."""
+
+
+@dataclass
+class EvalPlan:
+    """One evaluation, fully resolved."""
+
+    cfg: dict[str, Any]
+    """The config (the checkpoint's, with ``--set`` applied)."""
+    spec: ProtocolSpec
+    """The protocol, resolved to type lists."""
+    fit: ProtocolFit
+    """Gallery and probe masks over the sequences (the order extraction keeps)."""
+    metric: str
+    """``euc`` or ``cos``."""
+    device: torch.device | None
+    """Where extraction and matching run (None: the model's device; matching on the CPU)."""
+    want_map: bool
+    """Compute mAP."""
+    remove_no_gallery: bool
+    """Leave out probes whose id has no gallery sequence."""
+    outputs: EvalOutputs
+    """Checked output targets."""
+    dataset_name: str | None
+    """The test set's name."""
+    checkpoint: str | None = None
+    """The checkpoint evaluated (or named by a feature file)."""
+    iteration: int | None = None
+    """Its iteration."""
+    extraction: Extraction | None = None
+    """Set when features come from a model."""
+    features: FeatureSet | None = None
+    """Set when features were given."""
+    features_path: str | None = None
+    """The feature file given (``--features``)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# shared checks
+# ----------------------------------------------------------------------------------------------
+
+
+def dataset_name_of(cfg: Mapping[str, Any]) -> str | None:
+    """The test set's name: ``data_cfg.test_dataset_name`` when set, else ``dataset_name``."""
+    dcfg = cfg.get("data_cfg", {}) or {}
+    name = dcfg.get("test_dataset_name") or dcfg.get("dataset_name")
+    return str(name) if name else None
+
+
+def check_protocol_name(protocol: str | ProtocolSpec) -> None:
+    if not isinstance(protocol, ProtocolSpec) and (protocol or "auto") not in PROTOCOLS:
+        raise GaitError(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+
+
+def check_finite(feats: FeatureSet, source: str) -> FeatureSet:
+    """One line when any embedding is NaN or infinite: distances to it mean nothing."""
+    if len(feats) == 0:
+        return feats
+    flat = feats.embeddings.reshape(len(feats), -1)
+    # row blocks: a boolean copy of a full OU-MVLP feature set would be another gigabyte
+    bad = np.concatenate([~np.isfinite(flat[i : i + 4096]).all(axis=1) for i in range(0, len(flat), 4096)] or
+                         [np.zeros(0, dtype=bool)])
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise GaitError(
+            f"{source}: {int(bad.sum())} of {len(feats)} embeddings hold NaN or infinite values "
+            "(first: sequence "
+            f"{feats.labels[first]}/{feats.types[first]}/{feats.views[first]}), and distances to them mean "
+            "nothing: re-extract them (with an earlier checkpoint if the run diverged)"
+        )
+    return feats
+
+
+def _check_file_target(option: str, target: PathLike | None) -> None:
+    if target is None or str(target) == "-":
+        return
+    path = Path(target)
+    if path.is_dir():
+        raise GaitError(f"{option} {path}: is a folder; give a file name")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise GaitError(f"{option} {path}: {parent} is a file, not a folder")
+
+
+def check_output_files(outputs: EvalOutputs) -> None:
+    """The output targets themselves (no folder given as a file; matplotlib and an image type it
+    writes for ``--heatmap``): checked before anything is read."""
+    from gaitcli.imaging import check_image_target
+
+    for option, target in (
+        ("--json", outputs.json),
+        ("--csv", outputs.csv),
+        ("--save-features", outputs.save_features),
+    ):
+        _check_file_target(option, target)
+    if outputs.heatmap is not None:
+        check_image_target(outputs.heatmap, "--heatmap")
+
+
+def check_outputs(outputs: EvalOutputs, spec: ProtocolSpec) -> None:
+    """The output options against the resolved protocol (``auto`` included), before extraction."""
+    if outputs.heatmap is not None and spec.kind == "cross-view":
+        raise GaitError(
+            f"--heatmap: the {spec.name} protocol has no gallery-view x probe-view matrix "
+            "(use --protocol casia-b, ou-mvlp or generic, or drop --heatmap)"
+        )
+
+
+def _protocol(
+    cfg: Mapping[str, Any],
+    protocol: str | ProtocolSpec,
+    name: str | None,
+    types: np.ndarray,
+    warn: Warn | None,
+) -> tuple[ProtocolSpec, ProtocolFit]:
+    ev = cfg.get("evaluator_cfg", {}) or {}
+    spec = resolve_protocol(protocol, dataset_name=name, evaluator_cfg=ev, types=types.tolist())
+    return spec, check_fit(spec, types, warn)
+
+
+def load_test_split(
+    cfg: Mapping[str, Any],
+    data: PathLike | None = None,
+    partition: PathLike | None = None,
+    *,
+    warn: Warn | None = None,
+) -> GaitDataset:
+    """The test split named by ``cfg`` (``data`` / ``partition`` override its paths)."""
+    dcfg = cfg["data_cfg"]
+    root = Path(data) if data is not None else Path(dcfg["dataset_root"])
+    part = partition if partition is not None else dcfg["dataset_partition"]
+    if not root.is_dir():
+        raise GaitError(f"data folder not found: {root} (pass --data DIR or set data_cfg.dataset_root)")
+    dataset = GaitDataset(root, part, "test", cache=False, data_in_use=dcfg.get("data_in_use"))
+    if warn is not None and dataset.missing_ids:
+        shown = ", ".join(dataset.missing_ids[:8]) + (", ..." if len(dataset.missing_ids) > 8 else "")
+        warn(
+            f"{len(dataset.missing_ids)} test ids of {dataset.partition.path} have no sequences "
+            f"under {root}: "
+            f"{shown}"
+        )
+    return dataset
+
+
+# ----------------------------------------------------------------------------------------------
+# builders
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The options of an evaluation that runs a model."""
+
+    data: PathLike | None = None
+    partition: PathLike | None = None
+    protocol: str | ProtocolSpec = "auto"
+    metric: str | None = None
+    batch_size: int | None = None
+    want_map: bool = False
+    outputs: EvalOutputs = EvalOutputs()
+
+
+def _extraction(
+    cfg: Mapping[str, Any], opts: ModelOptions, model: torch.nn.Module | None, nproc: int, warn: Warn | None
+) -> Extraction:
+    ev = cfg["evaluator_cfg"]
+    sampler = dict(ev.get("sampler") or {})
+    bs = int(opts.batch_size or sampler.get("batch_size") or 8)
+    if bs < 1:
+        raise GaitError(f"--batch-size must be at least 1, got {bs}")
+    dataset = load_test_split(cfg, opts.data, opts.partition, warn=warn)
+    dcfg = cfg["data_cfg"]
+    root = str(opts.data if opts.data is not None else dcfg["dataset_root"])
+    part = str(opts.partition if opts.partition is not None else dcfg["dataset_partition"])
+    return Extraction(
+        dataset, root, part, bs, sampler, ev.get("transform"), bool(ev.get("enable_float16")), nproc, model
+    )
+
+
+def _model_plan(
+    cfg: dict[str, Any],
+    opts: ModelOptions,
+    extraction: Extraction,
+    device: torch.device | None,
+    warn: Warn | None,
+    checkpoint: str | None,
+    iteration: int | None,
+) -> EvalPlan:
+    # a --metric was checked before the checkpoint was read; the config's one is checked here
+    metric = opts.metric or check_metric(cfg["evaluator_cfg"].get("metric") or "euc")
+    types = np.array([s.type for s in extraction.dataset.sequences], dtype=str)
+    name = dataset_name_of(cfg)
+    spec, fit = _protocol(cfg, opts.protocol, name, types, warn)
+    check_outputs(opts.outputs, spec)
+    return EvalPlan(
+        cfg=cfg,
+        spec=spec,
+        fit=fit,
+        metric=metric,
+        device=device,
+        want_map=opts.want_map,
+        remove_no_gallery=bool(cfg["data_cfg"].get("remove_no_gallery", False)),
+        outputs=opts.outputs,
+        dataset_name=name,
+        checkpoint=checkpoint,
+        iteration=iteration,
+        extraction=extraction,
+    )
+
+
+def plan_model(
+    model: torch.nn.Module,
+    cfg: Mapping[str, Any],
+    opts: ModelOptions = ModelOptions(),
+    *,
+    device: torch.device | str | None = None,
+    warn: Warn | None = None,
+    checkpoint: str | None = None,
+) -> EvalPlan:
+    """The plan for a model in memory and its config (the trainer's ``with_test``)."""
+    check_protocol_name(opts.protocol)
+    check_output_files(opts.outputs)
+    if opts.metric is not None:
+        check_metric(opts.metric)
+    iteration = _attribute(model, "checkpoint_meta").get("iteration")
+    extraction = _extraction(cfg, opts, model, 1, warn)
+    dev = torch.device(device) if device is not None else None
+    return _model_plan(
+        dict(cfg), opts, extraction, dev, warn, checkpoint, int(iteration) if iteration is not None else None
+    )
+
+
+def _stored_config(
+    checkpoint: Path, stored: Mapping[str, Any], overrides: list[str], warn: Warn | None
+) -> dict[str, Any]:
+    """The checkpoint's config with ``--set`` applied (a checkpoint without a config never gets
+    this far: :func:`gaitcli.models.load_checkpoint` refuses it rather than assume defaults)."""
+    from gaitcli.config import resolve_config
+
+    if not overrides:
+        return dict(stored)
+    return resolve_config(stored, f"{checkpoint} (stored config)", overrides=overrides, warn=warn)
+
+
+def _attribute(model: torch.nn.Module, name: str) -> dict[str, Any]:
+    """``model.config`` / ``model.checkpoint_meta``, which :func:`~gaitcli.models.load_checkpoint` sets."""
+    value = getattr(model, name, None)
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def plan_checkpoint(
+    checkpoint: PathLike,
+    opts: ModelOptions = ModelOptions(),
+    *,
+    device: str | None = None,
+    gpus: int | None = None,
+    nproc: int | None = None,
+    overrides: Iterable[str] = (),
+    warn: Warn | None = None,
+) -> EvalPlan:
+    """The plan for ``gait eval CKPT``: the model is rebuilt from the checkpoint's stored config
+    (weights checked, NaN refused) and its test split read, all before any extraction."""
+    from gaitcli.models import load_checkpoint
+    from gaitcli.training.distributed import resolve_devices
+
+    check_protocol_name(opts.protocol)
+    check_output_files(opts.outputs)
+    if opts.metric is not None:
+        check_metric(opts.metric)
+    device_type, procs = resolve_devices(device, gpus, nproc)
+    path = Path(checkpoint)
+    model = load_checkpoint(path, map_location="cpu", warn=warn)
+    cfg = _stored_config(path, _attribute(model, "config"), list(overrides), warn)
+    iteration = _attribute(model, "checkpoint_meta").get("iteration")
+    extraction = _extraction(cfg, opts, model if procs == 1 else None, procs, warn)
+    return _model_plan(
+        cfg,
+        opts,
+        extraction,
+        torch.device(device_type),
+        warn,
+        str(checkpoint),
+        int(iteration) if iteration is not None else None,
+    )
+
+
+def _features_plan(
+    feats: FeatureSet,
+    cfg: dict[str, Any],
+    *,
+    protocol: str | ProtocolSpec,
+    metric: str,
+    name: str | None,
+    want_map: bool,
+    device: torch.device | None,
+    outputs: EvalOutputs,
+    warn: Warn | None,
+    path: str | None,
+) -> EvalPlan:
+    # an empty name makes ``auto`` look at the types present instead of the default config's name
+    spec, fit = _protocol(cfg, protocol, name or "", feats.types, warn)
+    check_outputs(outputs, spec)
+    iteration = feats.meta.get("iteration")
+    return EvalPlan(
+        cfg=cfg,
+        spec=spec,
+        fit=fit,
+        metric=metric,
+        device=device,
+        want_map=want_map,
+        remove_no_gallery=bool(cfg["data_cfg"].get("remove_no_gallery", False)),
+        outputs=outputs,
+        dataset_name=name,
+        checkpoint=feats.meta.get("checkpoint"),
+        iteration=int(iteration) if iteration is not None else None,
+        features=feats,
+        features_path=path,
+    )
+
+
+def _named(overrides: list[str], *keys: str) -> bool:
+    return any(o.split("=", 1)[0].strip() in keys for o in overrides)
+
+
+def plan_features(
+    path: PathLike,
+    *,
+    protocol: str = "auto",
+    metric: str | None = None,
+    overrides: Iterable[str] = (),
+    want_map: bool = False,
+    device: str | None = None,
+    outputs: EvalOutputs = EvalOutputs(),
+    warn: Warn | None = None,
+) -> EvalPlan:
+    """The plan for ``gait eval --features FILE.npz``. The data set name and metric stored in the
+    file apply unless ``--set`` / ``--metric`` name others."""
+    from gaitcli.config import resolve_config
+    from gaitcli.training.distributed import resolve_devices
+
+    check_protocol_name(protocol)
+    check_output_files(outputs)
+    overrides = list(overrides)
+    feats = check_finite(FeatureSet.load(path), str(path))
+    cfg = resolve_config({}, "<defaults>", overrides=overrides)
+    named = _named(overrides, "data_cfg.dataset_name", "data_cfg.test_dataset_name")
+    name = dataset_name_of(cfg) if named else feats.meta.get("dataset_name")
+    stored = None if _named(overrides, "evaluator_cfg.metric") else feats.meta.get("metric")
+    metric = check_metric(metric or stored or cfg["evaluator_cfg"].get("metric") or "euc")
+    device_type, _ = resolve_devices(device, None, None)
+    return _features_plan(
+        feats,
+        cfg,
+        protocol=protocol,
+        metric=metric,
+        name=name,
+        want_map=want_map,
+        device=torch.device(device_type),
+        outputs=outputs,
+        warn=warn,
+        path=str(path),
+    )
+
+
+def plan_arrays(
+    embeddings: Any,
+    labels: Any,
+    types: Any,
+    views: Any,
+    *,
+    protocol: str | ProtocolSpec = "auto",
+    metric: str | None = None,
+    cfg: Mapping[str, Any] | None = None,
+    dataset_name: str | None = None,
+    want_map: bool = False,
+    device: torch.device | str | None = None,
+    warn: Warn | None = None,
+) -> EvalPlan:
+    """The plan for features in memory (``evaluate_features``); ``cfg`` supplies
+    ``evaluator_cfg`` and ``data_cfg.remove_no_gallery``."""
+    check_protocol_name(protocol)
+    base: dict[str, Any] = {"evaluator_cfg": {}, "data_cfg": {}, **dict(cfg or {})}
+    feats = check_finite(
+        FeatureSet(np.asarray(embeddings, dtype=np.float32), labels, types, views), "features"
+    )
+    metric = check_metric(metric or base["evaluator_cfg"].get("metric") or "euc")
+    if dataset_name is None and cfg is not None:
+        dataset_name = dataset_name_of(cfg)
+    dev = torch.device(device) if device is not None else None
+    return _features_plan(
+        feats,
+        base,
+        protocol=protocol,
+        metric=metric,
+        name=dataset_name,
+        want_map=want_map,
+        device=dev,
+        outputs=EvalOutputs(),
+        warn=warn,
+        path=None,
+    )
