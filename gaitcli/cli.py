@@ -357,6 +357,68 @@ def demo(
         write_json(json_out, payload)
 
 
+# --------------------------------------------------------------------------- deploy (docs/deploy.md)
+@app.command()
+@_handle_errors
+def embed(
+    checkpoint: Annotated[Path, typer.Argument(metavar="CKPT", help="A gaitcli .safetensors checkpoint.")],
+    inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", help="PNG walk folders, sequence .pkl files or prepared trees.")],
+    out: Annotated[Optional[Path], typer.Option("--out", metavar="FEATURES.npz", help="Feature file to write (as gait eval --save-features).")] = None,
+    append: Annotated[Optional[Path], typer.Option(metavar="G.npz", help="Add the walks to this gallery; walks it already holds are not re-embedded.")] = None,
+    partition: Annotated[Optional[Path], typer.Option(help="Partition JSON for a prepared tree INPUT.")] = None,
+    split: Annotated[str, typer.Option(help="With --partition: test, train or all.")] = "test",
+    img_size: Annotated[Optional[str], typer.Option("--img-size", metavar="N|HxW", help="Frame size (default: the checkpoint's).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto (default: cuda when present).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Sequences per inference batch.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the summary as JSON ('-' = stdout).")] = None,
+) -> None:
+    """Embed walks (PNG folders, pkls, prepared trees) into a feature file."""
+    from gaitcli.deploy.embed import run_embed
+    from gaitcli.deploy.render import render_embed
+
+    result = run_embed(checkpoint, inputs, out, append=append, partition=partition, split=split, img_size=img_size,
+                       device=device, batch_size=batch_size, overwrite=overwrite, console=console)
+    render_embed(result, console if json_out == "-" else out_console)
+    if json_out:
+        write_json(json_out, result.to_json())
+
+
+@app.command()
+@_handle_errors
+def identify(
+    probes: Annotated[list[str], typer.Argument(metavar="PROBE...", help="Feature files, or with --checkpoint anything gait embed takes.")],
+    gallery: Annotated[Path, typer.Option(metavar="G.npz", help="Gallery feature file (gait embed / gait eval --save-features).")],
+    checkpoint: Annotated[Optional[Path], typer.Option(metavar="CKPT", help="Embed non-.npz probes with this checkpoint.")] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="Identities listed per probe.")] = 5,
+    threshold: Annotated[Optional[float], typer.Option(help="Answer 'unknown' when the best distance is above this.")] = None,
+    calibration: Annotated[Optional[Path], typer.Option(metavar="CAL.json", help="Threshold from gait eval --verification --calibrate.")] = None,
+    exclude_same_view: Annotated[bool, typer.Option("--exclude-same-view", help="Drop gallery sequences at the probe's view.")] = False,
+    gallery_types: Annotated[Optional[str], typer.Option(metavar="T1,T2", help="Use only these gallery types, e.g. nm-01,nm-02.")] = None,
+    img_size: Annotated[Optional[str], typer.Option("--img-size", metavar="N|HxW", help="Frame size for embedded probes.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Sequences per inference batch.")] = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the answers as JSON ('-' = stdout).")] = None,
+) -> None:
+    """Who is this? The top-k gallery identities for each probe walk."""
+    from gaitcli.deploy.identify import identify as run_identify
+    from gaitcli.deploy.identify import load_probes, resolve_threshold
+    from gaitcli.deploy.render import render_identify, render_problems
+    from gaitcli.evaluation.extract import FeatureSet
+
+    gal = FeatureSet.load(gallery)
+    cut = resolve_threshold(threshold, str(calibration) if calibration else None, gal, str(gallery))
+    probe_set, skipped = load_probes(probes, gal, str(gallery), checkpoint=str(checkpoint) if checkpoint else None,
+                                     img_size=img_size, device=device, batch_size=batch_size, console=console)
+    result = run_identify(gal, probe_set, top_k=top_k, exclude_same_view=exclude_same_view,
+                          gallery_types=_split_list(gallery_types), threshold=cut, gallery_name=str(gallery))
+    target = console if json_out == "-" else out_console
+    render_problems(skipped, target)
+    render_identify(result, target)
+    if json_out:
+        write_json(json_out, result.to_json())
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,0 +1,95 @@
+"""Calibrated thresholds: ``gait eval --verification --calibrate FAR`` writes one, ``gait identify
+--calibration`` reads it (docs/deploy.md).
+
+The JSON holds the distance threshold, the FAR it was calibrated at (and the TAR reached), and
+the data it was measured on: data set, split, probe sets, checkpoint (path and SHA-256), model,
+metric and frame size. It is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from gaitcli.errors import GaitError
+from gaitcli.fileio import atomic_write_bytes
+
+from .compat import Provenance
+
+FORMAT = "gaitcli-calibration-1"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A distance threshold and what it means."""
+
+    threshold: float
+    """Accept a match when its distance is at most this."""
+    far: float
+    """The false accept rate it was calibrated at."""
+    tar: float | None
+    """The true accept rate measured at it."""
+    achieved_far: float | None
+    """The false accept rate measured at it (at most ``far``)."""
+    dataset: str | None
+    """The data set it was measured on."""
+    split: str
+    """Its split (``test``)."""
+    probe_sets: str
+    """The probe sets pooled (e.g. ``ALL`` or ``NM``)."""
+    genuine_pairs: int
+    """Genuine pairs measured."""
+    impostor_pairs: int
+    """Impostor pairs measured."""
+    checkpoint: str | None
+    """The checkpoint."""
+    checkpoint_sha256: str | None
+    """SHA-256 of the checkpoint file."""
+    model: str | None
+    """Model name."""
+    metric: str | None
+    """Distance metric."""
+    frame_size: str | None
+    """Frame size ``HxW``."""
+
+    @property
+    def provenance(self) -> Provenance:
+        return Provenance(self.checkpoint, self.checkpoint_sha256, self.model, self.metric, self.frame_size)
+
+    def meaning(self) -> str:
+        where = f"{self.dataset or 'unnamed data'} {self.split} split, {self.probe_sets}"
+        return (f"threshold {self.threshold:.4g} = FAR {self.far:g} calibrated on {where} "
+                f"({self.impostor_pairs} impostor pairs; TAR {_pct(self.tar)} there)")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, **asdict(self)}
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        atomic_write_bytes(path, (json.dumps(self.to_json(), indent=2) + "\n").encode())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Calibration:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise GaitError(f"{path}: no such calibration file (write one with gait eval --verification "
+                            "--calibrate FAR FILE.json)") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise GaitError(f"{path}: not a readable calibration JSON ({exc})") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise GaitError(f"{path}: not a gaitcli calibration file (format {FORMAT} expected)")
+        data.pop("format")
+        try:
+            cal = cls(**data)
+            float(cal.threshold)
+        except (TypeError, ValueError) as exc:
+            raise GaitError(f"{path}: damaged calibration file ({exc})") from None
+        return cal
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.2f}%"
