@@ -241,6 +241,10 @@ def evaluate(
     rank5: Annotated[bool, typer.Option("--rank5", help="Also print the rank-5 table.")] = False,
     map_: Annotated[bool, typer.Option("--map", help="Also compute and print mAP.")] = False,
     set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override a key of the stored config, e.g. evaluator_cfg.sampler.frames_all_limit=300 (repeatable).")] = None,
+    verification: Annotated[bool, typer.Option("--verification", help="Also genuine/impostor distributions, EER and TAR@FAR per probe set.")] = False,
+    calibrate: Annotated[Optional[float], typer.Option(metavar="FAR", help="With --verification: store the threshold for this FAR (--calibration-out).")] = None,
+    calibration_out: Annotated[Optional[Path], typer.Option(metavar="CAL.json", help="Where --calibrate writes the threshold (read by gait identify --calibration).")] = None,
+    roc: Annotated[Optional[Path], typer.Option(metavar="FILE.png", help="With --verification: draw ROC and DET curves.")] = None,
 ) -> None:
     """Evaluate a checkpoint (or saved features): rank-1 tables per probe set and view."""
     from gaitcli.evaluation.api import evaluate_checkpoint, evaluate_feature_file
@@ -248,6 +252,10 @@ def evaluate(
 
     if (checkpoint is None) == (features is None):
         raise GaitError("give either a checkpoint (gait eval CKPT) or --features FILE.npz, not both and not neither")
+    from gaitcli.deploy.eval_verification import check_options, verification_features, verify_results
+
+    check_options(verification, calibrate, calibration_out, roc)
+    save_features, scratch = verification_features(verification, features, save_features)
     if heatmap is not None:
         check_heatmap(protocol, heatmap)  # before a long evaluation, not after it
     if features is not None:
@@ -265,14 +273,18 @@ def evaluate(
                                       overrides=set_ or (), want_map=map_, save_features=save_features,
                                       console=console, warn=_warn)
     render_results(results, out_console if json_out != "-" and csv_out != "-" else console, rank5=rank5, show_map=map_)
+    extra = verify_results(results, features or save_features, scratch, calibrate=calibrate,
+                           calibration_out=calibration_out, roc=roc, csv_out=csv_out, note=_note,
+                           console=out_console if json_out != "-" and csv_out != "-" else console)
     if json_out:
-        write_json(json_out, json_payload(results))
+        write_json(json_out, {**json_payload(results), **extra.payload})
     if csv_out:
         write_csv(csv_out, results)
+        extra.write_csv(csv_out)
     if heatmap is not None:
         save_heatmap(results, heatmap)
         _note(f"heatmap written to {heatmap}")
-    if save_features is not None:
+    if save_features is not None and scratch is None:
         _note(f"features written to {save_features}")
 
 

@@ -93,3 +93,29 @@ class Calibration:
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.2f}%"
+
+
+def calibrate(report: Any, far: float, *, dataset: str | None, provenance: Provenance,
+              probe_set: str | None = None) -> Calibration:
+    """The threshold for ``far`` on the pooled probe sets of a verification report (or on
+    ``probe_set``); a FAR the data cannot resolve is a one-line error."""
+    if not 0 < far < 1:
+        raise GaitError(f"--calibrate {far}: a FAR lies between 0 and 1, e.g. 1e-3")
+    names = [r.probe_set for r in report.results]
+    name = probe_set or ("ALL" if "ALL" in names else names[0])
+    result = report.get(name)
+    if result is None:
+        raise GaitError(f"no verification results for probe set {name} (have {', '.join(names)})")
+    n_imp = result.impostor.count
+    if n_imp * far < 1:
+        raise GaitError(f"--calibrate {far:g}: only {n_imp} impostor pairs in {name}; at least "
+                        f"{int(1 / far + 0.5)} are needed to resolve that FAR (use a larger FAR or more data)")
+    point = next((p for p in result.points if abs(p.far - far) <= 1e-12), None)
+    if point is None:
+        raise GaitError(f"--calibrate {far:g}: the verification was not computed at that FAR")
+    if point.threshold is None:
+        raise GaitError(f"--calibrate {far:g}: no distance threshold reaches that FAR on {name}")
+    return Calibration(float(point.threshold), far, point.tar, point.achieved_far, dataset, "test", name,
+                       result.genuine.count, n_imp, provenance.checkpoint, provenance.checkpoint_sha256,
+                       provenance.model, provenance.metric, provenance.frame_size)
+

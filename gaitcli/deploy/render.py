@@ -47,6 +47,6 @@ def render_identify(result: IdentifyResult, console: Console) -> None:
     for a in result.answers:
         probe = "/".join(x for x in (a.probe, a.type, a.view) if x)
         best = a.best
-        others = ", ".join(f"{m.label} {m.distance:.3f}" for m in a.matches[1:4])
-        table.add_row(escape(probe), escape(a.answer), f"{best.distance:.3f}" if best else "-", escape(others))
+        others = ", ".join(f"{m.label} {m.distance:.4g}" for m in a.matches[1:4])
+        table.add_row(escape(probe), escape(a.answer), f"{best.distance:.4g}" if best else "-", escape(others))
     console.print(table)

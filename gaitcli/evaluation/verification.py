@@ -299,7 +299,7 @@ PAIR_RULE = "probe x gallery pairs of the protocol, identical views excluded"
 
 def verify_protocol(embeddings: Any, labels: Any, types: Any, views: Any, gallery_types: Iterable[str],
                     probe_sets: dict[str, Sequence[str]], metric: str = "euc", *,
-                    device: torch.device | str | None = None, chunk: int = 1024,
+                    device: torch.device | str | None = None, chunk: int = 1024, fars: Sequence[float] = FARS,
                     progress: Callable[[int, int], None] | None = None) -> VerificationReport:
     """Verification for every probe set of a protocol (its gallery types and probe sets), memory
     bounded: the probe × gallery distances are made ``chunk`` probes at a time."""
@@ -328,9 +328,9 @@ def verify_protocol(embeddings: Any, labels: Any, types: Any, views: Any, galler
             done += 1
             if progress is not None:
                 progress(done, steps)
-        report.results.append(acc.result(name))
+        report.results.append(acc.result(name, fars))
     if len(sets) > 1:
-        report.results.append(pooled.result(POOLED))
+        report.results.append(pooled.result(POOLED, fars))
     return report
 
 
@@ -348,7 +348,9 @@ def table_rows(report: VerificationReport) -> list[list[str]]:
     rows = []
     for r in report.results:
         row = [r.probe_set, str(r.genuine.count), str(r.impostor.count), _pct(r.eer)]
-        row += [_pct(p.tar) for p in r.points]
+        for far in FARS:
+            point = r.point(far)
+            row.append(_pct(point.tar if point is not None else None))
         rows.append(row + ["exact" if r.exact else "histogram"])
     return rows
 
@@ -398,3 +400,28 @@ def save_roc(report: VerificationReport, path: str | os.PathLike[str]) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     atomic_write_bytes(path, buf.getvalue())
+
+
+def verification_for_results(results: dict[str, Any], embeddings: Any, labels: Any, types: Any, views: Any, *,
+                             device: torch.device | str | None = None,
+                             extra_fars: Sequence[float] = ()) -> VerificationReport:
+    """Verification on the gallery and probe sets of a finished protocol run (``results`` of
+    :func:`gaitcli.evaluation.protocols.run_protocol`)."""
+    return verify_protocol(embeddings, labels, types, views, results["gallery_types"], results["probe_sets"],
+                           results.get("metric") or "euc", device=device,
+                           fars=tuple(FARS) + tuple(f for f in extra_fars if f not in FARS))
+
+
+def render_verification(report: VerificationReport, console: Any) -> None:
+    """The verification table (rates in %, n/a where a FAR cannot be resolved)."""
+    from rich.table import Table
+
+    table = Table(title=f"Verification ({report.rule})", title_justify="left", box=None, pad_edge=False)
+    for name in TABLE_HEADER:
+        table.add_column(name, justify="left" if name in ("probe set", "curves") else "right")
+    for row in table_rows(report):
+        table.add_row(*row)
+    console.print(table)
+    notes = {p.note for r in report.results for p in r.points if p.note}
+    for note in sorted(notes):
+        console.print(f"  {note}", highlight=False)
