@@ -431,6 +431,26 @@ def identify(
         write_json(json_out, result.to_json())
 
 
+@app.command()
+@_handle_errors
+def export(
+    checkpoint: Annotated[Path, typer.Argument(metavar="CKPT", help="A gaitcli .safetensors checkpoint.")],
+    out: Annotated[Path, typer.Argument(metavar="MODEL.onnx", help="Where to write the ONNX embedding network.")],
+    img_size: Annotated[Optional[str], typer.Option("--img-size", metavar="N|HxW", help="Frame size (default: the checkpoint's).")] = None,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Compare onnxruntime with PyTorch on walks of 10, 30, 100 frames.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace MODEL.onnx if it exists.")] = False,
+    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the summary as JSON ('-' = stdout).")] = None,
+) -> None:
+    """Export the embedding network to ONNX (needs the 'export' extra)."""
+    from gaitcli.deploy.export import export_onnx
+    from gaitcli.deploy.render import render_export
+
+    result = export_onnx(checkpoint, out, img_size=img_size, check=check, overwrite=overwrite)
+    render_export(result, console if json_out == "-" else out_console)
+    if json_out:
+        write_json(json_out, result.to_json())
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .embed import EmbedResult
+from .export import ExportResult
 from .identify import IdentifyResult
 from .inputs import Problem
 
@@ -50,3 +51,15 @@ def render_identify(result: IdentifyResult, console: Console) -> None:
         others = ", ".join(f"{m.label} {m.distance:.4g}" for m in a.matches[1:4])
         table.add_row(escape(probe), escape(a.answer), f"{best.distance:.4g}" if best else "-", escape(others))
     console.print(table)
+
+
+def render_export(result: ExportResult, console: Console) -> None:
+    meta = result.metadata
+    console.print(f"wrote {escape(result.out)}: {escape(meta['model'])}, input [1, T, {meta['input_size'].replace('x', ', ')}] "
+                  f"(frame size {meta['frame_size']}, cut {meta['cut_width']} per side, scale 1/255)",
+                  highlight=False, soft_wrap=True)
+    if result.differences:
+        diffs = ", ".join(f"T={t}: {d:.2g}" for t, d in result.differences.items())
+        console.print(f"onnxruntime vs PyTorch, max |difference|: {diffs} (tolerance 1e-4)", highlight=False)
+    else:
+        console.print("not checked against PyTorch (--no-check)")
