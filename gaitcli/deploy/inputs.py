@@ -186,8 +186,10 @@ def tree_walks(root: Path, frame_size: tuple[int, int], partition: Path | None, 
     if not infos:
         raise DataError(f"{root}: no sequences (id/type/view/*.pkl) found"
                         + (f" for the {split} split of {partition}" if partition is not None else ""))
-    return [Walk(i.label, i.type, i.view, os.path.dirname(i.paths[0]), _tree_reader(i.paths, i.key, frame_size))
-            for i in infos]
+    walks = [Walk(i.label, i.type, i.view, os.path.dirname(i.paths[0]), _tree_reader(i.paths, i.key, frame_size))
+             for i in infos]
+    walks[0].read()  # a tree of another frame size fails here, before any embedding
+    return walks
 
 
 def _images_of(folder: Path) -> list[str]:
@@ -197,6 +199,17 @@ def _images_of(folder: Path) -> list[str]:
 
 def _pkls_of(folder: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(folder) if e.is_file() and e.name.endswith(".pkl"))
+
+
+def _nested_pkls(folder: Path, frame_size: tuple[int, int], out: WalkSet) -> None:
+    """A folder inside a prepared tree (e.g. one id): every pkl below it, one walk each."""
+    found = sorted(p for p in folder.rglob("*.pkl") if not any(x.startswith(".") for x in p.relative_to(folder).parts))
+    if not found:
+        raise GaitError(f"{folder}: no PNG frames, no .pkl and no prepared tree (id/type/view/*.pkl) in it")
+    out.from_tree = False
+    for path in found:
+        walk = pkl_walk(path, frame_size, out.skipped)
+        out.sequences.extend([walk] if walk else [])
 
 
 def resolve_inputs(inputs: Sequence[str | os.PathLike[str]], frame_size: tuple[int, int], *,
@@ -229,6 +242,8 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike[str]], frame_size: tuple[i
                 walk = pkl_walk(path / name, frame_size, out.skipped)
                 out.sequences.extend([walk] if walk else [])
             out.from_tree = False
+        elif partition is None and not scan_tree(path):
+            _nested_pkls(path, frame_size, out)
         else:
             used_tree = True
             out.sequences.extend(tree_walks(path, frame_size, partition, split, data_in_use))
