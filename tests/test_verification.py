@@ -108,3 +108,38 @@ def test_tables_csv_and_calibration(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(GaitError, match="not a readable calibration"):
         Calibration.load(tmp_path / "bad.json")
+
+
+def test_eval_cli_verification_json_csv_roc_calibration(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from gaitcli.cli import app
+    from gaitcli.evaluation import FeatureSet
+
+    rng = np.random.default_rng(0)
+    types = [f"nm-0{i}" for i in range(1, 7)] + ["bg-01", "bg-02", "cl-01", "cl-02"]
+    rows = [(i, t, v) for i in range(6) for t in types for v in ("000", "090")]
+    centres = rng.normal(size=(6, 2, 4))
+    emb = np.stack([centres[i] + 0.8 * rng.normal(size=(2, 4)) for i, _, _ in rows]).astype(np.float32)
+    FeatureSet(emb, [f"{i:03d}" for i, _, _ in rows], [t for _, t, _ in rows], [v for _, _, v in rows],
+               meta={"dataset_name": "CASIA-B", "checkpoint": "c.safetensors", "metric": "euc"}).save(tmp_path / "f.npz")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["eval", "--features", str(tmp_path / "f.npz"), "--verification", "--calibrate",
+                                   "0.01", "--calibration-out", str(out / "cal.json"), "--roc", str(out / "roc.png"),
+                                   "--json", str(out / "r.json"), "--csv", str(out / "r.csv")])
+    assert res.exit_code == 0, res.output
+    assert "Verification" in res.output and "TAR@1e-4 %" in res.output and "calibration written" in res.output
+    payload = json.loads((out / "r.json").read_text())
+    sets = {s["probe_set"]: s for s in payload["verification"]["sets"]}
+    assert set(sets) == {"NM", "BG", "CL", "ALL"}
+    # per id: 4 NM probes x 4 gallery sequences at the other view; 5 other ids as impostors
+    assert sets["NM"]["genuine"]["count"] == 6 * 4 * 4 and sets["NM"]["impostor"]["count"] == 6 * 4 * 4 * 5
+    assert sets["ALL"]["tar_at_far"][2]["tar"] is None and "n/a" in sets["ALL"]["tar_at_far"][2]["note"]
+    assert "verification,ALL," in (out / "r.csv").read_text() and "rank1" in (out / "r.csv").read_text()
+    assert (out / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    cal = Calibration.load(out / "cal.json")
+    assert cal.far == 0.01 and cal.dataset == "CASIA-B" and cal.probe_sets == "ALL" and cal.metric == "euc"
+    bad = CliRunner().invoke(app, ["eval", "--features", str(tmp_path / "f.npz"), "--calibrate", "0.01"])
+    assert bad.exit_code == 2 and "--verification" in bad.output
