@@ -56,10 +56,19 @@ def setup(tmp_path_factory):
     part = base / "part.json"
     part.write_text(json.dumps({"TRAIN_SET": [], "TEST_SET": list(IDS)}))
     torch.manual_seed(0)
-    model = build_model({"model_cfg": {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 2, "bin_num": [32]},
-                         "data_cfg": {"dataset_name": "CASIA-B", "dataset_root": str(tree), "dataset_partition": str(part)}})
-    ckpt = save_checkpoint(base / "tiny.safetensors", model, model.config, iteration=3, labels=list(IDS),
-                           frame_size="32x32")
+    model = build_model(
+        {
+            "model_cfg": {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 2, "bin_num": [32]},
+            "data_cfg": {
+                "dataset_name": "CASIA-B",
+                "dataset_root": str(tree),
+                "dataset_partition": str(part),
+            },
+        }
+    )
+    ckpt = save_checkpoint(
+        base / "tiny.safetensors", model, model.config, iteration=3, labels=list(IDS), frame_size="32x32"
+    )
     bare = save_checkpoint(base / "bare.safetensors", model, model.config, iteration=3, labels=list(IDS))
     return {"base": base, "raw": raw, "tree": tree, "part": part, "ckpt": ckpt, "bare": bare}
 
@@ -75,8 +84,17 @@ def one_error_line(result):
 
 def test_embed_tree_equals_eval_features(setup):
     base = setup["base"]
-    res = run("embed", setup["ckpt"], setup["tree"], "--partition", setup["part"], "--out", base / "t.npz",
-              "--device", "cpu")
+    res = run(
+        "embed",
+        setup["ckpt"],
+        setup["tree"],
+        "--partition",
+        setup["part"],
+        "--out",
+        base / "t.npz",
+        "--device",
+        "cpu",
+    )
     assert res.exit_code == 0, res.output
     res = run("eval", setup["ckpt"], "--save-features", base / "e.npz", "--device", "cpu")
     assert res.exit_code == 0, res.output
@@ -97,8 +115,18 @@ def test_png_walks_are_pretreated_like_prepare_and_bad_inputs_are_listed(setup):
     bad_pkl = base / "evil.pkl"
     bad_pkl.write_bytes(pickle.dumps(print))  # a pickle that would call code: refused, listed, skipped
     walk = raw / "001" / "nm-01" / "000"
-    res = run("embed", setup["ckpt"], walk, empty, bad_pkl, tree / "002" / "bg-01" / "090" / "090.pkl",
-              "--out", base / "w.npz", "--json", base / "w.json")
+    res = run(
+        "embed",
+        setup["ckpt"],
+        walk,
+        empty,
+        bad_pkl,
+        tree / "002" / "bg-01" / "090" / "090.pkl",
+        "--out",
+        base / "w.npz",
+        "--json",
+        base / "w.json",
+    )
     assert res.exit_code == 0, res.output
     report = json.loads((base / "w.json").read_text())
     reasons = {p["path"]: p["reason"] for p in report["skipped"]}
@@ -138,11 +166,26 @@ def test_one_line_errors(setup):
     assert one_error_line(res := run("embed", setup["bare"], tree, "--out", base / "x.npz"))
     assert "--img-size" in res.output
     assert run("embed", setup["bare"], tree, "--out", base / "x.npz", "--img-size", "32").exit_code == 0
-    assert one_error_line(run("embed", setup["bare"], tree, "--out", base / "x.npz", "--img-size", "32"))  # exists
-    assert one_error_line(res := run("embed", setup["ckpt"], tree, "--out", base / "y.npz", "--img-size", "64"))
+    assert one_error_line(
+        run("embed", setup["bare"], tree, "--out", base / "x.npz", "--img-size", "32")
+    )  # exists
+    assert one_error_line(
+        res := run("embed", setup["ckpt"], tree, "--out", base / "y.npz", "--img-size", "64")
+    )
     assert "64x64" in res.output
     assert one_error_line(run("embed", setup["ckpt"], base / "nowhere", "--out", base / "y.npz"))
     assert one_error_line(run("embed", setup["ckpt"], setup["part"], "--out", base / "y.npz"))
     assert one_error_line(run("embed", setup["ckpt"], tree, "--out", base / "y.npz", "--img-size", "abc"))
-    assert one_error_line(run("embed", setup["ckpt"], tree, "--partition", setup["part"], "--split", "dev",
-                              "--out", base / "y.npz"))
+    assert one_error_line(
+        run(
+            "embed",
+            setup["ckpt"],
+            tree,
+            "--partition",
+            setup["part"],
+            "--split",
+            "dev",
+            "--out",
+            base / "y.npz",
+        )
+    )

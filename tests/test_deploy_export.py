@@ -32,8 +32,9 @@ def one_thread():
 def checkpoint(tmp_path, kind, extra, **meta):
     torch.manual_seed(0)
     model = build_model({"model_cfg": {"model": kind, "channels": [4, 8, 8], "class_num": 3, **extra}})
-    return save_checkpoint(tmp_path / f"{kind}{extra.get('variant', '')}.safetensors", model, model.config,
-                           iteration=1, **meta), model
+    return save_checkpoint(
+        tmp_path / f"{kind}{extra.get('variant', '')}.safetensors", model, model.config, iteration=1, **meta
+    ), model
 
 
 @pytest.mark.parametrize("kind,extra", KINDS)
@@ -66,8 +67,12 @@ def test_cli_prints_difference_and_refuses_bad_input(tmp_path, monkeypatch):
     res = runner.invoke(app, ["export", str(ckpt), str(tmp_path / "m.onnx"), "--img-size", "64"])
     assert res.exit_code == 0, res.output
     assert "max |difference|" in res.output and "T=100" in res.output
-    assert one_error_line(runner.invoke(app, ["export", str(ckpt), str(tmp_path / "m.onnx"), "--img-size", "64"]))
-    assert one_error_line(runner.invoke(app, ["export", str(ckpt), str(tmp_path / "m.txt"), "--img-size", "64"]))
+    assert one_error_line(
+        runner.invoke(app, ["export", str(ckpt), str(tmp_path / "m.onnx"), "--img-size", "64"])
+    )
+    assert one_error_line(
+        runner.invoke(app, ["export", str(ckpt), str(tmp_path / "m.txt"), "--img-size", "64"])
+    )
     real_import = builtins.__import__
 
     def no_onnx(name, *args, **kwargs):

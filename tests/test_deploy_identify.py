@@ -21,13 +21,23 @@ def feature_set(ids: int = 8, seed: int = 0, metric: str = "euc") -> FeatureSet:
     centres = rng.normal(size=(ids, 4, 6))
     rows = [(i, t, v) for i in range(ids) for t in TYPES for v in VIEWS]
     emb = np.stack([centres[i] + 0.9 * rng.normal(size=(4, 6)) for i, _, _ in rows]).astype(np.float32)
-    return FeatureSet(emb, [f"{i:03d}" for i, _, _ in rows], [t for _, t, _ in rows], [v for _, _, v in rows],
-                      meta={"checkpoint": "a.safetensors", "metric": metric, "frame_size": "64x64"})
+    return FeatureSet(
+        emb,
+        [f"{i:03d}" for i, _, _ in rows],
+        [t for _, t, _ in rows],
+        [v for _, _, v in rows],
+        meta={"checkpoint": "a.safetensors", "metric": metric, "frame_size": "64x64"},
+    )
 
 
 def subset(feats: FeatureSet, mask: np.ndarray) -> FeatureSet:
-    return FeatureSet(feats.embeddings[mask], feats.labels[mask], feats.types[mask], feats.views[mask],
-                      meta=dict(feats.meta))
+    return FeatureSet(
+        feats.embeddings[mask],
+        feats.labels[mask],
+        feats.types[mask],
+        feats.views[mask],
+        meta=dict(feats.meta),
+    )
 
 
 def run(*args):
@@ -82,7 +92,9 @@ def test_unknown_above_threshold():
     for a, d in zip(result.answers, best, strict=True):
         assert (a.answer == UNKNOWN) == (d > cut)
         assert a.matches  # the nearest identity is still reported
-    assert any(a.answer == UNKNOWN for a in result.answers) and any(a.answer != UNKNOWN for a in result.answers)
+    assert any(a.answer == UNKNOWN for a in result.answers) and any(
+        a.answer != UNKNOWN for a in result.answers
+    )
 
 
 def test_cli_json_and_refusals(tmp_path):
@@ -91,8 +103,18 @@ def test_cli_json_and_refusals(tmp_path):
     subset(feats, feats.types == "nm-02").save(gallery)
     probe = tmp_path / "p.npz"
     subset(feats, feats.types == "nm-01").save(probe)
-    result = run("identify", probe, "--gallery", gallery, "--threshold", 100, "--json", tmp_path / "a.json",
-                 "--top-k", 2)
+    result = run(
+        "identify",
+        probe,
+        "--gallery",
+        gallery,
+        "--threshold",
+        100,
+        "--json",
+        tmp_path / "a.json",
+        "--top-k",
+        2,
+    )
     assert result.exit_code == 0, result.output
     assert "given on the command line" in result.output
     payload = json.loads((tmp_path / "a.json").read_text())
@@ -105,12 +127,27 @@ def test_cli_json_and_refusals(tmp_path):
     other.meta.update(metric="euc", checkpoint="b.safetensors")
     other.save(tmp_path / "b.npz")
     assert one_error_line(res := run("identify", tmp_path / "b.npz", "--gallery", gallery)), res.output
-    cal = {"format": "gaitcli-calibration-1", "threshold": 0.5, "far": 0.01, "tar": 0.9, "achieved_far": 0.01,
-           "dataset": "X", "split": "test", "probe_sets": "ALL", "genuine_pairs": 1, "impostor_pairs": 100,
-           "checkpoint": "a.safetensors", "checkpoint_sha256": None, "model": None, "metric": "euc",
-           "frame_size": "32x32"}
+    cal = {
+        "format": "gaitcli-calibration-1",
+        "threshold": 0.5,
+        "far": 0.01,
+        "tar": 0.9,
+        "achieved_far": 0.01,
+        "dataset": "X",
+        "split": "test",
+        "probe_sets": "ALL",
+        "genuine_pairs": 1,
+        "impostor_pairs": 100,
+        "checkpoint": "a.safetensors",
+        "checkpoint_sha256": None,
+        "model": None,
+        "metric": "euc",
+        "frame_size": "32x32",
+    }
     (tmp_path / "cal.json").write_text(json.dumps(cal))
-    assert one_error_line(res := run("identify", probe, "--gallery", gallery, "--calibration", tmp_path / "cal.json"))
+    assert one_error_line(
+        res := run("identify", probe, "--gallery", gallery, "--calibration", tmp_path / "cal.json")
+    )
     assert "frame size" in res.output
     cal["frame_size"] = "64x64"
     (tmp_path / "cal.json").write_text(json.dumps(cal))

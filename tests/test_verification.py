@@ -58,8 +58,9 @@ def test_eer_and_tar_at_far_equal_brute_force():
 
 def test_identical_views_are_excluded_and_genuine_is_same_id():
     dist = np.array([[0.1, 0.5, 0.2], [0.7, 0.3, 0.9]], np.float32)
-    result = verify_distances(dist, ["a", "b"], ["a", "a", "b"], probe_views=["000", "090"],
-                              gallery_views=["000", "090", "090"])
+    result = verify_distances(
+        dist, ["a", "b"], ["a", "a", "b"], probe_views=["000", "090"], gallery_views=["000", "090", "090"]
+    )
     # probe a@000: gallery a@000 excluded (same view); a@090 genuine 0.5, b@090 impostor 0.2
     # probe b@090: a@000 impostor 0.7; a@090, b@090 excluded
     assert result.genuine.count == 1 and result.impostor.count == 2
@@ -91,8 +92,9 @@ def test_tables_csv_and_calibration(tmp_path):
     labels_p = np.repeat(np.arange(5), 4).astype(str)
     labels_g = np.repeat(np.arange(5), 12).astype(str)
     dist[labels_p[:, None] == labels_g[None, :]] *= 0.3
-    report = VerificationReport("euc", "test", [verify_distances(dist, labels_p, labels_g, name="NM",
-                                                                 fars=(1e-2, 1e-3, 1e-4, 0.05))])
+    report = VerificationReport(
+        "euc", "test", [verify_distances(dist, labels_p, labels_g, name="NM", fars=(1e-2, 1e-3, 1e-4, 0.05))]
+    )
     rows = table_rows(report)
     assert rows[0][0] == "NM" and rows[0][1] == "240" and rows[0][2] == "960" and rows[0][5] == "n/a"
     assert "verification,NM,240,960" in csv_text(report)
@@ -123,12 +125,33 @@ def test_eval_cli_verification_json_csv_roc_calibration(tmp_path):
     rows = [(i, t, v) for i in range(6) for t in types for v in ("000", "090")]
     centres = rng.normal(size=(6, 2, 4))
     emb = np.stack([centres[i] + 0.8 * rng.normal(size=(2, 4)) for i, _, _ in rows]).astype(np.float32)
-    FeatureSet(emb, [f"{i:03d}" for i, _, _ in rows], [t for _, t, _ in rows], [v for _, _, v in rows],
-               meta={"dataset_name": "CASIA-B", "checkpoint": "c.safetensors", "metric": "euc"}).save(tmp_path / "f.npz")
+    FeatureSet(
+        emb,
+        [f"{i:03d}" for i, _, _ in rows],
+        [t for _, t, _ in rows],
+        [v for _, _, v in rows],
+        meta={"dataset_name": "CASIA-B", "checkpoint": "c.safetensors", "metric": "euc"},
+    ).save(tmp_path / "f.npz")
     out = tmp_path / "out"
-    res = CliRunner().invoke(app, ["eval", "--features", str(tmp_path / "f.npz"), "--verification", "--calibrate",
-                                   "0.01", "--calibration-out", str(out / "cal.json"), "--roc", str(out / "roc.png"),
-                                   "--json", str(out / "r.json"), "--csv", str(out / "r.csv")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--features",
+            str(tmp_path / "f.npz"),
+            "--verification",
+            "--calibrate",
+            "0.01",
+            "--calibration-out",
+            str(out / "cal.json"),
+            "--roc",
+            str(out / "roc.png"),
+            "--json",
+            str(out / "r.json"),
+            "--csv",
+            str(out / "r.csv"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "Verification" in res.output and "TAR@1e-4 %" in res.output and "calibration written" in res.output
     payload = json.loads((out / "r.json").read_text())

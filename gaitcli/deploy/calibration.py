@@ -61,8 +61,10 @@ class Calibration:
 
     def meaning(self) -> str:
         where = f"{self.dataset or 'unnamed data'} {self.split} split, {self.probe_sets}"
-        return (f"threshold {self.threshold:.4g} = FAR {self.far:g} calibrated on {where} "
-                f"({self.impostor_pairs} impostor pairs; TAR {_pct(self.tar)} there)")
+        return (
+            f"threshold {self.threshold:.4g} = FAR {self.far:g} calibrated on {where} "
+            f"({self.impostor_pairs} impostor pairs; TAR {_pct(self.tar)} there)"
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, **asdict(self)}
@@ -76,8 +78,10 @@ class Calibration:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise GaitError(f"{path}: no such calibration file (write one with gait eval --verification "
-                            "--calibrate FAR FILE.json)") from None
+            raise GaitError(
+                f"{path}: no such calibration file (write one with gait eval --verification "
+                "--calibrate FAR FILE.json)"
+            ) from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise GaitError(f"{path}: not a readable calibration JSON ({exc})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -95,8 +99,9 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.2f}%"
 
 
-def calibrate(report: Any, far: float, *, dataset: str | None, provenance: Provenance,
-              probe_set: str | None = None) -> Calibration:
+def calibrate(
+    report: Any, far: float, *, dataset: str | None, provenance: Provenance, probe_set: str | None = None
+) -> Calibration:
     """The threshold for ``far`` on the pooled probe sets of a verification report (or on
     ``probe_set``); a FAR the data cannot resolve is a one-line error."""
     if not 0 < far < 1:
@@ -108,14 +113,28 @@ def calibrate(report: Any, far: float, *, dataset: str | None, provenance: Prove
         raise GaitError(f"no verification results for probe set {name} (have {', '.join(names)})")
     n_imp = result.impostor.count
     if n_imp * far < 1:
-        raise GaitError(f"--calibrate {far:g}: only {n_imp} impostor pairs in {name}; at least "
-                        f"{int(1 / far + 0.5)} are needed to resolve that FAR (use a larger FAR or more data)")
+        raise GaitError(
+            f"--calibrate {far:g}: only {n_imp} impostor pairs in {name}; at least "
+            f"{int(1 / far + 0.5)} are needed to resolve that FAR (use a larger FAR or more data)"
+        )
     point = next((p for p in result.points if abs(p.far - far) <= 1e-12), None)
     if point is None:
         raise GaitError(f"--calibrate {far:g}: the verification was not computed at that FAR")
     if point.threshold is None:
         raise GaitError(f"--calibrate {far:g}: no distance threshold reaches that FAR on {name}")
-    return Calibration(float(point.threshold), far, point.tar, point.achieved_far, dataset, "test", name,
-                       result.genuine.count, n_imp, provenance.checkpoint, provenance.checkpoint_sha256,
-                       provenance.model, provenance.metric, provenance.frame_size)
-
+    return Calibration(
+        float(point.threshold),
+        far,
+        point.tar,
+        point.achieved_far,
+        dataset,
+        "test",
+        name,
+        result.genuine.count,
+        n_imp,
+        provenance.checkpoint,
+        provenance.checkpoint_sha256,
+        provenance.model,
+        provenance.metric,
+        provenance.frame_size,
+    )

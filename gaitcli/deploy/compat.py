@@ -42,11 +42,18 @@ class Provenance:
             value = meta.get(key)
             return None if value in (None, "") else str(value)
 
-        return cls(text("checkpoint"), text("checkpoint_sha256"), text("model"), text("metric"), text("frame_size"))
+        return cls(
+            text("checkpoint"), text("checkpoint_sha256"), text("model"), text("metric"), text("frame_size")
+        )
 
     def to_meta(self) -> dict[str, str]:
-        items = {"checkpoint": self.checkpoint, "checkpoint_sha256": self.checkpoint_sha256, "model": self.model,
-                 "metric": self.metric, "frame_size": self.frame_size}
+        items = {
+            "checkpoint": self.checkpoint,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "model": self.model,
+            "metric": self.metric,
+            "frame_size": self.frame_size,
+        }
         return {k: v for k, v in items.items() if v is not None}
 
 
@@ -69,8 +76,10 @@ def _same_checkpoint(a: Provenance, b: Provenance) -> bool:
 def check_compatible(a: Provenance, what_a: str, b: Provenance, what_b: str) -> None:
     """Raise :class:`MismatchError` (one line) when ``a`` and ``b`` cannot be compared."""
     if not _same_checkpoint(a, b):
-        raise MismatchError(f"{what_b} was made with checkpoint {b.checkpoint} but {what_a} with {a.checkpoint}; "
-                            "embed both with the same checkpoint")
+        raise MismatchError(
+            f"{what_b} was made with checkpoint {b.checkpoint} but {what_a} with {a.checkpoint}; "
+            "embed both with the same checkpoint"
+        )
     for field_name, label in (("metric", "metric"), ("frame_size", "frame size"), ("model", "model")):
         va, vb = getattr(a, field_name), getattr(b, field_name)
         if va is not None and vb is not None and va != vb:

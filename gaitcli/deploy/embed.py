@@ -46,44 +46,63 @@ def model_label(model: Any) -> str:
     return f"{name} ({variant})" if variant else name
 
 
-def frame_size_of(checkpoint: str | os.PathLike[str], meta: dict[str, Any], override: str | None) -> tuple[int, int]:
+def frame_size_of(
+    checkpoint: str | os.PathLike[str], meta: dict[str, Any], override: str | None
+) -> tuple[int, int]:
     """``--img-size`` when given, else the checkpoint's ``frame_size``; neither is a one-line error."""
     if override is not None:
         return parse_frame_size(override, "--img-size")
     stored = meta.get("frame_size")
     if not stored:
-        raise GaitError(f"{checkpoint}: the checkpoint does not record its frame size; pass --img-size N "
-                        "(the --img-size gait prepare used, e.g. 64)")
+        raise GaitError(
+            f"{checkpoint}: the checkpoint does not record its frame size; pass --img-size N "
+            "(the --img-size gait prepare used, e.g. 64)"
+        )
     return parse_frame_size(str(stored), f"{checkpoint} (frame_size)")
 
 
-def load_for_inference(checkpoint: str | os.PathLike[str], *, img_size: str | None = None,
-                       device: str | None = None, metric: str | None = None) -> LoadedModel:
+def load_for_inference(
+    checkpoint: str | os.PathLike[str],
+    *,
+    img_size: str | None = None,
+    device: str | None = None,
+    metric: str | None = None,
+) -> LoadedModel:
     """Load ``checkpoint`` for embedding; ``metric`` defaults to its ``evaluator_cfg.metric``."""
     from gaitcli.evaluation.metrics import check_metric
     from gaitcli.models import load_checkpoint
     from gaitcli.training.distributed import resolve_devices
 
     device_type, _ = resolve_devices(device, None, None)
-    model = load_checkpoint(checkpoint, map_location=device_type)
+    model: Any = load_checkpoint(checkpoint, map_location=device_type)
     size = frame_size_of(checkpoint, model.checkpoint_meta, img_size)
-    cfg = dict(model.config or {})
+    cfg: dict[str, Any] = dict(model.config or {})
     chosen = check_metric(metric or (cfg.get("evaluator_cfg") or {}).get("metric") or "euc")
-    prov = Provenance(str(checkpoint), file_sha256(checkpoint), model_label(model), chosen, f"{size[0]}x{size[1]}")
+    prov = Provenance(
+        str(checkpoint), file_sha256(checkpoint), model_label(model), chosen, f"{size[0]}x{size[1]}"
+    )
     return LoadedModel(model, cfg, prov, size)
 
 
-def embed_walks(loaded: LoadedModel, walks: WalkSet, *, batch_size: int | None = None,
-                console: Console | None = None) -> FeatureSet:
+def embed_walks(
+    loaded: LoadedModel, walks: WalkSet, *, batch_size: int | None = None, console: Console | None = None
+) -> FeatureSet:
     """Embeddings of ``walks`` with the extraction of ``gait eval``; the provenance in ``meta``."""
     ev = loaded.config.get("evaluator_cfg") or {}
     sampler = dict(ev.get("sampler") or {})
     bs = int(batch_size or sampler.get("batch_size") or 8)
     if len(walks) == 0:
         raise GaitError("nothing to embed")
-    feats = extract_features(loaded.model, walks, batch_size=bs, sampler_cfg=sampler, transform=ev.get("transform"),
-                             enable_float16=bool(ev.get("enable_float16")), console=console,
-                             progress=console is not None)
+    feats = extract_features(
+        loaded.model,
+        walks,
+        batch_size=bs,
+        sampler_cfg=sampler,
+        transform=ev.get("transform"),
+        enable_float16=bool(ev.get("enable_float16")),
+        console=console,
+        progress=console is not None,
+    )
     feats.meta = {**loaded.provenance.to_meta(), "iteration": loaded.model.checkpoint_meta.get("iteration")}
     if walks.from_tree:
         from gaitcli.evaluation.api import dataset_name_of
@@ -95,14 +114,20 @@ def embed_walks(loaded: LoadedModel, walks: WalkSet, *, batch_size: int | None =
 def concat_features(base: FeatureSet, extra: FeatureSet) -> FeatureSet:
     """``base`` followed by ``extra`` (same checkpoint); ``base``'s meta is kept."""
     if len(base) and len(extra) and base.embeddings.shape[1:] != extra.embeddings.shape[1:]:
-        raise GaitError(f"embeddings of shape {list(extra.embeddings.shape[1:])} cannot join a gallery of "
-                        f"{list(base.embeddings.shape[1:])}")
+        raise GaitError(
+            f"embeddings of shape {list(extra.embeddings.shape[1:])} cannot join a gallery of "
+            f"{list(base.embeddings.shape[1:])}"
+        )
     parts = [f for f in (base, extra) if len(f)]
     if not parts:
         return base
-    return FeatureSet(np.concatenate([f.embeddings for f in parts]), np.concatenate([f.labels for f in parts]),
-                      np.concatenate([f.types for f in parts]), np.concatenate([f.views for f in parts]),
-                      meta=dict(base.meta) if len(base) else dict(extra.meta))
+    return FeatureSet(
+        np.concatenate([f.embeddings for f in parts]),
+        np.concatenate([f.labels for f in parts]),
+        np.concatenate([f.types for f in parts]),
+        np.concatenate([f.views for f in parts]),
+        meta=dict(base.meta) if len(base) else dict(extra.meta),
+    )
 
 
 @dataclass
@@ -129,9 +154,16 @@ class EmbedResult:
         return self.kept + self.embedded
 
     def to_json(self) -> dict[str, Any]:
-        return {"out": self.out, "sequences": self.total, "embedded": self.embedded, "kept": self.kept,
-                "already_present": self.already_present, "skipped": [p.to_json() for p in self.skipped],
-                **(self.provenance.to_meta() if self.provenance else {}), "seconds": round(self.seconds, 3)}
+        return {
+            "out": self.out,
+            "sequences": self.total,
+            "embedded": self.embedded,
+            "kept": self.kept,
+            "already_present": self.already_present,
+            "skipped": [p.to_json() for p in self.skipped],
+            **(self.provenance.to_meta() if self.provenance else {}),
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def _check_target(out: Path, append: Path | None, overwrite: bool) -> None:
@@ -142,10 +174,20 @@ def _check_target(out: Path, append: Path | None, overwrite: bool) -> None:
         raise GaitError(f"--out {out} exists; pass --overwrite to replace it, or --append {out} to add to it")
 
 
-def run_embed(checkpoint: str | os.PathLike[str], inputs: list[str], out: str | os.PathLike[str] | None, *,
-              append: str | os.PathLike[str] | None = None, partition: Path | None = None, split: str = "test",
-              img_size: str | None = None, device: str | None = None, batch_size: int | None = None,
-              overwrite: bool = False, console: Console | None = None) -> EmbedResult:
+def run_embed(
+    checkpoint: str | os.PathLike[str],
+    inputs: list[str],
+    out: str | os.PathLike[str] | None,
+    *,
+    append: str | os.PathLike[str] | None = None,
+    partition: Path | None = None,
+    split: str = "test",
+    img_size: str | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+    overwrite: bool = False,
+    console: Console | None = None,
+) -> EmbedResult:
     """``gait embed``: resolve the inputs, embed them, write (or extend) the feature file."""
     started = time.perf_counter()
     append_path = Path(append) if append is not None else None
@@ -155,19 +197,35 @@ def run_embed(checkpoint: str | os.PathLike[str], inputs: list[str], out: str | 
     assert target is not None
     _check_target(target, append_path, overwrite)
     base = FeatureSet.load(append_path) if append_path is not None else None
-    loaded = load_for_inference(checkpoint, img_size=img_size, device=device,
-                                metric=(base.meta.get("metric") if base is not None else None))
+    loaded = load_for_inference(
+        checkpoint,
+        img_size=img_size,
+        device=device,
+        metric=(base.meta.get("metric") if base is not None else None),
+    )
     if base is not None:
-        check_compatible(Provenance.from_meta(base.meta), f"gallery {append_path}", loaded.provenance,
-                         f"checkpoint {checkpoint}")
+        check_compatible(
+            Provenance.from_meta(base.meta),
+            f"gallery {append_path}",
+            loaded.provenance,
+            f"checkpoint {checkpoint}",
+        )
     data_in_use = (loaded.config.get("data_cfg") or {}).get("data_in_use")
-    walks = resolve_inputs(inputs, loaded.frame_size, partition=partition, split=split, data_in_use=data_in_use)
+    walks = resolve_inputs(
+        inputs, loaded.frame_size, partition=partition, split=split, data_in_use=data_in_use
+    )
     present: set[tuple[str, str, str]] = set()
     if base is not None:
         present = set(zip(base.labels.tolist(), base.types.tolist(), base.views.tolist(), strict=True))
     todo = walks.without(present)
-    result = EmbedResult(str(target), len(todo), len(base) if base is not None else 0,
-                         len(walks) - len(todo), walks.skipped, loaded.provenance)
+    result = EmbedResult(
+        str(target),
+        len(todo),
+        len(base) if base is not None else 0,
+        len(walks) - len(todo),
+        walks.skipped,
+        loaded.provenance,
+    )
     if len(todo) == 0 and base is None:
         raise GaitError("nothing to embed")
     if len(todo):

@@ -44,7 +44,9 @@ class VerificationOutput:
         atomic_write_bytes(target, before + b"\n" + self.csv.encode())
 
 
-def check_options(verification: bool, calibrate: float | None, calibration_out: Path | None, roc: Path | None) -> None:
+def check_options(
+    verification: bool, calibrate: float | None, calibration_out: Path | None, roc: Path | None
+) -> None:
     """Fail before a long evaluation on options that cannot work."""
     if not verification and (calibrate is not None or roc is not None or calibration_out is not None):
         raise GaitError("--calibrate, --calibration-out and --roc need --verification")
@@ -56,8 +58,9 @@ def check_options(verification: bool, calibrate: float | None, calibration_out: 
         raise GaitError(f"--roc {roc}: write a .png file")
 
 
-def verification_features(verification: bool, features: Path | None, save_features: Path | None
-                          ) -> tuple[Path | None, tempfile.TemporaryDirectory[str] | None]:
+def verification_features(
+    verification: bool, features: Path | None, save_features: Path | None
+) -> tuple[Path | None, tempfile.TemporaryDirectory[str] | None]:
     """Where the evaluated features will be: ``--features``, ``--save-features``, or a scratch file."""
     if not verification or features is not None or save_features is not None:
         return save_features, None
@@ -65,12 +68,25 @@ def verification_features(verification: bool, features: Path | None, save_featur
     return Path(scratch.name) / "features.npz", scratch
 
 
-def verify_results(results: Mapping[str, Any], features: Path | None,
-                   scratch: tempfile.TemporaryDirectory[str] | None, *, calibrate: float | None,
-                   calibration_out: Path | None, roc: Path | None, csv_out: str | None,
-                   note: Callable[[str], None], console: Console) -> VerificationOutput:
+def verify_results(
+    results: Mapping[str, Any],
+    features: Path | None,
+    scratch: tempfile.TemporaryDirectory[str] | None,
+    *,
+    calibrate: float | None,
+    calibration_out: Path | None,
+    roc: Path | None,
+    csv_out: str | None,
+    note: Callable[[str], None],
+    console: Console,
+) -> VerificationOutput:
     """Verification of a finished ``gait eval`` (nothing when ``features`` is None)."""
-    from gaitcli.evaluation.verification import csv_text, render_verification, save_roc, verification_for_results
+    from gaitcli.evaluation.verification import (
+        csv_text,
+        render_verification,
+        save_roc,
+        verification_for_results,
+    )
 
     if features is None:
         return VerificationOutput()
@@ -79,8 +95,14 @@ def verify_results(results: Mapping[str, Any], features: Path | None,
     finally:
         if scratch is not None:
             scratch.cleanup()
-    report = verification_for_results(dict(results), feats.embeddings, feats.labels, feats.types, feats.views,
-                                      extra_fars=(calibrate,) if calibrate is not None else ())
+    report = verification_for_results(
+        dict(results),
+        feats.embeddings,
+        feats.labels,
+        feats.types,
+        feats.views,
+        extra_fars=(calibrate,) if calibrate is not None else (),
+    )
     render_verification(report, console)
     out = VerificationOutput({"verification": report.to_json()}, csv_text(report) if csv_out else "")
     if roc is not None:
@@ -111,4 +133,6 @@ def _provenance(feats: FeatureSet, results: Mapping[str, Any]) -> Provenance:
         variant = meta.get("variant") or ""
         model = model or (f"{meta.get('model')} ({variant})" if variant else str(meta.get("model")))
         size = size or meta.get("frame_size")
-    return Provenance(str(checkpoint) if checkpoint else None, sha, model, str(results.get("metric") or "euc"), size)
+    return Provenance(
+        str(checkpoint) if checkpoint else None, sha, model, str(results.get("metric") or "euc"), size
+    )

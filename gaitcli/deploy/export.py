@@ -68,9 +68,13 @@ class ExportResult:
     """Wall time."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"out": self.out, "metadata": self.metadata,
-                "max_abs_difference": {str(k): v for k, v in self.differences.items()},
-                "tolerance": TOLERANCE, "seconds": round(self.seconds, 3)}
+        return {
+            "out": self.out,
+            "metadata": self.metadata,
+            "max_abs_difference": {str(k): v for k, v in self.differences.items()},
+            "tolerance": TOLERANCE,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def _require_onnx() -> tuple[Any, Any]:
@@ -86,14 +90,25 @@ def _metadata(loaded: Any, input_hw: tuple[int, int], cut: int) -> dict[str, str
     prov = loaded.provenance
     model = loaded.model
     return {
-        "gaitcli_version": __version__, "checkpoint": str(prov.checkpoint), "checkpoint_sha256": str(prov.checkpoint_sha256),
-        "model": str(prov.model), "metric": str(prov.metric), "frame_size": str(prov.frame_size),
-        "input_size": f"{input_hw[0]}x{input_hw[1]}", "cut_width": str(cut),
-        "scale": "1/255", "min_frames": "3",
-        "preprocessing": (f"silhouettes pretreated as gait prepare --img-size {loaded.frame_size[0]} does "
-                          f"({prov.frame_size}), {cut} columns cut from each side ({input_hw[0]}x{input_hw[1]}), "
-                          "uint8 / 255 as float32, shape [1, T, H, W] with T >= 3 (repeat shorter walks)"),
-        "output": f"embedding [parts={getattr(model, 'parts_num', '?')}, channels]; compare with metric {prov.metric}",
+        "gaitcli_version": __version__,
+        "checkpoint": str(prov.checkpoint),
+        "checkpoint_sha256": str(prov.checkpoint_sha256),
+        "model": str(prov.model),
+        "metric": str(prov.metric),
+        "frame_size": str(prov.frame_size),
+        "input_size": f"{input_hw[0]}x{input_hw[1]}",
+        "cut_width": str(cut),
+        "scale": "1/255",
+        "min_frames": "3",
+        "preprocessing": (
+            f"silhouettes pretreated as gait prepare --img-size {loaded.frame_size[0]} does "
+            f"({prov.frame_size}), {cut} columns cut from each side ({input_hw[0]}x{input_hw[1]}), "
+            "uint8 / 255 as float32, shape [1, T, H, W] with T >= 3 (repeat shorter walks)"
+        ),
+        "output": (
+            f"embedding [parts={getattr(model, 'parts_num', '?')}, channels]; "
+            f"compare with metric {prov.metric}"
+        ),
     }
 
 
@@ -102,13 +117,25 @@ def _trace(net: EmbeddingNetwork, input_hw: tuple[int, int]) -> bytes:
     example = torch.rand(1, 30, *input_hw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (example,), buf, input_names=["frames"], output_names=["embedding"],
-                          dynamic_axes={"frames": {1: "T"}}, dynamo=False, opset_version=17)
+        torch.onnx.export(
+            net,
+            (example,),
+            buf,  # type: ignore[arg-type]  # a file-like object is accepted
+            input_names=["frames"],
+            output_names=["embedding"],
+            dynamic_axes={"frames": {1: "T"}},
+            dynamo=False,
+            opset_version=17,
+        )
     return buf.getvalue()
 
 
-def check_parity(model_bytes: bytes, net: EmbeddingNetwork, input_hw: tuple[int, int],
-                 lengths: tuple[int, ...] = CHECK_LENGTHS) -> dict[int, float]:
+def check_parity(
+    model_bytes: bytes,
+    net: EmbeddingNetwork,
+    input_hw: tuple[int, int],
+    lengths: tuple[int, ...] = CHECK_LENGTHS,
+) -> dict[int, float]:
     """Max absolute difference onnxruntime vs PyTorch's forward per walk length."""
     _, ort = _require_onnx()
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
@@ -123,8 +150,14 @@ def check_parity(model_bytes: bytes, net: EmbeddingNetwork, input_hw: tuple[int,
     return out
 
 
-def export_onnx(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *, img_size: str | None = None,
-                check: bool = True, overwrite: bool = False) -> ExportResult:
+def export_onnx(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    img_size: str | None = None,
+    check: bool = True,
+    overwrite: bool = False,
+) -> ExportResult:
     """Export ``checkpoint``'s embedding network to ``out`` (atomic), then check it."""
     from gaitcli.data.collate import transform_cut
 
@@ -152,8 +185,9 @@ def export_onnx(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
         result.differences = check_parity(data, net, input_hw)
         worst = max(result.differences.values())
         if not worst <= TOLERANCE:
-            raise GaitError(f"ONNX output differs from PyTorch by {worst:.3g} (> {TOLERANCE:g}); not written",
-                            exit_code=1)
+            raise GaitError(
+                f"ONNX output differs from PyTorch by {worst:.3g} (> {TOLERANCE:g}); not written", exit_code=1
+            )
     atomic_write_bytes(target, data)
     result.seconds = time.perf_counter() - started
     return result

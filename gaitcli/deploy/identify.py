@@ -56,8 +56,13 @@ class Match:
     """That sequence's row in the gallery file."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, "distance": self.distance, "type": self.type, "view": self.view,
-                "index": self.index}
+        return {
+            "label": self.label,
+            "distance": self.distance,
+            "type": self.type,
+            "view": self.view,
+            "index": self.index,
+        }
 
 
 @dataclass
@@ -80,8 +85,13 @@ class Answer:
         return self.matches[0] if self.matches else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"probe": self.probe, "type": self.type, "view": self.view, "answer": self.answer,
-                "matches": [m.to_json() for m in self.matches]}
+        return {
+            "probe": self.probe,
+            "type": self.type,
+            "view": self.view,
+            "answer": self.answer,
+            "matches": [m.to_json() for m in self.matches],
+        }
 
 
 @dataclass
@@ -108,11 +118,17 @@ class IdentifyResult:
     """Matching time."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"gallery": self.gallery, "gallery_sequences": self.gallery_sequences,
-                "gallery_identities": self.gallery_identities, "metric": self.metric, "top_k": self.top_k,
-                "exclude_same_view": self.exclude_same_view,
-                "threshold": self.threshold.to_json() if self.threshold else None,
-                "answers": [a.to_json() for a in self.answers], "seconds": round(self.seconds, 4)}
+        return {
+            "gallery": self.gallery,
+            "gallery_sequences": self.gallery_sequences,
+            "gallery_identities": self.gallery_identities,
+            "metric": self.metric,
+            "top_k": self.top_k,
+            "exclude_same_view": self.exclude_same_view,
+            "threshold": self.threshold.to_json() if self.threshold else None,
+            "answers": [a.to_json() for a in self.answers],
+            "seconds": round(self.seconds, 4),
+        }
 
 
 def select_gallery(gallery: FeatureSet, types: Sequence[str] | None) -> np.ndarray:
@@ -122,7 +138,9 @@ def select_gallery(gallery: FeatureSet, types: Sequence[str] | None) -> np.ndarr
     rows = np.flatnonzero(np.isin(gallery.types, list(types)))
     if len(rows) == 0:
         present = ", ".join(sorted(set(gallery.types.tolist()))[:12]) or "none"
-        raise GaitError(f"--gallery-types {','.join(types)}: no gallery sequence has these types (present: {present})")
+        raise GaitError(
+            f"--gallery-types {','.join(types)}: no gallery sequence has these types (present: {present})"
+        )
     return rows
 
 
@@ -142,8 +160,9 @@ class GalleryIndex:
         self.view_names = {str(v): i for i, v in enumerate(view_names.tolist())}
         self.view_codes = torch.from_numpy(view_codes[:-1].astype(np.int64)).to(self.features.device)
 
-    def best_per_identity(self, probes: torch.Tensor, probe_views: Sequence[str], exclude_same_view: bool
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    def best_per_identity(
+        self, probes: torch.Tensor, probe_views: Sequence[str], exclude_same_view: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(best [n, identities], dist [n, gallery])``: each identity's smallest distance
         (inf when all its sequences are excluded) and the masked distances."""
         dist = distance_block(probes, self.features, self.metric, y_norms=self.norms)
@@ -164,15 +183,30 @@ class GalleryIndex:
             if not math.isfinite(value):
                 break
             column = int(torch.where(self.codes == ident, dist, math.inf).argmin())
-            out.append(Match(str(self.names[ident]), float(value), str(self.types[column]), str(self.views[column]),
-                             int(self.rows[column])))
+            out.append(
+                Match(
+                    str(self.names[ident]),
+                    float(value),
+                    str(self.types[column]),
+                    str(self.views[column]),
+                    int(self.rows[column]),
+                )
+            )
         return out
 
 
-def identify(gallery: FeatureSet, probes: FeatureSet, *, metric: str | None = None, top_k: int = 5,
-             exclude_same_view: bool = False, gallery_types: Sequence[str] | None = None,
-             threshold: Threshold | None = None, gallery_name: str = "gallery",
-             device: str = "cpu") -> IdentifyResult:
+def identify(
+    gallery: FeatureSet,
+    probes: FeatureSet,
+    *,
+    metric: str | None = None,
+    top_k: int = 5,
+    exclude_same_view: bool = False,
+    gallery_types: Sequence[str] | None = None,
+    threshold: Threshold | None = None,
+    gallery_name: str = "gallery",
+    device: str = "cpu",
+) -> IdentifyResult:
     """Answer every probe of ``probes`` against ``gallery``."""
     if top_k < 1:
         raise GaitError(f"--top-k must be at least 1, got {top_k}")
@@ -180,29 +214,41 @@ def identify(gallery: FeatureSet, probes: FeatureSet, *, metric: str | None = No
     if len(gallery) == 0:
         raise GaitError(f"{gallery_name}: the gallery is empty")
     if probes.embeddings.shape[1:] != gallery.embeddings.shape[1:]:
-        raise GaitError(f"probe embeddings {list(probes.embeddings.shape[1:])} do not match the gallery's "
-                        f"{list(gallery.embeddings.shape[1:])}; embed both with the same checkpoint")
+        raise GaitError(
+            f"probe embeddings {list(probes.embeddings.shape[1:])} do not match the gallery's "
+            f"{list(gallery.embeddings.shape[1:])}; embed both with the same checkpoint"
+        )
     started = time.perf_counter()
     index = GalleryIndex(gallery, select_gallery(gallery, gallery_types), chosen, device)
-    result = IdentifyResult(gallery_name, len(index.rows), len(index.names), chosen, top_k, exclude_same_view,
-                            threshold)
+    result = IdentifyResult(
+        gallery_name, len(index.rows), len(index.names), chosen, top_k, exclude_same_view, threshold
+    )
     feats = as_features(probes.embeddings, index.features.device)
     chunk = max(1, min(256, _BLOCK // max(len(index.rows), 1)))
     for c0 in range(0, len(probes), chunk):
-        best, dist = index.best_per_identity(feats[c0 : c0 + chunk], probes.views[c0 : c0 + chunk].tolist(),
-                                             exclude_same_view)
+        best, dist = index.best_per_identity(
+            feats[c0 : c0 + chunk], probes.views[c0 : c0 + chunk].tolist(), exclude_same_view
+        )
         for j in range(best.shape[0]):
             i = c0 + j
             found = index.matches(best[j], dist[j], top_k)
             accepted = found and (threshold is None or found[0].distance <= threshold.value)
-            result.answers.append(Answer(str(probes.labels[i]), str(probes.types[i]), str(probes.views[i]), found,
-                                         found[0].label if accepted else UNKNOWN))
+            result.answers.append(
+                Answer(
+                    str(probes.labels[i]),
+                    str(probes.types[i]),
+                    str(probes.views[i]),
+                    found,
+                    found[0].label if accepted else UNKNOWN,
+                )
+            )
     result.seconds = time.perf_counter() - started
     return result
 
 
-def resolve_threshold(value: float | None, calibration: str | None, gallery: FeatureSet, gallery_name: str
-                      ) -> Threshold | None:
+def resolve_threshold(
+    value: float | None, calibration: str | None, gallery: FeatureSet, gallery_name: str
+) -> Threshold | None:
     """``--threshold`` or ``--calibration`` (checked against the gallery), not both."""
     from .calibration import Calibration
     from .compat import Provenance, check_compatible
@@ -216,14 +262,26 @@ def resolve_threshold(value: float | None, calibration: str | None, gallery: Fea
     if calibration is None:
         return None
     cal = Calibration.load(calibration)
-    check_compatible(Provenance.from_meta(gallery.meta), f"gallery {gallery_name}", cal.provenance,
-                     f"calibration {calibration}")
+    check_compatible(
+        Provenance.from_meta(gallery.meta),
+        f"gallery {gallery_name}",
+        cal.provenance,
+        f"calibration {calibration}",
+    )
     return Threshold(float(cal.threshold), cal.meaning())
 
 
-def load_probes(probes: Sequence[str], gallery: FeatureSet, gallery_name: str, *, checkpoint: str | None,
-                img_size: str | None, device: str | None, batch_size: int | None, console: Any
-                ) -> tuple[FeatureSet, list[Any]]:
+def load_probes(
+    probes: Sequence[str],
+    gallery: FeatureSet,
+    gallery_name: str,
+    *,
+    checkpoint: str | None,
+    img_size: str | None,
+    device: str | None,
+    batch_size: int | None,
+    console: Any,
+) -> tuple[FeatureSet, list[Any]]:
     """Probe feature files, plus (with ``checkpoint``) anything ``gait embed`` takes, as one
     feature set checked against the gallery; also the skipped inputs."""
     from .compat import Provenance, check_compatible
@@ -236,13 +294,19 @@ def load_probes(probes: Sequence[str], gallery: FeatureSet, gallery_name: str, *
     parts: list[FeatureSet] = []
     for path in files:
         feats = FeatureSet.load(path)
-        check_compatible(ref, f"gallery {gallery_name}", Provenance.from_meta(feats.meta), f"probe file {path}")
+        check_compatible(
+            ref, f"gallery {gallery_name}", Provenance.from_meta(feats.meta), f"probe file {path}"
+        )
         parts.append(feats)
     skipped: list[Any] = []
     if walks:
         if checkpoint is None:
-            raise GaitError(f"{walks[0]}: not a feature file (.npz); pass --checkpoint CKPT to embed walks on the fly")
-        loaded = load_for_inference(checkpoint, img_size=img_size, device=device, metric=gallery.meta.get("metric"))
+            raise GaitError(
+                f"{walks[0]}: not a feature file (.npz); pass --checkpoint CKPT to embed walks on the fly"
+            )
+        loaded = load_for_inference(
+            checkpoint, img_size=img_size, device=device, metric=gallery.meta.get("metric")
+        )
         check_compatible(ref, f"gallery {gallery_name}", loaded.provenance, f"checkpoint {checkpoint}")
         data_in_use = (loaded.config.get("data_cfg") or {}).get("data_in_use")
         walk_set = resolve_inputs(walks, loaded.frame_size, data_in_use=data_in_use)

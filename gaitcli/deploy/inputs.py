@@ -118,16 +118,22 @@ def _check_frames(array: np.ndarray, source: str, frame_size: tuple[int, int]) -
     if array.ndim != 3 or len(array) == 0:
         return f"expected frames [T, H, W] with T >= 1, found shape {list(array.shape)}"
     if tuple(array.shape[1:]) != frame_size:
-        return (f"frames are {array.shape[1]}x{array.shape[2]} but the checkpoint expects "
-                f"{frame_size[0]}x{frame_size[1]} (prepare with --img-size {frame_size[0]})")
+        return (
+            f"frames are {array.shape[1]}x{array.shape[2]} but the checkpoint expects "
+            f"{frame_size[0]}x{frame_size[1]} (prepare with --img-size {frame_size[0]})"
+        )
     return None
 
 
-def png_walk(folder: Path, images: Sequence[str], frame_size: tuple[int, int], problems: list[Problem]) -> Walk | None:
+def png_walk(
+    folder: Path, images: Sequence[str], frame_size: tuple[int, int], problems: list[Problem]
+) -> Walk | None:
     """Read and pretreat one PNG folder (as ``gait prepare`` does); None when nothing is usable."""
     if frame_size[0] != frame_size[1]:
-        raise GaitError(f"{folder}: PNG frames are pretreated to square frames, but the checkpoint expects "
-                        f"{frame_size[0]}x{frame_size[1]}; prepare such data yourself and pass pkls")
+        raise GaitError(
+            f"{folder}: PNG frames are pretreated to square frames, but the checkpoint expects "
+            f"{frame_size[0]}x{frame_size[1]}; prepare such data yourself and pass pkls"
+        )
     frames: list[np.ndarray] = []
     for name in images:
         image, reason = read_frame(folder / name)
@@ -137,8 +143,13 @@ def png_walk(folder: Path, images: Sequence[str], frame_size: tuple[int, int], p
             frames.append(image)
     array, dropped = pretreat_sequence(frames, frame_size[0])
     if len(array) == 0:
-        problems.append(Problem(str(folder), f"no usable frame ({len(images)} images, {dropped} dropped as "
-                                             "empty or off-centre, the rest unreadable)"))
+        problems.append(
+            Problem(
+                str(folder),
+                f"no usable frame ({len(images)} images, {dropped} dropped as "
+                "empty or off-centre, the rest unreadable)",
+            )
+        )
         return None
     label, seq_type, view = path_identity(folder)
     return Walk(label, seq_type, view, str(folder), lambda: [array])
@@ -159,7 +170,9 @@ def pkl_walk(path: Path, frame_size: tuple[int, int], problems: list[Problem]) -
     return Walk(label, seq_type, view, str(path), lambda: [array])
 
 
-def _tree_reader(paths: tuple[str, ...], key: str, frame_size: tuple[int, int]) -> Callable[[], list[np.ndarray]]:
+def _tree_reader(
+    paths: tuple[str, ...], key: str, frame_size: tuple[int, int]
+) -> Callable[[], list[np.ndarray]]:
     def read() -> list[np.ndarray]:
         arrays = [load_array(p) for p in paths]
         for path, array in zip(paths, arrays, strict=True):
@@ -173,8 +186,13 @@ def _tree_reader(paths: tuple[str, ...], key: str, frame_size: tuple[int, int]) 
     return read
 
 
-def tree_walks(root: Path, frame_size: tuple[int, int], partition: Path | None, split: str,
-               data_in_use: Sequence[bool] | None = None) -> list[Walk]:
+def tree_walks(
+    root: Path,
+    frame_size: tuple[int, int],
+    partition: Path | None,
+    split: str,
+    data_in_use: Sequence[bool] | None = None,
+) -> list[Walk]:
     """The sequences of a prepared tree, in the order ``gait eval`` lists them."""
     if split not in SPLITS:
         raise GaitError(f"--split {split!r}: use train, test or all")
@@ -184,17 +202,26 @@ def tree_walks(root: Path, frame_size: tuple[int, int], partition: Path | None, 
         ids = list(part.train) + list(part.test) if split == "all" else list(part.ids(split))
     infos = scan_tree(root, ids, data_in_use)
     if not infos:
-        raise DataError(f"{root}: no sequences (id/type/view/*.pkl) found"
-                        + (f" for the {split} split of {partition}" if partition is not None else ""))
-    walks = [Walk(i.label, i.type, i.view, os.path.dirname(i.paths[0]), _tree_reader(i.paths, i.key, frame_size))
-             for i in infos]
+        raise DataError(
+            f"{root}: no sequences (id/type/view/*.pkl) found"
+            + (f" for the {split} split of {partition}" if partition is not None else "")
+        )
+    walks = [
+        Walk(i.label, i.type, i.view, os.path.dirname(i.paths[0]), _tree_reader(i.paths, i.key, frame_size))
+        for i in infos
+    ]
     walks[0].read()  # a tree of another frame size fails here, before any embedding
     return walks
 
 
 def _images_of(folder: Path) -> list[str]:
-    return sorted(e.name for e in os.scandir(folder)
-                  if e.is_file() and not e.name.startswith(".") and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS)
+    return sorted(
+        e.name
+        for e in os.scandir(folder)
+        if e.is_file()
+        and not e.name.startswith(".")
+        and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
+    )
 
 
 def _pkls_of(folder: Path) -> list[str]:
@@ -203,7 +230,9 @@ def _pkls_of(folder: Path) -> list[str]:
 
 def _nested_pkls(folder: Path, frame_size: tuple[int, int], out: WalkSet) -> None:
     """A folder inside a prepared tree (e.g. one id): every pkl below it, one walk each."""
-    found = sorted(p for p in folder.rglob("*.pkl") if not any(x.startswith(".") for x in p.relative_to(folder).parts))
+    found = sorted(
+        p for p in folder.rglob("*.pkl") if not any(x.startswith(".") for x in p.relative_to(folder).parts)
+    )
     if not found:
         raise GaitError(f"{folder}: no PNG frames, no .pkl and no prepared tree (id/type/view/*.pkl) in it")
     out.from_tree = False
@@ -212,9 +241,14 @@ def _nested_pkls(folder: Path, frame_size: tuple[int, int], out: WalkSet) -> Non
         out.sequences.extend([walk] if walk else [])
 
 
-def resolve_inputs(inputs: Sequence[str | os.PathLike[str]], frame_size: tuple[int, int], *,
-                   partition: Path | None = None, split: str = "test",
-                   data_in_use: Sequence[bool] | None = None) -> WalkSet:
+def resolve_inputs(
+    inputs: Sequence[str | os.PathLike[str]],
+    frame_size: tuple[int, int],
+    *,
+    partition: Path | None = None,
+    split: str = "test",
+    data_in_use: Sequence[bool] | None = None,
+) -> WalkSet:
     """Turn INPUT arguments into walks (see the module docstring). A path that does not exist is
     a one-line error; bad walks inside the inputs are listed in ``skipped``."""
     if not inputs:
@@ -224,10 +258,14 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike[str]], frame_size: tuple[i
     for raw in inputs:
         path = Path(raw).expanduser()
         if not path.exists():
-            raise GaitError(f"{path}: no such file or folder (INPUT is a PNG walk folder, a .pkl or a prepared tree)")
+            raise GaitError(
+                f"{path}: no such file or folder (INPUT is a PNG walk folder, a .pkl or a prepared tree)"
+            )
         if path.is_file():
             if path.suffix.lower() != ".pkl":
-                raise GaitError(f"{path}: not a sequence .pkl; pass a folder of PNG frames, a .pkl or a prepared tree")
+                raise GaitError(
+                    f"{path}: not a sequence .pkl; pass a folder of PNG frames, a .pkl or a prepared tree"
+                )
             walk = pkl_walk(path, frame_size, out.skipped)
             out.from_tree = False
             out.sequences.extend([walk] if walk else [])
@@ -250,6 +288,10 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike[str]], frame_size: tuple[i
     if partition is not None and not used_tree:
         raise GaitError("--partition applies to a prepared tree, and no INPUT is one; drop --partition")
     if not out.sequences:
-        raise GaitError(f"nothing to embed: every input was skipped ({len(out.skipped)} problems, "
-                        f"first: {out.skipped[0].path}: {out.skipped[0].reason})" if out.skipped else "nothing to embed")
+        raise GaitError(
+            f"nothing to embed: every input was skipped ({len(out.skipped)} problems, "
+            f"first: {out.skipped[0].path}: {out.skipped[0].reason})"
+            if out.skipped
+            else "nothing to embed"
+        )
     return out

@@ -32,14 +32,20 @@ def render_embed(result: EmbedResult, console: Console) -> None:
     extra = f" ({result.kept} kept, {result.embedded} added)" if result.kept or result.already_present else ""
     if result.already_present:
         extra += f"; {result.already_present} already in the gallery, not re-embedded"
-    console.print(f"wrote {escape(result.out)}: {result.total} sequences{extra} [{escape(what)}]",
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"wrote {escape(result.out)}: {result.total} sequences{extra} [{escape(what)}]",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def render_identify(result: IdentifyResult, console: Console) -> None:
-    console.print(f"gallery {escape(result.gallery)}: {result.gallery_sequences} sequences, "
-                  f"{result.gallery_identities} identities, metric {result.metric}"
-                  + (", same-view sequences excluded" if result.exclude_same_view else ""), highlight=False)
+    console.print(
+        f"gallery {escape(result.gallery)}: {result.gallery_sequences} sequences, "
+        f"{result.gallery_identities} identities, metric {result.metric}"
+        + (", same-view sequences excluded" if result.exclude_same_view else ""),
+        highlight=False,
+    )
     if result.threshold is not None:
         console.print(f"open set: {escape(result.threshold.meaning)}", highlight=False, soft_wrap=True)
     table = Table(box=None, pad_edge=False)
@@ -49,15 +55,21 @@ def render_identify(result: IdentifyResult, console: Console) -> None:
         probe = "/".join(x for x in (a.probe, a.type, a.view) if x)
         best = a.best
         others = ", ".join(f"{m.label} {m.distance:.4g}" for m in a.matches[1:4])
-        table.add_row(escape(probe), escape(a.answer), f"{best.distance:.4g}" if best else "-", escape(others))
+        table.add_row(
+            escape(probe), escape(a.answer), f"{best.distance:.4g}" if best else "-", escape(others)
+        )
     console.print(table)
 
 
 def render_export(result: ExportResult, console: Console) -> None:
     meta = result.metadata
-    console.print(f"wrote {escape(result.out)}: {escape(meta['model'])}, input [1, T, {meta['input_size'].replace('x', ', ')}] "
-                  f"(frame size {meta['frame_size']}, cut {meta['cut_width']} per side, scale 1/255)",
-                  highlight=False, soft_wrap=True)
+    shape = meta["input_size"].replace("x", ", ")
+    console.print(
+        f"wrote {escape(result.out)}: {escape(meta['model'])}, input [1, T, {shape}] "
+        f"(frame size {meta['frame_size']}, cut {meta['cut_width']} per side, scale 1/255)",
+        highlight=False,
+        soft_wrap=True,
+    )
     if result.differences:
         diffs = ", ".join(f"T={t}: {d:.2g}" for t, d in result.differences.items())
         console.print(f"onnxruntime vs PyTorch, max |difference|: {diffs} (tolerance 1e-4)", highlight=False)

@@ -106,20 +106,28 @@ class DistanceTally:
     def accepted(self, thresholds: np.ndarray) -> np.ndarray:
         """How many distances are accepted at each threshold (``<= t`` exact, ``< t`` binned)."""
         if self.hist is None:
-            return np.searchsorted(self.values(), thresholds.astype(np.float32), side="right").astype(np.int64)
-        cum = np.concatenate([[0], np.cumsum(self.hist)])
+            found: np.ndarray = np.searchsorted(self.values(), thresholds.astype(np.float32), side="right")
+            return found.astype(np.int64)
+        cum: np.ndarray = np.concatenate([[0], np.cumsum(self.hist)])
         t = np.clip(np.nan_to_num(thresholds, posinf=self.hi, neginf=0.0), 0.0, self.hi)
         edge = np.clip(np.floor(t * (self.bins / self.hi)).astype(np.int64), 0, self.bins)
-        return cum[edge]
+        counts: np.ndarray = cum[edge]
+        return counts
 
     def distribution(self, lo: float, hi: float) -> Distribution:
         edges = np.linspace(lo, hi, _DIST_BINS + 1)
         counts = np.diff(np.concatenate([[0], self.accepted(edges[1:])]))
         mean = self.total / self.count if self.count else None
         var = max(self.total_sq / self.count - (mean or 0.0) ** 2, 0.0) if self.count else None
-        return Distribution(self.count, mean, math.sqrt(var) if var is not None else None,
-                            self.lo_seen if self.count else None, self.hi_seen if self.count else None,
-                            edges.tolist(), counts.astype(int).tolist())
+        return Distribution(
+            self.count,
+            mean,
+            math.sqrt(var) if var is not None else None,
+            self.lo_seen if self.count else None,
+            self.hi_seen if self.count else None,
+            edges.tolist(),
+            counts.astype(int).tolist(),
+        )
 
 
 @dataclass
@@ -142,8 +150,15 @@ class Distribution:
     """Pairs per bin."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"count": self.count, "mean": self.mean, "std": self.std, "min": self.min, "max": self.max,
-                "edges": self.edges, "counts": self.counts}
+        return {
+            "count": self.count,
+            "mean": self.mean,
+            "std": self.std,
+            "min": self.min,
+            "max": self.max,
+            "edges": self.edges,
+            "counts": self.counts,
+        }
 
 
 @dataclass
@@ -162,8 +177,13 @@ class OperatingPoint:
     """Why it is n/a."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"far": self.far, "tar": self.tar, "threshold": self.threshold, "achieved_far": self.achieved_far,
-                "note": self.note}
+        return {
+            "far": self.far,
+            "tar": self.tar,
+            "threshold": self.threshold,
+            "achieved_far": self.achieved_far,
+            "note": self.note,
+        }
 
 
 @dataclass
@@ -191,9 +211,16 @@ class VerificationResult:
         return next((p for p in self.points if math.isclose(p.far, far)), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"probe_set": self.probe_set, "eer": self.eer, "eer_threshold": self.eer_threshold,
-                "tar_at_far": [p.to_json() for p in self.points], "exact": self.exact,
-                "genuine": self.genuine.to_json(), "impostor": self.impostor.to_json(), "roc": self.roc}
+        return {
+            "probe_set": self.probe_set,
+            "eer": self.eer,
+            "eer_threshold": self.eer_threshold,
+            "tar_at_far": [p.to_json() for p in self.points],
+            "exact": self.exact,
+            "genuine": self.genuine.to_json(),
+            "impostor": self.impostor.to_json(),
+            "roc": self.roc,
+        }
 
 
 @dataclass
@@ -238,13 +265,22 @@ def _rates(gen: DistanceTally, imp: DistanceTally) -> tuple[np.ndarray, np.ndarr
     return cands, far, tar
 
 
-def _operating_point(cands: np.ndarray, far: np.ndarray, tar: np.ndarray, imp: int, target: float) -> OperatingPoint:
+def _operating_point(
+    cands: np.ndarray, far: np.ndarray, tar: np.ndarray, imp: int, target: float
+) -> OperatingPoint:
     if imp * target < 1:
-        return OperatingPoint(target, None, None, None, f"n/a: {imp} impostor pairs, at least {math.ceil(1 / target)} "
-                                                        "needed to resolve this FAR")
+        return OperatingPoint(
+            target,
+            None,
+            None,
+            None,
+            f"n/a: {imp} impostor pairs, at least {math.ceil(1 / target)} needed to resolve this FAR",
+        )
     index = int(np.flatnonzero(far <= target + 1e-15)[-1])  # far is non-decreasing; -inf gives 0
     threshold = float(cands[index])
-    return OperatingPoint(target, float(tar[index]), threshold if math.isfinite(threshold) else None, float(far[index]))
+    return OperatingPoint(
+        target, float(tar[index]), threshold if math.isfinite(threshold) else None, float(far[index])
+    )
 
 
 def _sample_curve(cands: np.ndarray, far: np.ndarray, tar: np.ndarray) -> dict[str, list[float]]:
@@ -252,14 +288,21 @@ def _sample_curve(cands: np.ndarray, far: np.ndarray, tar: np.ndarray) -> dict[s
         index = np.arange(len(cands))
     else:
         lin = np.linspace(0, len(cands) - 1, _CURVE_POINTS // 2).astype(np.int64)
-        geo = np.searchsorted(far, np.geomspace(max(far[far > 0].min(initial=1.0), 1e-12), 1.0, _CURVE_POINTS // 2))
+        geo = np.searchsorted(
+            far, np.geomspace(max(far[far > 0].min(initial=1.0), 1e-12), 1.0, _CURVE_POINTS // 2)
+        )
         index = np.unique(np.clip(np.concatenate([lin, geo]), 0, len(cands) - 1))
     finite = np.isfinite(cands[index])
-    return {"far": far[index].tolist(), "tar": tar[index].tolist(),
-            "threshold": [float(c) if f else None for c, f in zip(cands[index], finite, strict=True)]}  # type: ignore[misc]
+    return {
+        "far": far[index].tolist(),
+        "tar": tar[index].tolist(),
+        "threshold": [float(c) if f else None for c, f in zip(cands[index], finite, strict=True)],
+    }
 
 
-def summarise(name: str, gen: DistanceTally, imp: DistanceTally, fars: Sequence[float] = FARS) -> VerificationResult:
+def summarise(
+    name: str, gen: DistanceTally, imp: DistanceTally, fars: Sequence[float] = FARS
+) -> VerificationResult:
     """EER, TAR@FAR, the sampled ROC and both distributions from two tallies."""
     lo = min(gen.lo_seen, imp.lo_seen)
     hi = max(gen.hi_seen, imp.hi_seen)
@@ -268,20 +311,32 @@ def summarise(name: str, gen: DistanceTally, imp: DistanceTally, fars: Sequence[
     exact = gen.exact and imp.exact
     if gen.count == 0 or imp.count == 0:
         points = [OperatingPoint(f, None, None, None, "n/a: no genuine or no impostor pairs") for f in fars]
-        return VerificationResult(name, genuine, impostor, None, None, points, {"far": [], "tar": [], "threshold": []},
-                                  exact)
+        return VerificationResult(
+            name, genuine, impostor, None, None, points, {"far": [], "tar": [], "threshold": []}, exact
+        )
     cands, far, tar = _rates(gen, imp)
     gap = np.abs(far - (1.0 - tar))
     best = int(np.argmin(gap))
     eer = float((far[best] + 1.0 - tar[best]) / 2)
     eer_t = float(cands[best]) if math.isfinite(cands[best]) else None
     points = [_operating_point(cands, far, tar, imp.count, f) for f in fars]
-    return VerificationResult(name, genuine, impostor, eer, eer_t, points, _sample_curve(cands, far, tar), exact)
+    return VerificationResult(
+        name, genuine, impostor, eer, eer_t, points, _sample_curve(cands, far, tar), exact
+    )
 
 
-def verify_distances(dist: Any, probe_labels: Any, gallery_labels: Any, *, probe_views: Any = None,
-                     gallery_views: Any = None, exclude_same_view: bool = True, name: str = "probe",
-                     fars: Sequence[float] = FARS, exact_limit: int = EXACT_LIMIT) -> VerificationResult:
+def verify_distances(
+    dist: Any,
+    probe_labels: Any,
+    gallery_labels: Any,
+    *,
+    probe_views: Any = None,
+    gallery_views: Any = None,
+    exclude_same_view: bool = True,
+    name: str = "probe",
+    fars: Sequence[float] = FARS,
+    exact_limit: int = EXACT_LIMIT,
+) -> VerificationResult:
     """Verification from a full distance matrix ``[probes, gallery]`` (small sets, tests)."""
     d = np.asarray(dist, dtype=np.float32)
     _, (pl, gl) = encode_labels(probe_labels, gallery_labels)
@@ -297,10 +352,20 @@ def verify_distances(dist: Any, probe_labels: Any, gallery_labels: Any, *, probe
 PAIR_RULE = "probe x gallery pairs of the protocol, identical views excluded"
 
 
-def verify_protocol(embeddings: Any, labels: Any, types: Any, views: Any, gallery_types: Iterable[str],
-                    probe_sets: dict[str, Sequence[str]], metric: str = "euc", *,
-                    device: torch.device | str | None = None, chunk: int = 1024, fars: Sequence[float] = FARS,
-                    progress: Callable[[int, int], None] | None = None) -> VerificationReport:
+def verify_protocol(
+    embeddings: Any,
+    labels: Any,
+    types: Any,
+    views: Any,
+    gallery_types: Iterable[str],
+    probe_sets: dict[str, Sequence[str]],
+    metric: str = "euc",
+    *,
+    device: torch.device | str | None = None,
+    chunk: int = 1024,
+    fars: Sequence[float] = FARS,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerificationReport:
     """Verification for every probe set of a protocol (its gallery types and probe sets), memory
     bounded: the probe × gallery distances are made ``chunk`` probes at a time."""
     feats = as_features(embeddings, device or "cpu")
@@ -355,7 +420,16 @@ def table_rows(report: VerificationReport) -> list[list[str]]:
     return rows
 
 
-TABLE_HEADER = ["probe set", "genuine", "impostor", "EER %", "TAR@1e-2 %", "TAR@1e-3 %", "TAR@1e-4 %", "curves"]
+TABLE_HEADER = [
+    "probe set",
+    "genuine",
+    "impostor",
+    "EER %",
+    "TAR@1e-2 %",
+    "TAR@1e-3 %",
+    "TAR@1e-4 %",
+    "curves",
+]
 
 
 def csv_text(report: VerificationReport) -> str:
@@ -365,8 +439,19 @@ def csv_text(report: VerificationReport) -> str:
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["table", "probe_set", "genuine_pairs", "impostor_pairs", "eer", "tar_far_1e-2",
-                     "tar_far_1e-3", "tar_far_1e-4", "curves"])
+    writer.writerow(
+        [
+            "table",
+            "probe_set",
+            "genuine_pairs",
+            "impostor_pairs",
+            "eer",
+            "tar_far_1e-2",
+            "tar_far_1e-3",
+            "tar_far_1e-4",
+            "curves",
+        ]
+    )
     for row in table_rows(report):
         writer.writerow(["verification", *[("" if c == "n/a" else c) for c in row]])
     return buf.getvalue()
@@ -402,14 +487,29 @@ def save_roc(report: VerificationReport, path: str | os.PathLike[str]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def verification_for_results(results: dict[str, Any], embeddings: Any, labels: Any, types: Any, views: Any, *,
-                             device: torch.device | str | None = None,
-                             extra_fars: Sequence[float] = ()) -> VerificationReport:
+def verification_for_results(
+    results: dict[str, Any],
+    embeddings: Any,
+    labels: Any,
+    types: Any,
+    views: Any,
+    *,
+    device: torch.device | str | None = None,
+    extra_fars: Sequence[float] = (),
+) -> VerificationReport:
     """Verification on the gallery and probe sets of a finished protocol run (``results`` of
     :func:`gaitcli.evaluation.protocols.run_protocol`)."""
-    return verify_protocol(embeddings, labels, types, views, results["gallery_types"], results["probe_sets"],
-                           results.get("metric") or "euc", device=device,
-                           fars=tuple(FARS) + tuple(f for f in extra_fars if f not in FARS))
+    return verify_protocol(
+        embeddings,
+        labels,
+        types,
+        views,
+        results["gallery_types"],
+        results["probe_sets"],
+        results.get("metric") or "euc",
+        device=device,
+        fars=tuple(FARS) + tuple(f for f in extra_fars if f not in FARS),
+    )
 
 
 def render_verification(report: VerificationReport, console: Any) -> None:
