@@ -150,7 +150,8 @@ class GalleryIndex:
     def __init__(self, gallery: FeatureSet, rows: np.ndarray, metric: str, device: str = "cpu") -> None:
         self.metric = check_metric(metric)
         self.rows = rows
-        self.features = as_features(np.ascontiguousarray(gallery.embeddings[rows]), device)
+        every = len(rows) == len(gallery)  # no copy of a large gallery when all of it is used
+        self.features = as_features(gallery.embeddings if every else gallery.embeddings[rows], device)
         self.norms = part_norms(self.features, metric)
         self.names, codes = np.unique(gallery.labels[rows], return_inverse=True)
         self.codes = torch.from_numpy(codes.astype(np.int64)).to(self.features.device)
@@ -195,6 +196,32 @@ class GalleryIndex:
         return out
 
 
+def answer_probes(
+    index: GalleryIndex,
+    probes: FeatureSet,
+    *,
+    top_k: int = 5,
+    exclude_same_view: bool = False,
+    threshold: Threshold | None = None,
+) -> list[Answer]:
+    """The answers for ``probes`` against a built :class:`GalleryIndex`, in chunks of probes."""
+    feats = as_features(probes.embeddings, index.features.device)
+    chunk = max(1, min(256, _BLOCK // max(len(index.rows), 1)))
+    answers = []
+    for c0 in range(0, len(probes), chunk):
+        views = probes.views[c0 : c0 + chunk].tolist()
+        best, dist = index.best_per_identity(feats[c0 : c0 + chunk], views, exclude_same_view)
+        for j in range(best.shape[0]):
+            i = c0 + j
+            found = index.matches(best[j], dist[j], top_k)
+            accepted = bool(found) and (threshold is None or found[0].distance <= threshold.value)
+            label = found[0].label if accepted else UNKNOWN
+            answers.append(
+                Answer(str(probes.labels[i]), str(probes.types[i]), str(probes.views[i]), found, label)
+            )
+    return answers
+
+
 def identify(
     gallery: FeatureSet,
     probes: FeatureSet,
@@ -223,25 +250,9 @@ def identify(
     result = IdentifyResult(
         gallery_name, len(index.rows), len(index.names), chosen, top_k, exclude_same_view, threshold
     )
-    feats = as_features(probes.embeddings, index.features.device)
-    chunk = max(1, min(256, _BLOCK // max(len(index.rows), 1)))
-    for c0 in range(0, len(probes), chunk):
-        best, dist = index.best_per_identity(
-            feats[c0 : c0 + chunk], probes.views[c0 : c0 + chunk].tolist(), exclude_same_view
-        )
-        for j in range(best.shape[0]):
-            i = c0 + j
-            found = index.matches(best[j], dist[j], top_k)
-            accepted = found and (threshold is None or found[0].distance <= threshold.value)
-            result.answers.append(
-                Answer(
-                    str(probes.labels[i]),
-                    str(probes.types[i]),
-                    str(probes.views[i]),
-                    found,
-                    found[0].label if accepted else UNKNOWN,
-                )
-            )
+    result.answers = answer_probes(
+        index, probes, top_k=top_k, exclude_same_view=exclude_same_view, threshold=threshold
+    )
     result.seconds = time.perf_counter() - started
     return result
 
