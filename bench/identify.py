@@ -67,6 +67,9 @@ def main() -> None:
         started = time.perf_counter()
         answer_probes(index, probe, top_k=args.top_k, exclude_same_view=True)
         seconds.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    answer_probes(index, probes, top_k=args.top_k, exclude_same_view=True)
+    batched = (time.perf_counter() - started) / len(probes)
     print(
         json.dumps(
             {
