@@ -235,5 +235,7 @@ def run_embed(
         if base is not None and not base.meta.get("checkpoint_sha256"):
             merged.meta.update(loaded.provenance.to_meta())
         merged.save(target)
+    elif base is not None and append_path is not None and target.resolve() != append_path.resolve():
+        base.save(target)  # nothing new: --out still gets the gallery
     result.seconds = time.perf_counter() - started
     return result
