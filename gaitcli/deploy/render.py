@@ -49,14 +49,18 @@ def render_identify(result: IdentifyResult, console: Console) -> None:
     if result.threshold is not None:
         console.print(f"open set: {escape(result.threshold.meaning)}", highlight=False, soft_wrap=True)
     table = Table(box=None, pad_edge=False)
-    for name, justify in (("probe", "left"), ("answer", "left"), ("dist", "right"), ("next best", "left")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for name in ("probe", "answer", "nearest", "dist", "next best"):
+        table.add_column(name, justify="right" if name == "dist" else "left")
     for a in result.answers:
         probe = "/".join(x for x in (a.probe, a.type, a.view) if x)
         best = a.best
-        others = ", ".join(f"{m.label} {m.distance:.4g}" for m in a.matches[1:4])
+        others = ", ".join(f"{m.label} {m.distance:.4g}" for m in a.matches[1:3])
         table.add_row(
-            escape(probe), escape(a.answer), f"{best.distance:.4g}" if best else "-", escape(others)
+            escape(probe),
+            escape(a.answer),
+            escape(best.label) if best else "-",
+            f"{best.distance:.4g}" if best else "-",
+            escape(others),
         )
     console.print(table)
 

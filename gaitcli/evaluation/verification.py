@@ -522,6 +522,11 @@ def render_verification(report: VerificationReport, console: Any) -> None:
     for row in table_rows(report):
         table.add_row(*row)
     console.print(table)
-    notes = {p.note for r in report.results for p in r.points if p.note}
-    for note in sorted(notes):
-        console.print(f"  {note}", highlight=False)
+    for far in FARS:
+        missing = [r for r in report.results if (p := r.point(far)) is not None and p.tar is None]
+        if missing:
+            pairs = ", ".join(f"{r.probe_set} {r.impostor.count}" for r in missing)
+            console.print(
+                f"  TAR@FAR={far:g} n/a: at least {round(1 / far)} impostor pairs needed (have {pairs})",
+                highlight=False,
+            )
