@@ -189,3 +189,49 @@ def test_one_line_errors(setup):
             base / "y.npz",
         )
     )
+
+
+def test_eval_calibration_feeds_identify_on_the_same_checkpoint(setup):
+    base, tree = setup["base"], setup["tree"]
+    cal = base / "cal.json"
+    res = run(
+        "eval",
+        setup["ckpt"],
+        "--device",
+        "cpu",
+        "--verification",
+        "--calibrate",
+        0.5,
+        "--calibration-out",
+        cal,
+    )
+    assert res.exit_code == 0, res.output
+    stored = json.loads(cal.read_text())
+    assert stored["frame_size"] == "32x32" and len(stored["checkpoint_sha256"]) == 64
+    gallery = base / "cal-gallery.npz"
+    assert run("embed", setup["ckpt"], tree, "--out", gallery, "--overwrite").exit_code == 0
+    res = run(
+        "identify",
+        tree / "001" / "nm-05" / "000",
+        "--checkpoint",
+        setup["ckpt"],
+        "--gallery",
+        gallery,
+        "--calibration",
+        cal,
+        "--gallery-types",
+        "nm-01,nm-02",
+    )
+    assert res.exit_code == 0, res.output
+    assert "FAR 0.5 calibrated on CASIA-B test split" in res.output
+    res = run(
+        "identify",
+        tree / "001" / "nm-05" / "000",
+        "--checkpoint",
+        setup["bare"],
+        "--img-size",
+        "32",
+        "--gallery",
+        gallery,
+    )
+    assert one_error_line(res) and "checkpoint" in res.output  # another checkpoint file: refused
