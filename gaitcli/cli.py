@@ -240,6 +240,12 @@ def train(
     out_console.print(f"trained to iteration {summary['iteration']}; checkpoint {summary['checkpoint']}")
 
 
+def _note_unless_features(message: str) -> None:
+    """The scratch features of ``--verification`` are not the user's file: do not announce them."""
+    if not message.startswith("features written"):
+        _note(message)
+
+
 @app.command(name="eval")
 @_handle_errors
 def evaluate(
@@ -277,6 +283,15 @@ def evaluate(
         "--set", metavar="KEY=VALUE",
         help="Override a key of the stored config, e.g. evaluator_cfg.sampler.frames_all_limit=300 "
              "(repeatable).")] = None,
+    verification: Annotated[bool, typer.Option(
+        "--verification", help="Also genuine/impostor distributions, EER and TAR@FAR per probe set.")] = False,
+    calibrate: Annotated[Optional[float], typer.Option(
+        metavar="FAR", help="With --verification: store the threshold for this FAR (--calibration-out).")] = None,
+    calibration_out: Annotated[Optional[Path], typer.Option(
+        metavar="CAL.json",
+        help="Where --calibrate writes the threshold (read by gait identify --calibration).")] = None,
+    roc: Annotated[Optional[Path], typer.Option(
+        metavar="FILE.png", help="With --verification: draw ROC and DET curves.")] = None,
 ) -> None:
     """Evaluate a checkpoint (or saved features): rank-1 tables per probe set and view."""
     from gaitcli.evaluation.api import run_plan
@@ -286,7 +301,12 @@ def evaluate(
     if (checkpoint is None) == (features is None):
         raise GaitError("give either a checkpoint (gait eval CKPT) or --features FILE.npz, "
                         "not both and not neither")
-    outputs = EvalOutputs(json=json_out, csv=csv_out, heatmap=heatmap, save_features=save_features)
+    from gaitcli.deploy.eval_verification import check_options, verification_features, verify_results
+
+    check_options(verification, calibrate, calibration_out, roc)
+    save_features, scratch = verification_features(verification, features, save_features)
+    # JSON is written here, after the verification has added its keys.
+    outputs = EvalOutputs(json=None, csv=csv_out, heatmap=heatmap, save_features=save_features)
     if features is not None:
         if save_features is not None:
             raise GaitError("--save-features needs a checkpoint; --features already is a feature file")
@@ -306,7 +326,14 @@ def evaluate(
     result = run_plan(plan, console=console, warn=_warn)
     tables_to = out_console if json_out != "-" and csv_out != "-" else console  # keep stdout pure JSON / CSV
     render_results(result, tables_to, rank5=rank5, show_map=map_)
-    write_outputs(plan.outputs, result, _note)
+    write_outputs(plan.outputs, result, _note if scratch is None else _note_unless_features)
+    extra = verify_results(result.to_json(), features or save_features, scratch, calibrate=calibrate,
+                           calibration_out=calibration_out, roc=roc, csv_out=csv_out, note=_note,
+                           console=tables_to)
+    if csv_out:
+        extra.write_csv(csv_out)
+    if json_out:
+        write_json(json_out, {**result.to_json(), **extra.payload})
 
 
 @app.command(name="lr-plot")
@@ -393,6 +420,88 @@ def demo(
                        out=console if json_out == "-" else out_console, warn=_warn)
     if json_out:
         write_json(json_out, payload)
+
+
+# --------------------------------------------------------------------------- deploy (docs/deploy.md)
+@app.command()
+@_handle_errors
+def embed(
+    checkpoint: Annotated[Path, typer.Argument(metavar="CKPT", help="A gaitcli .safetensors checkpoint.")],
+    inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", help="PNG walk folders, sequence .pkl files or prepared trees.")],
+    out: Annotated[Optional[Path], typer.Option("--out", metavar="FEATURES.npz", help="Feature file to write (as gait eval --save-features).")] = None,
+    append: Annotated[Optional[Path], typer.Option(metavar="G.npz", help="Add the walks to this gallery; walks it already holds are not re-embedded.")] = None,
+    partition: Annotated[Optional[Path], typer.Option(help="Partition JSON for a prepared tree INPUT.")] = None,
+    split: Annotated[str, typer.Option(help="With --partition: test, train or all.")] = "test",
+    img_size: Annotated[Optional[str], typer.Option("--img-size", metavar="N|HxW", help="Frame size (default: the checkpoint's).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto (default: cuda when present).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Sequences per inference batch.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the summary as JSON ('-' = stdout).")] = None,
+) -> None:
+    """Embed walks (PNG folders, pkls, prepared trees) into a feature file."""
+    from gaitcli.deploy.embed import run_embed
+    from gaitcli.deploy.render import render_embed
+
+    result = run_embed(checkpoint, inputs, out, append=append, partition=partition, split=split, img_size=img_size,
+                       device=device, batch_size=batch_size, overwrite=overwrite, console=console)
+    render_embed(result, console if json_out == "-" else out_console)
+    if json_out:
+        write_json(json_out, result.to_json())
+
+
+@app.command()
+@_handle_errors
+def identify(
+    probes: Annotated[list[str], typer.Argument(metavar="PROBE...", help="Feature files, or with --checkpoint anything gait embed takes.")],
+    gallery: Annotated[Path, typer.Option(metavar="G.npz", help="Gallery feature file (gait embed / gait eval --save-features).")],
+    checkpoint: Annotated[Optional[Path], typer.Option(metavar="CKPT", help="Embed non-.npz probes with this checkpoint.")] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="Identities listed per probe.")] = 5,
+    threshold: Annotated[Optional[float], typer.Option(help="Answer 'unknown' when the best distance is above this.")] = None,
+    calibration: Annotated[Optional[Path], typer.Option(metavar="CAL.json", help="Threshold from gait eval --verification --calibrate.")] = None,
+    exclude_same_view: Annotated[bool, typer.Option("--exclude-same-view", help="Drop gallery sequences at the probe's view.")] = False,
+    gallery_types: Annotated[Optional[str], typer.Option(metavar="T1,T2", help="Use only these gallery types, e.g. nm-01,nm-02.")] = None,
+    img_size: Annotated[Optional[str], typer.Option("--img-size", metavar="N|HxW", help="Frame size for embedded probes.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Sequences per inference batch.")] = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the answers as JSON ('-' = stdout).")] = None,
+) -> None:
+    """Who is this? The top-k gallery identities for each probe walk."""
+    from gaitcli.deploy.identify import identify as run_identify
+    from gaitcli.deploy.identify import load_probes, resolve_threshold
+    from gaitcli.deploy.render import render_identify, render_problems
+    from gaitcli.evaluation.extract import FeatureSet
+
+    gal = FeatureSet.load(gallery)
+    cut = resolve_threshold(threshold, str(calibration) if calibration else None, gal, str(gallery))
+    probe_set, skipped = load_probes(probes, gal, str(gallery), checkpoint=str(checkpoint) if checkpoint else None,
+                                     img_size=img_size, device=device, batch_size=batch_size, console=console)
+    result = run_identify(gal, probe_set, top_k=top_k, exclude_same_view=exclude_same_view,
+                          gallery_types=_split_list(gallery_types), threshold=cut, gallery_name=str(gallery))
+    target = console if json_out == "-" else out_console
+    render_problems(skipped, target)
+    render_identify(result, target)
+    if json_out:
+        write_json(json_out, result.to_json())
+
+
+@app.command()
+@_handle_errors
+def export(
+    checkpoint: Annotated[Path, typer.Argument(metavar="CKPT", help="A gaitcli .safetensors checkpoint.")],
+    out: Annotated[Path, typer.Argument(metavar="MODEL.onnx", help="Where to write the ONNX embedding network.")],
+    img_size: Annotated[Optional[str], typer.Option("--img-size", metavar="N|HxW", help="Frame size (default: the checkpoint's).")] = None,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Compare onnxruntime with PyTorch on walks of 10, 30, 100 frames.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace MODEL.onnx if it exists.")] = False,
+    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the summary as JSON ('-' = stdout).")] = None,
+) -> None:
+    """Export the embedding network to ONNX (needs the 'export' extra)."""
+    from gaitcli.deploy.export import export_onnx
+    from gaitcli.deploy.render import render_export
+
+    result = export_onnx(checkpoint, out, img_size=img_size, check=check, overwrite=overwrite)
+    render_export(result, console if json_out == "-" else out_console)
+    if json_out:
+        write_json(json_out, result.to_json())
 
 
 def main() -> None:

@@ -32,6 +32,8 @@ from gaitcli.data.collate import frame_indices, transform_cut
 from gaitcli.errors import ConfigError, GaitError
 
 FEATURE_KEYS = ("embeddings", "labels", "types", "views")
+#: optional text fields of a feature file (older files lack the later ones; they load as absent)
+META_TEXT_KEYS = ("dataset_name", "checkpoint", "metric", "model", "frame_size", "checkpoint_sha256")
 _WINDOW_FRAMES = 8192  # frames converted to float at once (about 92 MB at 64x44)
 
 
@@ -76,7 +78,7 @@ class FeatureSet:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         extra = {}
-        for key in ("dataset_name", "checkpoint", "metric"):
+        for key in META_TEXT_KEYS:
             if self.meta.get(key) is not None:
                 extra[key] = np.array(str(self.meta[key]))
         if self.meta.get("iteration") is not None:
@@ -110,7 +112,7 @@ class FeatureSet:
                     )
                 emb = data["embeddings"]
                 meta: dict[str, Any] = {}
-                for key in ("dataset_name", "checkpoint", "metric"):
+                for key in META_TEXT_KEYS:
                     if key in data.files:
                         meta[key] = str(data[key])
                 if "iteration" in data.files:

@@ -1,0 +1,193 @@
+"""``gait export CKPT model.onnx``: the embedding network as ONNX (docs/deploy.md).
+
+* Input ``frames`` ``[1, T, H, W']`` float32 (T dynamic, at least 3): one walk's frames pretreated
+  as ``gait prepare`` does (``H x W``, the checkpoint's frame size), the width cut to ``W'`` by the
+  evaluation transform, scaled by 1/255. Output ``embedding`` ``[parts, channels]``, compared
+  with the metric recorded in the metadata. All of this is written into the ONNX metadata.
+* The graph is the single-sequence path: every frame valid. The TorchScript exporter is used
+  (``dynamo=False``); the masks of the temporal layers are built from the input's shape inside the
+  graph, so nothing depends on the length the export was traced with.
+* Unless ``check=False``, onnxruntime's output is compared with PyTorch's for walks of 10, 30 and
+  100 frames; a difference above 1e-4 fails (exit 1).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gaitcli import __version__
+from gaitcli.errors import GaitError
+from gaitcli.fileio import atomic_write_bytes
+
+from .embed import load_for_inference
+
+CHECK_LENGTHS = (10, 30, 100)
+TOLERANCE = 1e-4
+_EXTRA = "pip install 'gaitcli[export]' (onnx, onnxruntime, onnxscript)"
+
+
+class EmbeddingNetwork(nn.Module):
+    """``frames [1, T, H, W'] -> embedding [parts, channels]`` for GaitGL-family models, whose
+    temporal layers see the frames and, after the stride-3 temporal aggregation, ``T // 3``."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+        probe = model.temporal_masks(torch.tensor([4]), 6, torch.device("cpu"))
+        if not isinstance(probe, tuple) or len(probe) != 2:
+            raise GaitError(f"gait export supports GaitGL and MetaGait models, not {type(model).__name__}")
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        every = torch.ones_like(frames[:, :, 0, 0]) > 0  # [1, T], all valid
+        third = nn.functional.max_pool1d(every.float()[:, None], 3, 3)[:, 0] > 0  # [1, T // 3]
+        out: torch.Tensor = self.model._core(frames.unsqueeze(1), (every, third))["embeddings"][0]
+        return out
+
+
+@dataclass
+class ExportResult:
+    """What ``gait export`` wrote and how well it matches PyTorch."""
+
+    out: str
+    """The ONNX file."""
+    metadata: dict[str, str]
+    """The metadata written into it (preprocessing, provenance)."""
+    differences: dict[int, float] = field(default_factory=dict)
+    """Max absolute difference onnxruntime vs PyTorch per walk length (empty with --no-check)."""
+    seconds: float = 0.0
+    """Wall time."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "out": self.out,
+            "metadata": self.metadata,
+            "max_abs_difference": {str(k): v for k, v in self.differences.items()},
+            "tolerance": TOLERANCE,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _require_onnx() -> tuple[Any, Any]:
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as exc:
+        raise GaitError(f"gait export needs the 'export' extra ({exc.name} is missing): {_EXTRA}") from None
+    return onnx, onnxruntime
+
+
+def _metadata(loaded: Any, input_hw: tuple[int, int], cut: int) -> dict[str, str]:
+    prov = loaded.provenance
+    model = loaded.model
+    return {
+        "gaitcli_version": __version__,
+        "checkpoint": str(prov.checkpoint),
+        "checkpoint_sha256": str(prov.checkpoint_sha256),
+        "model": str(prov.model),
+        "metric": str(prov.metric),
+        "frame_size": str(prov.frame_size),
+        "input_size": f"{input_hw[0]}x{input_hw[1]}",
+        "cut_width": str(cut),
+        "scale": "1/255",
+        "min_frames": "3",
+        "preprocessing": (
+            f"silhouettes pretreated as gait prepare --img-size {loaded.frame_size[0]} does "
+            f"({prov.frame_size}), {cut} columns cut from each side ({input_hw[0]}x{input_hw[1]}), "
+            "uint8 / 255 as float32, shape [1, T, H, W] with T >= 3 (repeat shorter walks)"
+        ),
+        "output": (
+            f"embedding [parts={getattr(model, 'parts_num', '?')}, channels]; "
+            f"compare with metric {prov.metric}"
+        ),
+    }
+
+
+def _trace(net: EmbeddingNetwork, input_hw: tuple[int, int]) -> bytes:
+    buf = io.BytesIO()
+    example = torch.rand(1, 30, *input_hw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net,
+            (example,),
+            buf,  # type: ignore[arg-type]  # a file-like object is accepted
+            input_names=["frames"],
+            output_names=["embedding"],
+            dynamic_axes={"frames": {1: "T"}},
+            dynamo=False,
+            opset_version=17,
+        )
+    return buf.getvalue()
+
+
+def check_parity(
+    model_bytes: bytes,
+    net: EmbeddingNetwork,
+    input_hw: tuple[int, int],
+    lengths: tuple[int, ...] = CHECK_LENGTHS,
+) -> dict[int, float]:
+    """Max absolute difference onnxruntime vs PyTorch's forward per walk length."""
+    _, ort = _require_onnx()
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    out: dict[int, float] = {}
+    for length in lengths:
+        frames = (rng.random((1, length, *input_hw)) > 0.5).astype(np.float32)
+        with torch.no_grad():
+            ref = net.model(torch.from_numpy(frames))["embeddings"][0].numpy()
+        got = session.run(None, {"frames": frames})[0]
+        out[length] = float(np.abs(got - ref).max())
+    return out
+
+
+def export_onnx(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    img_size: str | None = None,
+    check: bool = True,
+    overwrite: bool = False,
+) -> ExportResult:
+    """Export ``checkpoint``'s embedding network to ``out`` (atomic), then check it."""
+    from gaitcli.data.collate import transform_cut
+
+    started = time.perf_counter()
+    onnx, _ = _require_onnx()
+    target = Path(out)
+    if target.suffix.lower() != ".onnx":
+        raise GaitError(f"{target}: name the output *.onnx")
+    if target.exists() and not overwrite:
+        raise GaitError(f"{target} exists; pass --overwrite to replace it")
+    loaded = load_for_inference(checkpoint, img_size=img_size, device="cpu")
+    ev = loaded.config.get("evaluator_cfg") or {}
+    height, width = loaded.frame_size
+    cut = transform_cut(ev.get("transform"), width)
+    input_hw = (height, width - 2 * cut)
+    net = EmbeddingNetwork(loaded.model.float().eval()).eval()
+    proto = onnx.load_model_from_string(_trace(net, input_hw))
+    meta = _metadata(loaded, input_hw, cut)
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    data = proto.SerializeToString()
+    result = ExportResult(str(target), meta)
+    if check:
+        result.differences = check_parity(data, net, input_hw)
+        worst = max(result.differences.values())
+        if not worst <= TOLERANCE:
+            raise GaitError(
+                f"ONNX output differs from PyTorch by {worst:.3g} (> {TOLERANCE:g}); not written", exit_code=1
+            )
+    atomic_write_bytes(target, data)
+    result.seconds = time.perf_counter() - started
+    return result

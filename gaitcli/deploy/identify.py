@@ -1,0 +1,331 @@
+"""``gait identify --gallery G.npz PROBE...``: who is this? Top-k gallery identities per probe.
+
+Distances are those of evaluation (:func:`gaitcli.evaluation.metrics.distance_block`: the same
+metric and per-part average), made as chunked matrix products against the gallery, whose norms
+are computed once. Per probe, each identity is represented by its best-matching gallery sequence;
+the k nearest identities are returned. ``exclude_same_view`` drops every gallery sequence at the
+probe's view, ``gallery_types`` keeps only those types. With a threshold, a probe whose best
+distance is above it is answered ``unknown`` (docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from gaitcli.errors import GaitError
+from gaitcli.evaluation.extract import FeatureSet
+from gaitcli.evaluation.metrics import as_features, check_metric, distance_block, part_norms
+
+UNKNOWN = "unknown"
+_BLOCK = 1 << 23  # probe rows x gallery columns per distance block (32 MB of float32)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """An open-set threshold and what it means."""
+
+    value: float
+    """Accept the best identity when its distance is at most this."""
+    meaning: str
+    """Where it came from (calibrated FAR and data, or the command line)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": self.value, "meaning": self.meaning}
+
+
+@dataclass(frozen=True)
+class Match:
+    """One gallery identity for a probe."""
+
+    label: str
+    """Gallery identity."""
+    distance: float
+    """Distance to its best-matching sequence."""
+    type: str
+    """That sequence's type."""
+    view: str
+    """That sequence's view."""
+    index: int
+    """That sequence's row in the gallery file."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "distance": self.distance,
+            "type": self.type,
+            "view": self.view,
+            "index": self.index,
+        }
+
+
+@dataclass
+class Answer:
+    """The answer for one probe."""
+
+    probe: str
+    """The probe's label (the path when it has no id/type/view shape)."""
+    type: str
+    """The probe's type."""
+    view: str
+    """The probe's view."""
+    matches: list[Match]
+    """The nearest identities, best first."""
+    answer: str
+    """The best identity, ``unknown`` above the threshold or when the gallery left nothing."""
+
+    @property
+    def best(self) -> Match | None:
+        return self.matches[0] if self.matches else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "probe": self.probe,
+            "type": self.type,
+            "view": self.view,
+            "answer": self.answer,
+            "matches": [m.to_json() for m in self.matches],
+        }
+
+
+@dataclass
+class IdentifyResult:
+    """Every probe's answer."""
+
+    gallery: str
+    """The gallery file."""
+    gallery_sequences: int
+    """Gallery sequences used (after ``--gallery-types``)."""
+    gallery_identities: int
+    """Identities among them."""
+    metric: str
+    """Distance metric."""
+    top_k: int
+    """Identities listed per probe."""
+    exclude_same_view: bool
+    """Whether gallery sequences at the probe's view were dropped."""
+    threshold: Threshold | None
+    """The open-set threshold, if any."""
+    answers: list[Answer] = field(default_factory=list)
+    """Per probe, in input order."""
+    seconds: float = 0.0
+    """Matching time."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "gallery": self.gallery,
+            "gallery_sequences": self.gallery_sequences,
+            "gallery_identities": self.gallery_identities,
+            "metric": self.metric,
+            "top_k": self.top_k,
+            "exclude_same_view": self.exclude_same_view,
+            "threshold": self.threshold.to_json() if self.threshold else None,
+            "answers": [a.to_json() for a in self.answers],
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def select_gallery(gallery: FeatureSet, types: Sequence[str] | None) -> np.ndarray:
+    """Rows of ``gallery`` to match against (``types``: keep only these sequence types)."""
+    if not types:
+        return np.arange(len(gallery))
+    rows = np.flatnonzero(np.isin(gallery.types, list(types)))
+    if len(rows) == 0:
+        present = ", ".join(sorted(set(gallery.types.tolist()))[:12]) or "none"
+        raise GaitError(
+            f"--gallery-types {','.join(types)}: no gallery sequence has these types (present: {present})"
+        )
+    return rows
+
+
+class GalleryIndex:
+    """A gallery ready for matching: features, norms and identity codes, kept on ``device``."""
+
+    def __init__(self, gallery: FeatureSet, rows: np.ndarray, metric: str, device: str = "cpu") -> None:
+        self.metric = check_metric(metric)
+        self.rows = rows
+        every = len(rows) == len(gallery)  # no copy of a large gallery when all of it is used
+        self.features = as_features(gallery.embeddings if every else gallery.embeddings[rows], device)
+        self.norms = part_norms(self.features, metric)
+        self.names, codes = np.unique(gallery.labels[rows], return_inverse=True)
+        self.codes = torch.from_numpy(codes.astype(np.int64)).to(self.features.device)
+        self.views = gallery.views[rows]
+        self.types = gallery.types[rows]
+        view_names, view_codes = np.unique(np.concatenate([self.views, [""]]), return_inverse=True)
+        self.view_names = {str(v): i for i, v in enumerate(view_names.tolist())}
+        self.view_codes = torch.from_numpy(view_codes[:-1].astype(np.int64)).to(self.features.device)
+
+    def best_per_identity(
+        self, probes: torch.Tensor, probe_views: Sequence[str], exclude_same_view: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(best [n, identities], dist [n, gallery])``: each identity's smallest distance
+        (inf when all its sequences are excluded) and the masked distances."""
+        dist = distance_block(probes, self.features, self.metric, y_norms=self.norms)
+        if exclude_same_view:
+            codes = [self.view_names.get(str(v), -1) if str(v) else -1 for v in probe_views]
+            pv = torch.tensor(codes, dtype=torch.int64, device=dist.device)
+            dist = dist.masked_fill(pv[:, None] == self.view_codes[None, :], math.inf)
+        best = torch.full((dist.shape[0], len(self.names)), math.inf, device=dist.device)
+        best.scatter_reduce_(1, self.codes.expand(dist.shape[0], -1), dist, reduce="amin", include_self=True)
+        return best, dist
+
+    def matches(self, best: torch.Tensor, dist: torch.Tensor, top_k: int) -> list[Match]:
+        """The ``top_k`` identities of one probe row (``best [identities]``, ``dist [gallery]``)."""
+        k = min(top_k, best.numel())
+        values, ids = torch.topk(best, k, largest=False, sorted=True)
+        out = []
+        for value, ident in zip(values.tolist(), ids.tolist(), strict=True):
+            if not math.isfinite(value):
+                break
+            column = int(torch.where(self.codes == ident, dist, math.inf).argmin())
+            out.append(
+                Match(
+                    str(self.names[ident]),
+                    float(value),
+                    str(self.types[column]),
+                    str(self.views[column]),
+                    int(self.rows[column]),
+                )
+            )
+        return out
+
+
+def answer_probes(
+    index: GalleryIndex,
+    probes: FeatureSet,
+    *,
+    top_k: int = 5,
+    exclude_same_view: bool = False,
+    threshold: Threshold | None = None,
+) -> list[Answer]:
+    """The answers for ``probes`` against a built :class:`GalleryIndex`, in chunks of probes."""
+    feats = as_features(probes.embeddings, index.features.device)
+    chunk = max(1, min(256, _BLOCK // max(len(index.rows), 1)))
+    answers = []
+    for c0 in range(0, len(probes), chunk):
+        views = probes.views[c0 : c0 + chunk].tolist()
+        best, dist = index.best_per_identity(feats[c0 : c0 + chunk], views, exclude_same_view)
+        for j in range(best.shape[0]):
+            i = c0 + j
+            found = index.matches(best[j], dist[j], top_k)
+            accepted = bool(found) and (threshold is None or found[0].distance <= threshold.value)
+            label = found[0].label if accepted else UNKNOWN
+            answers.append(
+                Answer(str(probes.labels[i]), str(probes.types[i]), str(probes.views[i]), found, label)
+            )
+    return answers
+
+
+def identify(
+    gallery: FeatureSet,
+    probes: FeatureSet,
+    *,
+    metric: str | None = None,
+    top_k: int = 5,
+    exclude_same_view: bool = False,
+    gallery_types: Sequence[str] | None = None,
+    threshold: Threshold | None = None,
+    gallery_name: str = "gallery",
+    device: str = "cpu",
+) -> IdentifyResult:
+    """Answer every probe of ``probes`` against ``gallery``."""
+    if top_k < 1:
+        raise GaitError(f"--top-k must be at least 1, got {top_k}")
+    chosen = check_metric(metric or gallery.meta.get("metric") or "euc")
+    if len(gallery) == 0:
+        raise GaitError(f"{gallery_name}: the gallery is empty")
+    if probes.embeddings.shape[1:] != gallery.embeddings.shape[1:]:
+        raise GaitError(
+            f"probe embeddings {list(probes.embeddings.shape[1:])} do not match the gallery's "
+            f"{list(gallery.embeddings.shape[1:])}; embed both with the same checkpoint"
+        )
+    started = time.perf_counter()
+    index = GalleryIndex(gallery, select_gallery(gallery, gallery_types), chosen, device)
+    result = IdentifyResult(
+        gallery_name, len(index.rows), len(index.names), chosen, top_k, exclude_same_view, threshold
+    )
+    result.answers = answer_probes(
+        index, probes, top_k=top_k, exclude_same_view=exclude_same_view, threshold=threshold
+    )
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def resolve_threshold(
+    value: float | None, calibration: str | None, gallery: FeatureSet, gallery_name: str
+) -> Threshold | None:
+    """``--threshold`` or ``--calibration`` (checked against the gallery), not both."""
+    from .calibration import Calibration
+    from .compat import Provenance, check_compatible
+
+    if value is not None and calibration is not None:
+        raise GaitError("give --threshold or --calibration, not both")
+    if value is not None:
+        if not math.isfinite(value) or value < 0:
+            raise GaitError(f"--threshold must be a distance >= 0, got {value}")
+        return Threshold(float(value), f"threshold {value:g} given on the command line (no calibrated FAR)")
+    if calibration is None:
+        return None
+    cal = Calibration.load(calibration)
+    check_compatible(
+        Provenance.from_meta(gallery.meta),
+        f"gallery {gallery_name}",
+        cal.provenance,
+        f"calibration {calibration}",
+    )
+    return Threshold(float(cal.threshold), cal.meaning())
+
+
+def load_probes(
+    probes: Sequence[str],
+    gallery: FeatureSet,
+    gallery_name: str,
+    *,
+    checkpoint: str | None,
+    img_size: str | None,
+    device: str | None,
+    batch_size: int | None,
+    console: Any,
+) -> tuple[FeatureSet, list[Any]]:
+    """Probe feature files, plus (with ``checkpoint``) anything ``gait embed`` takes, as one
+    feature set checked against the gallery; also the skipped inputs."""
+    from .compat import Provenance, check_compatible
+    from .embed import concat_features, embed_walks, load_for_inference
+    from .inputs import resolve_inputs
+
+    ref = Provenance.from_meta(gallery.meta)
+    files = [p for p in probes if str(p).endswith(".npz")]
+    walks = [p for p in probes if not str(p).endswith(".npz")]
+    parts: list[FeatureSet] = []
+    for path in files:
+        feats = FeatureSet.load(path)
+        check_compatible(
+            ref, f"gallery {gallery_name}", Provenance.from_meta(feats.meta), f"probe file {path}"
+        )
+        parts.append(feats)
+    skipped: list[Any] = []
+    if walks:
+        if checkpoint is None:
+            raise GaitError(
+                f"{walks[0]}: not a feature file (.npz); pass --checkpoint CKPT to embed walks on the fly"
+            )
+        loaded = load_for_inference(
+            checkpoint, img_size=img_size, device=device, metric=gallery.meta.get("metric")
+        )
+        check_compatible(ref, f"gallery {gallery_name}", loaded.provenance, f"checkpoint {checkpoint}")
+        data_in_use = (loaded.config.get("data_cfg") or {}).get("data_in_use")
+        walk_set = resolve_inputs(walks, loaded.frame_size, data_in_use=data_in_use)
+        skipped = list(walk_set.skipped)
+        parts.append(embed_walks(loaded, walk_set, batch_size=batch_size, console=console))
+    if not parts:
+        raise GaitError("no PROBE given: pass feature files or (with --checkpoint) walks")
+    merged = parts[0]
+    for extra in parts[1:]:
+        merged = concat_features(merged, extra)
+    return merged, skipped

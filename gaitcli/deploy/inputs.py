@@ -1,0 +1,297 @@
+"""The walks ``gait embed`` / ``gait identify`` take: PNG folders, sequence pkls, prepared trees.
+
+* A folder holding image files is one walk of silhouette frames. It is pretreated on the fly by
+  the very functions ``gait prepare`` uses (:func:`gaitcli.data.prepare.read_frame`,
+  :func:`~gaitcli.data.prepare.pretreat_sequence`), at the checkpoint's frame size. A bad frame is
+  listed and skipped; a folder without any usable frame is listed and skipped.
+* A ``.pkl`` file is one walk, read through the restricted unpickler; a malformed one is listed
+  and skipped.
+* Any other folder is a prepared tree ``id/type/view/*.pkl``: every sequence, or with
+  ``--partition P`` the ids of ``--split train|test|all`` (the same listing ``gait eval`` reads).
+
+A walk's label / type / view come from its ``id/type/view`` path when the path has that shape
+(the view a number, the type such as ``nm-01`` or ``00``); otherwise the label is the path and the
+type and view are empty (docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gaitcli.data.dataset import scan_tree
+from gaitcli.data.partition import load_partition
+from gaitcli.data.pickle_io import load_array
+from gaitcli.data.prepare import IMAGE_EXTENSIONS, pretreat_sequence, read_frame
+from gaitcli.errors import DataError, GaitError
+
+SPLITS = ("train", "test", "all")
+_VIEW = re.compile(r"^\d+(_\d+)?$")
+_TYPE = re.compile(r"^[A-Za-z]*-?\d+$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An input that was listed and skipped."""
+
+    path: str
+    """The file or folder."""
+    reason: str
+    """Why it was skipped."""
+
+    def to_json(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Walk:
+    """One walk to embed: its identity and how to get its frames ``[T, H, W]`` uint8."""
+
+    label: str
+    """Subject id (from the path, or the path itself)."""
+    type: str
+    """Sequence type such as ``nm-01`` (empty when the path does not say)."""
+    view: str
+    """View such as ``090`` (empty when the path does not say)."""
+    source: str
+    """Where the frames came from."""
+    read: Callable[[], list[np.ndarray]] = field(compare=False, repr=False)
+    """Returns the walk's arrays (one per pkl of a prepared sequence)."""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.label, self.type, self.view)
+
+
+@dataclass
+class WalkSet:
+    """Walks in input order, with the inputs that were skipped. Has the ``sequences`` / ``load``
+    interface of :class:`gaitcli.data.dataset.GaitDataset`, so ``extract_features`` embeds it
+    exactly as it embeds a test split."""
+
+    sequences: list[Walk] = field(default_factory=list)
+    """The walks to embed."""
+    skipped: list[Problem] = field(default_factory=list)
+    """Inputs (walks or single frames) that were listed and skipped."""
+    from_tree: bool = False
+    """True when every walk came from a prepared tree."""
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def load(self, index: int) -> list[np.ndarray]:
+        return self.sequences[index].read()
+
+    def without(self, keys: set[tuple[str, str, str]]) -> WalkSet:
+        """The walks whose (label, type, view) is not in ``keys``."""
+        kept = [w for w in self.sequences if w.key not in keys]
+        return WalkSet(kept, list(self.skipped), self.from_tree)
+
+
+def parse_frame_size(text: str, source: str) -> tuple[int, int]:
+    """``"64x64"`` or ``"64"`` → ``(64, 64)``; anything else is a one-line error."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", str(text))
+    if not match:
+        raise GaitError(f"{source}: frame size {text!r} is not HxW or N (e.g. 64x64 or 64)")
+    height = int(match.group(1))
+    width = int(match.group(2) or height)
+    if height < 2 or width < 2:
+        raise GaitError(f"{source}: frame size {text!r} is too small")
+    return height, width
+
+
+def path_identity(path: Path) -> tuple[str, str, str]:
+    """``(label, type, view)`` from ``.../id/type/view`` when the path has that shape, else
+    ``(str(path), "", "")``."""
+    parts = path.parts
+    if len(parts) >= 3 and _VIEW.match(parts[-1]) and _TYPE.match(parts[-2]) and parts[-3] not in ("", "/"):
+        return parts[-3], parts[-2], parts[-1]
+    return str(path), "", ""
+
+
+def _check_frames(array: np.ndarray, source: str, frame_size: tuple[int, int]) -> str | None:
+    if array.ndim != 3 or len(array) == 0:
+        return f"expected frames [T, H, W] with T >= 1, found shape {list(array.shape)}"
+    if tuple(array.shape[1:]) != frame_size:
+        return (
+            f"frames are {array.shape[1]}x{array.shape[2]} but the checkpoint expects "
+            f"{frame_size[0]}x{frame_size[1]} (prepare with --img-size {frame_size[0]})"
+        )
+    return None
+
+
+def png_walk(
+    folder: Path, images: Sequence[str], frame_size: tuple[int, int], problems: list[Problem]
+) -> Walk | None:
+    """Read and pretreat one PNG folder (as ``gait prepare`` does); None when nothing is usable."""
+    if frame_size[0] != frame_size[1]:
+        raise GaitError(
+            f"{folder}: PNG frames are pretreated to square frames, but the checkpoint expects "
+            f"{frame_size[0]}x{frame_size[1]}; prepare such data yourself and pass pkls"
+        )
+    frames: list[np.ndarray] = []
+    for name in images:
+        image, reason = read_frame(folder / name)
+        if image is None:
+            problems.append(Problem(str(folder / name), reason or "unreadable"))
+        else:
+            frames.append(image)
+    array, dropped = pretreat_sequence(frames, frame_size[0])
+    if len(array) == 0:
+        problems.append(
+            Problem(
+                str(folder),
+                f"no usable frame ({len(images)} images, {dropped} dropped as "
+                "empty or off-centre, the rest unreadable)",
+            )
+        )
+        return None
+    label, seq_type, view = path_identity(folder)
+    return Walk(label, seq_type, view, str(folder), lambda: [array])
+
+
+def pkl_walk(path: Path, frame_size: tuple[int, int], problems: list[Problem]) -> Walk | None:
+    """One sequence pkl (restricted unpickler); None when it is malformed."""
+    try:
+        array = load_array(path)
+    except DataError as exc:
+        problems.append(Problem(str(path), str(exc).replace(f"{path}: ", "", 1)))
+        return None
+    reason = _check_frames(array, str(path), frame_size)
+    if reason is not None:
+        problems.append(Problem(str(path), reason))
+        return None
+    label, seq_type, view = path_identity(path.parent)
+    return Walk(label, seq_type, view, str(path), lambda: [array])
+
+
+def _tree_reader(
+    paths: tuple[str, ...], key: str, frame_size: tuple[int, int]
+) -> Callable[[], list[np.ndarray]]:
+    def read() -> list[np.ndarray]:
+        arrays = [load_array(p) for p in paths]
+        for path, array in zip(paths, arrays, strict=True):
+            reason = _check_frames(array, path, frame_size)
+            if reason is not None:
+                raise DataError(f"{path}: {reason}")
+        if len({len(a) for a in arrays}) != 1:
+            raise DataError(f"{key}: its pkl files hold different frame counts")
+        return arrays
+
+    return read
+
+
+def tree_walks(
+    root: Path,
+    frame_size: tuple[int, int],
+    partition: Path | None,
+    split: str,
+    data_in_use: Sequence[bool] | None = None,
+) -> list[Walk]:
+    """The sequences of a prepared tree, in the order ``gait eval`` lists them."""
+    if split not in SPLITS:
+        raise GaitError(f"--split {split!r}: use train, test or all")
+    ids: list[str] | None = None
+    if partition is not None:
+        part = load_partition(partition)
+        ids = list(part.train) + list(part.test) if split == "all" else list(part.ids(split))
+    infos = scan_tree(root, ids, data_in_use)
+    if not infos:
+        raise DataError(
+            f"{root}: no sequences (id/type/view/*.pkl) found"
+            + (f" for the {split} split of {partition}" if partition is not None else "")
+        )
+    walks = [
+        Walk(i.label, i.type, i.view, os.path.dirname(i.paths[0]), _tree_reader(i.paths, i.key, frame_size))
+        for i in infos
+    ]
+    walks[0].read()  # a tree of another frame size fails here, before any embedding
+    return walks
+
+
+def _images_of(folder: Path) -> list[str]:
+    return sorted(
+        e.name
+        for e in os.scandir(folder)
+        if e.is_file()
+        and not e.name.startswith(".")
+        and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
+    )
+
+
+def _pkls_of(folder: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(folder) if e.is_file() and e.name.endswith(".pkl"))
+
+
+def _nested_pkls(folder: Path, frame_size: tuple[int, int], out: WalkSet) -> None:
+    """A folder inside a prepared tree (e.g. one id): every pkl below it, one walk each."""
+    found = sorted(
+        p for p in folder.rglob("*.pkl") if not any(x.startswith(".") for x in p.relative_to(folder).parts)
+    )
+    if not found:
+        raise GaitError(f"{folder}: no PNG frames, no .pkl and no prepared tree (id/type/view/*.pkl) in it")
+    out.from_tree = False
+    for path in found:
+        walk = pkl_walk(path, frame_size, out.skipped)
+        out.sequences.extend([walk] if walk else [])
+
+
+def resolve_inputs(
+    inputs: Sequence[str | os.PathLike[str]],
+    frame_size: tuple[int, int],
+    *,
+    partition: Path | None = None,
+    split: str = "test",
+    data_in_use: Sequence[bool] | None = None,
+) -> WalkSet:
+    """Turn INPUT arguments into walks (see the module docstring). A path that does not exist is
+    a one-line error; bad walks inside the inputs are listed in ``skipped``."""
+    if not inputs:
+        raise GaitError("no INPUT given: pass PNG walk folders, sequence pkls or a prepared tree")
+    out = WalkSet(from_tree=True)
+    used_tree = False
+    for raw in inputs:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise GaitError(
+                f"{path}: no such file or folder (INPUT is a PNG walk folder, a .pkl or a prepared tree)"
+            )
+        if path.is_file():
+            if path.suffix.lower() != ".pkl":
+                raise GaitError(
+                    f"{path}: not a sequence .pkl; pass a folder of PNG frames, a .pkl or a prepared tree"
+                )
+            walk = pkl_walk(path, frame_size, out.skipped)
+            out.from_tree = False
+            out.sequences.extend([walk] if walk else [])
+            continue
+        images, pkls = _images_of(path), _pkls_of(path)
+        if images:
+            walk = png_walk(path, images, frame_size, out.skipped)
+            out.from_tree = False
+            out.sequences.extend([walk] if walk else [])
+        elif pkls and partition is None:
+            for name in pkls:
+                walk = pkl_walk(path / name, frame_size, out.skipped)
+                out.sequences.extend([walk] if walk else [])
+            out.from_tree = False
+        elif partition is None and not scan_tree(path):
+            _nested_pkls(path, frame_size, out)
+        else:
+            used_tree = True
+            out.sequences.extend(tree_walks(path, frame_size, partition, split, data_in_use))
+    if partition is not None and not used_tree:
+        raise GaitError("--partition applies to a prepared tree, and no INPUT is one; drop --partition")
+    if not out.sequences:
+        raise GaitError(
+            f"nothing to embed: every input was skipped ({len(out.skipped)} problems, "
+            f"first: {out.skipped[0].path}: {out.skipped[0].reason})"
+            if out.skipped
+            else "nothing to embed"
+        )
+    return out

@@ -1,0 +1,532 @@
+"""Verification ("same person or not?") on top of the distances of evaluation (docs/eval.md).
+
+For every probe set, each probe × gallery pair whose views differ (identical views are excluded,
+as in the rank-1 tables) is *genuine* (same id) or *impostor*. A pair is accepted when its
+distance is at most the threshold: FAR = accepted impostors / impostors, TAR = accepted genuine /
+genuine, FRR = 1 - TAR.
+
+* EER: over every candidate threshold (every observed distance, and -inf), the one where
+  ``|FAR - FRR|`` is smallest (the lowest such threshold on ties); EER = ``(FAR + FRR) / 2`` there.
+* TAR@FAR=f: the largest candidate threshold whose FAR is at most ``f``; "n/a" when there are
+  fewer than ``1/f`` impostor pairs (that FAR cannot be resolved).
+* Memory stays bounded: distances are kept exactly while a class has at most
+  :data:`EXACT_LIMIT` pairs; beyond that they go into a histogram of :data:`HIST_BINS` bins
+  over ``[0, hi)``, ``hi`` doubling (neighbouring bins merged) whenever a larger distance arrives.
+  Thresholds are then bin edges and a pair is accepted below the edge; curves are exact to one bin.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from gaitcli.errors import GaitError
+
+from .metrics import as_features, distance_block, encode_labels, part_norms
+
+FARS = (1e-2, 1e-3, 1e-4)
+EXACT_LIMIT = 1 << 24  # distances per class kept exactly (64 MB of float32)
+HIST_BINS = 1 << 20
+_CURVE_POINTS = 200
+_DIST_BINS = 40
+POOLED = "ALL"
+
+
+class DistanceTally:
+    """The distances of one class of pairs: exact while small, then a fine histogram."""
+
+    def __init__(self, exact_limit: int = EXACT_LIMIT, bins: int = HIST_BINS) -> None:
+        self.exact_limit = exact_limit
+        self.bins = bins
+        self.parts: list[np.ndarray] = []
+        self.count = 0
+        self.hist: np.ndarray | None = None
+        self.hi = 1.0
+        self.total = 0.0
+        self.total_sq = 0.0
+        self.lo_seen = math.inf
+        self.hi_seen = -math.inf
+        self._sorted: np.ndarray | None = None
+
+    @property
+    def exact(self) -> bool:
+        return self.hist is None
+
+    def add(self, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64).ravel()
+        if values.size == 0:
+            return
+        self.count += int(values.size)
+        self.total += float(values.sum())
+        self.total_sq += float(np.square(values).sum())
+        self.lo_seen = min(self.lo_seen, float(values.min()))
+        self.hi_seen = max(self.hi_seen, float(values.max()))
+        self._sorted = None
+        if self.hist is None:
+            self.parts.append(values.astype(np.float32))
+            if self.count > self.exact_limit:
+                self._to_histogram()
+        else:
+            self._bin(values)
+
+    def _to_histogram(self) -> None:
+        self.hist = np.zeros(self.bins, dtype=np.int64)
+        kept, self.parts = self.parts, []
+        for part in kept:
+            self._bin(part.astype(np.float64))
+
+    def _bin(self, values: np.ndarray) -> None:
+        assert self.hist is not None
+        values = np.maximum(values, 0.0)
+        while float(values.max()) >= self.hi:
+            self.hist = self.hist.reshape(-1, 2).sum(axis=1)
+            self.hist = np.concatenate([self.hist, np.zeros(self.bins - len(self.hist), dtype=np.int64)])
+            self.hi *= 2.0
+        index = np.minimum((values * (self.bins / self.hi)).astype(np.int64), self.bins - 1)
+        self.hist += np.bincount(index, minlength=self.bins)
+
+    def values(self) -> np.ndarray:
+        """The sorted exact distances (exact mode only)."""
+        if self._sorted is None:
+            self._sorted = np.sort(np.concatenate(self.parts)) if self.parts else np.empty(0, np.float32)
+        return self._sorted
+
+    def candidates(self) -> np.ndarray:
+        """Thresholds at which this class's counts change."""
+        if self.hist is None:
+            return np.unique(self.values()).astype(np.float64)
+        return np.arange(self.bins + 1, dtype=np.float64) * (self.hi / self.bins)
+
+    def accepted(self, thresholds: np.ndarray) -> np.ndarray:
+        """How many distances are accepted at each threshold (``<= t`` exact, ``< t`` binned)."""
+        if self.hist is None:
+            found: np.ndarray = np.searchsorted(self.values(), thresholds.astype(np.float32), side="right")
+            return found.astype(np.int64)
+        cum: np.ndarray = np.concatenate([[0], np.cumsum(self.hist)])
+        t = np.clip(np.nan_to_num(thresholds, posinf=self.hi, neginf=0.0), 0.0, self.hi)
+        edge = np.clip(np.floor(t * (self.bins / self.hi)).astype(np.int64), 0, self.bins)
+        counts: np.ndarray = cum[edge]
+        return counts
+
+    def distribution(self, lo: float, hi: float) -> Distribution:
+        edges = np.linspace(lo, hi, _DIST_BINS + 1)
+        counts = np.diff(np.concatenate([[0], self.accepted(edges[1:])]))
+        mean = self.total / self.count if self.count else None
+        var = max(self.total_sq / self.count - (mean or 0.0) ** 2, 0.0) if self.count else None
+        return Distribution(
+            self.count,
+            mean,
+            math.sqrt(var) if var is not None else None,
+            self.lo_seen if self.count else None,
+            self.hi_seen if self.count else None,
+            edges.tolist(),
+            counts.astype(int).tolist(),
+        )
+
+
+@dataclass
+class Distribution:
+    """Genuine or impostor distances of one probe set."""
+
+    count: int
+    """Pairs."""
+    mean: float | None
+    """Mean distance."""
+    std: float | None
+    """Standard deviation."""
+    min: float | None
+    """Smallest distance."""
+    max: float | None
+    """Largest distance."""
+    edges: list[float]
+    """Histogram bin edges (shared by the genuine and impostor histograms of a probe set)."""
+    counts: list[int]
+    """Pairs per bin."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "mean": self.mean,
+            "std": self.std,
+            "min": self.min,
+            "max": self.max,
+            "edges": self.edges,
+            "counts": self.counts,
+        }
+
+
+@dataclass
+class OperatingPoint:
+    """TAR at a target FAR."""
+
+    far: float
+    """The target false accept rate."""
+    tar: float | None
+    """True accept rate at the threshold (None: n/a)."""
+    threshold: float | None
+    """The distance threshold (accept when distance <= it)."""
+    achieved_far: float | None
+    """The FAR actually reached at that threshold."""
+    note: str | None = None
+    """Why it is n/a."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "far": self.far,
+            "tar": self.tar,
+            "threshold": self.threshold,
+            "achieved_far": self.achieved_far,
+            "note": self.note,
+        }
+
+
+@dataclass
+class VerificationResult:
+    """Verification of one probe set against its gallery."""
+
+    probe_set: str
+    """Probe set name (``ALL``: every probe set pooled)."""
+    genuine: Distribution
+    """Same-id pairs."""
+    impostor: Distribution
+    """Different-id pairs."""
+    eer: float | None
+    """Equal error rate (fraction, None without both classes)."""
+    eer_threshold: float | None
+    """The threshold at the EER."""
+    points: list[OperatingPoint]
+    """TAR at FAR = 1e-2, 1e-3, 1e-4."""
+    roc: dict[str, list[float]]
+    """``far``, ``tar``, ``threshold``: sampled ROC curve (DET: FRR = 1 - TAR)."""
+    exact: bool
+    """True when computed from every distance, False when from fine histograms."""
+
+    def point(self, far: float) -> OperatingPoint | None:
+        return next((p for p in self.points if math.isclose(p.far, far)), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "probe_set": self.probe_set,
+            "eer": self.eer,
+            "eer_threshold": self.eer_threshold,
+            "tar_at_far": [p.to_json() for p in self.points],
+            "exact": self.exact,
+            "genuine": self.genuine.to_json(),
+            "impostor": self.impostor.to_json(),
+            "roc": self.roc,
+        }
+
+
+@dataclass
+class VerificationReport:
+    """Verification of every probe set of a protocol."""
+
+    metric: str
+    """Distance metric."""
+    rule: str
+    """Which pairs were counted."""
+    results: list[VerificationResult] = field(default_factory=list)
+    """Per probe set, then ``ALL`` (pooled) when there are several."""
+
+    def get(self, name: str) -> VerificationResult | None:
+        return next((r for r in self.results if r.probe_set == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.metric, "pairs": self.rule, "sets": [r.to_json() for r in self.results]}
+
+
+class PairAccumulator:
+    """Genuine and impostor tallies, filled block by block."""
+
+    def __init__(self, exact_limit: int = EXACT_LIMIT) -> None:
+        self.genuine = DistanceTally(exact_limit)
+        self.impostor = DistanceTally(exact_limit)
+
+    def add(self, dist: np.ndarray, same: np.ndarray, keep: np.ndarray | None = None) -> None:
+        """``dist``, ``same`` (same id) and ``keep`` (pair counted) are ``[rows, cols]``."""
+        keep = np.ones_like(same, dtype=bool) if keep is None else keep
+        self.genuine.add(dist[same & keep])
+        self.impostor.add(dist[~same & keep])
+
+    def result(self, name: str, fars: Sequence[float] = FARS) -> VerificationResult:
+        return summarise(name, self.genuine, self.impostor, fars)
+
+
+def _rates(gen: DistanceTally, imp: DistanceTally) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cands = np.unique(np.concatenate([[-np.inf], gen.candidates(), imp.candidates()]))
+    far = imp.accepted(cands) / max(imp.count, 1)
+    tar = gen.accepted(cands) / max(gen.count, 1)
+    return cands, far, tar
+
+
+def _operating_point(
+    cands: np.ndarray, far: np.ndarray, tar: np.ndarray, imp: int, target: float
+) -> OperatingPoint:
+    if imp * target < 1:
+        return OperatingPoint(
+            target,
+            None,
+            None,
+            None,
+            f"n/a: {imp} impostor pairs, at least {math.ceil(1 / target)} needed to resolve this FAR",
+        )
+    index = int(np.flatnonzero(far <= target + 1e-15)[-1])  # far is non-decreasing; -inf gives 0
+    threshold = float(cands[index])
+    return OperatingPoint(
+        target, float(tar[index]), threshold if math.isfinite(threshold) else None, float(far[index])
+    )
+
+
+def _sample_curve(cands: np.ndarray, far: np.ndarray, tar: np.ndarray) -> dict[str, list[float]]:
+    if len(cands) <= _CURVE_POINTS:
+        index = np.arange(len(cands))
+    else:
+        lin = np.linspace(0, len(cands) - 1, _CURVE_POINTS // 2).astype(np.int64)
+        geo = np.searchsorted(
+            far, np.geomspace(max(far[far > 0].min(initial=1.0), 1e-12), 1.0, _CURVE_POINTS // 2)
+        )
+        index = np.unique(np.clip(np.concatenate([lin, geo]), 0, len(cands) - 1))
+    finite = np.isfinite(cands[index])
+    return {
+        "far": far[index].tolist(),
+        "tar": tar[index].tolist(),
+        "threshold": [float(c) if f else None for c, f in zip(cands[index], finite, strict=True)],
+    }
+
+
+def summarise(
+    name: str, gen: DistanceTally, imp: DistanceTally, fars: Sequence[float] = FARS
+) -> VerificationResult:
+    """EER, TAR@FAR, the sampled ROC and both distributions from two tallies."""
+    lo = min(gen.lo_seen, imp.lo_seen)
+    hi = max(gen.hi_seen, imp.hi_seen)
+    lo, hi = (0.0, 1.0) if not math.isfinite(lo) else (lo, hi if hi > lo else lo + 1.0)
+    genuine, impostor = gen.distribution(lo, hi), imp.distribution(lo, hi)
+    exact = gen.exact and imp.exact
+    if gen.count == 0 or imp.count == 0:
+        points = [OperatingPoint(f, None, None, None, "n/a: no genuine or no impostor pairs") for f in fars]
+        return VerificationResult(
+            name, genuine, impostor, None, None, points, {"far": [], "tar": [], "threshold": []}, exact
+        )
+    cands, far, tar = _rates(gen, imp)
+    gap = np.abs(far - (1.0 - tar))
+    best = int(np.argmin(gap))
+    eer = float((far[best] + 1.0 - tar[best]) / 2)
+    eer_t = float(cands[best]) if math.isfinite(cands[best]) else None
+    points = [_operating_point(cands, far, tar, imp.count, f) for f in fars]
+    return VerificationResult(
+        name, genuine, impostor, eer, eer_t, points, _sample_curve(cands, far, tar), exact
+    )
+
+
+def verify_distances(
+    dist: Any,
+    probe_labels: Any,
+    gallery_labels: Any,
+    *,
+    probe_views: Any = None,
+    gallery_views: Any = None,
+    exclude_same_view: bool = True,
+    name: str = "probe",
+    fars: Sequence[float] = FARS,
+    exact_limit: int = EXACT_LIMIT,
+) -> VerificationResult:
+    """Verification from a full distance matrix ``[probes, gallery]`` (small sets, tests)."""
+    d = np.asarray(dist, dtype=np.float32)
+    _, (pl, gl) = encode_labels(probe_labels, gallery_labels)
+    same = pl[:, None] == gl[None, :]
+    keep = None
+    if exclude_same_view and probe_views is not None and gallery_views is not None:
+        keep = np.asarray(probe_views).astype(str)[:, None] != np.asarray(gallery_views).astype(str)[None, :]
+    acc = PairAccumulator(exact_limit)
+    acc.add(d, same, keep)
+    return acc.result(name, fars)
+
+
+PAIR_RULE = "probe x gallery pairs of the protocol, identical views excluded"
+
+
+def verify_protocol(
+    embeddings: Any,
+    labels: Any,
+    types: Any,
+    views: Any,
+    gallery_types: Iterable[str],
+    probe_sets: dict[str, Sequence[str]],
+    metric: str = "euc",
+    *,
+    device: torch.device | str | None = None,
+    chunk: int = 1024,
+    fars: Sequence[float] = FARS,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerificationReport:
+    """Verification for every probe set of a protocol (its gallery types and probe sets), memory
+    bounded: the probe × gallery distances are made ``chunk`` probes at a time."""
+    feats = as_features(embeddings, device or "cpu")
+    labels_np = encode_labels(labels)[1][0]
+    types_np = np.asarray(types).astype(str)
+    views_np = np.asarray(views).astype(str)
+    g_rows = np.flatnonzero(np.isin(types_np, list(gallery_types)))
+    if len(g_rows) == 0:
+        raise GaitError("verification: no gallery sequences of type " + ", ".join(gallery_types))
+    gallery = feats[torch.from_numpy(g_rows)]
+    g_norms = part_norms(gallery, metric)
+    pooled = PairAccumulator()
+    report = VerificationReport(metric, PAIR_RULE)
+    sets = {k: np.flatnonzero(np.isin(types_np, list(v))) for k, v in probe_sets.items()}
+    steps, done = sum(-(-len(r) // chunk) for r in sets.values()), 0
+    for name, rows in sets.items():
+        acc = PairAccumulator()
+        for c0 in range(0, len(rows), chunk):
+            r = rows[c0 : c0 + chunk]
+            d = distance_block(feats[torch.from_numpy(r)], gallery, metric, y_norms=g_norms).cpu().numpy()
+            same = labels_np[r][:, None] == labels_np[g_rows][None, :]
+            keep = views_np[r][:, None] != views_np[g_rows][None, :]
+            acc.add(d, same, keep)
+            pooled.add(d, same, keep)
+            done += 1
+            if progress is not None:
+                progress(done, steps)
+        report.results.append(acc.result(name, fars))
+    if len(sets) > 1:
+        report.results.append(pooled.result(POOLED, fars))
+    return report
+
+
+# ----------------------------------------------------------------------------------------------
+# tables, CSV and the ROC / DET picture
+# ----------------------------------------------------------------------------------------------
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.2f}"
+
+
+def table_rows(report: VerificationReport) -> list[list[str]]:
+    """``probe set, genuine, impostor, EER %, TAR@FAR=1e-2 %, 1e-3, 1e-4, exact`` per set."""
+    rows = []
+    for r in report.results:
+        row = [r.probe_set, str(r.genuine.count), str(r.impostor.count), _pct(r.eer)]
+        for far in FARS:
+            point = r.point(far)
+            row.append(_pct(point.tar if point is not None else None))
+        rows.append(row + ["exact" if r.exact else "histogram"])
+    return rows
+
+
+TABLE_HEADER = [
+    "probe set",
+    "genuine",
+    "impostor",
+    "EER %",
+    "TAR@1e-2 %",
+    "TAR@1e-3 %",
+    "TAR@1e-4 %",
+    "curves",
+]
+
+
+def csv_text(report: VerificationReport) -> str:
+    """CSV rows ``table=verification`` with the columns of :data:`TABLE_HEADER` (n/a = empty)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(
+        [
+            "table",
+            "probe_set",
+            "genuine_pairs",
+            "impostor_pairs",
+            "eer",
+            "tar_far_1e-2",
+            "tar_far_1e-3",
+            "tar_far_1e-4",
+            "curves",
+        ]
+    )
+    for row in table_rows(report):
+        writer.writerow(["verification", *[("" if c == "n/a" else c) for c in row]])
+    return buf.getvalue()
+
+
+def save_roc(report: VerificationReport, path: str | os.PathLike[str]) -> None:
+    """ROC (FAR vs TAR, log FAR) and DET (FAR vs FRR, log-log) per probe set into one PNG."""
+    from gaitcli.fileio import atomic_write_bytes
+
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise GaitError("--roc needs matplotlib, which is not installed: pip install matplotlib") from None
+    import io
+
+    fig = Figure(figsize=(10, 4.2), dpi=110)
+    roc, det = fig.subplots(1, 2)
+    for r in report.results:
+        far = np.asarray(r.roc["far"], dtype=float)
+        tar = np.asarray(r.roc["tar"], dtype=float)
+        ok = far > 0
+        label = f"{r.probe_set} (EER {_pct(r.eer)}%)"
+        roc.plot(far[ok], tar[ok], label=label)
+        det.plot(far[ok], np.maximum(1 - tar[ok], 1e-6), label=label)
+    roc.set(xscale="log", xlabel="false accept rate", ylabel="true accept rate", title="ROC", ylim=(0, 1.01))
+    det.set(xscale="log", yscale="log", xlabel="false accept rate", ylabel="false reject rate", title="DET")
+    for ax in (roc, det):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def verification_for_results(
+    results: dict[str, Any],
+    embeddings: Any,
+    labels: Any,
+    types: Any,
+    views: Any,
+    *,
+    device: torch.device | str | None = None,
+    extra_fars: Sequence[float] = (),
+) -> VerificationReport:
+    """Verification on the gallery and probe sets of a finished protocol run (``results`` of
+    :func:`gaitcli.evaluation.protocols.run_protocol`)."""
+    return verify_protocol(
+        embeddings,
+        labels,
+        types,
+        views,
+        results["gallery_types"],
+        results["probe_sets"],
+        results.get("metric") or "euc",
+        device=device,
+        fars=tuple(FARS) + tuple(f for f in extra_fars if f not in FARS),
+    )
+
+
+def render_verification(report: VerificationReport, console: Any) -> None:
+    """The verification table (rates in %, n/a where a FAR cannot be resolved)."""
+    from rich.table import Table
+
+    table = Table(title=f"Verification ({report.rule})", title_justify="left", box=None, pad_edge=False)
+    for name in TABLE_HEADER:
+        table.add_column(name, justify="left" if name in ("probe set", "curves") else "right")
+    for row in table_rows(report):
+        table.add_row(*row)
+    console.print(table)
+    for far in FARS:
+        missing = [r for r in report.results if (p := r.point(far)) is not None and p.tar is None]
+        if missing:
+            pairs = ", ".join(f"{r.probe_set} {r.impostor.count}" for r in missing)
+            console.print(
+                f"  TAR@FAR={far:g} n/a: at least {round(1 / far)} impostor pairs needed (have {pairs})",
+                highlight=False,
+            )
