@@ -166,14 +166,18 @@ _LOW32 = 0xFFFFFFFF
 _FLIP = 0x7FFFFFFF
 
 
+def _keys(values: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """int64 keys that sort like ``(value, col)`` (elementwise; ``cols`` broadcasts)."""
+    bits = (values.float() + 0.0).contiguous().view(torch.int32)  # + 0.0 turns -0.0 into +0.0
+    mono = torch.where(bits < 0, bits ^ _FLIP, bits).to(torch.int64)
+    return (mono << 32) | cols
+
+
 def order_keys(dist: torch.Tensor, col0: int = 0) -> torch.Tensor:
     """int64 keys ``[n, m]`` that sort like ``(distance, column)``: the float32 bits made
     monotonic in the high half, the column ``col0 + j`` in the low half (unique, so ``topk``
     on them is exact and deterministic)."""
-    bits = (dist.float() + 0.0).contiguous().view(torch.int32)  # + 0.0 turns -0.0 into +0.0
-    mono = torch.where(bits < 0, bits ^ _FLIP, bits).to(torch.int64)
-    cols = torch.arange(col0, col0 + dist.shape[1], dtype=torch.int64, device=dist.device)
-    return (mono << 32) | cols
+    return _keys(dist, torch.arange(col0, col0 + dist.shape[1], dtype=torch.int64, device=dist.device))
 
 
 def decode_keys(keys: torch.Tensor) -> Nearest:
@@ -181,6 +185,25 @@ def decode_keys(keys: torch.Tensor) -> Nearest:
     mono = (keys >> 32).to(torch.int32)
     bits = torch.where(mono < 0, mono ^ _FLIP, mono)
     return Nearest(distances=bits.view(torch.float32), indices=keys & _LOW32)
+
+
+_NO_KEY = torch.iinfo(torch.int64).max  # an empty slot of a running top list
+
+
+def _merge_tile(best: torch.Tensor, worst: torch.Tensor, d: torch.Tensor, j0: int) -> torch.Tensor:
+    """Merge tile ``d`` ``[r, c]`` (columns from ``j0``) into the running top lists ``best``
+    ``[r, k]`` (sorted keys), whose ``k``-th distances are ``worst`` ``[r]`` (``inf`` while a
+    list is not full). Only the entries that can still enter a list (``d <= worst``: after the
+    first tiles a handful per row) are keyed and merged, so a tile costs one comparison pass."""
+    rows, cols = (~(d > worst.unsqueeze(1))).nonzero(as_tuple=True)  # NaN stays a candidate
+    if rows.numel() == 0:
+        return best
+    counts = torch.bincount(rows, minlength=d.shape[0])
+    slot = torch.arange(rows.numel(), device=d.device) - (counts.cumsum(0) - counts)[rows]
+    pad = torch.full((d.shape[0], int(counts.max())), _NO_KEY, dtype=torch.int64, device=d.device)
+    pad[rows, slot] = _keys(d[rows, cols], cols + j0)
+    merged = torch.cat([best, pad], dim=1)
+    return torch.topk(merged, best.shape[1], dim=1, largest=False, sorted=True).values
 
 
 def nearest_neighbours(x: torch.Tensor, y: torch.Tensor, k: int, metric: str = "euc", *,
@@ -201,14 +224,13 @@ def nearest_neighbours(x: torch.Tensor, y: torch.Tensor, k: int, metric: str = "
         return decode_keys(keys)
     kernel = _TileKernel(x.float(), y.float(), metric, x_norms, y_norms)
     rows, cols = tile or default_tile(x.device, parts, n, m)
-    best: torch.Tensor | None = None
+    best = keys[:0]
     for i0, i1, j0, j1 in _tiles(n, m, rows, cols):
         if j0 == 0:
-            best = None
-        tile_keys = order_keys(kernel.distances(i0, i1, j0, j1), j0)
-        merged = tile_keys if best is None else torch.cat([best, tile_keys], dim=1)
-        kk = min(k, merged.shape[1])
-        best = torch.topk(merged, kk, dim=1, largest=False, sorted=True).values
+            best = torch.full((i1 - i0, k), _NO_KEY, dtype=torch.int64, device=x.device)
+        last = best[:, -1]
+        worst = decode_keys(last).distances.masked_fill(last == _NO_KEY, float("inf"))
+        best = _merge_tile(best, worst, kernel.distances(i0, i1, j0, j1), j0)
         if j1 == m:
             keys[i0:i1] = best
     return decode_keys(keys)
