@@ -105,7 +105,8 @@ def bench_match(scale: float, device: str, peak: Peak | None = None) -> dict:
         "estimated_full_size_seconds": round(seconds / scale**2, 1) if scale < 1 else round(seconds, 1),
         "achieved_gflops": round(gflops, 1),
         "share_of_sgemm_peak": share(gflops, peak) if peak else None,
-        "full_size_arithmetic_bound_seconds": round(full_flops / peak.sgemm_gflops / 1e9, 1) if peak else None,
+        "full_size_arithmetic_bound_seconds": (round(full_flops / peak.sgemm_gflops / 1e9, 1)
+                                               if peak else None),
         "rank1_NM": results["rank1"].get("NM"),
     }
 
@@ -206,7 +207,8 @@ def bench_extract(count: int, frames: int, model_name: str, device: str, batch_s
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="share of the OU-MVLP test set size (default 1.0)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="share of the OU-MVLP test set size (default 1.0)")
     parser.add_argument("--model", default="MetaGait", choices=("MetaGait", "GaitGL"))
     parser.add_argument("--extract-seqs", type=int, default=16)
     parser.add_argument("--frames", type=int, default=80, help="frames per sequence (CASIA-B median: 80)")
@@ -228,7 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.kernel_size:
         out["kernel"] = bench_kernel(args.kernel_size, args.device, peak)
     if not args.skip_extract:
-        out["extract"] = bench_extract(args.extract_seqs, args.frames, args.model, args.device, args.batch_size)
+        out["extract"] = bench_extract(args.extract_seqs, args.frames, args.model, args.device,
+                                       args.batch_size)
     if not args.skip_match:
         out["match"] = bench_match(args.scale, args.device, peak)
     json.dump(out, sys.stdout, indent=2)

@@ -29,18 +29,30 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        synthesize(tmp / "raw", subjects=args.subjects, views=["000", "090", "180"],
-                   types=["nm-01", "nm-02", "bg-01", "cl-01"], frames=40, seed=0, workers=1)
+        synthesize(
+            tmp / "raw",
+            subjects=args.subjects,
+            views=["000", "090", "180"],
+            types=["nm-01", "nm-02", "bg-01", "cl-01"],
+            frames=40,
+            seed=0,
+            workers=1,
+        )
         prepare_dataset(tmp / "raw", tmp / "pkl", img_size=32, workers=1)  # the demo config expects 32x32
         ids = [f"{i:03d}" for i in range(1, args.subjects + 1)]
         half = max(2, args.subjects // 2)
         (tmp / "part.json").write_text(json.dumps({"TRAIN_SET": ids[:half], "TEST_SET": ids[half:]}))
         overrides = [
-            f"data_cfg.dataset_root={tmp / 'pkl'}", f"data_cfg.dataset_partition={tmp / 'part.json'}",
-            f"data_cfg.num_workers={args.workers}", f"trainer_cfg.total_iter={args.iters}",
-            f"trainer_cfg.log_iter={args.iters}", f"trainer_cfg.save_iter={args.iters}",
-            f"trainer_cfg.enable_bfloat16={str(args.bf16).lower()}", f"model_cfg.class_num={half}",
-            "scheduler_cfg.warmup_iters=0", "trainer_cfg.with_test=false",
+            f"data_cfg.dataset_root={tmp / 'pkl'}",
+            f"data_cfg.dataset_partition={tmp / 'part.json'}",
+            f"data_cfg.num_workers={args.workers}",
+            f"trainer_cfg.total_iter={args.iters}",
+            f"trainer_cfg.log_iter={args.iters}",
+            f"trainer_cfg.save_iter={args.iters}",
+            f"trainer_cfg.enable_bfloat16={str(args.bf16).lower()}",
+            f"model_cfg.class_num={half}",
+            "scheduler_cfg.warmup_iters=0",
+            "trainer_cfg.with_test=false",
         ]
         cfg = load_config(args.config, overrides)
         start = time.perf_counter()
@@ -48,12 +60,23 @@ def main() -> None:
         wall = time.perf_counter() - start
         line = summary["metrics"]
         batch = cfg["trainer_cfg"]["sampler"]["batch_size"]
-    print(json.dumps({
-        "config": args.config, "iterations": args.iters, "batch": batch,
-        "frames": cfg["trainer_cfg"]["sampler"]["frames_num_fixed"], "bf16": args.bf16, "workers": args.workers,
-        "sequences_per_s": line.get("sequences_per_s"), "data_wait_share": line.get("data_wait"),
-        "seconds_per_iteration": round(line["seconds"] / args.iters, 4), "wall_seconds_incl_setup": round(wall, 2),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "config": args.config,
+                "iterations": args.iters,
+                "batch": batch,
+                "frames": cfg["trainer_cfg"]["sampler"]["frames_num_fixed"],
+                "bf16": args.bf16,
+                "workers": args.workers,
+                "sequences_per_s": line.get("sequences_per_s"),
+                "data_wait_share": line.get("data_wait"),
+                "seconds_per_iteration": round(line["seconds"] / args.iters, 4),
+                "wall_seconds_incl_setup": round(wall, 2),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":
