@@ -2,6 +2,7 @@
 
     python bench/eval.py [--scale 1.0] [--model MetaGait|GaitGL] [--extract-seqs 16]
                          [--frames 80] [--device cpu|cuda] [--skip-extract] [--skip-match]
+                         [--kernel-size 2048]
 
 1. **Extraction**: ``--extract-seqs`` synthetic sequences of ``--frames`` frames (64×64 uint8
    silhouettes written as a prepared tree in a temporary folder) through the default recipe's
@@ -13,7 +14,16 @@
    reports seconds, probe × gallery pairs per second, and (for ``--scale < 1``) the time the full
    size would take, since the work grows with the square of the size.
 
-Prints one JSON object. At ``--scale 1`` the features alone take 4.4 GB.
+3. **Kernel**: the distance kernel alone on a ``--kernel-size`` square block (64 parts × 128
+   channels): the fused rank-k walk (:func:`gaitcli.evaluation.metrics.nearest_neighbours`,
+   only a ``[rows, k]`` list per tile survives) against the straightforward whole matrix +
+   ``topk`` in the same run (same hits asserted), and the bare batched GEMM of its tiles as the
+   ceiling.
+
+Every rate is also given as achieved GFLOP/s and as a share of the fp32 sgemm peak measured at the
+start of the same run (``bench/peak.py``); the matching figure also gives the arithmetic bound
+(the full size's FLOPs at that peak). Prints one JSON object. At ``--scale 1`` the features alone
+take 4.4 GB.
 """
 
 from __future__ import annotations
@@ -30,6 +40,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak import Peak, measure_peak, share, sync  # noqa: E402
 
 OU_VIEWS = [f"{v:03d}" for v in (*range(0, 91, 15), *range(180, 271, 15))]
 OU_SEQUENCES = 133_780
@@ -61,7 +74,12 @@ def synthetic_ou_features(scale: float, parts: int = 64, channels: int = 128, se
     return emb, labels, types, views
 
 
-def bench_match(scale: float, device: str) -> dict:
+def match_flops(probes: int, gallery: int, parts: int = 64, channels: int = 128) -> float:
+    """Multiply-adds of every probe × gallery pair over all parts and channels, × 2."""
+    return 2.0 * probes * gallery * parts * channels
+
+
+def bench_match(scale: float, device: str, peak: Peak | None = None) -> dict:
     from gaitcli.evaluation import evaluate_features
 
     t0 = time.perf_counter()
@@ -73,6 +91,8 @@ def bench_match(scale: float, device: str) -> dict:
     results = evaluate_features(emb, labels, types, views, protocol="ou-mvlp", metric="euc", device=device)
     seconds = time.perf_counter() - t0
     pairs = probes * gallery
+    gflops = match_flops(probes, gallery) / seconds / 1e9
+    full_flops = match_flops(OU_SEQUENCES // 2, OU_SEQUENCES - OU_SEQUENCES // 2)
     return {
         "scale": scale,
         "sequences": len(labels),
@@ -83,7 +103,67 @@ def bench_match(scale: float, device: str) -> dict:
         "distance_protocol_seconds": round(seconds, 2),
         "pairs_per_second": round(pairs / seconds),
         "estimated_full_size_seconds": round(seconds / scale**2, 1) if scale < 1 else round(seconds, 1),
+        "achieved_gflops": round(gflops, 1),
+        "share_of_sgemm_peak": share(gflops, peak) if peak else None,
+        "full_size_arithmetic_bound_seconds": (round(full_flops / peak.sgemm_gflops / 1e9, 1)
+                                               if peak else None),
         "rank1_NM": results["rank1"].get("NM"),
+    }
+
+
+def bench_kernel(size: int, device: str, peak: Peak | None = None, parts: int = 64, channels: int = 128,
+                 reps: int = 2) -> dict:
+    """The fused rank-k distance walk vs the whole matrix + topk, side by side, and the bare GEMM."""
+    from gaitcli.evaluation.metrics import (
+        blockwise_topk_hits,
+        default_tile,
+        distance_block,
+        part_norms,
+        topk_hits,
+    )
+
+    dev = torch.device(device)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(size, parts, channels, generator=gen).to(dev)
+    y = torch.randn(size, parts, channels, generator=gen).to(dev)
+    pl = torch.randint(0, 50, (size,), generator=gen).to(dev)
+    gl = torch.randint(0, 50, (size,), generator=gen).to(dev)
+    xn, yn = part_norms(x), part_norms(y)
+    rows, cols = default_tile(dev, parts, size, size)
+    xp, yp = x.transpose(0, 1), y.transpose(0, 1)
+    buf = torch.empty(parts, rows, cols, device=dev)
+
+    def bare_gemm() -> None:
+        for i0 in range(0, size - rows + 1, rows):
+            for j0 in range(0, size - cols + 1, cols):
+                torch.bmm(xp[:, i0 : i0 + rows], yp[:, j0 : j0 + cols].transpose(1, 2), out=buf)
+
+    variants = {
+        "fused": lambda: blockwise_topk_hits(x, y, pl, gl, (1, 5), x_norms=xn, y_norms=yn),
+        "straightforward": lambda: topk_hits(distance_block(x, y, x_norms=xn, y_norms=yn), pl, gl, (1, 5)),
+        "bare_gemm": bare_gemm,
+    }
+    best = {k: float("inf") for k in variants}
+    results = {}
+    for _ in range(reps + 1):  # interleaved; the first round is the warm-up
+        for name, fn in variants.items():
+            sync(dev)
+            t0 = time.perf_counter()
+            results[name] = fn()
+            sync(dev)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    for k in (1, 5):
+        assert torch.equal(results["fused"][k], results["straightforward"][k]), "fused hits differ"
+    flops = match_flops(size, size, parts, channels)
+    gemm_flops = match_flops((size // rows) * rows, (size // cols) * cols, parts, channels)
+    rates = {"fused": flops / best["fused"] / 1e9, "straightforward": flops / best["straightforward"] / 1e9,
+             "bare_gemm": gemm_flops / best["bare_gemm"] / 1e9}
+    return {
+        "size": size, "tile": [rows, cols],
+        "seconds": {k: round(v, 3) for k, v in best.items()},
+        "achieved_gflops": {k: round(v, 1) for k, v in rates.items()},
+        "share_of_sgemm_peak": {k: share(v, peak) for k, v in rates.items()} if peak else None,
+        "speedup_vs_straightforward": round(best["straightforward"] / best["fused"], 3),
     }
 
 
@@ -126,8 +206,9 @@ def bench_extract(count: int, frames: int, model_name: str, device: str, batch_s
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="share of the OU-MVLP test set size (default 1.0)")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="share of the OU-MVLP test set size (default 1.0)")
     parser.add_argument("--model", default="MetaGait", choices=("MetaGait", "GaitGL"))
     parser.add_argument("--extract-seqs", type=int, default=16)
     parser.add_argument("--frames", type=int, default=80, help="frames per sequence (CASIA-B median: 80)")
@@ -135,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-extract", action="store_true")
     parser.add_argument("--skip-match", action="store_true")
+    parser.add_argument("--kernel-size", type=int, default=2048, help="side of the kernel block (0: skip)")
     args = parser.parse_args(argv)
     out: dict = {
         "device": args.device,
@@ -143,10 +225,15 @@ def main(argv: list[str] | None = None) -> None:
         "machine": platform.processor() or platform.machine(),
         "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
     }
+    peak = measure_peak(args.device)
+    out["peak"] = peak.to_json()
+    if args.kernel_size:
+        out["kernel"] = bench_kernel(args.kernel_size, args.device, peak)
     if not args.skip_extract:
-        out["extract"] = bench_extract(args.extract_seqs, args.frames, args.model, args.device, args.batch_size)
+        out["extract"] = bench_extract(args.extract_seqs, args.frames, args.model, args.device,
+                                       args.batch_size)
     if not args.skip_match:
-        out["match"] = bench_match(args.scale, args.device)
+        out["match"] = bench_match(args.scale, args.device, peak)
     json.dump(out, sys.stdout, indent=2)
     sys.stdout.write("\n")
 

@@ -1,4 +1,4 @@
-"""Losses against straightforward loop versions written from SPEC §7."""
+"""Losses against straightforward loop versions written from docs/train.md."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gaitcli.training.losses import CrossEntropyLoss, LossAggregator, TripletLoss
+from gaitcli.training.losses import (
+    CrossEntropyLoss,
+    LossAggregator,
+    TripletLoss,
+    dense_triplet_terms,
+    grouped_triplet_terms,
+    pairwise_distance,
+    triplet_terms,
+)
 
 
 def triplet_by_loops(emb: torch.Tensor, labels: list[int], margin: float):
@@ -72,9 +80,11 @@ def test_cross_entropy_matches_reference_layout(scale, smooth):
     n, p, k = 6, 4, 5
     logits = torch.randn(n, p, k)
     labels = torch.tensor([0, 1, 2, 3, 4, 0])
-    loss, info = CrossEntropyLoss(scale=scale, label_smooth=smooth, eps=0.1, log_accuracy=True)(logits, labels)
+    ce = CrossEntropyLoss(scale=scale, label_smooth=smooth, eps=0.1, log_accuracy=True)
+    loss, info = ce(logits, labels)
     # the reference's layout: logits [n, classes, parts], label repeated over parts
-    ref = F.cross_entropy(logits.permute(0, 2, 1) * scale, labels.view(n, 1).repeat(1, p), label_smoothing=0.1 if smooth else 0.0)
+    ref = F.cross_entropy(logits.permute(0, 2, 1) * scale, labels.view(n, 1).repeat(1, p),
+                          label_smoothing=0.1 if smooth else 0.0)
     assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
     acc = sum(int(logits[i, j].argmax() == labels[i]) for i in range(n) for j in range(p)) / (n * p)
     assert info["accuracy"].item() == pytest.approx(acc)
@@ -95,3 +105,67 @@ def test_aggregator_weights_and_names():
     assert total.item() == pytest.approx(2.0 * t.item() + 0.5 * c.item(), rel=1e-6)
     assert {"triplet/loss", "triplet/loss_num", "triplet/hard_loss", "triplet/mean_dist",
             "softmax/loss", "softmax/accuracy", "total_loss"} == set(logged)
+
+
+def triplet_loss_by_torch_loops(emb: torch.Tensor, labels: list[int], margin: float) -> torch.Tensor:
+    """Differentiable loop version: one triple at a time (for gradients)."""
+    n, parts, _ = emb.shape
+    per_part = []
+    for part in range(parts):
+        x = emb[:, part]
+        terms = [F.relu(torch.dist(x[a], x[p]) - torch.dist(x[a], x[q]) + margin)
+                 for a, p, q in itertools.product(range(n), repeat=3)
+                 if labels[a] == labels[p] and labels[a] != labels[q]]
+        stacked = torch.stack(terms)
+        nonzero = int((stacked != 0).sum())
+        per_part.append(stacked.sum() / (nonzero + 1e-9) if nonzero else stacked.sum() * 0)
+    return torch.stack(per_part).mean()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_grouped_triplet_form_equals_the_dense_cube(seed):
+    """P x K batches take the [p, n, K, n - K] form: same loss, loss_num, hard_loss and gradients
+    as the masked [p, n, n, n] cube (the form used before) and as one triple at a time."""
+    torch.manual_seed(seed)
+    labels = torch.tensor([3, 1, 0, 1, 3, 0, 2, 2, 0, 1, 2, 3])  # P=4 x K=3, shuffled
+    emb = (torch.randn(len(labels), 4, 6) * 0.4).requires_grad_()
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    dist = pairwise_distance(emb.permute(1, 0, 2), emb.permute(1, 0, 2))
+    grouped = grouped_triplet_terms(dist, same, 3, margin=0.2)
+    dense = dense_triplet_terms(dist, same, margin=0.2)
+    assert grouped.shape == (4, 12 * 3 * 9) and dense.shape == (4, 12**3)
+    valid = same.unsqueeze(2) & ~same.unsqueeze(1)
+    assert torch.equal(grouped, dense.view(4, 12, 12, 12)[:, valid])  # the same terms, same order
+    assert torch.equal((grouped != 0).sum(-1), (dense != 0).sum(-1))
+    assert torch.equal(grouped.max(-1).values, dense.max(-1).values)
+    torch.testing.assert_close(grouped.sum(-1), dense.sum(-1), rtol=1e-6, atol=1e-7)
+    assert triplet_terms(dist, labels, 0.2).shape == grouped.shape  # the loss dispatches to it
+
+    def loss_and_grad(terms_fn):
+        e = emb.detach().clone().requires_grad_()
+        d = pairwise_distance(e.permute(1, 0, 2), e.permute(1, 0, 2))
+        t = terms_fn(d)
+        num = (t != 0).sum(-1)
+        loss = (t.sum(-1) / (num + 1e-9)).mean()
+        loss.backward()
+        return loss.detach(), num, e.grad
+
+    l1, n1, g1 = loss_and_grad(lambda d: grouped_triplet_terms(d, same, 3, margin=0.2))
+    l2, n2, g2 = loss_and_grad(lambda d: dense_triplet_terms(d, same, margin=0.2))
+    assert torch.equal(n1, n2)
+    torch.testing.assert_close(l1, l2, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(g1, g2, rtol=1e-5, atol=1e-7)
+    loss, info = TripletLoss(margin=0.2)(emb, labels)
+    loss.backward()
+    e = emb.detach().double().requires_grad_()
+    ref = triplet_loss_by_torch_loops(e, labels.tolist(), 0.2)
+    ref.backward()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    torch.testing.assert_close(emb.grad.double(), e.grad, rtol=1e-3, atol=1e-5)
+    assert info["loss_num"].item() == pytest.approx(n2.double().mean().item())
+
+
+def test_grouped_triplet_form_is_smaller():
+    labels = torch.arange(8).repeat_interleave(4)  # P=8 x K=4, the real-data batch
+    dist = torch.rand(16, 32, 32)
+    assert triplet_terms(dist, labels, 0.2).numel() * 8 < 16 * 32**3

@@ -1,4 +1,4 @@
-"""Distances, rank-k and mAP against straightforward loop versions (SPEC §10)."""
+"""Distances, rank-k and mAP against straightforward loop versions (docs/eval.md)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ import torch
 from gaitcli.errors import GaitError
 from gaitcli.evaluation.metrics import (
     average_precision,
+    blockwise_topk_hits,
+    decode_keys,
     distance_block,
     encode_labels,
     mean_average_precision,
+    nearest_neighbours,
+    order_keys,
     pairwise_distances,
     rank_k_accuracy,
     ranked_matches,
@@ -64,7 +68,8 @@ def test_distances_match_the_loop(metric):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(9, 4, 7)).astype(np.float32)
     y = rng.normal(size=(13, 4, 7)).astype(np.float32)
-    np.testing.assert_allclose(pairwise_distances(x, y, metric), loop_distance(x, y, metric), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pairwise_distances(x, y, metric), loop_distance(x, y, metric),
+                               rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("metric", ["euc", "cos"])
@@ -135,3 +140,64 @@ def test_excluded_items_are_neither_ranked_nor_relevant():
 def test_encode_labels_shares_codes():
     _, (a, b) = encode_labels(["001", "003"], ["003", "002", "001"])
     assert a[0] == b[2] and a[1] == b[0] and len({*a.tolist(), *b.tolist()}) == 3
+
+
+def tied_features(seed: int, n: int = 11, m: int = 23, parts: int = 3, channels: int = 4):
+    """Small-integer features (exact arithmetic) with duplicated gallery rows under other labels:
+    exact distance ties between different identities."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, size=(n, parts, channels)).astype(np.float32)
+    y = rng.integers(-2, 3, size=(m, parts, channels)).astype(np.float32)
+    y[5] = y[17] = x[0]  # probe 0 has two exact matches at distance 0
+    y[9] = y[2]
+    y[20] = y[2]
+    gl = rng.integers(0, 5, m)
+    gl[17], gl[5] = 1, 2  # the first of the tied pair is not the probe's id, the second is
+    pl = rng.integers(0, 5, n)
+    pl[0] = 1
+    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(pl), torch.from_numpy(gl)
+
+
+def stable_order(dist: torch.Tensor) -> torch.Tensor:
+    """Plain restatement of the tie rule: by distance, then by gallery index."""
+    return torch.tensor([sorted(range(dist.shape[1]), key=lambda j: (float(dist[i, j]), j))
+                         for i in range(dist.shape[0])])
+
+
+@pytest.mark.parametrize("metric", ["euc", "cos"])
+@pytest.mark.parametrize("tile", [(4, 5), (3, 23), (11, 1), (1000, 1000)])
+def test_nearest_neighbours_fused_per_tile_equal_the_sorted_matrix(metric, tile):
+    x, y, pl, gl = tied_features(6)
+    dist = distance_block(x, y, metric)
+    order = stable_order(dist)
+    for k in (1, 3, 40):
+        near = nearest_neighbours(x, y, k, metric, tile=tile)
+        kk = min(k, y.shape[0])
+        assert torch.equal(near.indices, order[:, :kk])
+        assert torch.equal(near.distances, dist.gather(1, order[:, :kk]))
+    assert nearest_neighbours(x, y, 1, metric, tile=tile).indices[0, 0] == 5  # first of the exact tie
+
+
+@pytest.mark.parametrize("metric", ["euc", "cos"])
+def test_blockwise_hits_equal_topk_hits_and_the_loop_with_ties(metric):
+    x, y, pl, gl = tied_features(7)
+    dist = distance_block(x, y, metric)
+    whole = topk_hits(dist, pl, gl, (1, 2, 5, 100))
+    fused = blockwise_topk_hits(x, y, pl, gl, (1, 2, 5, 100), metric, tile=(4, 6))
+    order = stable_order(dist)
+    for k in (1, 2, 5, 100):
+        assert torch.equal(whole[k], fused[k])
+        loop = [bool((gl[order[i, :k]] == pl[i]).any()) for i in range(len(pl))]
+        assert whole[k].tolist() == loop
+    assert not whole[1][0] and whole[2][0]  # the tied nearest at index 5 (id 2) ranks before 17 (id 1)
+    empty = blockwise_topk_hits(x, y[:0], pl, gl[:0], (1, 5), metric)
+    assert not empty[1].any() and empty[5].shape == (len(pl),)
+
+
+def test_order_keys_sort_like_distance_then_column():
+    d = torch.tensor([[0.5, -0.0, 0.0, -1.5, float("inf"), 0.5, -1e-30]])
+    keys = order_keys(d, col0=10)
+    back = decode_keys(keys)
+    assert torch.equal(back.indices, torch.arange(10, 17).view(1, 7))
+    assert torch.equal(back.distances, d + 0.0)
+    assert keys.argsort(dim=1).tolist() == [[3, 6, 1, 2, 0, 5, 4]]

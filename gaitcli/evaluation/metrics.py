@@ -1,4 +1,4 @@
-"""Distances between gait embeddings, rank-k hits and average precision (SPEC §10).
+"""Distances between gait embeddings, rank-k hits and average precision (docs/eval.md).
 
 An embedding is ``[parts, channels]``. The distance between two sequences is computed for each
 part separately and averaged over the parts:
@@ -10,13 +10,18 @@ Everything is computed as matrix products over tiles of the probe × gallery mat
 batched product over the parts into a ``[parts, rows, cols]`` buffer of a few million floats, then
 ``sqrt`` and the mean over parts. A ``[n, m, parts]`` array is never built, so an OU-MVLP-sized
 set (133,780 sequences × 64 parts × 128 channels) needs the features (4.4 GB) plus a few hundred
-MB.
+MB. :func:`nearest_neighbours` goes one step further for rank-k: it keeps only the ``k`` nearest
+per probe while it walks the tiles, so not even one probe chunk × gallery block is built.
+
+Ties: the nearest items are ordered by distance, then by gallery index (the first of two equally
+distant items ranks first), in every function here, so rank-k never depends on a sort's whims.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -97,28 +102,151 @@ def distance_block(
         return out
     x = x.float()
     y = y.float()
-    xn = (part_norms(x, metric) if x_norms is None else x_norms).t()  # [parts, n]
-    yn = (part_norms(y, metric) if y_norms is None else y_norms).t()  # [parts, m]
-    xp = x.transpose(0, 1)  # [parts, n, channels], a view
-    yp = y.transpose(0, 1)
+    kernel = _TileKernel(x, y, metric, x_norms, y_norms)
     rows, cols = tile or default_tile(x.device, parts, n, m)
-    rows, cols = max(1, min(rows, n)), max(1, min(cols, m))
-    buf = torch.empty(parts * rows * cols, dtype=torch.float32, device=x.device)
-    for i0 in range(0, n, rows):
-        i1 = min(n, i0 + rows)
-        for j0 in range(0, m, cols):
-            j1 = min(m, j0 + cols)
-            g = buf[: parts * (i1 - i0) * (j1 - j0)].view(parts, i1 - i0, j1 - j0)
-            if metric == "euc":
-                # |x|^2 + |y|^2 - 2 x.y, per part, clamped at 0 against rounding
-                torch.baddbmm(yn[:, None, j0:j1], xp[:, i0:i1], yp[:, j0:j1].transpose(1, 2), alpha=-2.0, out=g)
-                g.add_(xn[:, i0:i1, None]).clamp_(min=0.0).sqrt_()
-                out[i0:i1, j0:j1] = g.sum(dim=0).div_(parts)
-            else:
-                torch.bmm(xp[:, i0:i1], yp[:, j0:j1].transpose(1, 2), out=g)
-                g.mul_(xn[:, i0:i1, None]).mul_(yn[:, None, j0:j1])
-                out[i0:i1, j0:j1] = g.sum(dim=0).div_(-parts).add_(1.0)
+    for i0, i1, j0, j1 in _tiles(n, m, rows, cols):
+        kernel.distances(i0, i1, j0, j1, out=out[i0:i1, j0:j1])
     return out
+
+
+def _tiles(n: int, m: int, rows: int, cols: int) -> Iterator[tuple[int, int, int, int]]:
+    """Row-major walk over ``[n, m]`` in ``rows`` × ``cols`` tiles: ``(i0, i1, j0, j1)``."""
+    rows, cols = max(1, min(rows, n)), max(1, min(cols, m))
+    for i0 in range(0, n, rows):
+        for j0 in range(0, m, cols):
+            yield i0, min(n, i0 + rows), j0, min(m, j0 + cols)
+
+
+class _TileKernel:
+    """Distances of one tile of ``x`` × ``y`` with one reused ``[parts, rows, cols]`` buffer."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, metric: str, x_norms: torch.Tensor | None,
+                 y_norms: torch.Tensor | None) -> None:
+        self.metric = metric
+        self.parts = x.shape[1]
+        self.xn = (part_norms(x, metric) if x_norms is None else x_norms).t()  # [parts, n]
+        self.yn = (part_norms(y, metric) if y_norms is None else y_norms).t()  # [parts, m]
+        self.xp = x.transpose(0, 1)  # [parts, n, channels], a view
+        self.yp = y.transpose(0, 1)
+        self.buf = torch.empty(0, dtype=torch.float32, device=x.device)
+
+    def distances(self, i0: int, i1: int, j0: int, j1: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``[i1 - i0, j1 - j0]`` float32: one batched product over the parts, then ``sqrt``
+        (or the cosine scaling) and the mean over parts as whole-tile, in-place operations."""
+        size = self.parts * (i1 - i0) * (j1 - j0)
+        if self.buf.numel() < size:
+            self.buf = torch.empty(size, dtype=torch.float32, device=self.buf.device)
+        g = self.buf[:size].view(self.parts, i1 - i0, j1 - j0)
+        xs, ys = self.xp[:, i0:i1], self.yp[:, j0:j1].transpose(1, 2)
+        if self.metric == "euc":
+            # |x|^2 + |y|^2 - 2 x.y, per part, clamped at 0 against rounding
+            torch.baddbmm(self.yn[:, None, j0:j1], xs, ys, alpha=-2.0, out=g)
+            g.add_(self.xn[:, i0:i1, None]).clamp_(min=0.0).sqrt_()
+            return torch.sum(g, dim=0, out=out).div_(self.parts)
+        torch.bmm(xs, ys, out=g)
+        g.mul_(self.xn[:, i0:i1, None]).mul_(self.yn[:, None, j0:j1])
+        return torch.sum(g, dim=0, out=out).div_(-self.parts).add_(1.0)
+
+
+@dataclass
+class Nearest:
+    """The ``k`` nearest gallery items of each probe, nearest first; equally distant items in
+    gallery order."""
+
+    distances: torch.Tensor
+    """``[n, k]`` float32 distances (``k`` at most the gallery size)."""
+    indices: torch.Tensor
+    """``[n, k]`` int64 gallery row indices."""
+
+    def to_json(self) -> dict[str, list[list[float]] | list[list[int]]]:
+        return {"distances": self.distances.cpu().tolist(), "indices": self.indices.cpu().tolist()}
+
+
+_LOW32 = 0xFFFFFFFF
+_FLIP = 0x7FFFFFFF
+
+
+def _keys(values: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """int64 keys that sort like ``(value, col)`` (elementwise; ``cols`` broadcasts)."""
+    bits = (values.float() + 0.0).contiguous().view(torch.int32)  # + 0.0 turns -0.0 into +0.0
+    mono = torch.where(bits < 0, bits ^ _FLIP, bits).to(torch.int64)
+    return (mono << 32) | cols
+
+
+def order_keys(dist: torch.Tensor, col0: int = 0) -> torch.Tensor:
+    """int64 keys ``[n, m]`` that sort like ``(distance, column)``: the float32 bits made
+    monotonic in the high half, the column ``col0 + j`` in the low half (unique, so ``topk``
+    on them is exact and deterministic)."""
+    return _keys(dist, torch.arange(col0, col0 + dist.shape[1], dtype=torch.int64, device=dist.device))
+
+
+def decode_keys(keys: torch.Tensor) -> Nearest:
+    """The distances and columns of :func:`order_keys` keys."""
+    mono = (keys >> 32).to(torch.int32)
+    bits = torch.where(mono < 0, mono ^ _FLIP, mono)
+    return Nearest(distances=bits.view(torch.float32), indices=keys & _LOW32)
+
+
+_NO_KEY = torch.iinfo(torch.int64).max  # an empty slot of a running top list
+
+
+def _merge_tile(best: torch.Tensor, worst: torch.Tensor, d: torch.Tensor, j0: int) -> torch.Tensor:
+    """Merge tile ``d`` ``[r, c]`` (columns from ``j0``) into the running top lists ``best``
+    ``[r, k]`` (sorted keys), whose ``k``-th distances are ``worst`` ``[r]`` (``inf`` while a
+    list is not full). Only the entries that can still enter a list (``d <= worst``: after the
+    first tiles a handful per row) are keyed and merged, so a tile costs one comparison pass."""
+    rows, cols = (~(d > worst.unsqueeze(1))).nonzero(as_tuple=True)  # NaN stays a candidate
+    if rows.numel() == 0:
+        return best
+    counts = torch.bincount(rows, minlength=d.shape[0])
+    slot = torch.arange(rows.numel(), device=d.device) - (counts.cumsum(0) - counts)[rows]
+    pad = torch.full((d.shape[0], int(counts.max())), _NO_KEY, dtype=torch.int64, device=d.device)
+    pad[rows, slot] = _keys(d[rows, cols], cols + j0)
+    merged = torch.cat([best, pad], dim=1)
+    return torch.topk(merged, best.shape[1], dim=1, largest=False, sorted=True).values
+
+
+def nearest_neighbours(x: torch.Tensor, y: torch.Tensor, k: int, metric: str = "euc", *,
+                       x_norms: torch.Tensor | None = None, y_norms: torch.Tensor | None = None,
+                       tile: tuple[int, int] | None = None) -> Nearest:
+    """The ``k`` nearest rows of ``y`` for every row of ``x`` (both ``[n, parts, channels]``),
+    fused with the distance tiles: per tile only a running ``[rows, k]`` top list survives, so
+    memory is the features plus one tile whatever ``n`` × ``m``. Same distances as
+    :func:`distance_block`."""
+    check_metric(metric)
+    if x.dim() != 3 or y.dim() != 3 or x.shape[1:] != y.shape[1:]:
+        raise ValueError(f"embeddings must agree on [parts, channels]: {list(x.shape)} vs {list(y.shape)}")
+    n, parts, _ = x.shape
+    m = y.shape[0]
+    k = max(0, min(k, m))
+    keys = torch.empty(n, k, dtype=torch.int64, device=x.device)
+    if n == 0 or k == 0:
+        return decode_keys(keys)
+    kernel = _TileKernel(x.float(), y.float(), metric, x_norms, y_norms)
+    rows, cols = tile or default_tile(x.device, parts, n, m)
+    best = keys[:0]
+    for i0, i1, j0, j1 in _tiles(n, m, rows, cols):
+        if j0 == 0:
+            best = torch.full((i1 - i0, k), _NO_KEY, dtype=torch.int64, device=x.device)
+        last = best[:, -1]
+        worst = decode_keys(last).distances.masked_fill(last == _NO_KEY, float("inf"))
+        best = _merge_tile(best, worst, kernel.distances(i0, i1, j0, j1), j0)
+        if j1 == m:
+            keys[i0:i1] = best
+    return decode_keys(keys)
+
+
+def blockwise_topk_hits(x: torch.Tensor, y: torch.Tensor, probe_labels: torch.Tensor,
+                        gallery_labels: torch.Tensor, ks: Sequence[int] = (1, 5), metric: str = "euc", *,
+                        x_norms: torch.Tensor | None = None, y_norms: torch.Tensor | None = None,
+                        tile: tuple[int, int] | None = None) -> dict[int, torch.Tensor]:
+    """:func:`topk_hits` of the distances of ``x`` × ``y``, computed with
+    :func:`nearest_neighbours` (no distance matrix is built): the same hits."""
+    if y.shape[0] == 0:
+        return {k: torch.zeros(x.shape[0], dtype=torch.bool, device=x.device) for k in ks}
+    nearest = nearest_neighbours(x, y, max(ks), metric, x_norms=x_norms, y_norms=y_norms, tile=tile)
+    same = gallery_labels[nearest.indices] == probe_labels.unsqueeze(1)
+    return {k: same[:, : min(k, y.shape[0])].any(dim=1) for k in ks}
 
 
 def pairwise_distances(x: Any, y: Any, metric: str = "euc", *, device: torch.device | str | None = None,
@@ -138,15 +266,16 @@ def pairwise_distances(x: Any, y: Any, metric: str = "euc", *, device: torch.dev
 def topk_hits(dist: torch.Tensor, probe_labels: torch.Tensor, gallery_labels: torch.Tensor,
               ks: Sequence[int] = (1, 5)) -> dict[int, torch.Tensor]:
     """For each ``k``: whether a gallery item with the probe's label is among its ``k`` nearest
-    (``k`` larger than the gallery means the whole gallery). Bool tensors ``[n]``."""
+    (``k`` larger than the gallery means the whole gallery; of equally distant items the first in
+    gallery order ranks first). Bool tensors ``[n]``."""
     n, m = dist.shape
     if m == 0:
         return {k: torch.zeros(n, dtype=torch.bool, device=dist.device) for k in ks}
     kmax = min(max(ks), m)
     if kmax == 1:
-        nearest = dist.argmin(dim=1, keepdim=True)
-    else:
-        nearest = torch.topk(dist, kmax, dim=1, largest=False, sorted=True).indices
+        nearest = dist.argmin(dim=1, keepdim=True)  # the first of equal minima
+    else:  # ties in gallery order, as argmin
+        nearest = torch.topk(order_keys(dist), kmax, dim=1, largest=False, sorted=True).values & _LOW32
     same = gallery_labels[nearest] == probe_labels.unsqueeze(1)
     return {k: same[:, : min(k, m)].any(dim=1) for k in ks}
 
@@ -176,8 +305,8 @@ def average_precision(matches: torch.Tensor) -> np.ndarray:
     cum = hits.cumsum(dim=1)
     ranks = torch.arange(1, matches.shape[1] + 1, dtype=torch.float64, device=matches.device)
     relevant = hits.sum(dim=1)
-    ap = (cum / ranks * hits).sum(dim=1) / relevant.clamp(min=1)
-    ap = ap.cpu().numpy()
+    ap_t = (cum / ranks * hits).sum(dim=1) / relevant.clamp(min=1)
+    ap: np.ndarray = ap_t.cpu().numpy()
     ap[relevant.cpu().numpy() == 0] = np.nan
     return ap
 

@@ -1,10 +1,13 @@
-"""The training losses of SPEC §7, vectorised over parts, anchors, positives and negatives.
+"""The training losses (docs/train.md), vectorised over parts, anchors, positives and negatives.
 
 Batch-all triplet loss per part: every (anchor, positive, negative) triple of the batch
 contributes ``relu(d(a, p) - d(a, q) + margin)``; per part the sum is divided by the number of
-non-zero terms (+1e-9), and the parts are averaged. ``loss_num`` (non-zero terms) is the signal to
-watch: it falls toward 0 as the embedding separates identities, while the averaged loss itself
-can stay flat ("my loss does not converge" is usually this).
+non-zero terms (+1e-9), and the parts are averaged. When every anchor has the same number ``K`` of
+positives (itself included), as in every P×K batch, the terms are built as ``[p, n, K, n - K]``
+(positives × negatives per anchor); otherwise as the masked ``[p, n, n, n]`` cube. Both give the
+same terms in the same order, so the same loss, ``loss_num`` and gradients. ``loss_num``
+(non-zero terms) is the signal to watch: it falls toward 0 as the embedding separates
+identities, while the averaged loss itself can stay flat ("my loss does not converge" is usually this).
 """
 
 from __future__ import annotations
@@ -32,6 +35,40 @@ def pairwise_distance(x: Tensor, y: Tensor) -> Tensor:
     return torch.sqrt(F.relu(x2 + y2 - 2 * inner))
 
 
+def triplet_terms(dist: Tensor, labels: Tensor, margin: float) -> Tensor:
+    """``relu(d(a, i) - d(a, j) + margin)`` for every anchor ``a``, positive ``i`` (``a`` itself
+    included) and negative ``j``, flattened per part in (a, i, j) order: ``[p, terms]``.
+
+    With the same positive count ``K`` for every anchor (and at least one negative) this is
+    :func:`grouped_triplet_terms`; otherwise :func:`dense_triplet_terms`.
+    """
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)  # [n, n], anchor x other
+    counts = same.sum(dim=1)
+    n = same.shape[0]
+    if n and bool((counts == counts[0]).all()) and int(counts[0]) < n:
+        return grouped_triplet_terms(dist, same, int(counts[0]), margin=margin)
+    return dense_triplet_terms(dist, same, margin=margin) if n else dist.new_zeros(dist.shape[0], 1)
+
+
+def grouped_triplet_terms(dist: Tensor, same: Tensor, k: int, margin: float = 0.2) -> Tensor:
+    """The ``[p, n, K, n - K]`` form (positives × negatives per anchor), flattened to
+    ``[p, n * K * (n - K)]``: every anchor has exactly ``k`` positives in ``same`` [n, n]."""
+    p, n = dist.shape[0], dist.shape[1]
+    # column indices of each row's positives / negatives, ascending (nonzero is row-major)
+    pos = same.nonzero()[:, 1].view(1, n, k).expand(p, n, k)
+    neg = (~same).nonzero()[:, 1].view(1, n, n - k).expand(p, n, n - k)
+    ap = dist.gather(2, pos)  # [p, n, K]
+    an = dist.gather(2, neg)  # [p, n, n - K]
+    return F.relu(ap.unsqueeze(3) - an.unsqueeze(2) + margin).flatten(1)
+
+
+def dense_triplet_terms(dist: Tensor, same: Tensor, margin: float = 0.2) -> Tensor:
+    """The masked ``[p, n, n, n]`` cube flattened to ``[p, n³]``: the invalid triples are zeros,
+    which neither add to the sum nor count as non-zero terms (any group sizes)."""
+    valid = (same.unsqueeze(2) & ~same.unsqueeze(1)).unsqueeze(0)  # [1, n, n, n]
+    return (F.relu(dist.unsqueeze(3) - dist.unsqueeze(2) + margin) * valid).flatten(1)
+
+
 class TripletLoss(nn.Module):
     """Batch-all triplet loss on ``embeddings`` [n, parts, channels]."""
 
@@ -53,11 +90,7 @@ class TripletLoss(nn.Module):
             labels = self.gather(labels)
         feats = embeddings.float().permute(1, 0, 2)  # [p, n, c]
         dist = pairwise_distance(feats, feats)  # [p, n, n]
-        same = labels.unsqueeze(0) == labels.unsqueeze(1)  # [n, n], anchor x other
-        # terms[p, a, i, j] = d(a, i) - d(a, j) + margin for positive i and negative j of anchor a
-        valid = (same.unsqueeze(2) & ~same.unsqueeze(1)).unsqueeze(0)  # [1, n, n, n]
-        terms = F.relu(dist.unsqueeze(3) - dist.unsqueeze(2) + self.margin) * valid
-        terms = terms.flatten(1)  # [p, n*n*n]
+        terms = triplet_terms(dist, labels, self.margin)  # [p, terms]
         loss_sum = terms.sum(-1)
         loss_num = (terms != 0).sum(-1).to(loss_sum.dtype)
         loss_avg = torch.where(loss_num > 0, loss_sum / (loss_num + 1e-9), torch.zeros_like(loss_sum))
@@ -77,7 +110,8 @@ class CrossEntropyLoss(nn.Module):
     input_key = "logits"
 
     def __init__(self, scale: float = 16.0, label_smooth: bool = True, eps: float = 0.1,
-                 loss_term_weight: float = 1.0, log_accuracy: bool = False, log_prefix: str = "softmax") -> None:
+                 loss_term_weight: float = 1.0, log_accuracy: bool = False,
+                 log_prefix: str = "softmax") -> None:
         super().__init__()
         self.scale = float(scale)
         self.label_smoothing = float(eps) if label_smooth else 0.0
@@ -89,7 +123,8 @@ class CrossEntropyLoss(nn.Module):
         n, p, k = logits.shape
         logits = logits.float()
         target = labels.view(n, 1).expand(n, p).reshape(-1)
-        loss = F.cross_entropy(logits.reshape(n * p, k) * self.scale, target, label_smoothing=self.label_smoothing)
+        loss = F.cross_entropy(logits.reshape(n * p, k) * self.scale, target,
+                               label_smoothing=self.label_smoothing)
         info = {"loss": loss.detach()}
         if self.log_accuracy:
             info["accuracy"] = (logits.detach().argmax(-1) == labels.view(n, 1)).float().mean()
@@ -102,7 +137,8 @@ LOSSES: dict[str, type[nn.Module]] = {"TripletLoss": TripletLoss, "CrossEntropyL
 class LossAggregator(nn.Module):
     """All losses of ``loss_cfg``: total = sum of weight x loss; logged terms ``{prefix}/{name}``."""
 
-    def __init__(self, loss_cfg: Sequence[Mapping[str, Any]], gather: Gather | None = None, world_size: int = 1) -> None:
+    def __init__(self, loss_cfg: Sequence[Mapping[str, Any]], gather: Gather | None = None,
+                 world_size: int = 1) -> None:
         super().__init__()
         losses = []
         for item in loss_cfg:
@@ -116,7 +152,7 @@ class LossAggregator(nn.Module):
         total: Tensor | None = None
         logged: dict[str, Tensor] = {}
         for loss_fn in self.losses:
-            value, info = loss_fn(outputs[loss_fn.input_key], labels)
+            value, info = loss_fn(outputs[str(loss_fn.input_key)], labels)
             weighted = value * loss_fn.loss_term_weight
             total = weighted if total is None else total + weighted
             for name, term in info.items():
