@@ -7,6 +7,7 @@ Each command parses its options and calls into ``gaitcli.data``, ``gaitcli.confi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -305,8 +306,7 @@ def evaluate(
 
     check_options(verification, calibrate, calibration_out, roc)
     save_features, scratch = verification_features(verification, features, save_features)
-    # JSON is written here, after the verification has added its keys.
-    outputs = EvalOutputs(json=None, csv=csv_out, heatmap=heatmap, save_features=save_features)
+    outputs = EvalOutputs(json=json_out, csv=csv_out, heatmap=heatmap, save_features=save_features)
     if features is not None:
         if save_features is not None:
             raise GaitError("--save-features needs a checkpoint; --features already is a feature file")
@@ -326,13 +326,15 @@ def evaluate(
     result = run_plan(plan, console=console, warn=_warn)
     tables_to = out_console if json_out != "-" and csv_out != "-" else console  # keep stdout pure JSON / CSV
     render_results(result, tables_to, rank5=rank5, show_map=map_)
-    write_outputs(plan.outputs, result, _note if scratch is None else _note_unless_features)
+    # With --verification the JSON is written below, once the verification has added its keys.
+    written = dataclasses.replace(plan.outputs, json=None) if verification else plan.outputs
+    write_outputs(written, result, _note if scratch is None else _note_unless_features)
     extra = verify_results(result.to_json(), features or save_features, scratch, calibrate=calibrate,
                            calibration_out=calibration_out, roc=roc, csv_out=csv_out, note=_note,
                            console=tables_to)
     if csv_out:
         extra.write_csv(csv_out)
-    if json_out:
+    if json_out and verification:
         write_json(json_out, {**result.to_json(), **extra.payload})
 
 
