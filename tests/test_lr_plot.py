@@ -126,7 +126,12 @@ def test_cli_default_shows_recipe_and_writes_json_and_images(tmp_path):
     [
         ["--milestones", "100000,80000"],
         ["--milestones", "8e4,x"],
-        ["--warmup-iters", "200000"],
+        ["--lr", "-0.1", "--total-iters", "100", "--milestones", "50,80"],
+        ["--lr", "0"],
+        ["--gamma", "-1"],
+        ["--warmup-factor", "-1"],
+        ["--warmup-factor", "nan"],
+        ["--scheduler", "StepLR", "--set", "scheduler_cfg.step_size=10", "--total-iters", "100000000"],
         ["--scheduler", "NoSuchLR"],
         ["--scheduler", "MultiStepLR", "--warmup-iters", "5"],
         ["--warmup-method", "cubic"],
@@ -155,3 +160,21 @@ def test_missing_matplotlib_is_one_clear_line(tmp_path, monkeypatch):
 def test_parse_milestones():
     assert parse_milestones("80000, 100_000") == [80000, 100000]
     assert parse_milestones("") == [] and parse_milestones(None) is None
+
+
+def test_warmup_longer_than_the_run_is_a_note_as_in_train():
+    notes: list[str] = []
+    schedule = schedule_from_options(warmup_iters=500, total_iters=100, milestones=[], warn=notes.append)
+    assert schedule.total_iter == 100
+    assert any("longer than the run" in n for n in notes), notes
+
+
+def test_chart_of_a_negative_schedule_is_bounded():
+    """The chart once spun forever on a negative lr (a fallback scale of 1e-12): now every line is
+    clipped to the canvas, so even a schedule validation would refuse draws at once."""
+    from gaitcli.training.lr_plot import Schedule
+
+    bad = Schedule({"solver": "SGD", "lr": -0.1}, {"scheduler": "warmup", "milestones": [50, 80], "gamma": 0.1,
+                                                   "warmup_iters": 0}, 100)
+    lines = render_chart(bad, width=30, height=6)
+    assert len(lines) > 6

@@ -37,16 +37,26 @@ def leaky(x: torch.Tensor) -> torch.Tensor:
 
 
 def lengths_to_mask(
+    lengths: torch.Tensor | Sequence[int], steps: int | None = None, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """``[n]`` lengths → ``[n, steps]`` bool mask, True on each sequence's first ``length`` frames
+    (``steps`` defaults to the longest length; ``device`` to that of ``lengths``)."""
+    lens = torch.as_tensor(lengths, dtype=torch.long)
+    if steps is None:
+        steps = int(lens.max()) if lens.numel() else 0
+    device = lens.device if device is None else device
+    return torch.arange(steps, device=device)[None, :] < lens.to(device)[:, None]
+
+
+def padding_mask(
     lengths: torch.Tensor | None, steps: int, device: torch.device | str | None = None
 ) -> torch.Tensor | None:
-    """``[n]`` lengths → ``[n, steps]`` bool mask on ``device``; None when every sequence fills
-    ``steps``. Keep ``lengths`` on the CPU: the decision then needs no device synchronisation."""
-    if lengths is None:
+    """:func:`lengths_to_mask`, or None when there are no lengths or every sequence fills
+    ``steps`` (nothing to mask). Keep ``lengths`` on the CPU: the decision then needs no device
+    synchronisation."""
+    if lengths is None or bool((lengths >= steps).all()):
         return None
-    if bool((lengths >= steps).all()):
-        return None
-    device = lengths.device if device is None else device
-    return torch.arange(steps, device=device)[None, :] < lengths.to(device)[:, None]
+    return lengths_to_mask(lengths, steps, device)
 
 
 def mask_frames(x: torch.Tensor, mask: torch.Tensor | None, time_dim: int = 2) -> torch.Tensor:
@@ -291,3 +301,36 @@ def init_parameters(module: nn.Module) -> None:
             if m.affine:
                 nn.init.normal_(m.weight.data, 1.0, 0.02)
                 nn.init.constant_(m.bias.data, 0.0)
+
+
+def _torch_default_init(module: nn.Module) -> None:
+    """PyTorch's own initialisation: every layer's ``reset_parameters`` (``fc_bin`` keeps the
+    xavier draw it was created with, as the reference layer does)."""
+    for m in module.modules():
+        if m is not module and isinstance(m, (nn.Conv3d, nn.Conv2d, nn.Conv1d, nn.Linear, nn.modules.batchnorm._BatchNorm)):
+            m.reset_parameters()
+
+
+def _kaiming_init(module: nn.Module) -> None:
+    """He-normal convolution / linear weights for the LeakyReLU slope, zero biases, BatchNorm 1 / 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv3d, nn.Conv2d, nn.Conv1d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight.data, a=NEGATIVE_SLOPE, nonlinearity="leaky_relu")
+            if m.bias is not None:
+                nn.init.constant_(m.bias.data, 0.0)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+            nn.init.constant_(m.weight.data, 1.0)
+            nn.init.constant_(m.bias.data, 0.0)
+
+
+def init_weights(module: nn.Module, scheme: str) -> None:
+    """Initialise ``module`` by ``model_cfg.init``: ``reference`` (xavier, as the reference
+    code), ``torch`` (PyTorch's layer defaults) or ``kaiming`` (docs/models.md)."""
+    if scheme == "reference":
+        init_parameters(module)
+    elif scheme == "torch":
+        _torch_default_init(module)
+    elif scheme == "kaiming":
+        _kaiming_init(module)
+    else:
+        raise ValueError(f"unknown init scheme {scheme!r}")

@@ -43,7 +43,6 @@ __all__ = [
     "MetaHyperNetwork",
     "MetaTemporalPooling",
     "MetaTripleAttention",
-    "lengths_to_mask",
 ]
 
 NEG_SLOPE = 0.01  # LeakyReLU slope used throughout the project (SPEC §6)
@@ -52,14 +51,6 @@ BRANCHES = ("channel", "spatial", "temporal")
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def lengths_to_mask(lengths: Tensor | Sequence[int], max_len: int | None = None) -> Tensor:
-    """``[n]`` sequence lengths -> ``[n, max_len]`` bool mask, True on the first ``length`` frames."""
-    lengths = torch.as_tensor(lengths, dtype=torch.long)
-    if max_len is None:
-        max_len = int(lengths.max()) if lengths.numel() else 0
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def _check_input(x: Tensor, mask: Tensor | None) -> Tensor | None:

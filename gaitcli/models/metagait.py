@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,9 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .gaitgl import GaitGL
-from .layers import NEGATIVE_SLOPE, init_parameters, leaky, masked_mean_descriptor
-from .registry import register_model
+from .gaitgl import GaitGL, GaitGLConfig
+from .layers import NEGATIVE_SLOPE, init_weights, leaky, masked_mean_descriptor
+from .registry import option, register_model
 
 VARIANTS = ("reference", "paper")
 
@@ -115,12 +116,39 @@ class SELayer(nn.Module):
         return torch.sigmoid(F.linear(leaky(F.linear(g, self.fc[0].weight)), self.fc[2].weight))
 
 
-@register_model("MetaGait")
+@dataclass
+class MTAConfig:
+    """``model_cfg.mta``: the Meta Triple Attention branches of the paper variant."""
+
+    channel: bool = option(True, "Channel attention branch.", kind="bool")
+    """Channel branch on."""
+    spatial: bool = option(True, "Spatial attention branch.", kind="bool")
+    """Spatial branch on."""
+    temporal: bool = option(True, "Temporal attention branch.", kind="bool")
+    """Temporal branch on."""
+
+
+@dataclass
+class MetaGaitConfig(GaitGLConfig):
+    """MetaGait's ``model_cfg`` keys: GaitGL's plus the variant and its switches."""
+
+    variant: str = option(
+        "reference", "MetaGait variant: reference (public code) or paper (our design of the paper).",
+        kind="str", choices=VARIANTS,
+    )
+    """Which MetaGait."""
+    mta: MTAConfig = option(None, "Paper variant: Meta Triple Attention branches.", kind="section", children=MTAConfig)
+    """MTA switches."""
+    mtp: bool = option(True, "Paper variant: Meta Temporal Pooling (else temporal max).", kind="bool")
+    """MTP on."""
+
+
+@register_model("MetaGait", MetaGaitConfig, default=True)
 class MetaGait(GaitGL):
-    """MetaGait. ``model_cfg``: as GaitGL plus ``variant`` (reference|paper), ``mta``
-    ``{channel, spatial, temporal}`` and ``mtp`` (paper variant only)."""
+    """MetaGait. ``model_cfg``: see :class:`MetaGaitConfig`."""
 
     name = "MetaGait"
+    config_class = MetaGaitConfig
 
     def __init__(self, model_cfg: Mapping[str, Any], dataset_name: str = "CASIA-B") -> None:
         variant = model_cfg.get("variant") or "reference"
@@ -138,21 +166,20 @@ class MetaGait(GaitGL):
             return
         from .meta_modules import MetaTemporalPooling, MetaTripleAttention  # paper variant only
 
-        mta = dict(self.model_cfg.get("mta") or {})
-        switches = {k: bool(mta.get(k, True)) for k in ("channel", "spatial", "temporal")}
-        self.mta = MetaTripleAttention(c, **switches)
-        self.use_mtp = bool(self.model_cfg.get("mtp", True))
+        mta = self.cfg.mta
+        self.mta = MetaTripleAttention(c, channel=mta.channel, spatial=mta.spatial, temporal=mta.temporal)
+        self.use_mtp = bool(self.cfg.mtp)
         if self.use_mtp:
             self.mtp = MetaTemporalPooling(c)
 
     def reset_parameters(self) -> None:
-        """Reference initialisation for the GaitGL layers and the reference attention; the paper
+        """``model_cfg.init`` for the GaitGL layers and the reference attention; the paper
         modules keep their own calibrated initialisation."""
         for name, child in self.named_children():
             if name in ("mta", "mtp"):
                 child.reset_parameters()
             else:
-                init_parameters(child)
+                init_weights(child, self.cfg.init)
 
     def attend(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if self.variant == "paper":

@@ -1,6 +1,6 @@
 """``gait lr-plot``: the learning-rate schedule as a terminal chart, a table, JSON and an image.
 
-Every value comes from :func:`gaitcli.training.schedule.lr_values`, the function the trainer
+Every value comes from :func:`gaitcli.schedule.lr_values`, the function the trainer
 uses, so the picture cannot disagree with training. The terminal chart is drawn here with braille
 characters (2 × 4 dots per character cell): axes with labelled ticks, an optional log scale, and
 the end of the warm-up and every milestone marked by a dashed vertical line. The image uses
@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gaitcli.errors import ConfigError, GaitError
-from gaitcli.training.schedule import check_schedule, lr_values, schedule_boundaries
+from gaitcli.schedule import lr_values, schedule_boundaries
 
 Warn = Callable[[str], None]
 MAX_POINTS = 1000
@@ -151,10 +151,7 @@ def schedule_from_options(
     total = int(cfg["trainer_cfg"]["total_iter"])
     if total < 1:
         raise ConfigError(f"trainer_cfg.total_iter must be at least 1 to draw a schedule, got {total}")
-    scfg = dict(cfg["scheduler_cfg"])
-    check_schedule(scfg, total)
-    if scfg.get("scheduler") == "warmup" and scfg.get("warmup_method", "linear") not in ("linear", "constant"):
-        raise ConfigError(f"scheduler_cfg.warmup_method must be linear or constant, got {scfg.get('warmup_method')!r}")
+    scfg = dict(cfg["scheduler_cfg"])  # validated by load_config (gaitcli.schedule.check_optimisation)
     schedule = Schedule(dict(cfg["optimizer_cfg"]), scfg, total, str(config) if config else "<defaults: MetaGait recipe>")
     try:
         schedule.lr([0])
@@ -162,10 +159,6 @@ def schedule_from_options(
         raise
     except (TypeError, ValueError) as exc:  # a torch scheduler missing or refusing an argument
         raise ConfigError(f"scheduler_cfg: {schedule.name} cannot be built: {exc}") from None
-    if warn is not None:
-        late = [m for m in schedule.milestones if m > schedule.last]
-        if late:
-            warn(f"milestones {late} lie after the last iteration ({schedule.last}); they never take effect")
     return schedule
 
 
@@ -245,8 +238,10 @@ class BrailleCanvas:
             self.layer[r][c] = max(self.layer[r][c], layer)
 
     def vline(self, x: int, y0: int, y1: int, layer: int = 1, every: int = 1) -> None:
+        """Dots from ``y0`` to ``y1`` (clipped to the canvas, so any input draws in bounded time)."""
         lo, hi = sorted((y0, y1))
-        for y in range(lo, hi + 1):
+        first = lo if lo >= 0 else lo + ((-lo + every - 1) // every) * every
+        for y in range(first, min(hi, self.height - 1) + 1):
             if (y - lo) % every == 0:
                 self.dot(x, y, layer)
 
@@ -294,16 +289,18 @@ def render_chart(schedule: Schedule, *, width: int = 72, height: int = 14, log: 
 
     px_its = [min(last, round(px * span / (canvas.width - 1))) for px in range(canvas.width)]
     values = schedule.lr(px_its)
+    if not np.isfinite(values).all():
+        raise GaitError("the schedule reaches a non-finite lr; check the learning rate and the factors")
     if log and (values <= 0).any():
         raise GaitError("--log: the schedule reaches lr 0, which has no logarithm; drop --log")
     f = np.log10 if log else (lambda v: v)
     top = float(f(values.max()))
-    bottom = float(f(values.min())) if log else 0.0
+    bottom = float(f(values.min())) if log else min(0.0, float(values.min()))
     if top <= bottom:
         top, bottom = (bottom + 0.5, bottom - 0.5) if log else (max(top, 1e-12) * 1.1, 0.0)
 
     def ypix(v: float) -> int:
-        frac = (float(f(v)) - bottom) / (top - bottom)
+        frac = min(1.0, max(0.0, (float(f(v)) - bottom) / (top - bottom)))
         return int(round((1 - frac) * (canvas.height - 1)))
 
     for _, it in marks(schedule):
