@@ -191,6 +191,13 @@ ERROR_CASES = [
     ("", ["trainer_cfg"], ["expected section.key=value"]),
     ("", ["loss_cfg.7.margin=1"], ["no loss at index '7'"]),
     ("", ["nosuch.key=1"], ["unknown section 'nosuch'"]),
+    ("trainer_cfg:\n  total_iter: 5\n  total_iter: 6\n", [], ["key 'total_iter' is given twice", "lines 2 and 3"]),
+    ("trainer_cfg: {}\nmodel_cfg: {}\ntrainer_cfg: {}\n", [], ["key 'trainer_cfg' is given twice", "lines 1 and 3"]),
+    ("", ["evaluator_cfg.probe_sets={a: [nm], a: [bg]}"], ["key 'a' is given twice"]),
+    ("", ["optimizer_cfg.lr=-0.001"], ["optimizer_cfg.lr must be > 0"]),
+    ("scheduler_cfg:\n  gamma: -1\n", [], ["scheduler_cfg.gamma must be in (0, 1]"]),
+    ("model_cfg:\n  init: xavier\n", [], ["model_cfg.init = 'xavier' is not one of reference, torch, kaiming"]),
+    ("model_cfg:\n  model: GaitGL\n  mtpp: true\n", [], ["unknown key 'model_cfg.mtpp'"]),
 ]
 
 
