@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .layers import CHANNELS_LAST, mask_frames
+from .layers import CHANNELS_LAST, mask_frames, padding_mask
 
 CPU_FRAME_BUDGET = 128  # padded frames per forward call in embed() on the CPU
 
@@ -89,6 +89,15 @@ class GaitModel(nn.Module):
 
     def attend(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return x
+
+    def temporal_masks(
+        self, lens: torch.Tensor | None, steps: int, device: torch.device
+    ) -> tuple[torch.Tensor | None, ...]:
+        """Masks of the input frames (first) and of the backbone's output frames (last); the
+        default suits a backbone that keeps the frame count. GaitGL overrides it (its LTA
+        divides the frame count by 3)."""
+        mask = padding_mask(lens, steps, device)
+        return mask, mask
 
     def pool_time(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
