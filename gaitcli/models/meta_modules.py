@@ -1,4 +1,4 @@
-"""Building blocks of MetaGait's "paper" variant (SPEC §6): MHN, MTA and MTP.
+"""Building blocks of MetaGait's "paper" variant (docs/models-paper.md): MHN, MTA and MTP.
 
 The public MetaGait code only ships the "reference" attention (``eca`` + ``se``); the paper's
 Meta Triple Attention (MTA) and Meta Temporal Pooling (MTP) are not public, so what follows is our
@@ -24,7 +24,7 @@ No BatchNorm is used. A sample without any valid frame gives an all-zero output 
 
 Parameters are plain ``nn.Parameter`` tensors used through the functional API, not ``nn.Linear`` /
 ``nn.ConvNd`` submodules: a model-wide ``for m in modules(): if isinstance(m, nn.Linear): xavier``
-sweep (SPEC §6 initialisation) therefore leaves the calibrated initialisation of these modules
+sweep (the reference initialisation, docs/models.md) therefore leaves the calibrated initialisation of these modules
 alone. Call :meth:`reset_parameters` to restore it explicitly.
 """
 
@@ -45,7 +45,7 @@ __all__ = [
     "MetaTripleAttention",
 ]
 
-NEG_SLOPE = 0.01  # LeakyReLU slope used throughout the project (SPEC §6)
+NEG_SLOPE = 0.01  # LeakyReLU slope used throughout the project (docs/models.md)
 BRANCHES = ("channel", "spatial", "temporal")
 
 

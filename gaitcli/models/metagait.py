@@ -1,6 +1,6 @@
 """MetaGait: GaitGL plus meta-learned attention (ECCV 2022).
 
-``variant: reference`` (default) is the public code's network (SPEC §6): after ``GLConvB2``,
+``variant: reference`` (default) is the public code's network (docs/models.md): after ``GLConvB2``,
 ``out = eca(x) + se(x)`` where
 
 * ``eca`` (MTA local): descriptor ``g = mean_{s,h,w}(x)`` ``[n, C]``; static Conv1d kernels 1, 3, 5

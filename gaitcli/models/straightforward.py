@@ -1,4 +1,4 @@
-"""A straightforward re-statement of the networks, written from SPEC §6 without any fast path.
+"""A straightforward re-statement of the networks, written from docs/models.md without any fast path.
 
 It uses a built model's parameters but none of its fast code: the local convolution runs strip by
 strip, the MHN applies its generated weights as a grouped per-sample convolution, the GeM pooling
@@ -62,7 +62,7 @@ def mhn_weights(mhn: Any, g5: torch.Tensor) -> torch.Tensor:
 
 
 def reference_attention(model: Any, x: torch.Tensor) -> torch.Tensor:
-    """MetaGait reference: ``eca(x) + se(x)`` exactly as SPEC §6 writes it."""
+    """MetaGait reference: ``eca(x) + se(x)`` exactly as docs/models.md writes it."""
     g5 = F.adaptive_avg_pool3d(x, 1)  # [n, C, 1, 1, 1]
     w = mhn_weights(model.eca.dynamic_conv, g5)
     row = g5.reshape(x.size(0), 1, x.size(1))  # [n, 1, C]
