@@ -54,11 +54,11 @@ class _Loader(yaml.SafeLoader):
     """YAML 1.1 reads ``1e-4`` as a string; people (and YAML 1.2) mean a number. A key given
     twice in one mapping is refused rather than silently overwritten."""
 
-    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
             seen: dict[Any, int] = {}
             for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+                key = self.construct_object(key_node, deep=True)
                 try:
                     first = seen.get(key)
                 except TypeError:  # an unhashable key: PyYAML's own error follows
@@ -66,7 +66,7 @@ class _Loader(yaml.SafeLoader):
                 if first is not None:
                     raise DuplicateKeyError(key, key_node.start_mark.line + 1, first)
                 seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-untyped-call,no-any-return]
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -78,6 +78,7 @@ _Loader.add_implicit_resolver(
 
 def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
 
 __all__ = [
     "default_config",
@@ -100,7 +101,7 @@ def default_config() -> dict[str, Any]:
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Merge ``override`` into a copy of ``base``: mappings merge recursively, anything else
     (lists included) replaces."""
-    out = copy_tree(base)
+    out: dict[str, Any] = copy_tree(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = merge(out[key], value)
@@ -148,8 +149,9 @@ def load_config(
     try:
         data = _yaml_load(text)
     except DuplicateKeyError as exc:
-        raise ConfigError(f"{file}: key {exc.key!r} is given twice (lines {exc.first_line} and {exc.line}); "
-                          "keep one") from None
+        raise ConfigError(
+            f"{file}: key {exc.key!r} is given twice (lines {exc.first_line} and {exc.line}); keep one"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -200,7 +202,9 @@ def validate_config(cfg: Mapping[str, Any], source: str = "<config>", warn: Warn
     sampler = cfg["trainer_cfg"]["sampler"]
     batch = sampler["batch_size"]
     if len(batch) != 2 or any(b < 1 for b in batch):
-        raise ConfigError(f"{source}: trainer_cfg.sampler.batch_size must be [P, K] with P, K >= 1, got {batch}")
+        raise ConfigError(
+            f"{source}: trainer_cfg.sampler.batch_size must be [P, K] with P, K >= 1, got {batch}"
+        )
     if sampler["frames_num_min"] > sampler["frames_num_max"]:
         raise ConfigError(f"{source}: trainer_cfg.sampler.frames_num_min is larger than frames_num_max")
     for name in ("log_iter", "save_iter"):
@@ -219,7 +223,10 @@ def validate_config(cfg: Mapping[str, Any], source: str = "<config>", warn: Warn
         required = _required_params(section, name)
         absent = [p for p in required if p not in body]
         if absent:
-            raise ConfigError(f"{source}: {section}: {name} needs {', '.join(absent)} (e.g. --set {section}.{absent[0]}=...)")
+            raise ConfigError(
+                f"{source}: {section}: {name} needs {', '.join(absent)} "
+                f"(e.g. --set {section}.{absent[0]}=...)"
+            )
     if not cfg["loss_cfg"]:
         raise ConfigError(f"{source}: loss_cfg must name at least one loss")
     for note in check_optimisation(cfg, source).notes:
@@ -227,9 +234,7 @@ def validate_config(cfg: Mapping[str, Any], source: str = "<config>", warn: Warn
 
 
 # ----------------------------------------------------------------------------- validation
-def _validate_partial(
-    cfg: Any, source: str, warn: Warn, *, allow_foreign: bool = True
-) -> dict[str, Any]:
+def _validate_partial(cfg: Any, source: str, warn: Warn, *, allow_foreign: bool = True) -> dict[str, Any]:
     """Validate the sections present in ``cfg``; return a normalised copy."""
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"{source}: the top level must be a mapping of sections, got {_tname(cfg)}")
@@ -307,7 +312,9 @@ def _check_value(key: Key, value: Any, source: str, dotted: str) -> Any:
         raise ConfigError(f"{source}: {dotted} must be {_describe(key.type)}, got null")
     checked = _coerce(key.type, value)
     if checked is _INVALID:
-        raise ConfigError(f"{source}: {dotted} must be {_describe(key.type)}, got {value!r} ({_tname(value)})")
+        raise ConfigError(
+            f"{source}: {dotted} must be {_describe(key.type)}, got {value!r} ({_tname(value)})"
+        )
     _check_numbers(key, checked, source, dotted)
     if key.choices is not None and checked not in key.choices:
         close = difflib.get_close_matches(str(checked), [str(c) for c in key.choices], n=1, cutoff=0.4)
@@ -325,6 +332,8 @@ def _check_value(key: Key, value: Any, source: str, dotted: str) -> Any:
 
 
 _INVALID = object()
+
+
 def _check_numbers(key: Key, value: Any, source: str, dotted: str) -> None:
     for item in value if isinstance(value, list) else [value]:
         check_number(item, source, dotted, key.range)
@@ -350,7 +359,9 @@ def _coerce(kind: str, value: Any) -> Any:
         ok = isinstance(value, list) and all(_is_int(v) for v in value)
         return list(value) if ok else _INVALID
     if kind == "list[str]":
-        ok = isinstance(value, list) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value)
+        ok = isinstance(value, list) and all(
+            isinstance(v, (str, int)) and not isinstance(v, bool) for v in value
+        )
         return [str(v) for v in value] if ok else _INVALID
     if kind == "list[bool]":
         ok = isinstance(value, list) and all(isinstance(v, bool) for v in value)
@@ -444,8 +455,13 @@ def _optimizer_params(name: str, source: str) -> set[str]:
 
     cls = getattr(torch.optim, name, None)
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-        names = [n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)
-                 and issubclass(getattr(torch.optim, n), torch.optim.Optimizer) and n != "Optimizer"]
+        names = [
+            n
+            for n in dir(torch.optim)
+            if isinstance(getattr(torch.optim, n), type)
+            and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)
+            and n != "Optimizer"
+        ]
         raise ConfigError(_unknown(source, f"optimizer_cfg.solver = {name!r}", names, what="optimiser"))
     return {p for p in inspect.signature(cls).parameters if p not in ("params", "self")}
 
@@ -458,11 +474,20 @@ def _scheduler_params(name: str, source: str) -> set[str]:
     lrs = torch.optim.lr_scheduler
     cls = getattr(lrs, name, None)
     if not (isinstance(cls, type) and issubclass(cls, lrs.LRScheduler)):
-        names = ["warmup"] + [n for n in dir(lrs) if isinstance(getattr(lrs, n), type)
-                              and issubclass(getattr(lrs, n), lrs.LRScheduler) and not n.startswith("_")
-                              and n not in ("LRScheduler", "_LRScheduler")]
+        names = ["warmup"] + [
+            n
+            for n in dir(lrs)
+            if isinstance(getattr(lrs, n), type)
+            and issubclass(getattr(lrs, n), lrs.LRScheduler)
+            and not n.startswith("_")
+            and n not in ("LRScheduler", "_LRScheduler")
+        ]
         raise ConfigError(_unknown(source, f"scheduler_cfg.scheduler = {name!r}", names, what="scheduler"))
-    return {p for p in inspect.signature(cls).parameters if p not in ("optimizer", "last_epoch", "verbose", "self")}
+    return {
+        p
+        for p in inspect.signature(cls).parameters
+        if p not in ("optimizer", "last_epoch", "verbose", "self")
+    }
 
 
 def _required_params(section: str, name: str) -> list[str]:
@@ -474,9 +499,13 @@ def _required_params(section: str, name: str) -> list[str]:
     owner = torch.optim if section == "optimizer_cfg" else torch.optim.lr_scheduler
     skip = {"self", "params", "optimizer"}
     signature = inspect.signature(getattr(owner, name))
-    return [p.name for p in signature.parameters.values()
-            if p.name not in skip and p.default is inspect.Parameter.empty
-            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return [
+        p.name
+        for p in signature.parameters.values()
+        if p.name not in skip
+        and p.default is inspect.Parameter.empty
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
 
 
 def _unknown(source: str, dotted: str, candidates: Iterable[str], what: str = "key") -> str:
@@ -575,7 +604,7 @@ def _apply_loss_override(cfg: dict[str, Any], parts: list[str], value: Any, sour
         raise ConfigError(f"{source}: loss settings are one level deep (loss_cfg.{index}.key=value)")
     item = dict(losses[int(index)])
     item[parts[2]] = value
-    out = copy_tree(cfg)
+    out: dict[str, Any] = copy_tree(cfg)
     out["loss_cfg"][int(index)] = _validate_loss(item, source, f"loss_cfg[{index}]")
     return out
 
@@ -608,8 +637,10 @@ def _apply_packaged_partition(cfg: dict[str, Any], warn: Warn) -> None:
 
     cfg["data_cfg"]["dataset_partition"] = str(packaged)
     split = load_partition(packaged)
-    warn(f"partition {value} not found; using the packaged {packaged.name} "
-         f"({len(split.train)} train / {len(split.test)} test ids)")
+    warn(
+        f"partition {value} not found; using the packaged {packaged.name} "
+        f"({len(split.train)} train / {len(split.test)} test ids)"
+    )
 
 
 def _find_config_file(path: Path) -> Path:
@@ -640,5 +671,12 @@ def _plain(value: Any) -> Any:
 
 
 def _tname(value: Any) -> str:
-    return {dict: "mapping", list: "list", str: "string", int: "integer", float: "number",
-            bool: "boolean", type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        dict: "mapping",
+        list: "list",
+        str: "string",
+        int: "integer",
+        float: "number",
+        bool: "boolean",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)

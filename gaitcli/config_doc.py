@@ -81,7 +81,9 @@ def render_reference() -> str:
         out.append(f"### `{section}`")
         out.append("")
         if section == "loss_cfg":
-            out.append("A list of losses (a single mapping is accepted too); a user list replaces the default list,")
+            out.append(
+                "A list of losses (a single mapping is accepted too); a user list replaces the default list,"
+            )
             out.append("and each entry is completed from the defaults of its `type`. Default list:")
             out.append("")
             out.append("```json")

@@ -110,56 +110,107 @@ _TRANSFORM_DOC = (
 
 _TRAIN_SAMPLER = {
     "type": Key("str", "TripletSampler", "Batch sampler for training.", choices=("TripletSampler",)),
-    "batch_size": Key("list[int]", [8, 8], "[P, K]: P identities, K sequences each, per iteration (over all ranks).",
-                      range=AT_LEAST_ONE),
+    "batch_size": Key(
+        "list[int]",
+        [8, 8],
+        "[P, K]: P identities, K sequences each, per iteration (over all ranks).",
+        range=AT_LEAST_ONE,
+    ),
     "batch_shuffle": Key("bool", True, "Shuffle the P*K sequences of a batch."),
-    "sample_type": Key("str", "fixed_ordered", "How frames are drawn from each sequence.", choices=SAMPLE_TYPES),
+    "sample_type": Key(
+        "str", "fixed_ordered", "How frames are drawn from each sequence.", choices=SAMPLE_TYPES
+    ),
     "frames_num_fixed": Key("int", 30, "Frames per sequence for fixed_* sampling.", range=AT_LEAST_ONE),
-    "frames_skip_num": Key("int", 0, "Extra frames in the window from which fixed_ordered picks its frames.",
-                           range=NON_NEGATIVE),
-    "frames_num_min": Key("int", 25, "Lower bound of the frame count for unfixed_* sampling.", range=AT_LEAST_ONE),
-    "frames_num_max": Key("int", 50, "Upper bound of the frame count for unfixed_* sampling.", range=AT_LEAST_ONE),
-    "frames_all_limit": Key("int", 720, "all_* sampling keeps at most this many leading frames.",
-                            range=AT_LEAST_ONE),
+    "frames_skip_num": Key(
+        "int", 0, "Extra frames in the window from which fixed_ordered picks its frames.", range=NON_NEGATIVE
+    ),
+    "frames_num_min": Key(
+        "int", 25, "Lower bound of the frame count for unfixed_* sampling.", range=AT_LEAST_ONE
+    ),
+    "frames_num_max": Key(
+        "int", 50, "Upper bound of the frame count for unfixed_* sampling.", range=AT_LEAST_ONE
+    ),
+    "frames_all_limit": Key(
+        "int", 720, "all_* sampling keeps at most this many leading frames.", range=AT_LEAST_ONE
+    ),
 }
 
 _EVAL_SAMPLER = {
     "type": Key("str", "InferenceSampler", "Sampler for evaluation.", choices=("InferenceSampler",)),
-    "batch_size": Key("int", 8, "Sequences per inference batch (any value; not tied to the GPU count).",
-                      range=AT_LEAST_ONE),
+    "batch_size": Key(
+        "int", 8, "Sequences per inference batch (any value; not tied to the GPU count).", range=AT_LEAST_ONE
+    ),
     "batch_shuffle": Key("bool", False, "Accepted for OpenGait compatibility; inference never shuffles."),
     "sample_type": Key("str", "all_ordered", "How frames are drawn at inference.", choices=SAMPLE_TYPES),
-    "frames_all_limit": Key("int", 720, "all_* sampling keeps at most this many leading frames.",
-                            range=AT_LEAST_ONE),
-    "frames_num_fixed": Key("int", 30, "Frames per sequence if fixed_* sampling is used at inference.",
-                            range=AT_LEAST_ONE),
+    "frames_all_limit": Key(
+        "int", 720, "all_* sampling keeps at most this many leading frames.", range=AT_LEAST_ONE
+    ),
+    "frames_num_fixed": Key(
+        "int", 30, "Frames per sequence if fixed_* sampling is used at inference.", range=AT_LEAST_ONE
+    ),
 }
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "data_cfg": {
-        "dataset_name": Key("str", "CASIA-B", "Data set name; selects the evaluation protocol and GaitGL's branch (OUMVLP, GREW: large)."),
-        "dataset_root": Key("path", "data/CASIA-B-pkl", "Prepared tree id/type/view/*.pkl; relative paths are taken from the config file's folder."),
-        "dataset_partition": Key("path", "CASIA-B.json", "Partition JSON {TRAIN_SET, TEST_SET}; a missing file named like a packaged partition uses the packaged one."),
+        "dataset_name": Key(
+            "str",
+            "CASIA-B",
+            "Data set name; selects the evaluation protocol and GaitGL's branch (OUMVLP, GREW: large).",
+        ),
+        "dataset_root": Key(
+            "path",
+            "data/CASIA-B-pkl",
+            "Prepared tree id/type/view/*.pkl; relative paths are taken from the config file's folder.",
+        ),
+        "dataset_partition": Key(
+            "path",
+            "CASIA-B.json",
+            "Partition JSON {TRAIN_SET, TEST_SET}; a missing file named like a packaged partition "
+            "uses the packaged one.",
+        ),
         "num_workers": Key("int", 1, "DataLoader worker processes.", range=NON_NEGATIVE),
         "cache": Key("bool", False, "Keep every sequence in memory after the first read."),
         "test_dataset_name": Key("str", "CASIA-B", "Name of the test set (protocol selection)."),
         "remove_no_gallery": Key("bool", False, "Drop probe sequences whose id has no gallery sequence."),
-        "data_in_use": Key("list[bool]", None, "Which of several pkls per sequence to load (OpenGait multi-modal folders).", nullable=True),
-        "min_frames": Key("int", None, "Leave sequences shorter than this out of training instead of repeating them "
-                          "end-to-start.", nullable=True, range=AT_LEAST_ONE),
+        "data_in_use": Key(
+            "list[bool]",
+            None,
+            "Which of several pkls per sequence to load (OpenGait multi-modal folders).",
+            nullable=True,
+        ),
+        "min_frames": Key(
+            "int",
+            None,
+            "Leave sequences shorter than this out of training instead of repeating them end-to-start.",
+            nullable=True,
+            range=AT_LEAST_ONE,
+        ),
     },
     "evaluator_cfg": {
         "enable_float16": Key("bool", False, "Autocast inference in half precision on CUDA."),
-        "restore_ckpt_strict": Key("bool", True, "Require checkpoint names and shapes to match the model exactly."),
-        "restore_hint": Key("int|str", 0, "Checkpoint to evaluate: an iteration number, a path, or 'latest'."),
+        "restore_ckpt_strict": Key(
+            "bool", True, "Require checkpoint names and shapes to match the model exactly."
+        ),
+        "restore_hint": Key(
+            "int|str", 0, "Checkpoint to evaluate: an iteration number, a path, or 'latest'."
+        ),
         "save_name": Key("str", "MetaGait", "Run name used to find checkpoints."),
-        "eval_func": Key("str", "evaluate_indoor_dataset", "Reference evaluation function name (mapped onto --protocol)."),
+        "eval_func": Key(
+            "str", "evaluate_indoor_dataset", "Reference evaluation function name (mapped onto --protocol)."
+        ),
         "sampler": Key("section", None, "Inference sampler.", children=_EVAL_SAMPLER),
         "transform": Key("list[mapping]", [{"type": "BaseSilCuttingTransform"}], _TRANSFORM_DOC),
         "metric": Key("str", "euc", "Distance: euc (per-part Euclidean) or cos.", choices=("euc", "cos")),
         "cross_view_gallery": Key("bool", False, "Use the cross-view-gallery protocol (gives mAP)."),
-        "protocol": Key("str", "auto", "Evaluation protocol.", choices=("auto", "casia-b", "ou-mvlp", "cross-view", "generic")),
-        "gallery_types": Key("list[str]", None, "generic protocol: types forming the gallery.", nullable=True),
+        "protocol": Key(
+            "str",
+            "auto",
+            "Evaluation protocol.",
+            choices=("auto", "casia-b", "ou-mvlp", "cross-view", "generic"),
+        ),
+        "gallery_types": Key(
+            "list[str]", None, "generic protocol: types forming the gallery.", nullable=True
+        ),
         "probe_sets": Key("mapping", None, "generic protocol: {name: [types]} probe sets.", nullable=True),
     },
     "loss_cfg": {},  # a list of losses; see LOSS_SCHEMAS
@@ -170,31 +221,56 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "weight_decay": Key("float", 5e-4, "Weight decay.", range=ARGUMENT_RANGES["weight_decay"]),
     },
     "scheduler_cfg": {
-        "scheduler": Key("str", "warmup", "'warmup' (WarmupMultiStepLR) or any torch.optim.lr_scheduler by name; other keys are its arguments."),
-        "milestones": Key("list[int]", [80000, 100000], "Iterations at which the lr is multiplied by gamma "
-                          "(strictly increasing).", range=ARGUMENT_RANGES["milestones"]),
+        "scheduler": Key(
+            "str",
+            "warmup",
+            "'warmup' (WarmupMultiStepLR) or any torch.optim.lr_scheduler by name; "
+            "other keys are its arguments.",
+        ),
+        "milestones": Key(
+            "list[int]",
+            [80000, 100000],
+            "Iterations at which the lr is multiplied by gamma (strictly increasing).",
+            range=ARGUMENT_RANGES["milestones"],
+        ),
         "gamma": Key("float", 0.1, "Multiplicative decay at each milestone.", range=ARGUMENT_RANGES["gamma"]),
-        "warmup_iters": Key("int", 10000, "warmup: length of the warm-up (may exceed the run: a note says so).",
-                            range=ARGUMENT_RANGES["warmup_iters"]),
-        "warmup_factor": Key("float", 0.01, "warmup: lr factor at iteration 0.", range=ARGUMENT_RANGES["warmup_factor"]),
+        "warmup_iters": Key(
+            "int",
+            10000,
+            "warmup: length of the warm-up (may exceed the run: a note says so).",
+            range=ARGUMENT_RANGES["warmup_iters"],
+        ),
+        "warmup_factor": Key(
+            "float", 0.01, "warmup: lr factor at iteration 0.", range=ARGUMENT_RANGES["warmup_factor"]
+        ),
         "warmup_method": Key("str", "linear", "warmup: linear or constant.", choices=("linear", "constant")),
     },
     "trainer_cfg": {
         "enable_float16": Key("bool", True, "fp16 autocast + GradScaler on CUDA (ignored on CPU)."),
-        "enable_bfloat16": Key("bool", False, "bf16 autocast (CPU or CUDA); about 2x faster on AVX-512-BF16 CPUs."),
+        "enable_bfloat16": Key(
+            "bool", False, "bf16 autocast (CPU or CUDA); about 2x faster on AVX-512-BF16 CPUs."
+        ),
         "with_test": Key("bool", False, "Evaluate the test set at every save."),
         "fix_BN": Key("bool", False, "Keep BatchNorm layers in eval mode while training."),
         "log_iter": Key("int", 100, "Iterations per logged window.", range=AT_LEAST_ONE),
-        "restore_ckpt_strict": Key("bool", True, "Require checkpoint names and shapes to match the model exactly."),
+        "restore_ckpt_strict": Key(
+            "bool", True, "Require checkpoint names and shapes to match the model exactly."
+        ),
         "optimizer_reset": Key("bool", False, "On resume, start the optimiser afresh."),
         "scheduler_reset": Key("bool", False, "On resume, start the schedule afresh."),
-        "restore_hint": Key("int|str", 0, "Resume from: 0 (fresh), an iteration, a checkpoint path, or 'latest'."),
+        "restore_hint": Key(
+            "int|str", 0, "Resume from: 0 (fresh), an iteration, a checkpoint path, or 'latest'."
+        ),
         "save_iter": Key("int", 10000, "Iterations between checkpoints.", range=AT_LEAST_ONE),
         "save_name": Key("str", "MetaGait", "Run name: output/{dataset}/{model}/{save_name}/."),
         "sync_BN": Key("bool", True, "SyncBatchNorm when distributed on CUDA."),
         "total_iter": Key("int", 120000, "Iterations to train.", range=NON_NEGATIVE),
-        "keep_last": Key("int", None, "Keep only the newest N checkpoints.", nullable=True, range=AT_LEAST_ONE),
-        "seed": Key("int", 0, "Random seed (per rank: seed + rank for data workers).", range=Range(0, 2**32 - 1)),
+        "keep_last": Key(
+            "int", None, "Keep only the newest N checkpoints.", nullable=True, range=AT_LEAST_ONE
+        ),
+        "seed": Key(
+            "int", 0, "Random seed (per rank: seed + rank for data workers).", range=Range(0, 2**32 - 1)
+        ),
         "sampler": Key("section", None, "Training sampler.", children=_TRAIN_SAMPLER),
         "transform": Key("list[mapping]", [{"type": "BaseSilCuttingTransform"}], _TRANSFORM_DOC),
     },
@@ -265,14 +341,22 @@ def copy_tree(value: Any) -> Any:
 def _key_from_field(item: dataclasses.Field[Any]) -> Key:
     meta = item.metadata
     if "kind" not in meta:
-        raise TypeError(f"model config field {item.name!r} is not declared with gaitcli.models.registry.option")
+        raise TypeError(
+            f"model config field {item.name!r} is not declared with gaitcli.models.registry.option"
+        )
     children = meta.get("children")
     if children is not None:
         keys = {f.name: _key_from_field(f) for f in dataclasses.fields(children)}
         return Key("section", None, str(meta["help"]), children=keys)
     default = item.default_factory() if item.default_factory is not dataclasses.MISSING else item.default
-    return Key(str(meta["kind"]), default, str(meta["help"]), choices=meta.get("choices"),
-               nullable=bool(meta.get("nullable")), range=meta.get("range"))
+    return Key(
+        str(meta["kind"]),
+        default,
+        str(meta["help"]),
+        choices=meta.get("choices"),
+        nullable=bool(meta.get("nullable")),
+        range=meta.get("range"),
+    )
 
 
 def model_keys(name: str | None = None) -> dict[str, Key]:
@@ -286,11 +370,15 @@ def model_keys(name: str | None = None) -> dict[str, Key]:
 
 def schema_defaults() -> dict[str, Any]:
     """The complete packaged default configuration."""
-    cfg = {name: section_defaults(keys) for name, keys in SCHEMA.items() if name not in ("loss_cfg", "model_cfg")}
+    cfg: dict[str, Any] = {
+        name: section_defaults(keys) for name, keys in SCHEMA.items() if name not in ("loss_cfg", "model_cfg")
+    }
     cfg["model_cfg"] = section_defaults(model_keys())
     # each default loss completed from its type's keys, exactly as a user's loss list is
-    cfg["loss_cfg"] = [{**{k: copy_tree(key.default) for k, key in LOSS_SCHEMAS[item["type"]].items()}, **item}
-                       for item in DEFAULT_LOSSES]
+    cfg["loss_cfg"] = [
+        {**{k: copy_tree(key.default) for k, key in LOSS_SCHEMAS[str(item["type"])].items()}, **item}
+        for item in DEFAULT_LOSSES
+    ]
     return cfg
 
 

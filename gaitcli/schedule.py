@@ -95,14 +95,21 @@ def check_schedule(scheduler_cfg: Mapping[str, Any], total_iter: int | None = No
         if warmup < 0:
             raise ConfigError("scheduler_cfg.warmup_iters must not be negative")
         if total_iter is not None and warmup > total_iter:
-            notes.append(f"the warm-up ({warmup} iterations) is longer than the run ({total_iter} iterations)")
+            notes.append(
+                f"the warm-up ({warmup} iterations) is longer than the run ({total_iter} iterations)"
+            )
     elif name is not None and not hasattr(torch.optim.lr_scheduler, str(name)):
-        raise ConfigError(f"scheduler_cfg.scheduler: unknown scheduler {name!r} (warmup or a torch.optim.lr_scheduler class)")
+        raise ConfigError(
+            f"scheduler_cfg.scheduler: unknown scheduler {name!r} "
+            "(warmup or a torch.optim.lr_scheduler class)"
+        )
     if total_iter is not None and milestones:
         late = [int(m) for m in milestones if int(m) >= total_iter]
         if late:
-            notes.append(f"milestones {late} lie after the last iteration ({max(total_iter - 1, 0)}); "
-                         "they never take effect")
+            notes.append(
+                f"milestones {late} lie after the last iteration ({max(total_iter - 1, 0)}); "
+                "they never take effect"
+            )
     return tuple(notes)
 
 
@@ -138,30 +145,37 @@ def check_optimisation(cfg: Mapping[str, Any], source: str = "<config>") -> Opti
     try:
         optimizer = build_optimizer([dummy], ocfg)
     except Exception as exc:  # noqa: BLE001 - any refusal of user arguments is one line
-        raise ConfigError(f"{source}: optimizer_cfg: {ocfg.get('solver')} refuses its arguments: "
-                          f"{_first_line(exc)}") from None
+        raise ConfigError(
+            f"{source}: optimizer_cfg: {ocfg.get('solver')} refuses its arguments: {_first_line(exc)}"
+        ) from None
     try:
         build_scheduler(optimizer, scfg)
         values = [float(optimizer.param_groups[0]["lr"])]
         if scfg.get("scheduler", "warmup") == "warmup":  # closed form: every boundary of the run
             values += lr_values(ocfg, scfg, schedule_boundaries(scfg, max(int(total or 0), 1))).tolist()
     except Exception as exc:  # noqa: BLE001 - any refusal of user arguments is one line
-        raise ConfigError(f"{source}: scheduler_cfg: {scfg.get('scheduler')} cannot be built: "
-                          f"{_first_line(exc)}") from None
+        raise ConfigError(
+            f"{source}: scheduler_cfg: {scfg.get('scheduler')} cannot be built: {_first_line(exc)}"
+        ) from None
     bad = [v for v in values if not math.isfinite(v) or v < 0]
     if bad:
-        raise ConfigError(f"{source}: scheduler_cfg: the schedule reaches lr {bad[0]!r}; check gamma and the factors")
+        raise ConfigError(
+            f"{source}: scheduler_cfg: the schedule reaches lr {bad[0]!r}; check gamma and the factors"
+        )
     return OptimisationCheck(notes)
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], optimizer_cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], optimizer_cfg: Mapping[str, Any]
+) -> torch.optim.Optimizer:
     """``optimizer_cfg.solver`` from ``torch.optim`` with the other keys as its arguments."""
     name = optimizer_cfg.get("solver", "Adam")
     cls = getattr(torch.optim, name, None)
     if cls is None:
         raise ConfigError(f"optimizer_cfg.solver: unknown optimiser {name!r}")
     kwargs = {k: v for k, v in optimizer_cfg.items() if k not in _NAME_KEYS}
-    return cls(params, **kwargs)
+    optimizer: torch.optim.Optimizer = cls(params, **kwargs)
+    return optimizer
 
 
 def build_scheduler(
@@ -176,10 +190,13 @@ def build_scheduler(
     if cls is None:
         raise ConfigError(f"scheduler_cfg.scheduler: unknown scheduler {name!r}")
     kwargs = {k: v for k, v in scheduler_cfg.items() if k not in _NAME_KEYS}
-    return cls(optimizer, **kwargs)
+    scheduler: torch.optim.lr_scheduler.LRScheduler = cls(optimizer, **kwargs)
+    return scheduler
 
 
-def lr_values(optimizer_cfg: Mapping[str, Any], scheduler_cfg: Mapping[str, Any], iterations: Iterable[int]) -> np.ndarray:
+def lr_values(
+    optimizer_cfg: Mapping[str, Any], scheduler_cfg: Mapping[str, Any], iterations: Iterable[int]
+) -> np.ndarray:
     """The learning rate at each requested iteration (float64), computed the way training sees it.
 
     ``warmup`` uses its closed form. Other torch schedulers are stepped on a throw-away
@@ -195,8 +212,10 @@ def lr_values(optimizer_cfg: Mapping[str, Any], scheduler_cfg: Mapping[str, Any]
         args = _warmup_args(scheduler_cfg)
         return np.array([base_lr * warmup_factor_at(int(t), **args) for t in its], dtype=np.float64)
     if its.size and int(its.max()) > MAX_STEPPED:
-        raise ConfigError(f"scheduler_cfg: {name} is stepped one iteration at a time to read its lr; "
-                          f"iteration {int(its.max()):,} is past the {MAX_STEPPED:,} this allows")
+        raise ConfigError(
+            f"scheduler_cfg: {name} is stepped one iteration at a time to read its lr; "
+            f"iteration {int(its.max()):,} is past the {MAX_STEPPED:,} this allows"
+        )
     dummy = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([dummy], lr=base_lr)
     scheduler = build_scheduler(optimizer, scheduler_cfg)

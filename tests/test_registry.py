@@ -68,8 +68,10 @@ class ToyGait(GaitModel):
         n, c = feat.shape[:2]
         parts = feat.reshape(n, c, self.parts_num, -1).mean(-1)  # [n, c, p]
         emb = self.bn(parts)
-        return {"embeddings": emb.transpose(1, 2).float().contiguous(),
-                "logits": self.fc(emb.transpose(1, 2)).float()}
+        return {
+            "embeddings": emb.transpose(1, 2).float().contiguous(),
+            "logits": self.fc(emb.transpose(1, 2)).float(),
+        }
 
 
 @pytest.fixture
@@ -91,13 +93,23 @@ def test_a_third_model_is_in_schema_validation_and_docs(toy):
     assert list(keys)[:3] == ["model", "class_num", "init"] and keys["width"].default == 6
     assert "ToyGait" in keys["model"].choices
     cfg = load_config(None, ["model_cfg.model=ToyGait", "model_cfg.width=3"])
-    assert cfg["model_cfg"] == {"model": "ToyGait", "class_num": 74, "init": "reference", "channels_last": False,
-                                "compile": False, "width": 3, "parts": 2}
+    assert cfg["model_cfg"] == {
+        "model": "ToyGait",
+        "class_num": 74,
+        "init": "reference",
+        "channels_last": False,
+        "compile": False,
+        "width": 3,
+        "parts": 2,
+    }
     with pytest.raises(ConfigError, match="model_cfg.width must be >= 1"):
         load_config(None, ["model_cfg.model=ToyGait", "model_cfg.width=0"])
     with pytest.raises(ConfigError, match="unknown key 'model_cfg.channls'"):
         resolve_config({"model_cfg": {"model": "ToyGait", "channls": [4]}})
-    assert "`model: ToyGait`" in render_reference() and "Channels of the toy's one convolution." in render_reference()
+    assert (
+        "`model: ToyGait`" in render_reference()
+        and "Channels of the toy's one convolution." in render_reference()
+    )
 
 
 def test_a_third_model_trains_two_iterations_by_config_alone(toy, tiny_data, tmp_path):
@@ -116,7 +128,15 @@ def test_a_third_model_trains_two_iterations_by_config_alone(toy, tiny_data, tmp
 
 def test_switching_model_starts_from_that_models_defaults():
     cfg = resolve_config({"model_cfg": {"model": "GaitGL", "channels": [4, 8, 8]}})
-    assert set(cfg["model_cfg"]) == {"model", "class_num", "init", "channels_last", "compile", "channels", "bin_num"}
+    assert set(cfg["model_cfg"]) == {
+        "model",
+        "class_num",
+        "init",
+        "channels_last",
+        "compile",
+        "channels",
+        "bin_num",
+    }
     notes: list[str] = []
     back = load_config("gaitgl", ["model_cfg.model=MetaGait"], warn=notes.append)
     assert back["model_cfg"]["variant"] == "reference" and back["model_cfg"]["channels"] == [32, 64, 128]
@@ -167,8 +187,12 @@ def test_a_model_in_another_package_is_found_by_entry_point(plugin_module, monke
 
 
 def test_a_broken_plugin_is_one_line(plugin_module, monkeypatch):
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [_Point("broken", "gaitcli_broken_plugin")])
-    with pytest.raises(ConfigError, match="model plug-in 'broken'.*cannot be imported: needs a missing library"):
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", lambda group: [_Point("broken", "gaitcli_broken_plugin")]
+    )
+    with pytest.raises(
+        ConfigError, match="model plug-in 'broken'.*cannot be imported: needs a missing library"
+    ):
         registry.reload_plugins()
 
 
@@ -177,7 +201,9 @@ def test_a_broken_plugin_is_one_line(plugin_module, monkeypatch):
 def test_init_lever(name):
     def build(init: str, seed: int = 0) -> GaitModel:
         torch.manual_seed(seed)
-        return build_model({"model_cfg": {"model": name, "channels": [4, 8, 8], "class_num": 3, "init": init}})
+        return build_model(
+            {"model_cfg": {"model": name, "channels": [4, 8, 8], "class_num": 3, "init": init}}
+        )
 
     reference, torch_init, kaiming = build("reference"), build("torch"), build("kaiming")
     bn = dict(reference.named_modules())["Bn"]

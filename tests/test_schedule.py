@@ -22,7 +22,15 @@ METAGAIT = load_config("metagait")
 
 @pytest.mark.parametrize(
     ("t", "expected"),
-    [(0, 3.5e-6), (5000, 1.7675e-4), (10000, 3.5e-4), (79999, 3.5e-4), (80000, 3.5e-5), (100000, 3.5e-6), (119999, 3.5e-6)],
+    [
+        (0, 3.5e-6),
+        (5000, 1.7675e-4),
+        (10000, 3.5e-4),
+        (79999, 3.5e-4),
+        (80000, 3.5e-5),
+        (100000, 3.5e-6),
+        (119999, 3.5e-6),
+    ],
 )
 def test_metagait_worked_examples(t, expected):
     (lr,) = lr_values(METAGAIT["optimizer_cfg"], METAGAIT["scheduler_cfg"], [t])
@@ -49,7 +57,14 @@ def _stepped(optimizer_cfg, scheduler_cfg, steps):
 @pytest.mark.parametrize(
     "scheduler_cfg",
     [
-        {"scheduler": "warmup", "milestones": [30, 60], "gamma": 0.1, "warmup_iters": 20, "warmup_factor": 0.01, "warmup_method": "linear"},
+        {
+            "scheduler": "warmup",
+            "milestones": [30, 60],
+            "gamma": 0.1,
+            "warmup_iters": 20,
+            "warmup_factor": 0.01,
+            "warmup_method": "linear",
+        },
         {"scheduler": "MultiStepLR", "milestones": [30, 60], "gamma": 0.1},
         {"scheduler": "CosineAnnealingLR", "T_max": 50},
         {"scheduler": "StepLR", "step_size": 7, "gamma": 0.5},
@@ -69,7 +84,15 @@ def test_lr_values_any_order_and_repeats():
 
 
 def test_boundaries():
-    assert schedule_boundaries(METAGAIT["scheduler_cfg"], 120000) == [0, 10000, 79999, 80000, 99999, 100000, 119999]
+    assert schedule_boundaries(METAGAIT["scheduler_cfg"], 120000) == [
+        0,
+        10000,
+        79999,
+        80000,
+        99999,
+        100000,
+        119999,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -85,7 +108,9 @@ def test_bad_combinations(cfg, total, message):
 
 
 def test_warmup_longer_than_the_run_is_a_note():
-    assert any("longer than the run" in n for n in check_schedule({"scheduler": "warmup", "warmup_iters": 500}, 200))
+    assert any(
+        "longer than the run" in n for n in check_schedule({"scheduler": "warmup", "warmup_iters": 500}, 200)
+    )
     assert check_schedule({"scheduler": "warmup", "warmup_iters": 5, "milestones": [10]}, 200) == ()
 
 

@@ -7,7 +7,7 @@ sequence's result: every temporal layer zeroes them (see :mod:`gaitcli.models.la
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -77,13 +77,13 @@ class GaitModel(nn.Module):
         self.config: dict[str, Any] | None = None  # the full resolved config (set by build_model)
         self.checkpoint_meta: dict[str, Any] = {}
         self.channels_last = bool(model_cfg.get("channels_last", False))
-        self._compiled_core = None
+        self._compiled_core: Callable[..., dict[str, torch.Tensor]] | None = None
         self._compile_kwargs: dict[str, Any] | None = None
         self._cudnn_set = False
 
     # -- to be provided by subclasses ----------------------------------------------------
     def backbone(
-        self, x: torch.Tensor, lens: torch.Tensor | None
+        self, x: torch.Tensor, masks: tuple[torch.Tensor | None, ...]
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
 
@@ -159,7 +159,8 @@ class GaitModel(nn.Module):
         if self._compile_kwargs is not None:
             if self._compiled_core is None:
                 self._compiled_core = torch.compile(self._core, **self._compile_kwargs)
-            return self._compiled_core(x, masks)
+            compiled: dict[str, torch.Tensor] = self._compiled_core(x, masks)
+            return compiled
         return self._core(x, masks)
 
     def _input_dtype(self) -> torch.dtype:
@@ -193,7 +194,8 @@ class GaitModel(nn.Module):
         sorted by length, grouped into batches of at most ``batch_size`` sequences and at most
         ``max_frames`` padded frames, padded and masked; the result equals running each sequence
         alone. ``max_frames="auto"`` is 128 on the CPU, where one big batch runs slower per frame
-        than several calls of about 100 frames (cache), and unlimited on GPUs; None = unlimited. ``pad_multiple`` rounds the padded length up (default 8 on CUDA, so
+        than several calls of about 100 frames (cache), and unlimited on GPUs; None = unlimited.
+        ``pad_multiple`` rounds the padded length up (default 8 on CUDA, so
         cuDNN autotuning sees few shapes; masking makes the rounding free of numeric effect).
         Runs in eval mode without gradients; the previous mode is restored.
         """

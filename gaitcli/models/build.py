@@ -37,10 +37,10 @@ def build_model(
     resolved_cfg = config
     model_cfg = resolved_cfg["model_cfg"]
     cls = get_model_class(model_cfg["model"])
-    model = cls(model_cfg, dataset_name=resolved_cfg["data_cfg"]["dataset_name"])
+    model: GaitModel = cls(model_cfg, dataset_name=resolved_cfg["data_cfg"]["dataset_name"])
     model.config = resolved_cfg
     if model_cfg.get("channels_last"):
-        model.to(memory_format=CHANNELS_LAST)
+        model.to(memory_format=CHANNELS_LAST)  # type: ignore[call-overload]
     if model_cfg.get("compile"):
         model.enable_compile()
     return model

@@ -54,13 +54,18 @@ class GaitGLConfig(ModelConfig):
     """GaitGL's ``model_cfg`` keys (besides those of every model)."""
 
     channels: list[int] = option(
-        [32, 64, 128], "Widths of the backbone stages ([32, 64, 128, 256] for OU-MVLP / GREW).",
-        kind="list[int]", range=AT_LEAST_ONE,
+        [32, 64, 128],
+        "Widths of the backbone stages ([32, 64, 128, 256] for OU-MVLP / GREW).",
+        kind="list[int]",
+        range=AT_LEAST_ONE,
     )
     """Backbone widths."""
     bin_num: list[int] | None = option(
-        None, "Horizontal bins of the GeM pooling; null = one bin per feature row.",
-        kind="list[int]", nullable=True, range=AT_LEAST_ONE,
+        None,
+        "Horizontal bins of the GeM pooling; null = one bin per feature row.",
+        kind="list[int]",
+        nullable=True,
+        range=AT_LEAST_ONE,
     )
     """GeM pooling bins."""
 
@@ -102,10 +107,12 @@ class GaitGL(GaitModel):
             self.conv3d = ConvBlock(*_stem(1, c[0]))
         self.LTA = ConvBlock(BasicConv3d(c[0], c[0], (3, 1, 1), (3, 1, 1), (0, 0, 0)), nn.LeakyReLU())
         if self.large:
-            self.GLConvA0 = MaskedSequential(GLConv(c[0], c[1], 1), GLConv(c[1], c[1], 1))
+            self.GLConvA0: nn.Module = MaskedSequential(GLConv(c[0], c[1], 1), GLConv(c[1], c[1], 1))
             self.MaxPool0 = nn.MaxPool3d(kernel_size=(1, 2, 2), stride=(1, 2, 2))
-            self.GLConvA1 = MaskedSequential(GLConv(c[1], c[2], 1), GLConv(c[2], c[2], 1))
-            self.GLConvB2 = MaskedSequential(GLConv(c[2], c[3], 1), GLConv(c[3], c[3], 1, fm_sign=True))
+            self.GLConvA1: nn.Module = MaskedSequential(GLConv(c[1], c[2], 1), GLConv(c[2], c[2], 1))
+            self.GLConvB2: nn.Module = MaskedSequential(
+                GLConv(c[2], c[3], 1), GLConv(c[3], c[3], 1, fm_sign=True)
+            )
         else:
             self.GLConvA0 = GLConv(c[0], c[1], 3)
             self.MaxPool0 = nn.MaxPool3d(kernel_size=(1, 2, 2), stride=(1, 2, 2))
@@ -150,7 +157,8 @@ class GaitGL(GaitModel):
         return x, mask
 
     def pool_time(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return self.TP(x, mask)
+        pooled: torch.Tensor = self.TP(x, mask)
+        return pooled
 
     def heads(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
         pooled = self.HPP(feat)  # [n, c, p]

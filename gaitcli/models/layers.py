@@ -82,9 +82,9 @@ class BasicConv3d(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size=(3, 3, 3),
-        stride=(1, 1, 1),
-        padding=(1, 1, 1),
+        kernel_size: tuple[int, int, int] = (3, 3, 3),
+        stride: tuple[int, int, int] = (1, 1, 1),
+        padding: tuple[int, int, int] = (1, 1, 1),
         bias: bool = False,
     ) -> None:
         super().__init__()
@@ -93,7 +93,8 @@ class BasicConv3d(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv3d(x)
+        out: torch.Tensor = self.conv3d(x)
+        return out
 
 
 class ConvBlock(nn.Sequential):
@@ -101,7 +102,7 @@ class ConvBlock(nn.Sequential):
     activation. Used for the stem (``conv3d.0``, ``conv3d.2``) and ``LTA.0``; the caller passes
     the mask that matches the *output* length (LTA shortens time by its stride)."""
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         for module in self:
             x = module(x)
             if isinstance(module, nn.LeakyReLU):
@@ -112,7 +113,7 @@ class ConvBlock(nn.Sequential):
 class MaskedSequential(nn.Sequential):
     """``Sequential`` whose children take ``(x, mask)`` (pairs of GLConvs in the large branch)."""
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         for module in self:
             x = module(x, mask)
         return x
@@ -163,9 +164,9 @@ class GLConv(nn.Module):
         out_channels: int,
         halving: int,
         fm_sign: bool = False,
-        kernel_size=(3, 3, 3),
-        stride=(1, 1, 1),
-        padding=(1, 1, 1),
+        kernel_size: tuple[int, int, int] = (3, 3, 3),
+        stride: tuple[int, int, int] = (1, 1, 1),
+        padding: tuple[int, int, int] = (1, 1, 1),
     ) -> None:
         super().__init__()
         self.halving = int(halving)
@@ -175,7 +176,8 @@ class GLConv(nn.Module):
 
     def local(self, x: torch.Tensor) -> torch.Tensor:
         if self.halving == 0:
-            return self.local_conv3d(x)
+            out: torch.Tensor = self.local_conv3d(x)
+            return out
         strips = 2**self.halving
         h = x.size(3)
         if h % strips == 0 and (x.device.type != "cpu" or x.size(0) * strips <= CPU_FOLD_MAX_BATCH):
@@ -183,7 +185,7 @@ class GLConv(nn.Module):
         # The reference's split into pieces of int(h // 2**halving) rows (uneven heights give an
         # extra, smaller piece); also the faster choice for large CPU batches.
         size = max(1, h // strips)
-        return torch.cat([self.local_conv3d(part) for part in x.split(size, 3)], 3)
+        return torch.cat([self.local_conv3d(part) for part in torch.split(x, size, 3)], 3)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         gob = self.global_conv3d(x)
@@ -307,7 +309,9 @@ def _torch_default_init(module: nn.Module) -> None:
     """PyTorch's own initialisation: every layer's ``reset_parameters`` (``fc_bin`` keeps the
     xavier draw it was created with, as the reference layer does)."""
     for m in module.modules():
-        if m is not module and isinstance(m, (nn.Conv3d, nn.Conv2d, nn.Conv1d, nn.Linear, nn.modules.batchnorm._BatchNorm)):
+        if m is not module and isinstance(
+            m, (nn.Conv3d, nn.Conv2d, nn.Conv1d, nn.Linear, nn.modules.batchnorm._BatchNorm)
+        ):
             m.reset_parameters()
 
 

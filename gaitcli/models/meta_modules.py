@@ -24,7 +24,8 @@ No BatchNorm is used. A sample without any valid frame gives an all-zero output 
 
 Parameters are plain ``nn.Parameter`` tensors used through the functional API, not ``nn.Linear`` /
 ``nn.ConvNd`` submodules: a model-wide ``for m in modules(): if isinstance(m, nn.Linear): xavier``
-sweep (the reference initialisation, docs/models.md) therefore leaves the calibrated initialisation of these modules
+sweep (the reference initialisation, docs/models.md) therefore leaves the calibrated
+initialisation of these modules
 alone. Call :meth:`reset_parameters` to restore it explicitly.
 """
 
@@ -136,6 +137,7 @@ class MetaHyperNetwork(nn.Module):
         _uniform_(self.trunk_weight, self.in_features, self.hidden, 1.0)
         nn.init.zeros_(self.trunk_bias)
         for head in self.heads.values():
+            assert isinstance(head, _GeneratedHead)
             head.reset_parameters()
 
     def embed(self, g: Tensor) -> Tensor:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -31,12 +31,13 @@ from torch import nn
 from ..errors import ConfigError
 from .gaitgl import GaitGL, GaitGLConfig
 from .layers import NEGATIVE_SLOPE, init_weights, leaky, masked_mean_descriptor
+from .meta_modules import MetaTemporalPooling, MetaTripleAttention
 from .registry import option, register_model
 
 VARIANTS = ("reference", "paper")
 
 
-def _full_precision(device_type: str) -> contextlib.AbstractContextManager:
+def _full_precision(device_type: str) -> contextlib.AbstractContextManager[None]:
     """Autocast switched off (the descriptors and small matrices run in float32)."""
     if torch.amp.is_autocast_available(device_type):
         return torch.autocast(device_type, enabled=False)
@@ -97,7 +98,8 @@ class LocalAttention(nn.Module):
         y3 = torch.sigmoid(self.conv3(row)).squeeze(1)
         y5 = torch.sigmoid(self.conv5(row)).squeeze(1)
         # The reference pairs w[1] with the kernel-5 branch and w[2] with kernel 3.
-        return y1 * w[:, 0:1] + y5 * w[:, 1:2] + y3 * w[:, 2:3]
+        out: torch.Tensor = y1 * w[:, 0:1] + y5 * w[:, 1:2] + y3 * w[:, 2:3]
+        return out
 
 
 class SELayer(nn.Module):
@@ -112,8 +114,13 @@ class SELayer(nn.Module):
             nn.Sigmoid(),
         )
 
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """W1 and W2 (``fc.0.weight``, ``fc.2.weight``)."""
+        return cast(nn.Linear, self.fc[0]).weight, cast(nn.Linear, self.fc[2]).weight
+
     def scale(self, g: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(F.linear(leaky(F.linear(g, self.fc[0].weight)), self.fc[2].weight))
+        w1, w2 = self.weights()
+        return torch.sigmoid(F.linear(leaky(F.linear(g, w1)), w2))
 
 
 @dataclass
@@ -133,11 +140,15 @@ class MetaGaitConfig(GaitGLConfig):
     """MetaGait's ``model_cfg`` keys: GaitGL's plus the variant and its switches."""
 
     variant: str = option(
-        "reference", "MetaGait variant: reference (public code) or paper (our design of the paper).",
-        kind="str", choices=VARIANTS,
+        "reference",
+        "MetaGait variant: reference (public code) or paper (our design of the paper).",
+        kind="str",
+        choices=VARIANTS,
     )
     """Which MetaGait."""
-    mta: MTAConfig = option(None, "Paper variant: Meta Triple Attention branches.", kind="section", children=MTAConfig)
+    mta: MTAConfig = option(
+        None, "Paper variant: Meta Triple Attention branches.", kind="section", children=MTAConfig
+    )
     """MTA switches."""
     mtp: bool = option(True, "Paper variant: Meta Temporal Pooling (else temporal max).", kind="bool")
     """MTP on."""
@@ -164,7 +175,6 @@ class MetaGait(GaitGL):
             self.se = SELayer(c)
             self.use_mtp = False
             return
-        from .meta_modules import MetaTemporalPooling, MetaTripleAttention  # paper variant only
 
         mta = self.cfg.mta
         self.mta = MetaTripleAttention(c, channel=mta.channel, spatial=mta.spatial, temporal=mta.temporal)
@@ -175,26 +185,26 @@ class MetaGait(GaitGL):
     def reset_parameters(self) -> None:
         """``model_cfg.init`` for the GaitGL layers and the reference attention; the paper
         modules keep their own calibrated initialisation."""
-        for name, child in self.named_children():
-            if name in ("mta", "mtp"):
+        for child in self.children():
+            if isinstance(child, (MetaTripleAttention, MetaTemporalPooling)):
                 child.reset_parameters()
             else:
                 init_weights(child, self.cfg.init)
 
     def attend(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if self.variant == "paper":
-            return self.mta(x, mask)
+            attended: torch.Tensor = self.mta(x, mask)
+            return attended
         with _full_precision(x.device.type):
             g = masked_mean_descriptor(x, mask)  # [n, C], float32
-            g = g.to(self.se.fc[0].weight.dtype)  # float32 unless the whole model was cast
+            g = g.to(self.se.weights()[0].dtype)  # float32 unless the whole model was cast
             scale = self.eca.scale(g) + self.se.scale(g)
         # eca(x) + se(x) = x * (y1·w0 + y5·w1 + y3·w2) + x * s: one product over the big tensor.
         return x * scale.to(x.dtype)[:, :, None, None, None]
 
     def pool_time(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        if self.use_mtp:
-            return self.mtp(x, mask)
-        return self.TP(x, mask)
+        pooled: torch.Tensor = self.mtp(x, mask) if self.use_mtp else self.TP(x, mask)
+        return pooled
 
     def extra_repr(self) -> str:
         return f"variant={self.variant}, " + super().extra_repr()

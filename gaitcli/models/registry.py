@@ -50,7 +50,8 @@ class Range:
     def describe(self) -> str:
         """``> 0``, ``>= 1``, ``in (0, 1]``."""
         if self.low is not None and self.high is not None:
-            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"in {left}{self.low:g}, {self.high:g}{right}"
         if self.low is not None:
             return f"{'>' if self.low_open else '>='} {self.low:g}"
         if self.high is not None:
@@ -77,8 +78,14 @@ def option(
     (``kind``, a type name of docs/config.md), one-line help, choices and range. A nested
     section (``kind="section"``) names its own dataclass as ``children``; its default is that
     dataclass's defaults."""
-    meta = {"kind": kind, "help": help, "choices": choices, "range": range, "nullable": nullable,
-            "children": children}
+    meta = {
+        "kind": kind,
+        "help": help,
+        "choices": choices,
+        "range": range,
+        "nullable": nullable,
+        "children": children,
+    }
     if children is not None:
         return dataclasses.field(default_factory=children, metadata=meta)
     if isinstance(default, (list, dict)):
@@ -101,13 +108,16 @@ INIT_CHOICES = ("reference", "torch", "kaiming")
 class ModelConfig:
     """The ``model_cfg`` keys every model takes; a model's own dataclass extends it."""
 
-    class_num: int = option(74, "Number of training identities (classifier width).", kind="int", range=AT_LEAST_ONE)
+    class_num: int = option(
+        74, "Number of training identities (classifier width).", kind="int", range=AT_LEAST_ONE
+    )
     """Number of training identities."""
     init: str = option(
         "reference",
         "Weight initialisation: reference (xavier, as the reference code), torch (PyTorch's layer "
         "defaults) or kaiming (He-normal convolutions and linears).",
-        kind="str", choices=INIT_CHOICES,
+        kind="str",
+        choices=INIT_CHOICES,
     )
     """Weight initialisation scheme."""
     channels_last: bool = option(False, "Use channels-last 3-D memory format (CUDA).", kind="bool")
@@ -209,7 +219,9 @@ def get_model_entry(name: str) -> ModelEntry:
         return entries[name]
     close = difflib.get_close_matches(str(name), list(entries), n=1, cutoff=0.5)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise ConfigError(f"model_cfg.model: unknown model {name!r}{hint}; available: {', '.join(sorted(entries))}")
+    raise ConfigError(
+        f"model_cfg.model: unknown model {name!r}{hint}; available: {', '.join(sorted(entries))}"
+    )
 
 
 def get_model_class(name: str) -> type:

@@ -36,7 +36,7 @@ def glconv(layer: Any, x: torch.Tensor) -> torch.Tensor:
         lcl = _conv(layer.local_conv3d, x)
     else:
         size = int(x.size(3) // 2**layer.halving)
-        lcl = torch.cat([_conv(layer.local_conv3d, strip) for strip in x.split(size, 3)], 3)
+        lcl = torch.cat([_conv(layer.local_conv3d, strip) for strip in torch.split(x, size, 3)], 3)
     if layer.fm_sign:
         return _leaky(torch.cat([gob, lcl], dim=3))
     return _leaky(gob) + _leaky(lcl)

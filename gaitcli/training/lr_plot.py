@@ -92,7 +92,9 @@ def parse_milestones(text: str | None) -> list[int] | None:
     try:
         values = [int(t) for t in items]
     except ValueError:
-        raise GaitError(f"--milestones {text!r}: expected comma-separated iterations, e.g. 80000,100000") from None
+        raise GaitError(
+            f"--milestones {text!r}: expected comma-separated iterations, e.g. 80000,100000"
+        ) from None
     return values
 
 
@@ -125,9 +127,16 @@ def schedule_from_options(
     if gamma is not None:
         options.append((f"scheduler_cfg.gamma={_yaml_number(gamma)}", f"--gamma {gamma:g}"))
     if warmup_iters is not None:
-        options.append((f"scheduler_cfg.warmup_iters={int(warmup_iters)}", f"--warmup-iters {int(warmup_iters)}"))
+        options.append(
+            (f"scheduler_cfg.warmup_iters={int(warmup_iters)}", f"--warmup-iters {int(warmup_iters)}")
+        )
     if warmup_factor is not None:
-        options.append((f"scheduler_cfg.warmup_factor={_yaml_number(warmup_factor)}", f"--warmup-factor {warmup_factor:g}"))
+        options.append(
+            (
+                f"scheduler_cfg.warmup_factor={_yaml_number(warmup_factor)}",
+                f"--warmup-factor {warmup_factor:g}",
+            )
+        )
     if warmup_method is not None:
         options.append((f"scheduler_cfg.warmup_method={warmup_method}", f"--warmup-method {warmup_method}"))
     if total_iters is not None:
@@ -145,14 +154,16 @@ def schedule_from_options(
             warn(spoken(message))
 
     try:
-        cfg = load_config(config, [text for text, _ in options], warn=relay)
+        cfg = load_config(None if config is None else Path(config), [text for text, _ in options], warn=relay)
     except ConfigError as exc:
         raise ConfigError(spoken(str(exc))) from None
     total = int(cfg["trainer_cfg"]["total_iter"])
     if total < 1:
         raise ConfigError(f"trainer_cfg.total_iter must be at least 1 to draw a schedule, got {total}")
     scfg = dict(cfg["scheduler_cfg"])  # validated by load_config (gaitcli.schedule.check_optimisation)
-    schedule = Schedule(dict(cfg["optimizer_cfg"]), scfg, total, str(config) if config else "<defaults: MetaGait recipe>")
+    schedule = Schedule(
+        dict(cfg["optimizer_cfg"]), scfg, total, str(config) if config else "<defaults: MetaGait recipe>"
+    )
     try:
         schedule.lr([0])
     except GaitError:
@@ -251,7 +262,10 @@ class BrailleCanvas:
             text = Text()
             for c in range(self.cols):
                 bits = self.bits[r][c]
-                text.append(chr(0x2800 + bits) if bits else " ", style=styles.get(self.layer[r][c], "") if bits else "")
+                text.append(
+                    chr(0x2800 + bits) if bits else " ",
+                    style=styles.get(self.layer[r][c], "") if bits else "",
+                )
             out.append(text)
         return out
 
@@ -260,11 +274,11 @@ def _nice_step(span: float, target: int) -> float:
     raw = span / max(target, 1)
     if raw <= 0:
         return 1.0
-    power = 10 ** math.floor(math.log10(raw))
+    power = 10.0 ** math.floor(math.log10(raw))
     for mult in (1, 2, 2.5, 5, 10):
         if raw <= mult * power:
-            return mult * power
-    return 10 * power
+            return float(mult * power)
+    return float(10 * power)
 
 
 def format_iteration(value: int) -> str:
@@ -369,10 +383,11 @@ def schedule_title(schedule: Schedule) -> str:
     if schedule.name == "warmup":
         cfg = schedule.scheduler_cfg
         return (
-            f"WarmupMultiStepLR · base lr {schedule.base_lr:g} · {cfg.get('warmup_method', 'linear')} warm-up "
+            f"WarmupMultiStepLR · base lr {schedule.base_lr:g} · "
+            f"{cfg.get('warmup_method', 'linear')} warm-up "
             f"{schedule.warmup_iters:,} iters from x{cfg.get('warmup_factor', 0.01):g} · milestones "
-            f"{', '.join(f'{m:,}' for m in schedule.milestones) or 'none'} · gamma {cfg.get('gamma', 0.1):g} · "
-            f"{schedule.total_iter:,} iterations"
+            f"{', '.join(f'{m:,}' for m in schedule.milestones) or 'none'} · "
+            f"gamma {cfg.get('gamma', 0.1):g} · {schedule.total_iter:,} iterations"
         )
     args = ", ".join(f"{k}={v}" for k, v in schedule.scheduler_cfg.items() if k != "scheduler")
     return f"{schedule.name}({args}) · base lr {schedule.base_lr:g} · {schedule.total_iter:,} iterations"
@@ -385,12 +400,15 @@ def key_point_table(schedule: Schedule) -> Table:
     table.add_column("lr", justify="right")
     table.add_column("x base lr", justify="right")
     for name, it, value in key_points(schedule):
-        table.add_row(name, f"{it:,}", f"{value:.4e}", f"{value / schedule.base_lr:.4g}" if schedule.base_lr else "")
+        table.add_row(
+            name, f"{it:,}", f"{value:.4e}", f"{value / schedule.base_lr:.4g}" if schedule.base_lr else ""
+        )
     return table
 
 
-def render_lr_plot(schedule: Schedule, console: Console, *, log: bool = False, width: int | None = None,
-                   height: int = 14) -> None:
+def render_lr_plot(
+    schedule: Schedule, console: Console, *, log: bool = False, width: int | None = None, height: int = 14
+) -> None:
     """Title, chart and key-point table on ``console``."""
     if width is None:  # room for the y labels on the left and "iteration" on the right
         width = max(24, min(96, console.width - 24))
@@ -413,12 +431,17 @@ def check_image_target(path: str | os.PathLike[str], option: str = "--out") -> N
     try:
         from matplotlib.backend_bases import FigureCanvasBase
     except ImportError:
-        raise GaitError(f"{option} needs matplotlib, which is not installed: pip install matplotlib (the gaitcli 'plot' extra)") from None
+        raise GaitError(
+            f"{option} needs matplotlib, which is not installed: "
+            "pip install matplotlib (the gaitcli 'plot' extra)"
+        ) from None
     suffix = Path(path).suffix.lower().lstrip(".")
     supported = FigureCanvasBase.get_supported_filetypes()
     if suffix not in supported:
-        raise GaitError(f"{option} {path}: unknown image type {suffix or '(none)'!r}; use one of "
-                        f"{', '.join(sorted(supported))}")
+        raise GaitError(
+            f"{option} {path}: unknown image type {suffix or '(none)'!r}; use one of "
+            f"{', '.join(sorted(supported))}"
+        )
 
 
 def save_lr_image(schedule: Schedule, path: str | os.PathLike[str], *, log: bool = False) -> Path:
@@ -426,7 +449,10 @@ def save_lr_image(schedule: Schedule, path: str | os.PathLike[str], *, log: bool
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise GaitError("--out needs matplotlib, which is not installed: pip install matplotlib (the gaitcli 'plot' extra)") from None
+        raise GaitError(
+            "--out needs matplotlib, which is not installed: "
+            "pip install matplotlib (the gaitcli 'plot' extra)"
+        ) from None
     its = sample_iterations(schedule, 2000)
     values = schedule.lr(its)
     fig = Figure(figsize=(8, 4.2), layout="constrained")
@@ -440,8 +466,16 @@ def save_lr_image(schedule: Schedule, path: str | os.PathLike[str], *, log: bool
         ax.set_ylim(bottom=0, top=float(values.max()) * 1.08 or 1.0)
     for name, it in marks(schedule):
         ax.axvline(it, color="#d98c00", linestyle="--", linewidth=1)
-        ax.annotate(f"{_mark_meaning(name)}\n{it:,}", xy=(it, 1), xycoords=("data", "axes fraction"),
-                    xytext=(3, -3), textcoords="offset points", va="top", fontsize=8, color="#8a5a00")
+        ax.annotate(
+            f"{_mark_meaning(name)}\n{it:,}",
+            xy=(it, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -3),
+            textcoords="offset points",
+            va="top",
+            fontsize=8,
+            color="#8a5a00",
+        )
     ax.set_xlim(0, max(schedule.total_iter, 1))
     ax.set_xlabel("iteration")
     ax.set_ylabel("learning rate")

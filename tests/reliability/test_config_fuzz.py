@@ -19,25 +19,58 @@ from gaitcli.errors import ConfigError
 from gaitcli.schedule import build_optimizer, build_scheduler, check_optimisation
 
 SECTIONS = list(SCHEMA) + ["model", "trainer", "extra_cfg"]
-KEYS = sorted({k for keys in [*SCHEMA.values(), model_keys()] for k in keys}) + ["solver", "scheduler", "type", "margin", "T_max", "typo_key"]
+KEYS = sorted({k for keys in [*SCHEMA.values(), model_keys()] for k in keys}) + [
+    "solver",
+    "scheduler",
+    "type",
+    "margin",
+    "T_max",
+    "typo_key",
+]
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), st.sampled_from(["Adam", "SGD", "warmup", "MultiStepLR", "GaitGL", "MetaGait", "fixed_ordered",
-                                           "TripletLoss", "CrossEntropyLoss", "latest", "1e-4", "[8, 8]"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "Adam",
+            "SGD",
+            "warmup",
+            "MultiStepLR",
+            "GaitGL",
+            "MetaGait",
+            "fixed_ordered",
+            "TripletLoss",
+            "CrossEntropyLoss",
+            "latest",
+            "1e-4",
+            "[8, 8]",
+        ]
+    ),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.sampled_from(KEYS), inner, max_size=4)),
-                      max_leaves=10)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
 configs = st.one_of(
-    st.dictionaries(st.sampled_from(SECTIONS), st.dictionaries(st.sampled_from(KEYS), values, max_size=5), max_size=4),
+    st.dictionaries(
+        st.sampled_from(SECTIONS), st.dictionaries(st.sampled_from(KEYS), values, max_size=5), max_size=4
+    ),
     values,
 )
 override_text = st.builds(
     lambda section, key, value: f"{section}.{key}={value}",
     st.sampled_from(SECTIONS + ["loss_cfg.0", "loss_cfg.9", "trainer_cfg.sampler"]),
     st.sampled_from(KEYS),
-    st.one_of(st.text(max_size=10), st.sampled_from(["1", "1e-3", "[4,4]", "true", "null", "{a: 1}", "[", "'x"])),
+    st.one_of(
+        st.text(max_size=10), st.sampled_from(["1", "1e-3", "[4,4]", "true", "null", "{a: 1}", "[", "'x"])
+    ),
 ) | st.text(max_size=20)
 
 
@@ -81,13 +114,39 @@ def test_fuzzed_raw_yaml_text(tmp_path, text):
 # scheduler (gaitcli.schedule.check_optimisation, through load_config) and `gait lr-plot`: zero,
 # negative, huge, NaN and infinite numbers, in every numeric key of the schedule.
 numbers = st.one_of(
-    st.sampled_from([0, -1, 1, 2, 0.5, -0.1, 1e-3, 1e308, -1e308, 10**30, 2**63, 100, 10**7,
-                     float("nan"), float("inf"), float("-inf")]),
+    st.sampled_from(
+        [
+            0,
+            -1,
+            1,
+            2,
+            0.5,
+            -0.1,
+            1e-3,
+            1e308,
+            -1e308,
+            10**30,
+            2**63,
+            100,
+            10**7,
+            float("nan"),
+            float("inf"),
+            float("-inf"),
+        ]
+    ),
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(-(10**20), 10**20),
 )
-NUMERIC_KEYS = ["optimizer_cfg.lr", "optimizer_cfg.weight_decay", "scheduler_cfg.gamma", "scheduler_cfg.warmup_factor",
-                "scheduler_cfg.warmup_iters", "trainer_cfg.total_iter", "optimizer_cfg.momentum", "optimizer_cfg.eps"]
+NUMERIC_KEYS = [
+    "optimizer_cfg.lr",
+    "optimizer_cfg.weight_decay",
+    "scheduler_cfg.gamma",
+    "scheduler_cfg.warmup_factor",
+    "scheduler_cfg.warmup_iters",
+    "trainer_cfg.total_iter",
+    "optimizer_cfg.momentum",
+    "optimizer_cfg.eps",
+]
 
 
 def _yaml_number(value) -> str:
@@ -101,13 +160,25 @@ def _yaml_number(value) -> str:
 schedule_overrides = st.lists(
     st.one_of(
         st.builds(lambda k, v: f"{k}={_yaml_number(v)}", st.sampled_from(NUMERIC_KEYS), numbers),
-        st.builds(lambda a, b: f"scheduler_cfg.milestones=[{_yaml_number(a)}, {_yaml_number(b)}]", numbers, numbers),
-        st.sampled_from(["optimizer_cfg.solver=SGD", "optimizer_cfg.solver=AdamW", "scheduler_cfg.scheduler=MultiStepLR",
-                         "scheduler_cfg.scheduler=StepLR", "scheduler_cfg.step_size=7",
-                         "scheduler_cfg.scheduler=CosineAnnealingLR", "scheduler_cfg.T_max=50",
-                         "trainer_cfg.total_iter=300", "optimizer_cfg.betas=[0.9, 1.5]"]),
+        st.builds(
+            lambda a, b: f"scheduler_cfg.milestones=[{_yaml_number(a)}, {_yaml_number(b)}]", numbers, numbers
+        ),
+        st.sampled_from(
+            [
+                "optimizer_cfg.solver=SGD",
+                "optimizer_cfg.solver=AdamW",
+                "scheduler_cfg.scheduler=MultiStepLR",
+                "scheduler_cfg.scheduler=StepLR",
+                "scheduler_cfg.step_size=7",
+                "scheduler_cfg.scheduler=CosineAnnealingLR",
+                "scheduler_cfg.T_max=50",
+                "trainer_cfg.total_iter=300",
+                "optimizer_cfg.betas=[0.9, 1.5]",
+            ]
+        ),
     ),
-    min_size=1, max_size=5,
+    min_size=1,
+    max_size=5,
 )
 
 
@@ -157,6 +228,8 @@ def test_fuzzed_lr_plot_is_one_line_or_a_chart(overrides, log):
 
 def test_lr_plot_negative_lr_no_longer_spins():
     with _no_hang(20):
-        result = CliRunner().invoke(app, ["lr-plot", "--lr", "-0.1", "--total-iters", "100", "--milestones", "50,80"])
+        result = CliRunner().invoke(
+            app, ["lr-plot", "--lr", "-0.1", "--total-iters", "100", "--milestones", "50,80"]
+        )
     check(result)
     assert result.exit_code == 2 and "optimizer_cfg.lr must be > 0" in result.output
