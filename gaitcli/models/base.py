@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .layers import CHANNELS_LAST, mask_frames, padding_mask
+from .registry import ModelConfig, parse_model_config
 
 CPU_FRAME_BUDGET = 128  # padded frames per forward call in embed() on the CPU
 
@@ -76,7 +77,7 @@ class GaitModel(nn.Module):
         self.dataset_name = str(dataset_name)
         self.config: dict[str, Any] | None = None  # the full resolved config (set by build_model)
         self.checkpoint_meta: dict[str, Any] = {}
-        self.channels_last = bool(model_cfg.get("channels_last", False))
+        self.channels_last = bool(parse_model_config(ModelConfig, model_cfg).channels_last)
         self._compiled_core: Callable[..., dict[str, torch.Tensor]] | None = None
         self._compile_kwargs: dict[str, Any] | None = None
         self._cudnn_set = False

@@ -32,7 +32,7 @@ from ..errors import ConfigError
 from .gaitgl import GaitGL, GaitGLConfig
 from .layers import NEGATIVE_SLOPE, init_weights, leaky, masked_mean_descriptor
 from .meta_modules import MetaTemporalPooling, MetaTripleAttention
-from .registry import option, register_model
+from .registry import option, parse_model_config, register_model
 
 VARIANTS = ("reference", "paper")
 
@@ -162,7 +162,7 @@ class MetaGait(GaitGL):
     config_class = MetaGaitConfig
 
     def __init__(self, model_cfg: Mapping[str, Any], dataset_name: str = "CASIA-B") -> None:
-        variant = model_cfg.get("variant") or "reference"
+        variant = parse_model_config(MetaGaitConfig, model_cfg).variant
         if variant not in VARIANTS:
             raise ConfigError(f"model_cfg.variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
         self.variant = variant
