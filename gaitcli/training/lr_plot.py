@@ -98,6 +98,33 @@ def parse_milestones(text: str | None) -> list[int] | None:
     return values
 
 
+_OPTION_KEYS = {  # lr-plot option -> (config key, option as typed)
+    "scheduler": ("scheduler_cfg.scheduler", "--scheduler"),
+    "lr": ("optimizer_cfg.lr", "--lr"),
+    "milestones": ("scheduler_cfg.milestones", "--milestones"),
+    "gamma": ("scheduler_cfg.gamma", "--gamma"),
+    "warmup_iters": ("scheduler_cfg.warmup_iters", "--warmup-iters"),
+    "warmup_factor": ("scheduler_cfg.warmup_factor", "--warmup-factor"),
+    "warmup_method": ("scheduler_cfg.warmup_method", "--warmup-method"),
+    "total_iters": ("trainer_cfg.total_iter", "--total-iters"),
+}
+_INT_OPTIONS = ("warmup_iters", "total_iters")
+_FLOAT_OPTIONS = ("lr", "gamma", "warmup_factor")
+
+
+def _option_override(name: str, value: Any) -> tuple[str, str]:
+    """One lr-plot option as a ``--set`` override, and as the user typed it (for messages)."""
+    key, flag = _OPTION_KEYS[name]
+    if name == "milestones":
+        joined = ",".join(str(int(m)) for m in value)
+        return f"{key}=[{joined}]", f"{flag} {joined}"
+    if name in _INT_OPTIONS:
+        return f"{key}={int(value)}", f"{flag} {int(value)}"
+    if name in _FLOAT_OPTIONS:
+        return f"{key}={_yaml_number(value)}", f"{flag} {value:g}"
+    return f"{key}={value}", f"{flag} {value}"
+
+
 def schedule_from_options(
     config: str | os.PathLike[str] | None = None,
     *,
@@ -116,31 +143,18 @@ def schedule_from_options(
     on top, validated like a training run would validate it."""
     from gaitcli.config import load_config
 
-    options: list[tuple[str, str]] = []  # (override text, the option the user typed)
-    if scheduler is not None:
-        options.append((f"scheduler_cfg.scheduler={scheduler}", f"--scheduler {scheduler}"))
-    if lr is not None:
-        options.append((f"optimizer_cfg.lr={_yaml_number(lr)}", f"--lr {lr:g}"))
-    if milestones is not None:
-        joined = ",".join(str(int(m)) for m in milestones)
-        options.append((f"scheduler_cfg.milestones=[{joined}]", f"--milestones {joined}"))
-    if gamma is not None:
-        options.append((f"scheduler_cfg.gamma={_yaml_number(gamma)}", f"--gamma {gamma:g}"))
-    if warmup_iters is not None:
-        options.append(
-            (f"scheduler_cfg.warmup_iters={int(warmup_iters)}", f"--warmup-iters {int(warmup_iters)}")
-        )
-    if warmup_factor is not None:
-        options.append(
-            (
-                f"scheduler_cfg.warmup_factor={_yaml_number(warmup_factor)}",
-                f"--warmup-factor {warmup_factor:g}",
-            )
-        )
-    if warmup_method is not None:
-        options.append((f"scheduler_cfg.warmup_method={warmup_method}", f"--warmup-method {warmup_method}"))
-    if total_iters is not None:
-        options.append((f"trainer_cfg.total_iter={int(total_iters)}", f"--total-iters {int(total_iters)}"))
+    given = {
+        "scheduler": scheduler,
+        "lr": lr,
+        "milestones": milestones,
+        "gamma": gamma,
+        "warmup_iters": warmup_iters,
+        "warmup_factor": warmup_factor,
+        "warmup_method": warmup_method,
+        "total_iters": total_iters,
+    }
+    # (override text, the option the user typed)
+    options = [_option_override(name, value) for name, value in given.items() if value is not None]
     options.extend((text, f"--set {text}") for text in overrides)
 
     def spoken(message: str) -> str:
@@ -289,60 +303,81 @@ def format_iteration(value: int) -> str:
     return str(value)
 
 
-def render_chart(schedule: Schedule, *, width: int = 72, height: int = 14, log: bool = False) -> list[Text]:
-    """The chart as lines of rich Text: y-axis labels, the braille plot, the x axis with ticks,
-    and one line placing the warm-up / milestone marks."""
-    cols = max(16, width)
-    rows = max(4, height)
-    canvas = BrailleCanvas(cols, rows)
-    last = schedule.last
-    span = max(schedule.total_iter, 1)  # the x axis runs from 0 to total_iter
+@dataclass
+class _Frame:
+    """The chart's geometry: canvas size, x span (0..total_iter) and y range (linear or log10)."""
 
-    def xpix(it: float) -> int:
-        return int(round(it * (canvas.width - 1) / span))
+    canvas: BrailleCanvas
+    """The braille plot area."""
+    span: int
+    """The x axis runs from 0 to this iteration."""
+    log: bool
+    """Log10 y axis."""
+    top: float = 1.0
+    """y value (log10 when ``log``) of the top dot row."""
+    bottom: float = 0.0
+    """y value of the bottom dot row."""
 
-    px_its = [min(last, round(px * span / (canvas.width - 1))) for px in range(canvas.width)]
+    def f(self, v: float) -> float:
+        return math.log10(v) if self.log else v
+
+    def xpix(self, it: float) -> int:
+        return int(round(it * (self.canvas.width - 1) / self.span))
+
+    def ypix(self, v: float) -> int:
+        frac = min(1.0, max(0.0, (self.f(v) - self.bottom) / (self.top - self.bottom)))
+        return int(round((1 - frac) * (self.canvas.height - 1)))
+
+    def yvalue(self, row: int) -> float:
+        rows, height = self.canvas.rows, self.canvas.height
+        y = 0 if row == 0 else height - 1 if row == rows - 1 else row * 4 + 1.5
+        raw = self.bottom + (1 - y / (height - 1)) * (self.top - self.bottom)
+        return float(10**raw) if self.log else raw
+
+
+def _scaled_frame(schedule: Schedule, cols: int, rows: int, log: bool) -> tuple[_Frame, np.ndarray]:
+    """The frame and the lr at each dot column (refusing what cannot be drawn)."""
+    frame = _Frame(BrailleCanvas(cols, rows), max(schedule.total_iter, 1), log)
+    width = frame.canvas.width
+    px_its = [min(schedule.last, round(px * frame.span / (width - 1))) for px in range(width)]
     values = schedule.lr(px_its)
     if not np.isfinite(values).all():
         raise GaitError("the schedule reaches a non-finite lr; check the learning rate and the factors")
     if log and (values <= 0).any():
         raise GaitError("--log: the schedule reaches lr 0, which has no logarithm; drop --log")
-    f = np.log10 if log else (lambda v: v)
-    top = float(f(values.max()))
-    bottom = float(f(values.min())) if log else min(0.0, float(values.min()))
+    top = frame.f(float(values.max()))
+    bottom = frame.f(float(values.min())) if log else min(0.0, float(values.min()))
     if top <= bottom:
         top, bottom = (bottom + 0.5, bottom - 0.5) if log else (max(top, 1e-12) * 1.1, 0.0)
+    frame.top, frame.bottom = top, bottom
+    return frame, values
 
-    def ypix(v: float) -> int:
-        frac = min(1.0, max(0.0, (float(f(v)) - bottom) / (top - bottom)))
-        return int(round((1 - frac) * (canvas.height - 1)))
 
+def _plot_lines(frame: _Frame, schedule: Schedule, values: np.ndarray) -> tuple[list[Text], int]:
+    """The y-labelled braille rows (curve over dashed marks) and the gutter width."""
+    canvas, rows = frame.canvas, frame.canvas.rows
     for _, it in marks(schedule):
-        canvas.vline(xpix(it), 0, canvas.height - 1, layer=1, every=2)
+        canvas.vline(frame.xpix(it), 0, canvas.height - 1, layer=1, every=2)
     prev = None
     for px, v in enumerate(values):
-        y = ypix(float(v))
+        y = frame.ypix(float(v))
         canvas.vline(px, prev if prev is not None else y, y, layer=2)
         prev = y
-
-    def yvalue(row: int) -> float:
-        y = 0 if row == 0 else canvas.height - 1 if row == rows - 1 else row * 4 + 1.5
-        frac = 1 - y / (canvas.height - 1)
-        raw = bottom + frac * (top - bottom)
-        return 10**raw if log else raw
-
     label_rows = sorted({0, rows // 2, rows - 1} | ({rows // 4, (3 * rows) // 4} if rows >= 10 else set()))
-    labels = {r: f"{yvalue(r):.2e}" for r in label_rows}
-    if not log:
+    labels = {r: f"{frame.yvalue(r):.2e}" for r in label_rows}
+    if not frame.log:
         labels[rows - 1] = "0"
     gutter = max(len(s) for s in labels.values()) + 1
-    plot = canvas.lines({1: _MARK_STYLE, 2: _CURVE_STYLE})
-    out: list[Text] = [Text(f"lr ({'log' if log else 'linear'} scale)", style="dim")]
-    for r, line in enumerate(plot):
+    out: list[Text] = [Text(f"lr ({'log' if frame.log else 'linear'} scale)", style="dim")]
+    for r, line in enumerate(canvas.lines({1: _MARK_STYLE, 2: _CURVE_STYLE})):
         axis_char = " ┤" if r in labels else " │"
         out.append(Text(labels.get(r, "").rjust(gutter - 1) + axis_char) + line)
+    return out, gutter
 
-    # x axis: nice ticks over [0, total_iter]
+
+def _x_axis(frame: _Frame, gutter: int) -> list[Text]:
+    """The x axis with nice ticks over [0, total_iter] and their labels."""
+    cols, span = frame.canvas.cols, frame.span
     step = _nice_step(span, max(2, cols // 12))
     ticks = [int(round(k * step)) for k in range(int(span // step) + 1)]
     if ticks[-1] != span:
@@ -350,29 +385,44 @@ def render_chart(schedule: Schedule, *, width: int = 72, height: int = 14, log: 
     axis = ["─"] * cols
     tick_line = [" "] * (cols + 12)
     for t in ticks:
-        c = xpix(t) // 2
+        c = frame.xpix(t) // 2
         if 0 <= c < cols:
             axis[c] = "┬"
             label = format_iteration(t)
             start = max(0, min(c - len(label) // 2, cols + 12 - len(label)))
             if all(ch == " " for ch in tick_line[max(0, start - 1) : start + len(label) + 1]):
                 tick_line[start : start + len(label)] = list(label)
-    out.append(Text(" " * (gutter - 1) + " └" + "".join(axis)))
-    out.append(Text(" " * (gutter + 1) + "".join(tick_line).rstrip() + "   iteration", style="dim"))
+    return [
+        Text(" " * (gutter - 1) + " └" + "".join(axis)),
+        Text(" " * (gutter + 1) + "".join(tick_line).rstrip() + "   iteration", style="dim"),
+    ]
+
+
+def _mark_lines(frame: _Frame, schedule: Schedule, gutter: int) -> list[Text]:
+    """The W / M1 / M2 ... names under their columns, and their legend."""
     marked = marks(schedule)
-    if marked:
-        mark_line = Text(" " * (gutter + 1))
-        cells = [" "] * (cols + 6)
-        for name, it in marked:
-            c = xpix(it) // 2
-            start = max(0, min(c, cols + 6 - len(name)))
-            if all(ch == " " for ch in cells[start : start + len(name)]):
-                cells[start : start + len(name)] = list(name)
-        mark_line.append("".join(cells).rstrip(), style=_MARK_STYLE)
-        out.append(mark_line)
-        legend = "  ".join(f"{name} = {_mark_meaning(name)} {it:,}" for name, it in marked)
-        out.append(Text(" " * (gutter + 1) + legend, style="dim"))
-    return out
+    if not marked:
+        return []
+    cols = frame.canvas.cols
+    mark_line = Text(" " * (gutter + 1))
+    cells = [" "] * (cols + 6)
+    for name, it in marked:
+        c = frame.xpix(it) // 2
+        start = max(0, min(c, cols + 6 - len(name)))
+        if all(ch == " " for ch in cells[start : start + len(name)]):
+            cells[start : start + len(name)] = list(name)
+    mark_line.append("".join(cells).rstrip(), style=_MARK_STYLE)
+    legend = "  ".join(f"{name} = {_mark_meaning(name)} {it:,}" for name, it in marked)
+    return [mark_line, Text(" " * (gutter + 1) + legend, style="dim")]
+
+
+def render_chart(schedule: Schedule, *, width: int = 72, height: int = 14, log: bool = False) -> list[Text]:
+    """The chart as lines of rich Text: y-axis labels, the braille plot, the x axis with ticks,
+    and one line placing the warm-up / milestone marks. Every line is clipped to the canvas, so
+    any finite schedule draws in bounded time."""
+    frame, values = _scaled_frame(schedule, max(16, width), max(4, height), log)
+    plot, gutter = _plot_lines(frame, schedule, values)
+    return plot + _x_axis(frame, gutter) + _mark_lines(frame, schedule, gutter)
 
 
 def _mark_meaning(name: str) -> str:
