@@ -220,3 +220,12 @@ def test_init_lever(name):
     assert reference.state_dict().keys() == torch_init.state_dict().keys()
     with pytest.raises(ConfigError, match="model_cfg.init"):
         resolve_config({"model_cfg": {"model": name, "init": "xavier"}})
+
+
+def test_a_models_defaults_live_in_its_config_dataclass():
+    for name in ("GaitGL", "MetaGait"):
+        entry = get_model_entry(name)
+        resolved = resolve_config({"model_cfg": {"model": name}})["model_cfg"]
+        assert resolved == entry.defaults()
+        model = build_model({"model_cfg": {"model": name}})  # the constructor reads the same defaults
+        assert model.channels == resolved["channels"] and model.class_num == resolved["class_num"]
