@@ -370,10 +370,12 @@ def model_keys(name: str | None = None) -> dict[str, Key]:
 
 def schema_defaults() -> dict[str, Any]:
     """The complete packaged default configuration."""
-    cfg: dict[str, Any] = {
-        name: section_defaults(keys) for name, keys in SCHEMA.items() if name not in ("loss_cfg", "model_cfg")
-    }
-    cfg["model_cfg"] = section_defaults(model_keys())
+    cfg: dict[str, Any] = {}
+    for name, keys in SCHEMA.items():  # schema order (losses last): the order dumped configs show
+        if name == "model_cfg":
+            cfg[name] = section_defaults(model_keys())
+        elif name != "loss_cfg":
+            cfg[name] = section_defaults(keys)
     # each default loss completed from its type's keys, exactly as a user's loss list is
     cfg["loss_cfg"] = [
         {**{k: copy_tree(key.default) for k, key in LOSS_SCHEMAS[str(item["type"])].items()}, **item}

@@ -90,7 +90,8 @@ def test_registry_is_a_leaf_and_lists_the_builtins():
 
 def test_a_third_model_is_in_schema_validation_and_docs(toy):
     keys = model_keys("ToyGait")
-    assert list(keys)[:3] == ["model", "class_num", "init"] and keys["width"].default == 6
+    assert list(keys) == ["model", "width", "parts", "class_num", "init", "channels_last", "compile"]
+    assert keys["width"].default == 6
     assert "ToyGait" in keys["model"].choices
     cfg = load_config(None, ["model_cfg.model=ToyGait", "model_cfg.width=3"])
     assert cfg["model_cfg"] == {

@@ -139,13 +139,15 @@ class ModelEntry:
 
     def defaults(self) -> dict[str, Any]:
         """The complete default ``model_cfg`` of this model (``model`` first)."""
-        values: dict[str, Any] = {"model": self.name}
-        values.update(dataclasses.asdict(self.config()))
-        return values
+        instance = dataclasses.asdict(self.config())
+        return {"model": self.name, **{item.name: instance[item.name] for item in self.fields()}}
 
     def fields(self) -> list[dataclasses.Field[Any]]:
-        """The config dataclass's fields, in declaration order."""
-        return list(dataclasses.fields(self.config))
+        """The config dataclass's fields: the model's own keys in declaration order, then the
+        keys every model takes (:class:`ModelConfig`)."""
+        common = {item.name for item in dataclasses.fields(ModelConfig)}
+        every = list(dataclasses.fields(self.config))
+        return [f for f in every if f.name not in common] + [f for f in every if f.name in common]
 
 
 _MODELS: dict[str, ModelEntry] = {}
