@@ -149,8 +149,11 @@ def check_optimisation(cfg: Mapping[str, Any], source: str = "<config>") -> Opti
             f"{source}: optimizer_cfg: {ocfg.get('solver')} refuses its arguments: {_first_line(exc)}"
         ) from None
     try:
-        build_scheduler(optimizer, scfg)
+        scheduler = build_scheduler(optimizer, scfg)
         values = [float(optimizer.param_groups[0]["lr"])]
+        optimizer.step()  # one step as the trainer takes it (the grad is None: nothing changes)
+        scheduler.step()  # refuses e.g. ReduceLROnPlateau, which needs a metric per step
+        values.append(float(optimizer.param_groups[0]["lr"]))
         if scfg.get("scheduler", "warmup") == "warmup":  # closed form: every boundary of the run
             values += lr_values(ocfg, scfg, schedule_boundaries(scfg, max(int(total or 0), 1))).tolist()
     except Exception as exc:  # noqa: BLE001 - any refusal of user arguments is one line

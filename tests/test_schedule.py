@@ -148,6 +148,8 @@ def test_optimiser_arguments_are_range_checked_and_built():
         _cfg("optimizer_cfg.betas=[0.9, 1.5]")
     with pytest.raises(ConfigError, match="optimizer_cfg: Adam refuses its arguments"):
         _cfg("optimizer_cfg.betas=[0.9]")  # torch's own complaint, one line, naming the section
+    with pytest.raises(ConfigError, match="scheduler_cfg: ReduceLROnPlateau cannot be built"):
+        _cfg("scheduler_cfg.scheduler=ReduceLROnPlateau")  # it steps on a metric the trainer has not
     with pytest.raises(ConfigError, match="scheduler_cfg: LambdaLR cannot be built"):
         _cfg("scheduler_cfg.scheduler=LambdaLR", "scheduler_cfg.lr_lambda=x")
 
