@@ -233,3 +233,19 @@ def test_lr_plot_negative_lr_no_longer_spins():
         )
     check(result)
     assert result.exit_code == 2 and "optimizer_cfg.lr must be > 0" in result.output
+
+
+def test_train_refuses_what_config_and_lr_plot_refuse(tmp_path):
+    """One validation: the three commands give the same one line for the same bad value."""
+    messages = []
+    for args in (
+        ["config", "metagait"],
+        ["lr-plot"],
+        ["train", "-c", "metagait", "--output", str(tmp_path / "run")],
+    ):
+        result = CliRunner().invoke(app, [*args, "--set", "scheduler_cfg.gamma=-1"])
+        check(result)
+        assert result.exit_code == 2
+        messages.append([line for line in result.output.splitlines() if line.startswith("error:")][0])
+    assert len(set(messages)) == 1 and "scheduler_cfg.gamma must be in (0, 1]" in messages[0]
+    assert not (tmp_path / "run").exists()
