@@ -29,17 +29,44 @@ from gaitcli.config_schema import (
     SCHEMA,
     TRANSFORMS,
     Key,
+    check_number,
     copy_tree,
+    model_keys,
     schema_defaults,
+    section_defaults,
 )
 from gaitcli.errors import ConfigError
+from gaitcli.models.registry import default_model_name, model_entries
 from gaitcli.paths import configs_dir, packaged_partition
 
 Warn = Callable[[str], None]
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping names the same key twice (YAML would silently keep the last value)."""
+
+    def __init__(self, key: Any, line: int, first_line: int) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.line, self.first_line = key, line, first_line
+
+
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-4`` as a string; people (and YAML 1.2) mean a number."""
+    """YAML 1.1 reads ``1e-4`` as a string; people (and YAML 1.2) mean a number. A key given
+    twice in one mapping is refused rather than silently overwritten."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: PyYAML's own error follows
+                    continue
+                if first is not None:
+                    raise DuplicateKeyError(key, key_node.start_mark.line + 1, first)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -51,6 +78,7 @@ _Loader.add_implicit_resolver(
 
 def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
 
 __all__ = [
     "default_config",
@@ -73,7 +101,7 @@ def default_config() -> dict[str, Any]:
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Merge ``override`` into a copy of ``base``: mappings merge recursively, anything else
     (lists included) replaces."""
-    out = copy_tree(base)
+    out: dict[str, Any] = copy_tree(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = merge(out[key], value)
@@ -99,7 +127,7 @@ def resolve_config(
     _resolve_paths(cfg, Path.cwd())  # defaults still relative: from the working folder (idempotent)
     for text in overrides:
         cfg = _apply_override(cfg, text, warn)
-    validate_config(cfg, source)
+    validate_config(cfg, source, warn)
     _apply_packaged_partition(cfg, warn)
     return cfg
 
@@ -120,6 +148,10 @@ def load_config(
         raise ConfigError(f"{file}: cannot read config ({exc.strerror or exc})") from None
     try:
         data = _yaml_load(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError(
+            f"{file}: key {exc.key!r} is given twice (lines {exc.first_line} and {exc.line}); keep one"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -150,13 +182,19 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {text}: expected section.key=value, e.g. trainer_cfg.total_iter=1000")
     try:
         value = _yaml_load(raw) if raw.strip() else None
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"--set {text}: key {exc.key!r} is given twice; keep one") from None
     except yaml.YAMLError:
         value = raw
     return parts, value
 
 
-def validate_config(cfg: Mapping[str, Any], source: str = "<config>") -> None:
-    """Check a complete, merged config (every section present) and its cross-key rules."""
+def validate_config(cfg: Mapping[str, Any], source: str = "<config>", warn: Warn | None = None) -> None:
+    """Check a complete, merged config (every section present) and its cross-key rules, then
+    build its optimiser and scheduler on a dummy parameter (:func:`gaitcli.schedule.check_optimisation`,
+    the check ``gait train`` runs too); harmless oddities it finds go to ``warn``."""
+    from gaitcli.schedule import check_optimisation
+
     _validate_partial(cfg, source, _silent, allow_foreign=False)
     missing = [name for name in SCHEMA if name not in cfg]
     if missing:
@@ -164,7 +202,9 @@ def validate_config(cfg: Mapping[str, Any], source: str = "<config>") -> None:
     sampler = cfg["trainer_cfg"]["sampler"]
     batch = sampler["batch_size"]
     if len(batch) != 2 or any(b < 1 for b in batch):
-        raise ConfigError(f"{source}: trainer_cfg.sampler.batch_size must be [P, K] with P, K >= 1, got {batch}")
+        raise ConfigError(
+            f"{source}: trainer_cfg.sampler.batch_size must be [P, K] with P, K >= 1, got {batch}"
+        )
     if sampler["frames_num_min"] > sampler["frames_num_max"]:
         raise ConfigError(f"{source}: trainer_cfg.sampler.frames_num_min is larger than frames_num_max")
     for name in ("log_iter", "save_iter"):
@@ -173,10 +213,8 @@ def validate_config(cfg: Mapping[str, Any], source: str = "<config>") -> None:
     if cfg["trainer_cfg"]["total_iter"] < 0:
         raise ConfigError(f"{source}: trainer_cfg.total_iter must not be negative")
     model = cfg["model_cfg"]
-    if not model["channels"] or any(c < 1 for c in model["channels"]):
+    if "channels" in model and not model["channels"]:
         raise ConfigError(f"{source}: model_cfg.channels must be a non-empty list of positive widths")
-    if model["class_num"] < 1:
-        raise ConfigError(f"{source}: model_cfg.class_num must be at least 1")
     for section, name_key in (("optimizer_cfg", "solver"), ("scheduler_cfg", "scheduler")):
         body = cfg[section]
         name = body.get(name_key)
@@ -185,15 +223,18 @@ def validate_config(cfg: Mapping[str, Any], source: str = "<config>") -> None:
         required = _required_params(section, name)
         absent = [p for p in required if p not in body]
         if absent:
-            raise ConfigError(f"{source}: {section}: {name} needs {', '.join(absent)} (e.g. --set {section}.{absent[0]}=...)")
+            raise ConfigError(
+                f"{source}: {section}: {name} needs {', '.join(absent)} "
+                f"(e.g. --set {section}.{absent[0]}=...)"
+            )
     if not cfg["loss_cfg"]:
         raise ConfigError(f"{source}: loss_cfg must name at least one loss")
+    for note in check_optimisation(cfg, source).notes:
+        (warn or _silent)(note)
 
 
 # ----------------------------------------------------------------------------- validation
-def _validate_partial(
-    cfg: Any, source: str, warn: Warn, *, allow_foreign: bool = True
-) -> dict[str, Any]:
+def _validate_partial(cfg: Any, source: str, warn: Warn, *, allow_foreign: bool = True) -> dict[str, Any]:
     """Validate the sections present in ``cfg``; return a normalised copy."""
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"{source}: the top level must be a mapping of sections, got {_tname(cfg)}")
@@ -207,9 +248,36 @@ def _validate_partial(
             out[section] = _validate_callable_section(body, source, section, "solver", _optimizer_params)
         elif section == "scheduler_cfg":
             out[section] = _validate_callable_section(body, source, section, "scheduler", _scheduler_params)
+        elif section == "model_cfg":
+            out[section] = _validate_model_section(body, source, warn, allow_foreign)
         else:
             out[section] = _validate_keys(body, SCHEMA[section], source, section, warn, allow_foreign)
     return out
+
+
+def _validate_model_section(body: Any, source: str, warn: Warn, allow_foreign: bool) -> dict[str, Any]:
+    """model_cfg: the keys of the model it names (the registry's config dataclass). Keys that
+    only another registered model takes (a GaitGL config carrying MetaGait's ``variant``, as
+    older checkpoints do) are ignored with a warning."""
+    if body is None:
+        return {}
+    if not isinstance(body, Mapping):
+        raise ConfigError(f"{source}: model_cfg must be a mapping, got {_tname(body)}")
+    name = body.get("model", default_model_name())
+    if not isinstance(name, str):
+        raise ConfigError(f"{source}: model_cfg.model must be a string, got {name!r}")
+    try:
+        keys = model_keys(name)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    others = {k for entry in model_entries().values() for k in entry.defaults()}
+    kept: dict[str, Any] = {}
+    for key, value in body.items():
+        if key not in keys and key in others:
+            warn(f"{source}: ignoring model_cfg.{key} ({name} does not take it)")
+        else:
+            kept[key] = value
+    return _validate_keys(kept, keys, source, "model_cfg", warn, allow_foreign)
 
 
 def _validate_keys(
@@ -244,7 +312,10 @@ def _check_value(key: Key, value: Any, source: str, dotted: str) -> Any:
         raise ConfigError(f"{source}: {dotted} must be {_describe(key.type)}, got null")
     checked = _coerce(key.type, value)
     if checked is _INVALID:
-        raise ConfigError(f"{source}: {dotted} must be {_describe(key.type)}, got {value!r} ({_tname(value)})")
+        raise ConfigError(
+            f"{source}: {dotted} must be {_describe(key.type)}, got {value!r} ({_tname(value)})"
+        )
+    _check_numbers(key, checked, source, dotted)
     if key.choices is not None and checked not in key.choices:
         close = difflib.get_close_matches(str(checked), [str(c) for c in key.choices], n=1, cutoff=0.4)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -261,6 +332,11 @@ def _check_value(key: Key, value: Any, source: str, dotted: str) -> Any:
 
 
 _INVALID = object()
+
+
+def _check_numbers(key: Key, value: Any, source: str, dotted: str) -> None:
+    for item in value if isinstance(value, list) else [value]:
+        check_number(item, source, dotted, key.range)
 
 
 def _is_int(v: Any) -> bool:
@@ -283,7 +359,9 @@ def _coerce(kind: str, value: Any) -> Any:
         ok = isinstance(value, list) and all(_is_int(v) for v in value)
         return list(value) if ok else _INVALID
     if kind == "list[str]":
-        ok = isinstance(value, list) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value)
+        ok = isinstance(value, list) and all(
+            isinstance(v, (str, int)) and not isinstance(v, bool) for v in value
+        )
         return [str(v) for v in value] if ok else _INVALID
     if kind == "list[bool]":
         ok = isinstance(value, list) and all(isinstance(v, bool) for v in value)
@@ -377,8 +455,13 @@ def _optimizer_params(name: str, source: str) -> set[str]:
 
     cls = getattr(torch.optim, name, None)
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-        names = [n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)
-                 and issubclass(getattr(torch.optim, n), torch.optim.Optimizer) and n != "Optimizer"]
+        names = [
+            n
+            for n in dir(torch.optim)
+            if isinstance(getattr(torch.optim, n), type)
+            and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)
+            and n != "Optimizer"
+        ]
         raise ConfigError(_unknown(source, f"optimizer_cfg.solver = {name!r}", names, what="optimiser"))
     return {p for p in inspect.signature(cls).parameters if p not in ("params", "self")}
 
@@ -391,11 +474,20 @@ def _scheduler_params(name: str, source: str) -> set[str]:
     lrs = torch.optim.lr_scheduler
     cls = getattr(lrs, name, None)
     if not (isinstance(cls, type) and issubclass(cls, lrs.LRScheduler)):
-        names = ["warmup"] + [n for n in dir(lrs) if isinstance(getattr(lrs, n), type)
-                              and issubclass(getattr(lrs, n), lrs.LRScheduler) and not n.startswith("_")
-                              and n not in ("LRScheduler", "_LRScheduler")]
+        names = ["warmup"] + [
+            n
+            for n in dir(lrs)
+            if isinstance(getattr(lrs, n), type)
+            and issubclass(getattr(lrs, n), lrs.LRScheduler)
+            and not n.startswith("_")
+            and n not in ("LRScheduler", "_LRScheduler")
+        ]
         raise ConfigError(_unknown(source, f"scheduler_cfg.scheduler = {name!r}", names, what="scheduler"))
-    return {p for p in inspect.signature(cls).parameters if p not in ("optimizer", "last_epoch", "verbose", "self")}
+    return {
+        p
+        for p in inspect.signature(cls).parameters
+        if p not in ("optimizer", "last_epoch", "verbose", "self")
+    }
 
 
 def _required_params(section: str, name: str) -> list[str]:
@@ -407,9 +499,13 @@ def _required_params(section: str, name: str) -> list[str]:
     owner = torch.optim if section == "optimizer_cfg" else torch.optim.lr_scheduler
     skip = {"self", "params", "optimizer"}
     signature = inspect.signature(getattr(owner, name))
-    return [p.name for p in signature.parameters.values()
-            if p.name not in skip and p.default is inspect.Parameter.empty
-            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return [
+        p.name
+        for p in signature.parameters.values()
+        if p.name not in skip
+        and p.default is inspect.Parameter.empty
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
 
 
 def _unknown(source: str, dotted: str, candidates: Iterable[str], what: str = "key") -> str:
@@ -441,6 +537,9 @@ def _merge_over_defaults(defaults: dict[str, Any], user: Mapping[str, Any]) -> d
         body = user.get(section)
         if body and name_key in body and body[name_key] != defaults[section][name_key]:
             defaults[section] = {}
+    model = user.get("model_cfg") or {}
+    if "model" in model and model["model"] != defaults["model_cfg"]["model"]:
+        defaults["model_cfg"] = section_defaults(model_keys(model["model"]))  # that model's own defaults
     return merge(defaults, user)
 
 
@@ -455,6 +554,8 @@ def _apply_override(cfg: dict[str, Any], text: str, warn: Warn) -> dict[str, Any
     nested: Any = value
     for part in reversed(parts[1:]):
         nested = {part: nested}
+    if section == "model_cfg":
+        return _apply_model_override(cfg, parts, nested, value, source, warn)
     name_key = {"optimizer_cfg": "solver", "scheduler_cfg": "scheduler"}.get(section)
     if name_key:
         # checked against the optimiser / scheduler the section names after this override;
@@ -475,6 +576,23 @@ def _apply_override(cfg: dict[str, Any], text: str, warn: Warn) -> dict[str, Any
     return merge(cfg, checked)
 
 
+def _apply_model_override(
+    cfg: dict[str, Any], parts: list[str], nested: Any, value: Any, source: str, warn: Warn
+) -> dict[str, Any]:
+    """model_cfg overrides are checked against the model the section names after them; naming
+    another model keeps the keys it takes and completes the rest from its defaults."""
+    base = copy_tree(cfg["model_cfg"])
+    if parts[1] == "model" and len(parts) == 2 and value != base.get("model"):
+        checked_name = _validate_partial({"model_cfg": {"model": value}}, source, warn)["model_cfg"]["model"]
+        fresh = section_defaults(model_keys(checked_name))
+        dropped = sorted(k for k in base if k not in fresh)
+        if dropped:
+            warn(f"{source}: dropping model_cfg {', '.join(dropped)} ({checked_name} does not take them)")
+        base = {**fresh, **{k: v for k, v in base.items() if k in fresh and k != "model"}}
+    checked = _validate_partial({"model_cfg": merge(base, nested)}, source, warn)
+    return {**copy_tree(cfg), "model_cfg": checked["model_cfg"]}
+
+
 def _apply_loss_override(cfg: dict[str, Any], parts: list[str], value: Any, source: str) -> dict[str, Any]:
     losses = cfg["loss_cfg"]
     if len(parts) < 3:
@@ -486,7 +604,7 @@ def _apply_loss_override(cfg: dict[str, Any], parts: list[str], value: Any, sour
         raise ConfigError(f"{source}: loss settings are one level deep (loss_cfg.{index}.key=value)")
     item = dict(losses[int(index)])
     item[parts[2]] = value
-    out = copy_tree(cfg)
+    out: dict[str, Any] = copy_tree(cfg)
     out["loss_cfg"][int(index)] = _validate_loss(item, source, f"loss_cfg[{index}]")
     return out
 
@@ -519,8 +637,10 @@ def _apply_packaged_partition(cfg: dict[str, Any], warn: Warn) -> None:
 
     cfg["data_cfg"]["dataset_partition"] = str(packaged)
     split = load_partition(packaged)
-    warn(f"partition {value} not found; using the packaged {packaged.name} "
-         f"({len(split.train)} train / {len(split.test)} test ids)")
+    warn(
+        f"partition {value} not found; using the packaged {packaged.name} "
+        f"({len(split.train)} train / {len(split.test)} test ids)"
+    )
 
 
 def _find_config_file(path: Path) -> Path:
@@ -551,5 +671,12 @@ def _plain(value: Any) -> Any:
 
 
 def _tname(value: Any) -> str:
-    return {dict: "mapping", list: "list", str: "string", int: "integer", float: "number",
-            bool: "boolean", type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        dict: "mapping",
+        list: "list",
+        str: "string",
+        int: "integer",
+        float: "number",
+        bool: "boolean",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)

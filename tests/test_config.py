@@ -32,19 +32,29 @@ def test_merge_mappings_merge_and_lists_replace():
 
 
 def test_user_file_is_merged_over_defaults(tmp_path):
-    cfg = load_config(write(tmp_path, "trainer_cfg:\n  total_iter: 500\n  sampler:\n    batch_size: [4, 2]\n"))
+    cfg = load_config(
+        write(tmp_path, "trainer_cfg:\n  total_iter: 500\n  sampler:\n    batch_size: [4, 2]\n")
+    )
     defaults = default_config()
     assert cfg["trainer_cfg"]["total_iter"] == 500
     assert cfg["trainer_cfg"]["sampler"]["batch_size"] == [4, 2]
     # untouched keys keep their defaults, including siblings in nested sections
-    assert cfg["trainer_cfg"]["sampler"]["frames_num_fixed"] == defaults["trainer_cfg"]["sampler"]["frames_num_fixed"]
+    assert (
+        cfg["trainer_cfg"]["sampler"]["frames_num_fixed"]
+        == defaults["trainer_cfg"]["sampler"]["frames_num_fixed"]
+    )
     assert cfg["model_cfg"] == defaults["model_cfg"]
 
 
 def test_loss_list_replaces_and_is_filled_per_type(tmp_path):
     cfg = load_config(write(tmp_path, "loss_cfg:\n  type: TripletLoss\n  margin: 0.3\n"))
     assert len(cfg["loss_cfg"]) == 1
-    assert cfg["loss_cfg"][0] == {"type": "TripletLoss", "loss_term_weight": 1.0, "margin": 0.3, "log_prefix": "triplet"}
+    assert cfg["loss_cfg"][0] == {
+        "type": "TripletLoss",
+        "loss_term_weight": 1.0,
+        "margin": 0.3,
+        "log_prefix": "triplet",
+    }
 
 
 def test_other_scheduler_replaces_section(tmp_path):
@@ -79,7 +89,10 @@ def test_reference_configs_load_unchanged_with_warnings():
 def test_shipped_configs(name):
     cfg = load_config(REPO / "configs" / f"{name}.yaml")
     assert cfg["model_cfg"]["model"] == {"gaitgl": "GaitGL"}.get(name, "MetaGait")
-    assert cfg["model_cfg"]["variant"] == ("paper" if name == "metagait-paper" else "reference")
+    if name == "gaitgl":  # model_cfg holds the keys of the model it names, no others
+        assert "variant" not in cfg["model_cfg"] and cfg["model_cfg"]["init"] == "reference"
+    else:
+        assert cfg["model_cfg"]["variant"] == ("paper" if name == "metagait-paper" else "reference")
     # the packaged name works from anywhere too
     assert load_config(name) == cfg
 
@@ -113,7 +126,9 @@ def test_dataset_root_relative_to_config_file(tmp_path):
 
 
 def test_missing_data_paths_are_not_an_error_when_loading(tmp_path):
-    cfg = load_config(write(tmp_path, "data_cfg:\n  dataset_root: /nowhere/at/all\n  dataset_partition: /nowhere/x.json\n"))
+    cfg = load_config(
+        write(tmp_path, "data_cfg:\n  dataset_root: /nowhere/at/all\n  dataset_partition: /nowhere/x.json\n")
+    )
     assert cfg["data_cfg"]["dataset_root"] == "/nowhere/at/all"
     assert cfg["data_cfg"]["dataset_partition"] == "/nowhere/x.json"
 
@@ -164,30 +179,73 @@ def test_parse_override():
 
 # ----------------------------------------------------------------------------- errors
 ERROR_CASES = [
-    ("trainer_cfg:\n  totl_iter: 5\n", [], ["unknown key 'trainer_cfg.totl_iter'", "did you mean 'trainer_cfg.total_iter'"]),
+    (
+        "trainer_cfg:\n  totl_iter: 5\n",
+        [],
+        ["unknown key 'trainer_cfg.totl_iter'", "did you mean 'trainer_cfg.total_iter'"],
+    ),
     ("traner_cfg:\n  total_iter: 5\n", [], ["unknown section 'traner_cfg'", "did you mean 'trainer_cfg'"]),
     ("trainer_cfg:\n  total_iter: abc\n", [], ["trainer_cfg.total_iter must be an integer", "'abc'"]),
     ("trainer_cfg:\n  with_test: 3\n", [], ["trainer_cfg.with_test must be true or false"]),
-    ("trainer_cfg:\n  sampler:\n    sample_type: fixed_orderd\n", [], ["is not one of", "did you mean 'fixed_ordered'"]),
+    (
+        "trainer_cfg:\n  sampler:\n    sample_type: fixed_orderd\n",
+        [],
+        ["is not one of", "did you mean 'fixed_ordered'"],
+    ),
     ("trainer_cfg:\n  sampler:\n    batch_size: [8]\n", [], ["batch_size must be [P, K]"]),
-    ("trainer_cfg:\n  sampler:\n    bach_size: [8, 8]\n", [], ["trainer_cfg.sampler.bach_size", "did you mean 'trainer_cfg.sampler.batch_size'"]),
+    (
+        "trainer_cfg:\n  sampler:\n    bach_size: [8, 8]\n",
+        [],
+        ["trainer_cfg.sampler.bach_size", "did you mean 'trainer_cfg.sampler.batch_size'"],
+    ),
     ("model_cfg:\n  model: MetaGiat\n", [], ["did you mean 'MetaGait'"]),
     ("model_cfg:\n  channels: 128\n", [], ["model_cfg.channels must be a list of integers"]),
     ("loss_cfg:\n  - type: TripletLos\n", [], ["unknown loss 'TripletLos'", "did you mean 'TripletLoss'"]),
-    ("loss_cfg:\n  - type: TripletLoss\n    margn: 0.2\n", [], ["loss_cfg[0].margn", "did you mean 'loss_cfg[0].margin'"]),
+    (
+        "loss_cfg:\n  - type: TripletLoss\n    margn: 0.2\n",
+        [],
+        ["loss_cfg[0].margn", "did you mean 'loss_cfg[0].margin'"],
+    ),
     ("optimizer_cfg:\n  solver: Sgd\n", [], ["unknown optimiser", "did you mean 'SGD'"]),
     ("optimizer_cfg:\n  momentm: 0.9\n", [], ["optimizer_cfg.momentm", "Adam takes"]),
     ("scheduler_cfg:\n  scheduler: CosineAnnealingLR\n", [], ["CosineAnnealingLR needs T_max"]),
     ("scheduler_cfg:\n  gama: 0.2\n", [], ["did you mean 'scheduler_cfg.gamma'"]),
-    ("evaluator_cfg:\n  transform:\n    - type: BaseSilCutting\n", [], ["unknown transform type", "BaseSilCuttingTransform"]),
+    (
+        "evaluator_cfg:\n  transform:\n    - type: BaseSilCutting\n",
+        [],
+        ["unknown transform type", "BaseSilCuttingTransform"],
+    ),
     ("- a\n- b\n", [], ["top level must be a mapping"]),
     ("trainer_cfg: [1, 2]\n", [], ["trainer_cfg must be a mapping"]),
     ("trainer_cfg:\n  total_iter: [1\n", [], ["not valid YAML", "line"]),
-    ("", ["trainer_cfg.totl_iter=5"], ["--set trainer_cfg.totl_iter=5", "did you mean 'trainer_cfg.total_iter'"]),
+    (
+        "",
+        ["trainer_cfg.totl_iter=5"],
+        ["--set trainer_cfg.totl_iter=5", "did you mean 'trainer_cfg.total_iter'"],
+    ),
     ("", ["trainer_cfg.total_iter=ten"], ["--set trainer_cfg.total_iter=ten", "must be an integer"]),
     ("", ["trainer_cfg"], ["expected section.key=value"]),
     ("", ["loss_cfg.7.margin=1"], ["no loss at index '7'"]),
     ("", ["nosuch.key=1"], ["unknown section 'nosuch'"]),
+    (
+        "trainer_cfg:\n  total_iter: 5\n  total_iter: 6\n",
+        [],
+        ["key 'total_iter' is given twice", "lines 2 and 3"],
+    ),
+    (
+        "trainer_cfg: {}\nmodel_cfg: {}\ntrainer_cfg: {}\n",
+        [],
+        ["key 'trainer_cfg' is given twice", "lines 1 and 3"],
+    ),
+    ("", ["evaluator_cfg.probe_sets={a: [nm], a: [bg]}"], ["key 'a' is given twice"]),
+    ("", ["optimizer_cfg.lr=-0.001"], ["optimizer_cfg.lr must be > 0"]),
+    ("scheduler_cfg:\n  gamma: -1\n", [], ["scheduler_cfg.gamma must be in (0, 1]"]),
+    (
+        "model_cfg:\n  init: xavier\n",
+        [],
+        ["model_cfg.init = 'xavier' is not one of reference, torch, kaiming"],
+    ),
+    ("model_cfg:\n  model: GaitGL\n  mtpp: true\n", [], ["unknown key 'model_cfg.mtpp'"]),
 ]
 
 
@@ -211,7 +269,9 @@ def test_missing_config_file_lists_packaged_ones(tmp_path):
 
 # ----------------------------------------------------------------------------- CLI
 def test_cli_config_prints_resolved_yaml(tmp_path):
-    result = CliRunner().invoke(app, ["config", str(FIXTURES / "metagait_authors.yaml"), "--set", "trainer_cfg.total_iter=7"])
+    result = CliRunner().invoke(
+        app, ["config", str(FIXTURES / "metagait_authors.yaml"), "--set", "trainer_cfg.total_iter=7"]
+    )
     assert result.exit_code == 0, result.output
     assert "total_iter: 7" in result.stdout
 

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gaitcli.models.layers import lengths_to_mask, padding_mask
 from gaitcli.models.meta_modules import (
     MetaHyperNetwork,
     MetaTemporalPooling,
     MetaTripleAttention,
-    lengths_to_mask,
 )
 
 SWITCHES = list(itertools.product([True, False], repeat=3))
@@ -57,6 +57,10 @@ def test_shapes(c, s, h, w):
 
 def test_lengths_to_mask_and_bad_inputs():
     assert lengths_to_mask([2, 0, 3]).tolist() == [[True, True, False], [False, False, False], [True] * 3]
+    # the one mask builder: padding_mask is it, or None when nothing is padded
+    lens = torch.tensor([2, 3])
+    assert padding_mask(lens, 3).tolist() == lengths_to_mask(lens, 3).tolist()
+    assert padding_mask(torch.tensor([3, 3]), 3) is None and padding_mask(None, 3) is None
     mta = MetaTripleAttention(8)
     x, _ = _features(2, 8, 4, 3, 3)
     with pytest.raises(ValueError):

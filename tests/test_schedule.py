@@ -1,4 +1,4 @@
-"""lr(t): SPEC §8's worked examples, torch's own schedulers stepped t times, bad combinations."""
+"""lr(t): the MetaGait recipe's worked examples, torch's own schedulers stepped t times, bad combinations."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import torch
 
 from gaitcli.config import load_config
 from gaitcli.errors import ConfigError
-from gaitcli.training.schedule import (
+from gaitcli.schedule import (
     build_optimizer,
     build_scheduler,
+    check_optimisation,
     check_schedule,
     lr_values,
     schedule_boundaries,
@@ -21,7 +22,15 @@ METAGAIT = load_config("metagait")
 
 @pytest.mark.parametrize(
     ("t", "expected"),
-    [(0, 3.5e-6), (5000, 1.7675e-4), (10000, 3.5e-4), (79999, 3.5e-4), (80000, 3.5e-5), (100000, 3.5e-6), (119999, 3.5e-6)],
+    [
+        (0, 3.5e-6),
+        (5000, 1.7675e-4),
+        (10000, 3.5e-4),
+        (79999, 3.5e-4),
+        (80000, 3.5e-5),
+        (100000, 3.5e-6),
+        (119999, 3.5e-6),
+    ],
 )
 def test_metagait_worked_examples(t, expected):
     (lr,) = lr_values(METAGAIT["optimizer_cfg"], METAGAIT["scheduler_cfg"], [t])
@@ -48,7 +57,14 @@ def _stepped(optimizer_cfg, scheduler_cfg, steps):
 @pytest.mark.parametrize(
     "scheduler_cfg",
     [
-        {"scheduler": "warmup", "milestones": [30, 60], "gamma": 0.1, "warmup_iters": 20, "warmup_factor": 0.01, "warmup_method": "linear"},
+        {
+            "scheduler": "warmup",
+            "milestones": [30, 60],
+            "gamma": 0.1,
+            "warmup_iters": 20,
+            "warmup_factor": 0.01,
+            "warmup_method": "linear",
+        },
         {"scheduler": "MultiStepLR", "milestones": [30, 60], "gamma": 0.1},
         {"scheduler": "CosineAnnealingLR", "T_max": 50},
         {"scheduler": "StepLR", "step_size": 7, "gamma": 0.5},
@@ -68,17 +84,79 @@ def test_lr_values_any_order_and_repeats():
 
 
 def test_boundaries():
-    assert schedule_boundaries(METAGAIT["scheduler_cfg"], 120000) == [0, 10000, 79999, 80000, 99999, 100000, 119999]
+    assert schedule_boundaries(METAGAIT["scheduler_cfg"], 120000) == [
+        0,
+        10000,
+        79999,
+        80000,
+        99999,
+        100000,
+        119999,
+    ]
 
 
 @pytest.mark.parametrize(
     ("cfg", "total", "message"),
     [
         ({"scheduler": "warmup", "milestones": [100, 50]}, 200, "strictly increasing"),
-        ({"scheduler": "warmup", "milestones": [10], "warmup_iters": 500}, 200, "longer than the run"),
         ({"scheduler": "NoSuchLR"}, 200, "unknown scheduler"),
     ],
 )
 def test_bad_combinations(cfg, total, message):
     with pytest.raises(ConfigError, match=message):
         check_schedule(cfg, total)
+
+
+def test_warmup_longer_than_the_run_is_a_note():
+    assert any(
+        "longer than the run" in n for n in check_schedule({"scheduler": "warmup", "warmup_iters": 500}, 200)
+    )
+    assert check_schedule({"scheduler": "warmup", "warmup_iters": 5, "milestones": [10]}, 200) == ()
+
+
+def _cfg(*overrides):
+    return load_config("metagait", ["trainer_cfg.total_iter=100", *overrides])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer_cfg.lr=-0.001", "optimizer_cfg.lr must be > 0"),
+        ("optimizer_cfg.lr=0", "optimizer_cfg.lr must be > 0"),
+        ("optimizer_cfg.lr=.nan", "optimizer_cfg.lr must be a finite number"),
+        ("optimizer_cfg.weight_decay=-1", "optimizer_cfg.weight_decay must be >= 0"),
+        ("scheduler_cfg.gamma=-1", "scheduler_cfg.gamma must be in (0, 1]"),
+        ("scheduler_cfg.warmup_factor=-1", "scheduler_cfg.warmup_factor must be in (0, 1]"),
+        ("scheduler_cfg.warmup_factor=2", "scheduler_cfg.warmup_factor must be in (0, 1]"),
+        ("scheduler_cfg.warmup_iters=-5", "scheduler_cfg.warmup_iters must be >= 0"),
+        ("scheduler_cfg.milestones=[80, 50]", "strictly increasing"),
+        ("trainer_cfg.sampler.batch_size=[0, 4]", "trainer_cfg.sampler.batch_size must be >= 1"),
+        ("evaluator_cfg.sampler.batch_size=0", "evaluator_cfg.sampler.batch_size must be >= 1"),
+        ("trainer_cfg.total_iter=100000000000000000000", "too large"),
+    ],
+)
+def test_ranges_are_one_line_naming_the_key(override, message):
+    with pytest.raises(ConfigError) as info:
+        _cfg(override)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_optimiser_arguments_are_range_checked_and_built():
+    with pytest.raises(ConfigError, match="optimizer_cfg.momentum must be in"):
+        _cfg("optimizer_cfg.solver=SGD", "optimizer_cfg.momentum=1.5")
+    with pytest.raises(ConfigError, match="optimizer_cfg.betas must be in"):
+        _cfg("optimizer_cfg.betas=[0.9, 1.5]")
+    with pytest.raises(ConfigError, match="optimizer_cfg: Adam refuses its arguments"):
+        _cfg("optimizer_cfg.betas=[0.9]")  # torch's own complaint, one line, naming the section
+    with pytest.raises(ConfigError, match="scheduler_cfg: ReduceLROnPlateau cannot be built"):
+        _cfg("scheduler_cfg.scheduler=ReduceLROnPlateau")  # it steps on a metric the trainer has not
+    with pytest.raises(ConfigError, match="scheduler_cfg: LambdaLR cannot be built"):
+        _cfg("scheduler_cfg.scheduler=LambdaLR", "scheduler_cfg.lr_lambda=x")
+
+
+def test_check_optimisation_is_what_validation_runs():
+    cfg = _cfg("scheduler_cfg.milestones=[50, 500]")
+    assert "never take effect" in " ".join(check_optimisation(cfg).notes)
+    bad = dict(cfg, optimizer_cfg={"solver": "Adam", "lr": -1.0})
+    with pytest.raises(ConfigError, match="optimizer_cfg.lr must be > 0"):
+        check_optimisation(bad)

@@ -16,7 +16,7 @@ Public API::
 from __future__ import annotations
 
 from .base import GaitModel
-from .build import build_model
+from .build import build_model, create_model
 from .checkpoint import (
     CheckpointError,
     CheckpointMismatchError,
@@ -39,6 +39,7 @@ __all__ = [
     "MetaGait",
     "build_model",
     "convert_checkpoint",
+    "create_model",
     "get_model_class",
     "load_checkpoint",
     "load_state_dict_checked",

@@ -7,14 +7,15 @@ sequence's result: every temporal layer zeroes them (see :mod:`gaitcli.models.la
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .layers import CHANNELS_LAST, mask_frames
+from .layers import CHANNELS_LAST, mask_frames, padding_mask
+from .registry import ModelConfig, parse_model_config
 
 CPU_FRAME_BUDGET = 128  # padded frames per forward call in embed() on the CPU
 
@@ -61,6 +62,25 @@ def _to_float_frames(item: Any) -> torch.Tensor:
     return t.float()
 
 
+def _length_batches(
+    frames: Sequence[torch.Tensor], batch_size: int, max_frames: int | None, pad_multiple: int
+) -> list[tuple[list[int], int]]:
+    """Sequences sorted by length (longest first) in batches of at most ``batch_size``
+    sequences and ``max_frames`` padded frames: ``(indices, padded length)`` per batch."""
+    order = sorted(range(len(frames)), key=lambda i: -frames[i].size(0))
+    batches: list[tuple[list[int], int]] = []
+    start = 0
+    while start < len(order):
+        longest = frames[order[start]].size(0)
+        padded_len = -(-longest // pad_multiple) * pad_multiple
+        stop = min(len(order), start + batch_size)
+        if max_frames is not None:
+            stop = min(stop, start + max(1, max_frames // max(padded_len, 1)))
+        batches.append((order[start:stop], padded_len))
+        start = stop
+    return batches
+
+
 class GaitModel(nn.Module):
     """Base of GaitGL and MetaGait: input handling, masking, heads' layout and ``embed``.
 
@@ -76,19 +96,28 @@ class GaitModel(nn.Module):
         self.dataset_name = str(dataset_name)
         self.config: dict[str, Any] | None = None  # the full resolved config (set by build_model)
         self.checkpoint_meta: dict[str, Any] = {}
-        self.channels_last = bool(model_cfg.get("channels_last", False))
-        self._compiled_core = None
+        self.channels_last = bool(parse_model_config(ModelConfig, model_cfg).channels_last)
+        self._compiled_core: Callable[..., dict[str, torch.Tensor]] | None = None
         self._compile_kwargs: dict[str, Any] | None = None
         self._cudnn_set = False
 
     # -- to be provided by subclasses ----------------------------------------------------
     def backbone(
-        self, x: torch.Tensor, lens: torch.Tensor | None
+        self, x: torch.Tensor, masks: tuple[torch.Tensor | None, ...]
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
 
     def attend(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return x
+
+    def temporal_masks(
+        self, lens: torch.Tensor | None, steps: int, device: torch.device
+    ) -> tuple[torch.Tensor | None, ...]:
+        """Masks of the input frames (first) and of the backbone's output frames (last); the
+        default suits a backbone that keeps the frame count. GaitGL overrides it (its LTA
+        divides the frame count by 3)."""
+        mask = padding_mask(lens, steps, device)
+        return mask, mask
 
     def pool_time(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
@@ -150,7 +179,8 @@ class GaitModel(nn.Module):
         if self._compile_kwargs is not None:
             if self._compiled_core is None:
                 self._compiled_core = torch.compile(self._core, **self._compile_kwargs)
-            return self._compiled_core(x, masks)
+            compiled: dict[str, torch.Tensor] = self._compiled_core(x, masks)
+            return compiled
         return self._core(x, masks)
 
     def _input_dtype(self) -> torch.dtype:
@@ -184,18 +214,14 @@ class GaitModel(nn.Module):
         sorted by length, grouped into batches of at most ``batch_size`` sequences and at most
         ``max_frames`` padded frames, padded and masked; the result equals running each sequence
         alone. ``max_frames="auto"`` is 128 on the CPU, where one big batch runs slower per frame
-        than several calls of about 100 frames (cache), and unlimited on GPUs; None = unlimited. ``pad_multiple`` rounds the padded length up (default 8 on CUDA, so
+        than several calls of about 100 frames (cache), and unlimited on GPUs; None = unlimited.
+        ``pad_multiple`` rounds the padded length up (default 8 on CUDA, so
         cuDNN autotuning sees few shapes; masking makes the rounding free of numeric effect).
         Runs in eval mode without gradients; the previous mode is restored.
         """
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        if device is None:
-            try:
-                device = next(self.parameters()).device
-            except StopIteration:
-                device = torch.device("cpu")
-        device = torch.device(device)
+        device = self._embed_device(device)
         if pad_multiple is None:
             pad_multiple = 8 if device.type == "cuda" else 1
         if max_frames == "auto":
@@ -210,37 +236,42 @@ class GaitModel(nn.Module):
             return torch.empty(
                 0, getattr(self, "parts_num", 0), getattr(self, "out_channels", 0), device=device
             )
-        order = sorted(range(len(frames)), key=lambda i: -frames[i].size(0))
-        results: list[torch.Tensor | None] = [None] * len(frames)
+        results: list[torch.Tensor] = []
+        order: list[int] = []
         was_training = self.training
         self.eval()
         try:
-            start = 0
-            while start < len(order):
-                longest = frames[order[start]].size(0)
-                padded_len = -(-longest // pad_multiple) * pad_multiple
-                stop = min(len(order), start + batch_size)
-                if max_frames is not None:
-                    stop = min(stop, start + max(1, max_frames // max(padded_len, 1)))
-                idx = order[start:stop]
-                h, w = frames[idx[0]].shape[1:]
-                batch = torch.zeros(len(idx), padded_len, h, w)
-                lens = []
-                for j, i in enumerate(idx):
-                    f = frames[i]
-                    if f.shape[1:] != (h, w):
-                        raise ValueError(
-                            f"sequence {i}: frame size {tuple(f.shape[1:])} differs from {(h, w)}"
-                        )
-                    batch[j, : f.size(0)] = f
-                    lens.append(f.size(0))
-                out = self(batch.to(device, non_blocking=True), lens)["embeddings"]
-                for j, i in enumerate(idx):
-                    results[i] = out[j]
-                start = stop
+            for idx, padded_len in _length_batches(frames, batch_size, max_frames, pad_multiple):
+                results.extend(self._embed_batch(frames, idx, padded_len, device))
+                order.extend(idx)
         finally:
             self.train(was_training)
-        return torch.stack(results)  # type: ignore[arg-type]
+        by_input = [results[pos] for pos in sorted(range(len(order)), key=order.__getitem__)]
+        return torch.stack(by_input)
+
+    def _embed_device(self, device: torch.device | str | None) -> torch.device:
+        if device is not None:
+            return torch.device(device)
+        try:
+            return next(self.parameters()).device
+        except StopIteration:
+            return torch.device("cpu")
+
+    def _embed_batch(
+        self, frames: list[torch.Tensor], idx: list[int], padded_len: int, device: torch.device
+    ) -> list[torch.Tensor]:
+        """Embeddings of ``frames[i]`` for ``i`` in ``idx``, padded to ``padded_len`` and masked."""
+        h, w = frames[idx[0]].shape[1:]
+        batch = torch.zeros(len(idx), padded_len, h, w)
+        lens = []
+        for j, i in enumerate(idx):
+            f = frames[i]
+            if f.shape[1:] != (h, w):
+                raise ValueError(f"sequence {i}: frame size {tuple(f.shape[1:])} differs from {(h, w)}")
+            batch[j, : f.size(0)] = f
+            lens.append(f.size(0))
+        out = self(batch.to(device, non_blocking=True), lens)["embeddings"]
+        return [out[j] for j in range(len(idx))]
 
     # -- info ------------------------------------------------------------------------------
     def num_parameters(self) -> int:

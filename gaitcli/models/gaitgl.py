@@ -1,6 +1,6 @@
 """GaitGL (global-local features + local temporal aggregation), OpenGait-compatible.
 
-State-dict names and shapes are those of OpenGait's GaitGL (SPEC §6), for both of its branches:
+State-dict names and shapes are those of OpenGait's GaitGL (docs/models.md), for both of its branches:
 
 * CASIA-B and other sets (``channels`` ``[c0, c1, c2]``): one stem convolution, GLConvs with
   halving 3 (8 horizontal strips), the last with ``fm_sign`` (height doubles);
@@ -11,6 +11,7 @@ State-dict names and shapes are those of OpenGait's GaitGL (SPEC §6), for both 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,10 +27,10 @@ from .layers import (
     MaskedSequential,
     SeparateFCs,
     TemporalMaxPool,
-    init_parameters,
-    lengths_to_mask,
+    init_weights,
+    padding_mask,
 )
-from .registry import register_model
+from .registry import AT_LEAST_ONE, ModelConfig, option, parse_model_config, register_model
 
 LARGE_DATASETS = ("OUMVLP", "GREW")
 DEFAULT_PARTS = 64
@@ -48,17 +49,40 @@ def parts_from_cfg(model_cfg: Mapping[str, Any]) -> int:
     return int(sum(int(b) for b in bins))
 
 
-@register_model("GaitGL")
+@dataclass
+class GaitGLConfig(ModelConfig):
+    """GaitGL's ``model_cfg`` keys (besides those of every model)."""
+
+    channels: list[int] = option(
+        [32, 64, 128],
+        "Widths of the backbone stages ([32, 64, 128, 256] for OU-MVLP / GREW).",
+        kind="list[int]",
+        range=AT_LEAST_ONE,
+    )
+    """Backbone widths."""
+    bin_num: list[int] | None = option(
+        None,
+        "Horizontal bins of the GeM pooling; null = one bin per feature row.",
+        kind="list[int]",
+        nullable=True,
+        range=AT_LEAST_ONE,
+    )
+    """GeM pooling bins."""
+
+
+@register_model("GaitGL", GaitGLConfig)
 class GaitGL(GaitModel):
-    """GaitGL. ``model_cfg``: ``channels``, ``class_num``, optional ``bin_num``."""
+    """GaitGL. ``model_cfg``: see :class:`GaitGLConfig`."""
 
     name = "GaitGL"
+    config_class: type[GaitGLConfig] = GaitGLConfig
 
     def __init__(self, model_cfg: Mapping[str, Any], dataset_name: str = "CASIA-B") -> None:
         super().__init__(model_cfg, dataset_name)
-        channels = [int(c) for c in model_cfg.get("channels", [32, 64, 128])]
-        class_num = int(model_cfg.get("class_num", 74))
-        bin_num = model_cfg.get("bin_num")
+        self.cfg = parse_model_config(self.config_class, model_cfg)
+        channels = [int(c) for c in self.cfg.channels]
+        class_num = int(self.cfg.class_num)
+        bin_num = self.cfg.bin_num
         self.large = self.dataset_name in LARGE_DATASETS
         need = 4 if self.large else 3
         if len(channels) != need:
@@ -75,7 +99,7 @@ class GaitGL(GaitModel):
             raise ConfigError(f"model_cfg.class_num must be at least 1, got {class_num}")
         self.channels = channels
         self.class_num = class_num
-        self.parts_num = parts_from_cfg(model_cfg)
+        self.parts_num = parts_from_cfg({"bin_num": bin_num})
         c = channels
         if self.large:
             self.conv3d = ConvBlock(*_stem(1, c[0]), *_stem(c[0], c[0]))
@@ -83,10 +107,12 @@ class GaitGL(GaitModel):
             self.conv3d = ConvBlock(*_stem(1, c[0]))
         self.LTA = ConvBlock(BasicConv3d(c[0], c[0], (3, 1, 1), (3, 1, 1), (0, 0, 0)), nn.LeakyReLU())
         if self.large:
-            self.GLConvA0 = MaskedSequential(GLConv(c[0], c[1], 1), GLConv(c[1], c[1], 1))
+            self.GLConvA0: nn.Module = MaskedSequential(GLConv(c[0], c[1], 1), GLConv(c[1], c[1], 1))
             self.MaxPool0 = nn.MaxPool3d(kernel_size=(1, 2, 2), stride=(1, 2, 2))
-            self.GLConvA1 = MaskedSequential(GLConv(c[1], c[2], 1), GLConv(c[2], c[2], 1))
-            self.GLConvB2 = MaskedSequential(GLConv(c[2], c[3], 1), GLConv(c[3], c[3], 1, fm_sign=True))
+            self.GLConvA1: nn.Module = MaskedSequential(GLConv(c[1], c[2], 1), GLConv(c[2], c[2], 1))
+            self.GLConvB2: nn.Module = MaskedSequential(
+                GLConv(c[2], c[3], 1), GLConv(c[3], c[3], 1, fm_sign=True)
+            )
         else:
             self.GLConvA0 = GLConv(c[0], c[1], 3)
             self.MaxPool0 = nn.MaxPool3d(kernel_size=(1, 2, 2), stride=(1, 2, 2))
@@ -106,8 +132,8 @@ class GaitGL(GaitModel):
         """MetaGait adds its attention modules here (before TP, as in the reference order)."""
 
     def reset_parameters(self) -> None:
-        """The reference initialisation (SPEC §6)."""
-        init_parameters(self)
+        """The initialisation ``model_cfg.init`` names (default: the reference's)."""
+        init_weights(self, self.cfg.init)
 
     # -- forward pieces -----------------------------------------------------------------------
     def temporal_masks(
@@ -116,7 +142,7 @@ class GaitGL(GaitModel):
         """Masks before and after LTA (kernel 3, stride 3, no padding: L frames → floor(L / 3))."""
         if lens is None:
             return None, None
-        return lengths_to_mask(lens, steps, device), lengths_to_mask(lens // 3, steps // 3, device)
+        return padding_mask(lens, steps, device), padding_mask(lens // 3, steps // 3, device)
 
     def backbone(
         self, x: torch.Tensor, masks: tuple[torch.Tensor | None, ...]
@@ -131,7 +157,8 @@ class GaitGL(GaitModel):
         return x, mask
 
     def pool_time(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return self.TP(x, mask)
+        pooled: torch.Tensor = self.TP(x, mask)
+        return pooled
 
     def heads(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
         pooled = self.HPP(feat)  # [n, c, p]

@@ -37,16 +37,26 @@ def leaky(x: torch.Tensor) -> torch.Tensor:
 
 
 def lengths_to_mask(
+    lengths: torch.Tensor | Sequence[int], steps: int | None = None, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """``[n]`` lengths → ``[n, steps]`` bool mask, True on each sequence's first ``length`` frames
+    (``steps`` defaults to the longest length; ``device`` to that of ``lengths``)."""
+    lens = torch.as_tensor(lengths, dtype=torch.long)
+    if steps is None:
+        steps = int(lens.max()) if lens.numel() else 0
+    device = lens.device if device is None else device
+    return torch.arange(steps, device=device)[None, :] < lens.to(device)[:, None]
+
+
+def padding_mask(
     lengths: torch.Tensor | None, steps: int, device: torch.device | str | None = None
 ) -> torch.Tensor | None:
-    """``[n]`` lengths → ``[n, steps]`` bool mask on ``device``; None when every sequence fills
-    ``steps``. Keep ``lengths`` on the CPU: the decision then needs no device synchronisation."""
-    if lengths is None:
+    """:func:`lengths_to_mask`, or None when there are no lengths or every sequence fills
+    ``steps`` (nothing to mask). Keep ``lengths`` on the CPU: the decision then needs no device
+    synchronisation."""
+    if lengths is None or bool((lengths >= steps).all()):
         return None
-    if bool((lengths >= steps).all()):
-        return None
-    device = lengths.device if device is None else device
-    return torch.arange(steps, device=device)[None, :] < lengths.to(device)[:, None]
+    return lengths_to_mask(lengths, steps, device)
 
 
 def mask_frames(x: torch.Tensor, mask: torch.Tensor | None, time_dim: int = 2) -> torch.Tensor:
@@ -72,9 +82,9 @@ class BasicConv3d(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size=(3, 3, 3),
-        stride=(1, 1, 1),
-        padding=(1, 1, 1),
+        kernel_size: tuple[int, int, int] = (3, 3, 3),
+        stride: tuple[int, int, int] = (1, 1, 1),
+        padding: tuple[int, int, int] = (1, 1, 1),
         bias: bool = False,
     ) -> None:
         super().__init__()
@@ -83,7 +93,8 @@ class BasicConv3d(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv3d(x)
+        out: torch.Tensor = self.conv3d(x)
+        return out
 
 
 class ConvBlock(nn.Sequential):
@@ -91,7 +102,7 @@ class ConvBlock(nn.Sequential):
     activation. Used for the stem (``conv3d.0``, ``conv3d.2``) and ``LTA.0``; the caller passes
     the mask that matches the *output* length (LTA shortens time by its stride)."""
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         for module in self:
             x = module(x)
             if isinstance(module, nn.LeakyReLU):
@@ -102,7 +113,7 @@ class ConvBlock(nn.Sequential):
 class MaskedSequential(nn.Sequential):
     """``Sequential`` whose children take ``(x, mask)`` (pairs of GLConvs in the large branch)."""
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         for module in self:
             x = module(x, mask)
         return x
@@ -153,9 +164,9 @@ class GLConv(nn.Module):
         out_channels: int,
         halving: int,
         fm_sign: bool = False,
-        kernel_size=(3, 3, 3),
-        stride=(1, 1, 1),
-        padding=(1, 1, 1),
+        kernel_size: tuple[int, int, int] = (3, 3, 3),
+        stride: tuple[int, int, int] = (1, 1, 1),
+        padding: tuple[int, int, int] = (1, 1, 1),
     ) -> None:
         super().__init__()
         self.halving = int(halving)
@@ -165,7 +176,8 @@ class GLConv(nn.Module):
 
     def local(self, x: torch.Tensor) -> torch.Tensor:
         if self.halving == 0:
-            return self.local_conv3d(x)
+            out: torch.Tensor = self.local_conv3d(x)
+            return out
         strips = 2**self.halving
         h = x.size(3)
         if h % strips == 0 and (x.device.type != "cpu" or x.size(0) * strips <= CPU_FOLD_MAX_BATCH):
@@ -173,7 +185,7 @@ class GLConv(nn.Module):
         # The reference's split into pieces of int(h // 2**halving) rows (uneven heights give an
         # extra, smaller piece); also the faster choice for large CPU batches.
         size = max(1, h // strips)
-        return torch.cat([self.local_conv3d(part) for part in x.split(size, 3)], 3)
+        return torch.cat([self.local_conv3d(part) for part in torch.split(x, size, 3)], 3)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         gob = self.global_conv3d(x)
@@ -291,3 +303,38 @@ def init_parameters(module: nn.Module) -> None:
             if m.affine:
                 nn.init.normal_(m.weight.data, 1.0, 0.02)
                 nn.init.constant_(m.bias.data, 0.0)
+
+
+def _torch_default_init(module: nn.Module) -> None:
+    """PyTorch's own initialisation: every layer's ``reset_parameters`` (``fc_bin`` keeps the
+    xavier draw it was created with, as the reference layer does)."""
+    for m in module.modules():
+        if m is not module and isinstance(
+            m, (nn.Conv3d, nn.Conv2d, nn.Conv1d, nn.Linear, nn.modules.batchnorm._BatchNorm)
+        ):
+            m.reset_parameters()
+
+
+def _kaiming_init(module: nn.Module) -> None:
+    """He-normal convolution / linear weights for the LeakyReLU slope, zero biases, BatchNorm 1 / 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv3d, nn.Conv2d, nn.Conv1d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight.data, a=NEGATIVE_SLOPE, nonlinearity="leaky_relu")
+            if m.bias is not None:
+                nn.init.constant_(m.bias.data, 0.0)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+            nn.init.constant_(m.weight.data, 1.0)
+            nn.init.constant_(m.bias.data, 0.0)
+
+
+def init_weights(module: nn.Module, scheme: str) -> None:
+    """Initialise ``module`` by ``model_cfg.init``: ``reference`` (xavier, as the reference
+    code), ``torch`` (PyTorch's layer defaults) or ``kaiming`` (docs/models.md)."""
+    if scheme == "reference":
+        init_parameters(module)
+    elif scheme == "torch":
+        _torch_default_init(module)
+    elif scheme == "kaiming":
+        _kaiming_init(module)
+    else:
+        raise ValueError(f"unknown init scheme {scheme!r}")

@@ -1,4 +1,4 @@
-"""Building blocks of MetaGait's "paper" variant (SPEC §6): MHN, MTA and MTP.
+"""Building blocks of MetaGait's "paper" variant (docs/models-paper.md): MHN, MTA and MTP.
 
 The public MetaGait code only ships the "reference" attention (``eca`` + ``se``); the paper's
 Meta Triple Attention (MTA) and Meta Temporal Pooling (MTP) are not public, so what follows is our
@@ -24,7 +24,8 @@ No BatchNorm is used. A sample without any valid frame gives an all-zero output 
 
 Parameters are plain ``nn.Parameter`` tensors used through the functional API, not ``nn.Linear`` /
 ``nn.ConvNd`` submodules: a model-wide ``for m in modules(): if isinstance(m, nn.Linear): xavier``
-sweep (SPEC §6 initialisation) therefore leaves the calibrated initialisation of these modules
+sweep (the reference initialisation, docs/models.md) therefore leaves the calibrated
+initialisation of these modules
 alone. Call :meth:`reset_parameters` to restore it explicitly.
 """
 
@@ -43,23 +44,14 @@ __all__ = [
     "MetaHyperNetwork",
     "MetaTemporalPooling",
     "MetaTripleAttention",
-    "lengths_to_mask",
 ]
 
-NEG_SLOPE = 0.01  # LeakyReLU slope used throughout the project (SPEC §6)
+NEG_SLOPE = 0.01  # LeakyReLU slope used throughout the project (docs/models.md)
 BRANCHES = ("channel", "spatial", "temporal")
 
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def lengths_to_mask(lengths: Tensor | Sequence[int], max_len: int | None = None) -> Tensor:
-    """``[n]`` sequence lengths -> ``[n, max_len]`` bool mask, True on the first ``length`` frames."""
-    lengths = torch.as_tensor(lengths, dtype=torch.long)
-    if max_len is None:
-        max_len = int(lengths.max()) if lengths.numel() else 0
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def _check_input(x: Tensor, mask: Tensor | None) -> Tensor | None:
@@ -145,6 +137,7 @@ class MetaHyperNetwork(nn.Module):
         _uniform_(self.trunk_weight, self.in_features, self.hidden, 1.0)
         nn.init.zeros_(self.trunk_bias)
         for head in self.heads.values():
+            assert isinstance(head, _GeneratedHead)
             head.reset_parameters()
 
     def embed(self, g: Tensor) -> Tensor:

@@ -1,6 +1,6 @@
 """MetaGait: GaitGL plus meta-learned attention (ECCV 2022).
 
-``variant: reference`` (default) is the public code's network (SPEC §6): after ``GLConvB2``,
+``variant: reference`` (default) is the public code's network (docs/models.md): after ``GLConvB2``,
 ``out = eca(x) + se(x)`` where
 
 * ``eca`` (MTA local): descriptor ``g = mean_{s,h,w}(x)`` ``[n, C]``; static Conv1d kernels 1, 3, 5
@@ -21,21 +21,23 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .gaitgl import GaitGL
-from .layers import NEGATIVE_SLOPE, init_parameters, leaky, masked_mean_descriptor
-from .registry import register_model
+from .gaitgl import GaitGL, GaitGLConfig
+from .layers import NEGATIVE_SLOPE, init_weights, leaky, masked_mean_descriptor
+from .meta_modules import MetaTemporalPooling, MetaTripleAttention
+from .registry import option, parse_model_config, register_model
 
 VARIANTS = ("reference", "paper")
 
 
-def _full_precision(device_type: str) -> contextlib.AbstractContextManager:
+def _full_precision(device_type: str) -> contextlib.AbstractContextManager[None]:
     """Autocast switched off (the descriptors and small matrices run in float32)."""
     if torch.amp.is_autocast_available(device_type):
         return torch.autocast(device_type, enabled=False)
@@ -96,7 +98,8 @@ class LocalAttention(nn.Module):
         y3 = torch.sigmoid(self.conv3(row)).squeeze(1)
         y5 = torch.sigmoid(self.conv5(row)).squeeze(1)
         # The reference pairs w[1] with the kernel-5 branch and w[2] with kernel 3.
-        return y1 * w[:, 0:1] + y5 * w[:, 1:2] + y3 * w[:, 2:3]
+        out: torch.Tensor = y1 * w[:, 0:1] + y5 * w[:, 1:2] + y3 * w[:, 2:3]
+        return out
 
 
 class SELayer(nn.Module):
@@ -111,19 +114,55 @@ class SELayer(nn.Module):
             nn.Sigmoid(),
         )
 
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """W1 and W2 (``fc.0.weight``, ``fc.2.weight``)."""
+        return cast(nn.Linear, self.fc[0]).weight, cast(nn.Linear, self.fc[2]).weight
+
     def scale(self, g: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(F.linear(leaky(F.linear(g, self.fc[0].weight)), self.fc[2].weight))
+        w1, w2 = self.weights()
+        return torch.sigmoid(F.linear(leaky(F.linear(g, w1)), w2))
 
 
-@register_model("MetaGait")
+@dataclass
+class MTAConfig:
+    """``model_cfg.mta``: the Meta Triple Attention branches of the paper variant."""
+
+    channel: bool = option(True, "Channel attention branch.", kind="bool")
+    """Channel branch on."""
+    spatial: bool = option(True, "Spatial attention branch.", kind="bool")
+    """Spatial branch on."""
+    temporal: bool = option(True, "Temporal attention branch.", kind="bool")
+    """Temporal branch on."""
+
+
+@dataclass
+class MetaGaitConfig(GaitGLConfig):
+    """MetaGait's ``model_cfg`` keys: GaitGL's plus the variant and its switches."""
+
+    variant: str = option(
+        "reference",
+        "MetaGait variant: reference (public code) or paper (our design of the paper).",
+        kind="str",
+        choices=VARIANTS,
+    )
+    """Which MetaGait."""
+    mta: MTAConfig = option(
+        None, "Paper variant: Meta Triple Attention branches.", kind="section", children=MTAConfig
+    )
+    """MTA switches."""
+    mtp: bool = option(True, "Paper variant: Meta Temporal Pooling (else temporal max).", kind="bool")
+    """MTP on."""
+
+
+@register_model("MetaGait", MetaGaitConfig, default=True)
 class MetaGait(GaitGL):
-    """MetaGait. ``model_cfg``: as GaitGL plus ``variant`` (reference|paper), ``mta``
-    ``{channel, spatial, temporal}`` and ``mtp`` (paper variant only)."""
+    """MetaGait. ``model_cfg``: see :class:`MetaGaitConfig`."""
 
     name = "MetaGait"
+    config_class = MetaGaitConfig
 
     def __init__(self, model_cfg: Mapping[str, Any], dataset_name: str = "CASIA-B") -> None:
-        variant = model_cfg.get("variant") or "reference"
+        variant = parse_model_config(MetaGaitConfig, model_cfg).variant
         if variant not in VARIANTS:
             raise ConfigError(f"model_cfg.variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
         self.variant = variant
@@ -136,38 +175,36 @@ class MetaGait(GaitGL):
             self.se = SELayer(c)
             self.use_mtp = False
             return
-        from .meta_modules import MetaTemporalPooling, MetaTripleAttention  # paper variant only
 
-        mta = dict(self.model_cfg.get("mta") or {})
-        switches = {k: bool(mta.get(k, True)) for k in ("channel", "spatial", "temporal")}
-        self.mta = MetaTripleAttention(c, **switches)
-        self.use_mtp = bool(self.model_cfg.get("mtp", True))
+        mta = self.cfg.mta
+        self.mta = MetaTripleAttention(c, channel=mta.channel, spatial=mta.spatial, temporal=mta.temporal)
+        self.use_mtp = bool(self.cfg.mtp)
         if self.use_mtp:
             self.mtp = MetaTemporalPooling(c)
 
     def reset_parameters(self) -> None:
-        """Reference initialisation for the GaitGL layers and the reference attention; the paper
+        """``model_cfg.init`` for the GaitGL layers and the reference attention; the paper
         modules keep their own calibrated initialisation."""
-        for name, child in self.named_children():
-            if name in ("mta", "mtp"):
+        for child in self.children():
+            if isinstance(child, (MetaTripleAttention, MetaTemporalPooling)):
                 child.reset_parameters()
             else:
-                init_parameters(child)
+                init_weights(child, self.cfg.init)
 
     def attend(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if self.variant == "paper":
-            return self.mta(x, mask)
+            attended: torch.Tensor = self.mta(x, mask)
+            return attended
         with _full_precision(x.device.type):
             g = masked_mean_descriptor(x, mask)  # [n, C], float32
-            g = g.to(self.se.fc[0].weight.dtype)  # float32 unless the whole model was cast
+            g = g.to(self.se.weights()[0].dtype)  # float32 unless the whole model was cast
             scale = self.eca.scale(g) + self.se.scale(g)
         # eca(x) + se(x) = x * (y1·w0 + y5·w1 + y3·w2) + x * s: one product over the big tensor.
         return x * scale.to(x.dtype)[:, :, None, None, None]
 
     def pool_time(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        if self.use_mtp:
-            return self.mtp(x, mask)
-        return self.TP(x, mask)
+        pooled: torch.Tensor = self.mtp(x, mask) if self.use_mtp else self.TP(x, mask)
+        return pooled
 
     def extra_repr(self) -> str:
         return f"variant={self.variant}, " + super().extra_repr()

@@ -1,4 +1,4 @@
-"""A straightforward re-statement of the networks, written from SPEC §6 without any fast path.
+"""A straightforward re-statement of the networks, written from docs/models.md without any fast path.
 
 It uses a built model's parameters but none of its fast code: the local convolution runs strip by
 strip, the MHN applies its generated weights as a grouped per-sample convolution, the GeM pooling
@@ -36,7 +36,7 @@ def glconv(layer: Any, x: torch.Tensor) -> torch.Tensor:
         lcl = _conv(layer.local_conv3d, x)
     else:
         size = int(x.size(3) // 2**layer.halving)
-        lcl = torch.cat([_conv(layer.local_conv3d, strip) for strip in x.split(size, 3)], 3)
+        lcl = torch.cat([_conv(layer.local_conv3d, strip) for strip in torch.split(x, size, 3)], 3)
     if layer.fm_sign:
         return _leaky(torch.cat([gob, lcl], dim=3))
     return _leaky(gob) + _leaky(lcl)
@@ -62,7 +62,7 @@ def mhn_weights(mhn: Any, g5: torch.Tensor) -> torch.Tensor:
 
 
 def reference_attention(model: Any, x: torch.Tensor) -> torch.Tensor:
-    """MetaGait reference: ``eca(x) + se(x)`` exactly as SPEC §6 writes it."""
+    """MetaGait reference: ``eca(x) + se(x)`` exactly as docs/models.md writes it."""
     g5 = F.adaptive_avg_pool3d(x, 1)  # [n, C, 1, 1, 1]
     w = mhn_weights(model.eca.dynamic_conv, g5)
     row = g5.reshape(x.size(0), 1, x.size(1))  # [n, 1, C]

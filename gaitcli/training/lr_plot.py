@@ -1,6 +1,6 @@
 """``gait lr-plot``: the learning-rate schedule as a terminal chart, a table, JSON and an image.
 
-Every value comes from :func:`gaitcli.training.schedule.lr_values`, the function the trainer
+Every value comes from :func:`gaitcli.schedule.lr_values`, the function the trainer
 uses, so the picture cannot disagree with training. The terminal chart is drawn here with braille
 characters (2 × 4 dots per character cell): axes with labelled ticks, an optional log scale, and
 the end of the warm-up and every milestone marked by a dashed vertical line. The image uses
@@ -25,7 +25,7 @@ from rich.text import Text
 from gaitcli.errors import ConfigError, GaitError
 from gaitcli.imaging import check_image_target as check_image_target  # re-exported for gait lr-plot
 from gaitcli.imaging import figure_class, save_figure
-from gaitcli.training.schedule import check_schedule, lr_values, schedule_boundaries
+from gaitcli.schedule import lr_values, schedule_boundaries
 
 Warn = Callable[[str], None]
 MAX_POINTS = 1000
@@ -94,8 +94,37 @@ def parse_milestones(text: str | None) -> list[int] | None:
     try:
         values = [int(t) for t in items]
     except ValueError:
-        raise GaitError(f"--milestones {text!r}: expected comma-separated iterations, e.g. 80000,100000") from None
+        raise GaitError(
+            f"--milestones {text!r}: expected comma-separated iterations, e.g. 80000,100000"
+        ) from None
     return values
+
+
+_OPTION_KEYS = {  # lr-plot option -> (config key, option as typed)
+    "scheduler": ("scheduler_cfg.scheduler", "--scheduler"),
+    "lr": ("optimizer_cfg.lr", "--lr"),
+    "milestones": ("scheduler_cfg.milestones", "--milestones"),
+    "gamma": ("scheduler_cfg.gamma", "--gamma"),
+    "warmup_iters": ("scheduler_cfg.warmup_iters", "--warmup-iters"),
+    "warmup_factor": ("scheduler_cfg.warmup_factor", "--warmup-factor"),
+    "warmup_method": ("scheduler_cfg.warmup_method", "--warmup-method"),
+    "total_iters": ("trainer_cfg.total_iter", "--total-iters"),
+}
+_INT_OPTIONS = ("warmup_iters", "total_iters")
+_FLOAT_OPTIONS = ("lr", "gamma", "warmup_factor")
+
+
+def _option_override(name: str, value: Any) -> tuple[str, str]:
+    """One lr-plot option as a ``--set`` override, and as the user typed it (for messages)."""
+    key, flag = _OPTION_KEYS[name]
+    if name == "milestones":
+        joined = ",".join(str(int(m)) for m in value)
+        return f"{key}=[{joined}]", f"{flag} {joined}"
+    if name in _INT_OPTIONS:
+        return f"{key}={int(value)}", f"{flag} {int(value)}"
+    if name in _FLOAT_OPTIONS:
+        return f"{key}={_yaml_number(value)}", f"{flag} {value:g}"
+    return f"{key}={value}", f"{flag} {value}"
 
 
 def schedule_from_options(
@@ -116,24 +145,18 @@ def schedule_from_options(
     on top, validated like a training run would validate it."""
     from gaitcli.config import load_config
 
-    options: list[tuple[str, str]] = []  # (override text, the option the user typed)
-    if scheduler is not None:
-        options.append((f"scheduler_cfg.scheduler={scheduler}", f"--scheduler {scheduler}"))
-    if lr is not None:
-        options.append((f"optimizer_cfg.lr={_yaml_number(lr)}", f"--lr {lr:g}"))
-    if milestones is not None:
-        joined = ",".join(str(int(m)) for m in milestones)
-        options.append((f"scheduler_cfg.milestones=[{joined}]", f"--milestones {joined}"))
-    if gamma is not None:
-        options.append((f"scheduler_cfg.gamma={_yaml_number(gamma)}", f"--gamma {gamma:g}"))
-    if warmup_iters is not None:
-        options.append((f"scheduler_cfg.warmup_iters={int(warmup_iters)}", f"--warmup-iters {int(warmup_iters)}"))
-    if warmup_factor is not None:
-        options.append((f"scheduler_cfg.warmup_factor={_yaml_number(warmup_factor)}", f"--warmup-factor {warmup_factor:g}"))
-    if warmup_method is not None:
-        options.append((f"scheduler_cfg.warmup_method={warmup_method}", f"--warmup-method {warmup_method}"))
-    if total_iters is not None:
-        options.append((f"trainer_cfg.total_iter={int(total_iters)}", f"--total-iters {int(total_iters)}"))
+    given = {
+        "scheduler": scheduler,
+        "lr": lr,
+        "milestones": milestones,
+        "gamma": gamma,
+        "warmup_iters": warmup_iters,
+        "warmup_factor": warmup_factor,
+        "warmup_method": warmup_method,
+        "total_iters": total_iters,
+    }
+    # (override text, the option the user typed)
+    options = [_option_override(name, value) for name, value in given.items() if value is not None]
     options.extend((text, f"--set {text}") for text in overrides)
 
     def spoken(message: str) -> str:
@@ -147,27 +170,22 @@ def schedule_from_options(
             warn(spoken(message))
 
     try:
-        cfg = load_config(config, [text for text, _ in options], warn=relay)
+        cfg = load_config(None if config is None else Path(config), [text for text, _ in options], warn=relay)
     except ConfigError as exc:
         raise ConfigError(spoken(str(exc))) from None
     total = int(cfg["trainer_cfg"]["total_iter"])
     if total < 1:
         raise ConfigError(f"trainer_cfg.total_iter must be at least 1 to draw a schedule, got {total}")
-    scfg = dict(cfg["scheduler_cfg"])
-    check_schedule(scfg, total)
-    if scfg.get("scheduler") == "warmup" and scfg.get("warmup_method", "linear") not in ("linear", "constant"):
-        raise ConfigError(f"scheduler_cfg.warmup_method must be linear or constant, got {scfg.get('warmup_method')!r}")
-    schedule = Schedule(dict(cfg["optimizer_cfg"]), scfg, total, str(config) if config else "<defaults: MetaGait recipe>")
+    scfg = dict(cfg["scheduler_cfg"])  # validated by load_config (gaitcli.schedule.check_optimisation)
+    schedule = Schedule(
+        dict(cfg["optimizer_cfg"]), scfg, total, str(config) if config else "<defaults: MetaGait recipe>"
+    )
     try:
         schedule.lr([0])
     except GaitError:
         raise
     except (TypeError, ValueError) as exc:  # a torch scheduler missing or refusing an argument
         raise ConfigError(f"scheduler_cfg: {schedule.name} cannot be built: {exc}") from None
-    if warn is not None:
-        late = [m for m in schedule.milestones if m > schedule.last]
-        if late:
-            warn(f"milestones {late} lie after the last iteration ({schedule.last}); they never take effect")
     return schedule
 
 
@@ -247,8 +265,10 @@ class BrailleCanvas:
             self.layer[r][c] = max(self.layer[r][c], layer)
 
     def vline(self, x: int, y0: int, y1: int, layer: int = 1, every: int = 1) -> None:
+        """Dots from ``y0`` to ``y1`` (clipped to the canvas, so any input draws in bounded time)."""
         lo, hi = sorted((y0, y1))
-        for y in range(lo, hi + 1):
+        first = lo if lo >= 0 else lo + ((-lo + every - 1) // every) * every
+        for y in range(first, min(hi, self.height - 1) + 1):
             if (y - lo) % every == 0:
                 self.dot(x, y, layer)
 
@@ -258,7 +278,10 @@ class BrailleCanvas:
             text = Text()
             for c in range(self.cols):
                 bits = self.bits[r][c]
-                text.append(chr(0x2800 + bits) if bits else " ", style=styles.get(self.layer[r][c], "") if bits else "")
+                text.append(
+                    chr(0x2800 + bits) if bits else " ",
+                    style=styles.get(self.layer[r][c], "") if bits else "",
+                )
             out.append(text)
         return out
 
@@ -267,11 +290,11 @@ def _nice_step(span: float, target: int) -> float:
     raw = span / max(target, 1)
     if raw <= 0:
         return 1.0
-    power = 10 ** math.floor(math.log10(raw))
+    power = 10.0 ** math.floor(math.log10(raw))
     for mult in (1, 2, 2.5, 5, 10):
         if raw <= mult * power:
-            return mult * power
-    return 10 * power
+            return float(mult * power)
+    return float(10 * power)
 
 
 def format_iteration(value: int) -> str:
@@ -282,58 +305,81 @@ def format_iteration(value: int) -> str:
     return str(value)
 
 
-def render_chart(schedule: Schedule, *, width: int = 72, height: int = 14, log: bool = False) -> list[Text]:
-    """The chart as lines of rich Text: y-axis labels, the braille plot, the x axis with ticks,
-    and one line placing the warm-up / milestone marks."""
-    cols = max(16, width)
-    rows = max(4, height)
-    canvas = BrailleCanvas(cols, rows)
-    last = schedule.last
-    span = max(schedule.total_iter, 1)  # the x axis runs from 0 to total_iter
+@dataclass
+class _Frame:
+    """The chart's geometry: canvas size, x span (0..total_iter) and y range (linear or log10)."""
 
-    def xpix(it: float) -> int:
-        return int(round(it * (canvas.width - 1) / span))
+    canvas: BrailleCanvas
+    """The braille plot area."""
+    span: int
+    """The x axis runs from 0 to this iteration."""
+    log: bool
+    """Log10 y axis."""
+    top: float = 1.0
+    """y value (log10 when ``log``) of the top dot row."""
+    bottom: float = 0.0
+    """y value of the bottom dot row."""
 
-    px_its = [min(last, round(px * span / (canvas.width - 1))) for px in range(canvas.width)]
+    def f(self, v: float) -> float:
+        return math.log10(v) if self.log else v
+
+    def xpix(self, it: float) -> int:
+        return int(round(it * (self.canvas.width - 1) / self.span))
+
+    def ypix(self, v: float) -> int:
+        frac = min(1.0, max(0.0, (self.f(v) - self.bottom) / (self.top - self.bottom)))
+        return int(round((1 - frac) * (self.canvas.height - 1)))
+
+    def yvalue(self, row: int) -> float:
+        rows, height = self.canvas.rows, self.canvas.height
+        y = 0 if row == 0 else height - 1 if row == rows - 1 else row * 4 + 1.5
+        raw = self.bottom + (1 - y / (height - 1)) * (self.top - self.bottom)
+        return float(10**raw) if self.log else raw
+
+
+def _scaled_frame(schedule: Schedule, cols: int, rows: int, log: bool) -> tuple[_Frame, np.ndarray]:
+    """The frame and the lr at each dot column (refusing what cannot be drawn)."""
+    frame = _Frame(BrailleCanvas(cols, rows), max(schedule.total_iter, 1), log)
+    width = frame.canvas.width
+    px_its = [min(schedule.last, round(px * frame.span / (width - 1))) for px in range(width)]
     values = schedule.lr(px_its)
+    if not np.isfinite(values).all():
+        raise GaitError("the schedule reaches a non-finite lr; check the learning rate and the factors")
     if log and (values <= 0).any():
         raise GaitError("--log: the schedule reaches lr 0, which has no logarithm; drop --log")
-    f = np.log10 if log else (lambda v: v)
-    top = float(f(values.max()))
-    bottom = float(f(values.min())) if log else 0.0
+    top = frame.f(float(values.max()))
+    bottom = frame.f(float(values.min())) if log else min(0.0, float(values.min()))
     if top <= bottom:
         top, bottom = (bottom + 0.5, bottom - 0.5) if log else (max(top, 1e-12) * 1.1, 0.0)
+    frame.top, frame.bottom = top, bottom
+    return frame, values
 
-    def ypix(v: float) -> int:
-        frac = (float(f(v)) - bottom) / (top - bottom)
-        return int(round((1 - frac) * (canvas.height - 1)))
 
+def _plot_lines(frame: _Frame, schedule: Schedule, values: np.ndarray) -> tuple[list[Text], int]:
+    """The y-labelled braille rows (curve over dashed marks) and the gutter width."""
+    canvas, rows = frame.canvas, frame.canvas.rows
     for _, it in marks(schedule):
-        canvas.vline(xpix(it), 0, canvas.height - 1, layer=1, every=2)
+        canvas.vline(frame.xpix(it), 0, canvas.height - 1, layer=1, every=2)
     prev = None
     for px, v in enumerate(values):
-        y = ypix(float(v))
+        y = frame.ypix(float(v))
         canvas.vline(px, prev if prev is not None else y, y, layer=2)
         prev = y
-
-    def yvalue(row: int) -> float:
-        y = 0 if row == 0 else canvas.height - 1 if row == rows - 1 else row * 4 + 1.5
-        frac = 1 - y / (canvas.height - 1)
-        raw = bottom + frac * (top - bottom)
-        return 10**raw if log else raw
-
     label_rows = sorted({0, rows // 2, rows - 1} | ({rows // 4, (3 * rows) // 4} if rows >= 10 else set()))
-    labels = {r: f"{yvalue(r):.2e}" for r in label_rows}
-    if not log:
+    labels = {r: f"{frame.yvalue(r):.2e}" for r in label_rows}
+    if not frame.log:
         labels[rows - 1] = "0"
     gutter = max(len(s) for s in labels.values()) + 1
-    plot = canvas.lines({1: _MARK_STYLE, 2: _CURVE_STYLE})
-    out: list[Text] = [Text(f"lr ({'log' if log else 'linear'} scale)", style="dim")]
-    for r, line in enumerate(plot):
+    out: list[Text] = [Text(f"lr ({'log' if frame.log else 'linear'} scale)", style="dim")]
+    for r, line in enumerate(canvas.lines({1: _MARK_STYLE, 2: _CURVE_STYLE})):
         axis_char = " ┤" if r in labels else " │"
         out.append(Text(labels.get(r, "").rjust(gutter - 1) + axis_char) + line)
+    return out, gutter
 
-    # x axis: nice ticks over [0, total_iter]
+
+def _x_axis(frame: _Frame, gutter: int) -> list[Text]:
+    """The x axis with nice ticks over [0, total_iter] and their labels."""
+    cols, span = frame.canvas.cols, frame.span
     step = _nice_step(span, max(2, cols // 12))
     ticks = [int(round(k * step)) for k in range(int(span // step) + 1)]
     if ticks[-1] != span:
@@ -341,29 +387,44 @@ def render_chart(schedule: Schedule, *, width: int = 72, height: int = 14, log: 
     axis = ["─"] * cols
     tick_line = [" "] * (cols + 12)
     for t in ticks:
-        c = xpix(t) // 2
+        c = frame.xpix(t) // 2
         if 0 <= c < cols:
             axis[c] = "┬"
             label = format_iteration(t)
             start = max(0, min(c - len(label) // 2, cols + 12 - len(label)))
             if all(ch == " " for ch in tick_line[max(0, start - 1) : start + len(label) + 1]):
                 tick_line[start : start + len(label)] = list(label)
-    out.append(Text(" " * (gutter - 1) + " └" + "".join(axis)))
-    out.append(Text(" " * (gutter + 1) + "".join(tick_line).rstrip() + "   iteration", style="dim"))
+    return [
+        Text(" " * (gutter - 1) + " └" + "".join(axis)),
+        Text(" " * (gutter + 1) + "".join(tick_line).rstrip() + "   iteration", style="dim"),
+    ]
+
+
+def _mark_lines(frame: _Frame, schedule: Schedule, gutter: int) -> list[Text]:
+    """The W / M1 / M2 ... names under their columns, and their legend."""
     marked = marks(schedule)
-    if marked:
-        mark_line = Text(" " * (gutter + 1))
-        cells = [" "] * (cols + 6)
-        for name, it in marked:
-            c = xpix(it) // 2
-            start = max(0, min(c, cols + 6 - len(name)))
-            if all(ch == " " for ch in cells[start : start + len(name)]):
-                cells[start : start + len(name)] = list(name)
-        mark_line.append("".join(cells).rstrip(), style=_MARK_STYLE)
-        out.append(mark_line)
-        legend = "  ".join(f"{name} = {_mark_meaning(name)} {it:,}" for name, it in marked)
-        out.append(Text(" " * (gutter + 1) + legend, style="dim"))
-    return out
+    if not marked:
+        return []
+    cols = frame.canvas.cols
+    mark_line = Text(" " * (gutter + 1))
+    cells = [" "] * (cols + 6)
+    for name, it in marked:
+        c = frame.xpix(it) // 2
+        start = max(0, min(c, cols + 6 - len(name)))
+        if all(ch == " " for ch in cells[start : start + len(name)]):
+            cells[start : start + len(name)] = list(name)
+    mark_line.append("".join(cells).rstrip(), style=_MARK_STYLE)
+    legend = "  ".join(f"{name} = {_mark_meaning(name)} {it:,}" for name, it in marked)
+    return [mark_line, Text(" " * (gutter + 1) + legend, style="dim")]
+
+
+def render_chart(schedule: Schedule, *, width: int = 72, height: int = 14, log: bool = False) -> list[Text]:
+    """The chart as lines of rich Text: y-axis labels, the braille plot, the x axis with ticks,
+    and one line placing the warm-up / milestone marks. Every line is clipped to the canvas, so
+    any finite schedule draws in bounded time."""
+    frame, values = _scaled_frame(schedule, max(16, width), max(4, height), log)
+    plot, gutter = _plot_lines(frame, schedule, values)
+    return plot + _x_axis(frame, gutter) + _mark_lines(frame, schedule, gutter)
 
 
 def _mark_meaning(name: str) -> str:
@@ -374,10 +435,11 @@ def schedule_title(schedule: Schedule) -> str:
     if schedule.name == "warmup":
         cfg = schedule.scheduler_cfg
         return (
-            f"WarmupMultiStepLR · base lr {schedule.base_lr:g} · {cfg.get('warmup_method', 'linear')} warm-up "
+            f"WarmupMultiStepLR · base lr {schedule.base_lr:g} · "
+            f"{cfg.get('warmup_method', 'linear')} warm-up "
             f"{schedule.warmup_iters:,} iters from x{cfg.get('warmup_factor', 0.01):g} · milestones "
-            f"{', '.join(f'{m:,}' for m in schedule.milestones) or 'none'} · gamma {cfg.get('gamma', 0.1):g} · "
-            f"{schedule.total_iter:,} iterations"
+            f"{', '.join(f'{m:,}' for m in schedule.milestones) or 'none'} · "
+            f"gamma {cfg.get('gamma', 0.1):g} · {schedule.total_iter:,} iterations"
         )
     args = ", ".join(f"{k}={v}" for k, v in schedule.scheduler_cfg.items() if k != "scheduler")
     return f"{schedule.name}({args}) · base lr {schedule.base_lr:g} · {schedule.total_iter:,} iterations"
@@ -390,12 +452,15 @@ def key_point_table(schedule: Schedule) -> Table:
     table.add_column("lr", justify="right")
     table.add_column("x base lr", justify="right")
     for name, it, value in key_points(schedule):
-        table.add_row(name, f"{it:,}", f"{value:.4e}", f"{value / schedule.base_lr:.4g}" if schedule.base_lr else "")
+        table.add_row(
+            name, f"{it:,}", f"{value:.4e}", f"{value / schedule.base_lr:.4g}" if schedule.base_lr else ""
+        )
     return table
 
 
-def render_lr_plot(schedule: Schedule, console: Console, *, log: bool = False, width: int | None = None,
-                   height: int = 14) -> None:
+def render_lr_plot(
+    schedule: Schedule, console: Console, *, log: bool = False, width: int | None = None, height: int = 14
+) -> None:
     """Title, chart and key-point table on ``console``."""
     if width is None:  # room for the y labels on the left and "iteration" on the right
         width = max(24, min(96, console.width - 24))
@@ -428,8 +493,16 @@ def save_lr_image(schedule: Schedule, path: str | os.PathLike[str], *, log: bool
         ax.set_ylim(bottom=0, top=float(values.max()) * 1.08 or 1.0)
     for name, it in marks(schedule):
         ax.axvline(it, color="#d98c00", linestyle="--", linewidth=1)
-        ax.annotate(f"{_mark_meaning(name)}\n{it:,}", xy=(it, 1), xycoords=("data", "axes fraction"),
-                    xytext=(3, -3), textcoords="offset points", va="top", fontsize=8, color="#8a5a00")
+        ax.annotate(
+            f"{_mark_meaning(name)}\n{it:,}",
+            xy=(it, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -3),
+            textcoords="offset points",
+            va="top",
+            fontsize=8,
+            color="#8a5a00",
+        )
     ax.set_xlim(0, max(schedule.total_iter, 1))
     ax.set_xlabel("iteration")
     ax.set_ylabel("learning rate")

@@ -36,9 +36,9 @@ from gaitcli.data.dataset import GaitDataset
 from gaitcli.data.samplers import TripletSampler
 from gaitcli.errors import ConfigError, GaitError
 from gaitcli.fileio import atomic_write_bytes
+from gaitcli.schedule import build_optimizer, build_scheduler, check_optimisation
 from gaitcli.training.distributed import DistInfo, barrier, gather_with_grad
 from gaitcli.training.losses import LossAggregator
-from gaitcli.training.schedule import build_optimizer, build_scheduler, check_schedule
 from gaitcli.training.state import load_state, rng_state, save_state, set_rng_state, state_path
 
 Log = Callable[[str], None]
@@ -179,9 +179,8 @@ class Trainer:
 
     def setup(self) -> None:
         cfg, tcfg = self.cfg, self.tcfg
-        check_schedule(cfg["scheduler_cfg"])  # a warm-up longer than a short smoke run is allowed
-        if cfg["scheduler_cfg"].get("warmup_iters", 0) > tcfg["total_iter"] and cfg["scheduler_cfg"]["scheduler"] == "warmup":
-            self.log(f"note: the warm-up ({cfg['scheduler_cfg']['warmup_iters']} iterations) is longer than this run")
+        for note in check_optimisation(cfg).notes:  # e.g. a warm-up longer than a short smoke run
+            self.log(f"note: {note}")
         seed = int(tcfg["seed"])
         torch.manual_seed(seed + self.info.rank)
         np.random.seed((seed + self.info.rank) % 2**32)
@@ -572,7 +571,7 @@ def train(cfg: Mapping[str, Any], *, output: str | os.PathLike | None = None, de
     if (batch[0] * batch[1]) % procs:
         raise ConfigError(f"trainer_cfg.sampler.batch_size {batch[0]}x{batch[1]} cannot be split over {procs} "
                           "processes; make P*K a multiple of the process count")
-    check_schedule(cfg["scheduler_cfg"])
+    check_optimisation(cfg)  # the check gait config and gait lr-plot run too
     out_dir = output_dir_for(cfg, output)
     out_dir.mkdir(parents=True, exist_ok=True)
     for rank in range(procs):

@@ -1,36 +1,76 @@
-"""Property-based fuzzing of config files and --set overrides: every input ends in success or
-one error line with exit 2, never a traceback."""
+"""Property-based fuzzing of config files, --set overrides, the training setup and lr-plot: every
+input ends in success or one error line with exit 2, never a traceback or a hang."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+
+import torch
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from gaitcli.cli import app
-from gaitcli.config_schema import SCHEMA
+from gaitcli.config import load_config
+from gaitcli.config_schema import SCHEMA, model_keys
+from gaitcli.errors import ConfigError
+from gaitcli.schedule import build_optimizer, build_scheduler, check_optimisation
 
 SECTIONS = list(SCHEMA) + ["model", "trainer", "extra_cfg"]
-KEYS = sorted({k for keys in SCHEMA.values() for k in keys}) + ["solver", "scheduler", "type", "margin", "T_max", "typo_key"]
+KEYS = sorted({k for keys in [*SCHEMA.values(), model_keys()] for k in keys}) + [
+    "solver",
+    "scheduler",
+    "type",
+    "margin",
+    "T_max",
+    "typo_key",
+]
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), st.sampled_from(["Adam", "SGD", "warmup", "MultiStepLR", "GaitGL", "MetaGait", "fixed_ordered",
-                                           "TripletLoss", "CrossEntropyLoss", "latest", "1e-4", "[8, 8]"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "Adam",
+            "SGD",
+            "warmup",
+            "MultiStepLR",
+            "GaitGL",
+            "MetaGait",
+            "fixed_ordered",
+            "TripletLoss",
+            "CrossEntropyLoss",
+            "latest",
+            "1e-4",
+            "[8, 8]",
+        ]
+    ),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.sampled_from(KEYS), inner, max_size=4)),
-                      max_leaves=10)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
 configs = st.one_of(
-    st.dictionaries(st.sampled_from(SECTIONS), st.dictionaries(st.sampled_from(KEYS), values, max_size=5), max_size=4),
+    st.dictionaries(
+        st.sampled_from(SECTIONS), st.dictionaries(st.sampled_from(KEYS), values, max_size=5), max_size=4
+    ),
     values,
 )
 override_text = st.builds(
     lambda section, key, value: f"{section}.{key}={value}",
     st.sampled_from(SECTIONS + ["loss_cfg.0", "loss_cfg.9", "trainer_cfg.sampler"]),
     st.sampled_from(KEYS),
-    st.one_of(st.text(max_size=10), st.sampled_from(["1", "1e-3", "[4,4]", "true", "null", "{a: 1}", "[", "'x"])),
+    st.one_of(
+        st.text(max_size=10), st.sampled_from(["1", "1e-3", "[4,4]", "true", "null", "{a: 1}", "[", "'x"])
+    ),
 ) | st.text(max_size=20)
 
 
@@ -67,3 +107,145 @@ def test_fuzzed_raw_yaml_text(tmp_path, text):
     path = tmp_path / "raw.yaml"
     path.write_text(text)
     check(CliRunner().invoke(app, ["config", str(path)]))
+
+
+# ----------------------------------------------------------------------------- train and lr-plot
+# The same strategies drive the validation `gait train` runs before building its optimiser and
+# scheduler (gaitcli.schedule.check_optimisation, through load_config) and `gait lr-plot`: zero,
+# negative, huge, NaN and infinite numbers, in every numeric key of the schedule.
+numbers = st.one_of(
+    st.sampled_from(
+        [
+            0,
+            -1,
+            1,
+            2,
+            0.5,
+            -0.1,
+            1e-3,
+            1e308,
+            -1e308,
+            10**30,
+            2**63,
+            100,
+            10**7,
+            float("nan"),
+            float("inf"),
+            float("-inf"),
+        ]
+    ),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**20), 10**20),
+)
+NUMERIC_KEYS = [
+    "optimizer_cfg.lr",
+    "optimizer_cfg.weight_decay",
+    "scheduler_cfg.gamma",
+    "scheduler_cfg.warmup_factor",
+    "scheduler_cfg.warmup_iters",
+    "trainer_cfg.total_iter",
+    "optimizer_cfg.momentum",
+    "optimizer_cfg.eps",
+]
+
+
+def _yaml_number(value) -> str:
+    if isinstance(value, float) and value != value:
+        return ".nan"
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return ".inf" if value > 0 else "-.inf"
+    return repr(value)
+
+
+schedule_overrides = st.lists(
+    st.one_of(
+        st.builds(lambda k, v: f"{k}={_yaml_number(v)}", st.sampled_from(NUMERIC_KEYS), numbers),
+        st.builds(
+            lambda a, b: f"scheduler_cfg.milestones=[{_yaml_number(a)}, {_yaml_number(b)}]", numbers, numbers
+        ),
+        st.sampled_from(
+            [
+                "optimizer_cfg.solver=SGD",
+                "optimizer_cfg.solver=AdamW",
+                "scheduler_cfg.scheduler=MultiStepLR",
+                "scheduler_cfg.scheduler=StepLR",
+                "scheduler_cfg.step_size=7",
+                "scheduler_cfg.scheduler=CosineAnnealingLR",
+                "scheduler_cfg.T_max=50",
+                "trainer_cfg.total_iter=300",
+                "optimizer_cfg.betas=[0.9, 1.5]",
+            ]
+        ),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+class _Hang(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _no_hang(seconds: float = 30.0):
+    def alarm(*_):
+        raise _Hang(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@settings(max_examples=80, deadline=None)
+@given(overrides=schedule_overrides)
+def test_fuzzed_training_setup_is_one_line_or_builds(overrides):
+    with _no_hang():
+        try:
+            cfg = load_config("metagait", overrides)
+            check_optimisation(cfg)  # what gaitcli.training.trainer.train runs before launching
+        except ConfigError as exc:
+            assert "\n" not in str(exc)
+            return
+        model = torch.nn.Linear(2, 2)  # then the trainer's own construction must not fail
+        optimizer = build_optimizer(model.parameters(), cfg["optimizer_cfg"])
+        build_scheduler(optimizer, cfg["scheduler_cfg"])
+        assert optimizer.param_groups[0]["lr"] >= 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(overrides=schedule_overrides, log=st.booleans())
+def test_fuzzed_lr_plot_is_one_line_or_a_chart(overrides, log):
+    args = ["lr-plot", "--width", "30", "--height", "5"] + (["--log"] if log else [])
+    for text in overrides:
+        args += ["--set", text]
+    with _no_hang():
+        check(CliRunner().invoke(app, args))
+
+
+def test_lr_plot_negative_lr_no_longer_spins():
+    with _no_hang(20):
+        result = CliRunner().invoke(
+            app, ["lr-plot", "--lr", "-0.1", "--total-iters", "100", "--milestones", "50,80"]
+        )
+    check(result)
+    assert result.exit_code == 2 and "optimizer_cfg.lr must be > 0" in result.output
+
+
+def test_train_refuses_what_config_and_lr_plot_refuse(tmp_path):
+    """One validation: the three commands give the same one line for the same bad value."""
+    messages = []
+    for args in (
+        ["config", "metagait"],
+        ["lr-plot"],
+        ["train", "-c", "metagait", "--output", str(tmp_path / "run")],
+    ):
+        result = CliRunner().invoke(app, [*args, "--set", "scheduler_cfg.gamma=-1"])
+        check(result)
+        assert result.exit_code == 2
+        messages.append([line for line in result.output.splitlines() if line.startswith("error:")][0])
+    assert len(set(messages)) == 1 and "scheduler_cfg.gamma must be in (0, 1]" in messages[0]
+    assert not (tmp_path / "run").exists()

@@ -1,6 +1,6 @@
-"""Optimisers and learning-rate schedules by name, and lr(t) without touching a model.
+"""Optimisers and learning-rate schedules by name, their validation, and lr(t) without a model.
 
-``scheduler: warmup`` is the WarmupMultiStepLR of the MetaGait recipe (SPEC §8)::
+``scheduler: warmup`` is the WarmupMultiStepLR of the MetaGait recipe (docs/lr-plot.md)::
 
     lr(t) = base_lr * w(t) * gamma ** bisect_right(milestones, t)
     w(t)  = 1                                 for t >= warmup_iters
@@ -10,20 +10,41 @@
 Any other name is a class of ``torch.optim.lr_scheduler`` with the remaining keys as its
 arguments. The trainer and ``gait lr-plot`` both get their numbers from :func:`lr_values`, so
 they cannot disagree. The scheduler steps once per iteration.
+
+:func:`check_optimisation` is the one validation of ``optimizer_cfg`` / ``scheduler_cfg``:
+``gait config``, ``gait train`` and ``gait lr-plot`` all run it. It checks every numeric
+argument's range, builds the optimiser and the scheduler on a dummy parameter (turning torch's
+complaints into one line that names the section), and returns the harmless oddities as notes.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from gaitcli.config_schema import ARGUMENT_RANGES, check_number
 from gaitcli.errors import ConfigError
 
 _NAME_KEYS = {"solver", "scheduler"}
+MAX_STEPPED = 1_000_000  # torch schedulers are stepped one iteration at a time to read lr(t)
+
+
+@dataclass(frozen=True)
+class OptimisationCheck:
+    """What :func:`check_optimisation` found in a config that it accepts."""
+
+    notes: tuple[str, ...]
+    """Harmless oddities, one line each (a warm-up longer than the run, milestones after it)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"notes": [...]}``."""
+        return {"notes": list(self.notes)}
 
 
 def warmup_factor_at(
@@ -57,8 +78,10 @@ def _warmup_args(cfg: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def check_schedule(scheduler_cfg: Mapping[str, Any], total_iter: int | None = None) -> None:
-    """Reject combinations that cannot be what the user meant, with one clear line each."""
+def check_schedule(scheduler_cfg: Mapping[str, Any], total_iter: int | None = None) -> tuple[str, ...]:
+    """Ordering rules of the schedule (one error line each); returns the notes for a run of
+    ``total_iter`` iterations (one rule for training and lr-plot: a warm-up longer than the run
+    is allowed, with a note)."""
     milestones = scheduler_cfg.get("milestones")
     if milestones is not None:
         if any(b <= a for a, b in zip(milestones, milestones[1:], strict=False)):
@@ -66,27 +89,96 @@ def check_schedule(scheduler_cfg: Mapping[str, Any], total_iter: int | None = No
         if any(m < 0 for m in milestones):
             raise ConfigError(f"scheduler_cfg.milestones must not be negative, got {list(milestones)}")
     name = scheduler_cfg.get("scheduler")
+    notes: list[str] = []
     if name == "warmup":
         warmup = int(scheduler_cfg.get("warmup_iters", 0))
         if warmup < 0:
             raise ConfigError("scheduler_cfg.warmup_iters must not be negative")
         if total_iter is not None and warmup > total_iter:
-            raise ConfigError(
-                f"scheduler_cfg.warmup_iters ({warmup}) is longer than the run (total_iter {total_iter}); "
-                "shorten the warm-up or train longer"
+            notes.append(
+                f"the warm-up ({warmup} iterations) is longer than the run ({total_iter} iterations)"
             )
     elif name is not None and not hasattr(torch.optim.lr_scheduler, str(name)):
-        raise ConfigError(f"scheduler_cfg.scheduler: unknown scheduler {name!r} (warmup or a torch.optim.lr_scheduler class)")
+        raise ConfigError(
+            f"scheduler_cfg.scheduler: unknown scheduler {name!r} "
+            "(warmup or a torch.optim.lr_scheduler class)"
+        )
+    if total_iter is not None and milestones:
+        late = [int(m) for m in milestones if int(m) >= total_iter]
+        if late:
+            notes.append(
+                f"milestones {late} lie after the last iteration ({max(total_iter - 1, 0)}); "
+                "they never take effect"
+            )
+    return tuple(notes)
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], optimizer_cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
+def _check_arguments(section: str, body: Mapping[str, Any], source: str) -> None:
+    """Every numeric argument in range (by argument name, whichever class takes it)."""
+    for key, value in body.items():
+        if key in _NAME_KEYS:
+            continue
+        dotted = f"{section}.{key}"
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            check_number(item, source, dotted, ARGUMENT_RANGES.get(str(key)))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def check_optimisation(cfg: Mapping[str, Any], source: str = "<config>") -> OptimisationCheck:
+    """Validate ``optimizer_cfg`` and ``scheduler_cfg`` of a resolved config for a run of
+    ``trainer_cfg.total_iter`` iterations: ranges, ordering, then the real optimiser and scheduler
+    built on a dummy parameter. Any failure is one :class:`ConfigError` line naming the key."""
+    ocfg, scfg = cfg["optimizer_cfg"], cfg["scheduler_cfg"]
+    total = cfg.get("trainer_cfg", {}).get("total_iter")
+    _check_arguments("optimizer_cfg", ocfg, source)
+    _check_arguments("scheduler_cfg", scfg, source)
+    try:
+        notes = check_schedule(scfg, None if total is None else int(total))
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    dummy = torch.nn.Parameter(torch.zeros(1))
+    try:
+        optimizer = build_optimizer([dummy], ocfg)
+    except Exception as exc:  # noqa: BLE001 - any refusal of user arguments is one line
+        raise ConfigError(
+            f"{source}: optimizer_cfg: {ocfg.get('solver')} refuses its arguments: {_first_line(exc)}"
+        ) from None
+    try:
+        scheduler = build_scheduler(optimizer, scfg)
+        values = [float(optimizer.param_groups[0]["lr"])]
+        optimizer.step()  # one step as the trainer takes it (the grad is None: nothing changes)
+        scheduler.step()  # refuses e.g. ReduceLROnPlateau, which needs a metric per step
+        values.append(float(optimizer.param_groups[0]["lr"]))
+        if scfg.get("scheduler", "warmup") == "warmup":  # closed form: every boundary of the run
+            values += lr_values(ocfg, scfg, schedule_boundaries(scfg, max(int(total or 0), 1))).tolist()
+    except Exception as exc:  # noqa: BLE001 - any refusal of user arguments is one line
+        raise ConfigError(
+            f"{source}: scheduler_cfg: {scfg.get('scheduler')} cannot be built: {_first_line(exc)}"
+        ) from None
+    bad = [v for v in values if not math.isfinite(v) or v < 0]
+    if bad:
+        raise ConfigError(
+            f"{source}: scheduler_cfg: the schedule reaches lr {bad[0]!r}; check gamma and the factors"
+        )
+    return OptimisationCheck(notes)
+
+
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], optimizer_cfg: Mapping[str, Any]
+) -> torch.optim.Optimizer:
     """``optimizer_cfg.solver`` from ``torch.optim`` with the other keys as its arguments."""
     name = optimizer_cfg.get("solver", "Adam")
     cls = getattr(torch.optim, name, None)
     if cls is None:
         raise ConfigError(f"optimizer_cfg.solver: unknown optimiser {name!r}")
     kwargs = {k: v for k, v in optimizer_cfg.items() if k not in _NAME_KEYS}
-    return cls(params, **kwargs)
+    optimizer: torch.optim.Optimizer = cls(params, **kwargs)
+    return optimizer
 
 
 def build_scheduler(
@@ -101,10 +193,13 @@ def build_scheduler(
     if cls is None:
         raise ConfigError(f"scheduler_cfg.scheduler: unknown scheduler {name!r}")
     kwargs = {k: v for k, v in scheduler_cfg.items() if k not in _NAME_KEYS}
-    return cls(optimizer, **kwargs)
+    scheduler: torch.optim.lr_scheduler.LRScheduler = cls(optimizer, **kwargs)
+    return scheduler
 
 
-def lr_values(optimizer_cfg: Mapping[str, Any], scheduler_cfg: Mapping[str, Any], iterations: Iterable[int]) -> np.ndarray:
+def lr_values(
+    optimizer_cfg: Mapping[str, Any], scheduler_cfg: Mapping[str, Any], iterations: Iterable[int]
+) -> np.ndarray:
     """The learning rate at each requested iteration (float64), computed the way training sees it.
 
     ``warmup`` uses its closed form. Other torch schedulers are stepped on a throw-away
@@ -119,6 +214,11 @@ def lr_values(optimizer_cfg: Mapping[str, Any], scheduler_cfg: Mapping[str, Any]
     if name == "warmup":
         args = _warmup_args(scheduler_cfg)
         return np.array([base_lr * warmup_factor_at(int(t), **args) for t in its], dtype=np.float64)
+    if its.size and int(its.max()) > MAX_STEPPED:
+        raise ConfigError(
+            f"scheduler_cfg: {name} is stepped one iteration at a time to read its lr; "
+            f"iteration {int(its.max()):,} is past the {MAX_STEPPED:,} this allows"
+        )
     dummy = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([dummy], lr=base_lr)
     scheduler = build_scheduler(optimizer, scheduler_cfg)
