@@ -107,7 +107,7 @@ def bench_match(scale: float, device: str, peak: Peak | None = None) -> dict:
         "share_of_sgemm_peak": share(gflops, peak) if peak else None,
         "full_size_arithmetic_bound_seconds": (round(full_flops / peak.sgemm_gflops / 1e9, 1)
                                                if peak else None),
-        "rank1_NM": results["rank1"].get("NM"),
+        "rank1_NM": results.rank1.get("NM"),
     }
 
 

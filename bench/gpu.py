@@ -259,7 +259,7 @@ def matching(device: torch.device | str, scale: float = 1.0) -> dict[str, Any]:
         "gallery": gallery,
         "seconds": round(seconds, 2),
         "achieved_gflops": round(flops / seconds / 1e9, 1),
-        "rank1_NM": results["rank1"].get("NM"),
+        "rank1_NM": results.rank1.get("NM"),
         "peak_memory_mb": peak_memory_mb(dev),
     }
 
