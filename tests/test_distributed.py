@@ -10,7 +10,8 @@ from safetensors.torch import load_file, save_file
 
 from gaitcli.config import resolve_config
 from gaitcli.errors import ConfigError, GaitError
-from gaitcli.training.distributed import launch, resolve_devices
+from gaitcli.runtime.distributed import resolve_devices
+from gaitcli.runtime.launch import launch_args as launch
 from gaitcli.training.trainer import Trainer, train
 
 
@@ -21,7 +22,7 @@ def _worker(info, cfg, out_dir):
         trainer.fit()
     finally:
         trainer.close()
-    state = {k: v.contiguous() for k, v in trainer.model.state_dict().items()}
+    state = {k: v.contiguous() for k, v in trainer.network.model.state_dict().items()}
     save_file(state, str(out_dir / f"rank{info.rank}.safetensors"))
 
 
@@ -46,7 +47,7 @@ def test_two_gloo_processes_match_one(tiny_data, tmp_path):
 def test_cli_path_spawns_and_reports(tiny_data, tmp_path):
     cfg = resolve_config(tiny_config(*tiny_data, total_iter=2, save_iter=2, log_iter=1))
     summary = train(cfg, output=tmp_path / "run", device="cpu", nproc=2, progress=False)
-    assert summary["iteration"] == 2 and summary["checkpoint"].endswith("tiny-00002.safetensors")
+    assert summary.iteration == 2 and summary.checkpoint.endswith("tiny-00002.safetensors")
 
 
 def test_rank_error_surfaces_as_one_line(tiny_data, tmp_path):
@@ -75,4 +76,4 @@ def test_triplet_only_loss_under_ddp(tiny_data, tmp_path):
     cfg = tiny_config(*tiny_data, total_iter=2, save_iter=2)
     cfg["loss_cfg"] = [{"type": "TripletLoss"}]
     summary = train(resolve_config(cfg), output=tmp_path / "run", device="cpu", nproc=2, progress=False)
-    assert summary["iteration"] == 2
+    assert summary.iteration == 2

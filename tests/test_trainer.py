@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from conftest import tiny_config
 from gaitcli.config import resolve_config
 from gaitcli.errors import GaitError
 from gaitcli.models import read_checkpoint
+from gaitcli.training import losses as losses_module
 from gaitcli.training import trainer as trainer_module
 from gaitcli.training.trainer import TrainingStopped, list_checkpoints, train
 
@@ -29,7 +32,7 @@ def run(cfg, out, **kwargs):
 def test_run_writes_config_checkpoints_state_and_metrics(tiny_data, tmp_path):
     out = tmp_path / "run"
     summary = run(tiny_config(*tiny_data), out)
-    assert summary["iteration"] == 8
+    assert summary.iteration == 8
     assert (out / "config.yaml").exists() and (out / "train.log").exists()
     assert [i for i, _ in list_checkpoints(out / "checkpoints")] == [4, 8]
     assert (out / "checkpoints" / "tiny-00008.state.safetensors").exists()
@@ -65,11 +68,12 @@ def test_training_reduces_loss_num(tiny_data, tmp_path):
 
 
 def test_ctrl_c_saves_and_exits_130(tiny_data, tmp_path, monkeypatch):
+    """A SIGINT inside the 3rd step: that step completes, iteration 3 is saved."""
     real_step = trainer_module.Trainer.step
 
     def step(self, batch):
-        if self.iteration == 3:
-            raise KeyboardInterrupt
+        if self.state.iteration == 2:
+            os.kill(os.getpid(), signal.SIGINT)
         return real_step(self, batch)
 
     monkeypatch.setattr(trainer_module.Trainer, "step", step)
@@ -78,18 +82,18 @@ def test_ctrl_c_saves_and_exits_130(tiny_data, tmp_path, monkeypatch):
     assert info.value.exit_code == 130 and "--resume latest" in str(info.value)
     assert [i for i, _ in list_checkpoints(tmp_path / "run" / "checkpoints")] == [3]
     monkeypatch.setattr(trainer_module.Trainer, "step", real_step)
-    assert run(tiny_config(*tiny_data), tmp_path / "run", resume="latest")["iteration"] == 8
+    assert run(tiny_config(*tiny_data), tmp_path / "run", resume="latest").iteration == 8
 
 
 def test_non_finite_loss_stops_with_one_line(tiny_data, tmp_path, monkeypatch):
-    real_forward = trainer_module.LossAggregator.forward
+    real_forward = losses_module.LossAggregator.forward
 
     def forward(self, outputs, labels):
         total, logged = real_forward(self, outputs, labels)
         return total * float("nan"), logged
 
     run(tiny_config(*tiny_data, total_iter=4), tmp_path / "run")
-    monkeypatch.setattr(trainer_module.LossAggregator, "forward", forward)
+    monkeypatch.setattr(losses_module.LossAggregator, "forward", forward)
     with pytest.raises(TrainingStopped) as info:
         run(tiny_config(*tiny_data, total_iter=8), tmp_path / "run", resume="latest")
     message = str(info.value)
@@ -102,7 +106,7 @@ def test_refuses_to_overwrite_and_locks(tiny_data, tmp_path):
     run(tiny_config(*tiny_data, total_iter=2, save_iter=2), out)
     with pytest.raises(GaitError, match="already holds checkpoints"):
         run(tiny_config(*tiny_data, total_iter=2, save_iter=2), out)
-    assert run(tiny_config(*tiny_data, total_iter=2, save_iter=2), out, overwrite=True)["iteration"] == 2
+    assert run(tiny_config(*tiny_data, total_iter=2, save_iter=2), out, overwrite=True).iteration == 2
     lock = out / ".train.lock"
     import os
     import socket

@@ -215,7 +215,7 @@ def evaluate_checkpoint(
     test split (``data`` / ``partition`` override the stored paths), run the protocol."""
     from gaitcli.config import resolve_config
     from gaitcli.models import load_checkpoint, read_checkpoint_metadata
-    from gaitcli.training.distributed import resolve_devices
+    from gaitcli.runtime.distributed import resolve_devices
 
     started = time.perf_counter()
     _check_options(protocol, metric)
@@ -273,7 +273,7 @@ def evaluate_feature_file(
     name stored in the file (or ``--set data_cfg.dataset_name=...``, or the types present)
     picks the protocol under ``auto``."""
     from gaitcli.config import resolve_config
-    from gaitcli.training.distributed import resolve_devices
+    from gaitcli.runtime.distributed import resolve_devices
 
     _check_options(protocol, metric)
     overrides = list(overrides)

@@ -120,7 +120,7 @@ def test_full_disk_while_saving_keeps_previous_checkpoint(tiny_data, tmp_path, m
     assert not [p for p in ckpts.iterdir() if p.name.endswith(".tmp")]
     monkeypatch.setattr(checkpoint_module, "atomic_write_bytes", real_write)
     assert train(resolve_config(tiny_config(*tiny_data, total_iter=4, save_iter=2)), output=tmp_path / "run",
-                 device="cpu", progress=False, resume="latest")["iteration"] == 4
+                 device="cpu", progress=False, resume="latest").iteration == 4
 
 
 def test_keyboard_interrupt_reaches_cli_as_exit_130(tiny_data, tmp_path, monkeypatch):

@@ -1,18 +1,21 @@
-"""Process groups without the reference's pitfalls (SPEC §13).
+"""Process groups: backend choice, rendezvous, devices, and the few collectives gaitcli uses.
 
 - The backend is NCCL for CUDA on Linux and gloo everywhere else (CPU runs, Windows, builds
   without NCCL).
-- Single-node runs set their own rendezvous: 127.0.0.1 and a free port, ranks spawned here.
+- Single-node runs set their own rendezvous: 127.0.0.1 and a free port, ranks spawned by
+  :mod:`gaitcli.runtime.launch`.
 - Under ``torchrun`` (multi-node) the environment it provides (RANK, WORLD_SIZE, LOCAL_RANK,
   MASTER_ADDR, MASTER_PORT) is used as is.
+- Every group has a timeout (``GAITCLI_DIST_TIMEOUT`` seconds, default 1800), so a rank whose
+  peer died never waits in a collective forever. docs/train.md ("Distributed") describes this.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +24,21 @@ import torch.distributed as dist
 
 from gaitcli.errors import GaitError
 
+DEFAULT_TIMEOUT_S = 1800.0
+
 
 @dataclass(frozen=True)
 class DistInfo:
+    """Where one rank sits in the run."""
+
     rank: int = 0
+    """Global rank (0 writes the output)."""
     world_size: int = 1
+    """Number of processes in the run."""
     local_rank: int = 0
+    """Rank on this node (the CUDA device index)."""
     device: str = "cpu"
+    """``cpu`` or ``cuda``."""
 
     @property
     def is_main(self) -> bool:
@@ -42,6 +53,12 @@ def under_torchrun() -> bool:
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"))
 
 
+def torchrun_info(device: str) -> DistInfo:
+    """This process's place in a ``torchrun`` launch."""
+    return DistInfo(rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
+                    local_rank=int(os.environ["LOCAL_RANK"]), device=device)
+
+
 def pick_backend(device_type: str) -> str:
     if device_type == "cuda" and platform.system() == "Linux" and dist.is_nccl_available():
         return "nccl"
@@ -51,7 +68,18 @@ def pick_backend(device_type: str) -> str:
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def collective_timeout() -> datetime.timedelta:
+    """How long a collective may wait for a peer (``GAITCLI_DIST_TIMEOUT`` seconds)."""
+    raw = os.environ.get("GAITCLI_DIST_TIMEOUT", "")
+    try:
+        seconds = float(raw) if raw else DEFAULT_TIMEOUT_S
+    except ValueError:
+        raise GaitError(f"GAITCLI_DIST_TIMEOUT={raw!r}: expected a number of seconds") from None
+    return datetime.timedelta(seconds=max(seconds, 1.0))
 
 
 def resolve_devices(device: str | None, gpus: int | None, nproc: int | None) -> tuple[str, int]:
@@ -80,49 +108,17 @@ def init_process_group(info: DistInfo) -> None:
     backend = pick_backend(info.device)
     if info.device == "cuda":
         torch.cuda.set_device(info.local_rank)
-    dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
+    dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size,
+                            timeout=collective_timeout())
 
 
-def _spawned(local_rank: int, fn: Callable[..., Any], world_size: int, device: str, port: int, args: tuple) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(local_rank),
-                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(local_rank))
-    info = DistInfo(rank=local_rank, world_size=world_size, local_rank=local_rank, device=device)
-    init_process_group(info)
-    try:
-        fn(info, *args)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def launch(fn: Callable[..., Any], device: str, nproc: int, *args: Any) -> Any:
-    """Run ``fn(info, *args)`` once per process and return rank 0's result when in-process.
-
-    Under torchrun the current process is one rank already. With ``nproc == 1`` it runs here,
-    without a process group. Otherwise ``nproc`` processes are spawned on this node.
-    """
-    if under_torchrun():
-        info = DistInfo(
-            rank=int(os.environ["RANK"]),
-            world_size=int(os.environ["WORLD_SIZE"]),
-            local_rank=int(os.environ["LOCAL_RANK"]),
-            device=device,
-        )
-        if info.world_size > 1 and not dist.is_initialized():
-            init_process_group(info)
-        return fn(info, *args)
-    if nproc == 1:
-        return fn(DistInfo(device=device), *args)
-    import torch.multiprocessing as mp
-
-    port = free_port()
-    mp.start_processes(_spawned, args=(fn, nproc, device, port, args), nprocs=nproc, start_method="spawn", join=True)
-    return None
+def is_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
 
 
 def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate ``tensor`` from all ranks along dim 0; this rank's slice keeps its gradient."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not is_initialized() or dist.get_world_size() == 1:
         return tensor
     parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, tensor.contiguous())
@@ -131,13 +127,37 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if is_initialized():
         dist.barrier()
 
 
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on at least one (one small all-reduce)."""
+    if not is_initialized():
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    box = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return bool(box.item() > 0)
+
+
+def all_ranks(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on all of them."""
+    return not any_rank(not flag)
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
-    if not (dist.is_available() and dist.is_initialized()):
+    if not is_initialized():
         return obj
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """``obj`` of every rank, in rank order, on every rank (``[obj]`` without a group)."""
+    if not is_initialized():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
