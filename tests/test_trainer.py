@@ -7,6 +7,7 @@ import os
 import signal
 
 import pytest
+import yaml
 import torch
 from conftest import tiny_config
 
@@ -45,6 +46,7 @@ def test_run_writes_config_checkpoints_state_and_metrics(tiny_data, tmp_path):
     assert raw["seconds"] > 0 and raw["sequences_per_s"] > 0
     _, meta = read_checkpoint(out / "checkpoints" / "tiny-00008.safetensors")
     assert meta["iteration"] == "8" and json.loads(meta["labels"]) == ["001", "002", "003", "004"]
+    assert meta["frame_size"] == "32x32"  # the prepared frames, for gait export
 
 
 def test_resume_equals_uninterrupted(tiny_data, tmp_path):
@@ -131,3 +133,78 @@ def test_resume_errors(tiny_data, tmp_path):
     run(tiny_config(*tiny_data, total_iter=4), tmp_path / "run2")
     with pytest.raises(GaitError, match=r"available: 4"):
         run(tiny_config(*tiny_data), tmp_path / "run2", resume="2")
+
+
+def files_under(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_overwrite_after_a_longer_run_leaves_exactly_the_new_run(tiny_data, tmp_path):
+    """Before: the old 00008/00012 survived, the new 00004 was pruned at once (pruning by iteration
+    number), the closing line named a deleted file and --resume latest resumed the old run."""
+    out = tmp_path / "run"
+    run(tiny_config(*tiny_data, total_iter=12, save_iter=4, keep_last=2), out)
+    (out / "notes.txt").write_text("mine")  # not the run's: must survive
+    summary = run(tiny_config(*tiny_data, total_iter=4, save_iter=4, keep_last=2), out, overwrite=True)
+    assert files_under(out) == ["checkpoints/tiny-00004.safetensors", "checkpoints/tiny-00004.state.safetensors",
+                                "config.yaml", "metrics.jsonl", "notes.txt", "train.log"]
+    assert summary.checkpoint.endswith("tiny-00004.safetensors") and os.path.exists(summary.checkpoint)
+    log = (out / "train.log").read_text()
+    assert log.splitlines()[0].split(" ", 2)[2].startswith("--overwrite: removed the previous run's")
+    assert "iteration 12" not in log
+    assert [line["iteration"] for line in metrics(out)] == [2, 4]
+    assert run(tiny_config(*tiny_data, total_iter=6, save_iter=4, keep_last=2), out, resume="latest").iteration == 6
+    assert [line["iteration"] for line in metrics(out)] == [2, 4, 6]
+
+
+def test_overwrite_with_resume_is_refused(tiny_data, tmp_path):
+    with pytest.raises(GaitError, match="--overwrite starts over and --resume latest"):
+        run(tiny_config(*tiny_data), tmp_path / "run", overwrite=True, resume="latest")
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_a_changed_config_and_states_harmless_changes(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    run(tiny_config(*tiny_data, total_iter=4), out)
+    changed = tiny_config(*tiny_data, total_iter=8, seed=3)
+    changed["optimizer_cfg"]["lr"] = 0.01
+    before = (out / "config.yaml").read_text()
+    with pytest.raises(GaitError, match=r"differs from the run's stored .*config.yaml in optimizer_cfg.lr, "
+                                        r"trainer_cfg.seed"):
+        run(changed, out, resume="latest")
+    assert (out / "config.yaml").read_text() == before
+    assert run(tiny_config(*tiny_data, total_iter=6), out, resume="latest").iteration == 6
+    assert "note: resuming with trainer_cfg.total_iter: 4 -> 6" in (out / "train.log").read_text()
+    assert "total_iter: 6" in (out / "config.yaml").read_text()
+
+
+def test_resume_past_the_end_is_an_error_and_zero_iterations_save_nothing(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    run(tiny_config(*tiny_data, total_iter=4), out)
+    with pytest.raises(GaitError, match="at iteration 4, past total_iter 2: nothing to train") as info:
+        run(tiny_config(*tiny_data, total_iter=2), out, resume="latest")
+    assert info.value.exit_code == 2
+    same = run(tiny_config(*tiny_data, total_iter=4), out, resume="latest")  # already there: a no-op
+    assert same.iteration == 4 and same.checkpoint.endswith("tiny-00004.safetensors")
+    zero = run(tiny_config(*tiny_data, total_iter=0), tmp_path / "zero")
+    assert zero.iteration == 0 and zero.checkpoint is None
+
+
+def test_cli_iters_zero_says_no_checkpoint(tiny_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from gaitcli.cli import app
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(*tiny_data)))
+    result = CliRunner().invoke(app, ["train", "-c", str(path), "--output", str(tmp_path / "run"), "--device", "cpu",
+                                      "--iters", "0"])
+    assert result.exit_code == 0, result.output
+    assert "None" not in result.output and "no checkpoint written" in result.output
+
+
+def test_summary_is_a_dataclass_with_json(tiny_data, tmp_path):
+    summary = run(tiny_config(*tiny_data, total_iter=2, save_iter=2), tmp_path / "run")
+    payload = summary.to_json()
+    assert payload["iteration"] == 2 and payload["checkpoint"] == summary.checkpoint
+    assert json.loads(json.dumps(payload))["metrics"]["iteration"] == 2
