@@ -95,10 +95,14 @@ def build_loader(cfg: Mapping[str, Any], data: TrainData, info: DistInfo, start_
                              seed=data.seed, rank=info.rank, world_size=info.world_size, start_batch=start_batch)
     collate = Collator(sampler_cfg, data.dataset.label_index, seed=data.seed, transform=tcfg["transform"])
     workers = int(cfg["data_cfg"]["num_workers"])
+    # its own generator: starting an iterator must not draw from the global RNG, or a resumed run
+    # (which starts one more iterator) would continue with a shifted torch RNG
+    generator = torch.Generator().manual_seed(data.seed + info.rank)
     return torch.utils.data.DataLoader(
         IndexedDataset(data.dataset), batch_sampler=sampler, collate_fn=collate, num_workers=workers,
         pin_memory=device.type == "cuda", persistent_workers=workers > 0,
         prefetch_factor=2 if workers > 0 else None, worker_init_fn=ignore_interrupts if workers > 0 else None,
+        generator=generator,
     )
 
 
