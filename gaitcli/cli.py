@@ -221,9 +221,10 @@ def train(
                            overwrite=overwrite, console=console, verbose=verbose)
     if summary.checkpoint is None:
         out_console.print(f"trained 0 iterations (total_iter is {summary.iteration}): no checkpoint written",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
     else:
-        out_console.print(f"trained to iteration {summary.iteration}; checkpoint {summary.checkpoint}", highlight=False)
+        out_console.print(f"trained to iteration {summary.iteration}; checkpoint {summary.checkpoint}",
+                          highlight=False, soft_wrap=True)  # a path never broken over lines
 
 
 @app.command(name="eval")
