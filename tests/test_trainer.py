@@ -7,8 +7,8 @@ import os
 import signal
 
 import pytest
-import yaml
 import torch
+import yaml
 from conftest import tiny_config
 
 from gaitcli.config import resolve_config
