@@ -39,8 +39,16 @@ def test_run_writes_config_checkpoints_state_and_metrics(tiny_data, tmp_path):
     assert (out / "checkpoints" / "tiny-00008.state.safetensors").exists()
     lines = metrics(out)
     assert [line["iteration"] for line in lines] == [2, 4, 6, 8]
-    for key in ("lr", "triplet/loss", "triplet/loss_num", "triplet/hard_loss", "triplet/mean_dist",
-                "softmax/loss", "softmax/accuracy", "total_loss"):
+    for key in (
+        "lr",
+        "triplet/loss",
+        "triplet/loss_num",
+        "triplet/hard_loss",
+        "triplet/mean_dist",
+        "softmax/loss",
+        "softmax/accuracy",
+        "total_loss",
+    ):
         assert key in lines[0]
     raw = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert raw["seconds"] > 0 and raw["sequences_per_s"] > 0
@@ -146,14 +154,23 @@ def test_overwrite_after_a_longer_run_leaves_exactly_the_new_run(tiny_data, tmp_
     run(tiny_config(*tiny_data, total_iter=12, save_iter=4, keep_last=2), out)
     (out / "notes.txt").write_text("mine")  # not the run's: must survive
     summary = run(tiny_config(*tiny_data, total_iter=4, save_iter=4, keep_last=2), out, overwrite=True)
-    assert files_under(out) == ["checkpoints/tiny-00004.safetensors", "checkpoints/tiny-00004.state.safetensors",
-                                "config.yaml", "metrics.jsonl", "notes.txt", "train.log"]
+    assert files_under(out) == [
+        "checkpoints/tiny-00004.safetensors",
+        "checkpoints/tiny-00004.state.safetensors",
+        "config.yaml",
+        "metrics.jsonl",
+        "notes.txt",
+        "train.log",
+    ]
     assert summary.checkpoint.endswith("tiny-00004.safetensors") and os.path.exists(summary.checkpoint)
     log = (out / "train.log").read_text()
     assert log.splitlines()[0].split(" ", 2)[2].startswith("--overwrite: removed the previous run's")
     assert "iteration 12" not in log
     assert [line["iteration"] for line in metrics(out)] == [2, 4]
-    assert run(tiny_config(*tiny_data, total_iter=6, save_iter=4, keep_last=2), out, resume="latest").iteration == 6
+    assert (
+        run(tiny_config(*tiny_data, total_iter=6, save_iter=4, keep_last=2), out, resume="latest").iteration
+        == 6
+    )
     assert [line["iteration"] for line in metrics(out)] == [2, 4, 6]
 
 
@@ -169,8 +186,11 @@ def test_resume_refuses_a_changed_config_and_states_harmless_changes(tiny_data, 
     changed = tiny_config(*tiny_data, total_iter=8, seed=3)
     changed["optimizer_cfg"]["lr"] = 0.01
     before = (out / "config.yaml").read_text()
-    with pytest.raises(GaitError, match=r"differs from the run's stored .*config.yaml in optimizer_cfg.lr, "
-                                        r"trainer_cfg.seed"):
+    with pytest.raises(
+        GaitError,
+        match=r"differs from the run's stored .*config.yaml in optimizer_cfg.lr, "
+        r"trainer_cfg.seed",
+    ):
         run(changed, out, resume="latest")
     assert (out / "config.yaml").read_text() == before
     assert run(tiny_config(*tiny_data, total_iter=6), out, resume="latest").iteration == 6
@@ -197,8 +217,9 @@ def test_cli_iters_zero_says_no_checkpoint(tiny_data, tmp_path):
 
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(tiny_config(*tiny_data)))
-    result = CliRunner().invoke(app, ["train", "-c", str(path), "--output", str(tmp_path / "run"), "--device", "cpu",
-                                      "--iters", "0"])
+    result = CliRunner().invoke(
+        app, ["train", "-c", str(path), "--output", str(tmp_path / "run"), "--device", "cpu", "--iters", "0"]
+    )
     assert result.exit_code == 0, result.output
     assert "None" not in result.output and "no checkpoint written" in result.output
 

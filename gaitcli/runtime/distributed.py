@@ -55,8 +55,12 @@ def under_torchrun() -> bool:
 
 def torchrun_info(device: str) -> DistInfo:
     """This process's place in a ``torchrun`` launch."""
-    return DistInfo(rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
-                    local_rank=int(os.environ["LOCAL_RANK"]), device=device)
+    return DistInfo(
+        rank=int(os.environ["RANK"]),
+        world_size=int(os.environ["WORLD_SIZE"]),
+        local_rank=int(os.environ["LOCAL_RANK"]),
+        device=device,
+    )
 
 
 def pick_backend(device_type: str) -> str:
@@ -87,10 +91,14 @@ def resolve_devices(device: str | None, gpus: int | None, nproc: int | None) -> 
     cuda = torch.cuda.is_available()
     if gpus is not None:
         if device == "cpu":
-            raise GaitError("--gpus and --device cpu contradict each other; use --device cpu --nproc N for CPU processes")
+            raise GaitError(
+                "--gpus and --device cpu contradict each other; use --device cpu --nproc N for CPU processes"
+            )
         if not cuda:
-            raise GaitError(f"--gpus {gpus}: no CUDA device is visible on this machine; "
-                            f"run on the CPU with --device cpu --nproc {gpus}")
+            raise GaitError(
+                f"--gpus {gpus}: no CUDA device is visible on this machine; "
+                f"run on the CPU with --device cpu --nproc {gpus}"
+            )
         available = torch.cuda.device_count()
         if gpus > available:
             raise GaitError(f"--gpus {gpus}: only {available} CUDA device(s) visible (CUDA_VISIBLE_DEVICES?)")
@@ -108,8 +116,9 @@ def init_process_group(info: DistInfo) -> None:
     backend = pick_backend(info.device)
     if info.device == "cuda":
         torch.cuda.set_device(info.local_rank)
-    dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size,
-                            timeout=collective_timeout())
+    dist.init_process_group(
+        backend=backend, rank=info.rank, world_size=info.world_size, timeout=collective_timeout()
+    )
 
 
 def is_initialized() -> bool:

@@ -111,14 +111,27 @@ def launch_args(fn: Callable[..., R], device: str, nproc: int, *args: Any) -> R 
 
 
 # ---------------------------------------------------------------------------------------- a rank
-def _rank_main(rank: int, nproc: int, device: str, port: int, fn: Callable[[DistInfo, Any], Any],
-               payload: Any, conn: Connection, parent: int) -> None:
+def _rank_main(
+    rank: int,
+    nproc: int,
+    device: str,
+    port: int,
+    fn: Callable[[DistInfo, Any], Any],
+    payload: Any,
+    conn: Connection,
+    parent: int,
+) -> None:
     """Entry point of one spawned rank: its own process group, a group, ``fn``, one report."""
     if hasattr(os, "setpgrp"):
         os.setpgrp()  # the terminal's Ctrl-C reaches the launcher only; it forwards it once
     _watch_parent(parent)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(nproc),
+        LOCAL_RANK=str(rank),
+    )
     info = DistInfo(rank=rank, world_size=nproc, local_rank=rank, device=device)
     outcome = _run_rank(fn, info, payload)
     try:
@@ -191,8 +204,12 @@ class _Supervisor(Generic[P, R]):
         port = free_port()
         for rank in range(self.nproc):
             receive, send = self.ctx.Pipe(duplex=False)
-            proc = self.ctx.Process(target=_rank_main, name=f"gaitcli-rank{rank}", daemon=False,
-                                    args=(rank, self.nproc, self.device, port, self.fn, self.payload, send, os.getpid()))
+            proc = self.ctx.Process(
+                target=_rank_main,
+                name=f"gaitcli-rank{rank}",
+                daemon=False,
+                args=(rank, self.nproc, self.device, port, self.fn, self.payload, send, os.getpid()),
+            )
             proc.start()
             send.close()
             self.procs.append(proc)
@@ -209,7 +226,9 @@ class _Supervisor(Generic[P, R]):
         self._poll(0.0)
 
     def _poll(self, timeout: float) -> None:
-        waitables: list[Any] = list(self.conns.values()) + [p.sentinel for p in self.procs if p.exitcode is None]
+        waitables: list[Any] = list(self.conns.values()) + [
+            p.sentinel for p in self.procs if p.exitcode is None
+        ]
         wait(waitables, timeout)
         for rank, conn in list(self.conns.items()):
             if conn.poll():

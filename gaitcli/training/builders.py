@@ -58,21 +58,32 @@ class TrainData:
 def build_data(cfg: Mapping[str, Any], log: Log) -> TrainData:
     """Open the training split, say what is missing, check ``class_num`` against it."""
     data = cfg["data_cfg"]
-    dataset = GaitDataset(data["dataset_root"], data["dataset_partition"], "train", cache=data["cache"],
-                          data_in_use=data["data_in_use"], min_frames=data["min_frames"])
+    dataset = GaitDataset(
+        data["dataset_root"],
+        data["dataset_partition"],
+        "train",
+        cache=data["cache"],
+        data_in_use=data["data_in_use"],
+        min_frames=data["min_frames"],
+    )
     if dataset.missing_ids:
-        log(f"warning: {len(dataset.missing_ids)} training ids of the partition are not on disk: "
-            f"{', '.join(dataset.missing_ids[:10])}")
+        log(
+            f"warning: {len(dataset.missing_ids)} training ids of the partition are not on disk: "
+            f"{', '.join(dataset.missing_ids[:10])}"
+        )
     if dataset.skipped_short:
         log(f"min_frames: left out {len(dataset.skipped_short)} short sequences")
     classes = len(dataset.label_set)
     class_num = cfg["model_cfg"]["class_num"]
     if class_num < classes:
-        raise ConfigError(f"model_cfg.class_num is {class_num} but the training split has {classes} ids; "
-                          f"set --set model_cfg.class_num={classes}")
+        raise ConfigError(
+            f"model_cfg.class_num is {class_num} but the training split has {classes} ids; "
+            f"set --set model_cfg.class_num={classes}"
+        )
     batch = cfg["trainer_cfg"]["sampler"]["batch_size"]
-    return TrainData(dataset, frame_size_of(dataset), int(batch[0]) * int(batch[1]),
-                     int(cfg["trainer_cfg"]["seed"]))
+    return TrainData(
+        dataset, frame_size_of(dataset), int(batch[0]) * int(batch[1]), int(cfg["trainer_cfg"]["seed"])
+    )
 
 
 def frame_size_of(dataset: GaitDataset) -> str:
@@ -86,22 +97,35 @@ def frame_size_of(dataset: GaitDataset) -> str:
     return f"{shape[1]}x{shape[2]}" if len(shape) == 3 else ""
 
 
-def build_loader(cfg: Mapping[str, Any], data: TrainData, info: DistInfo, start_batch: int,
-                 device: torch.device) -> torch.utils.data.DataLoader[Any]:
+def build_loader(
+    cfg: Mapping[str, Any], data: TrainData, info: DistInfo, start_batch: int, device: torch.device
+) -> torch.utils.data.DataLoader[Any]:
     """The endless loader from batch ``start_batch`` on (a resumed run continues the stream)."""
     tcfg = cfg["trainer_cfg"]
     sampler_cfg = tcfg["sampler"]
-    sampler = TripletSampler(data.dataset.labels, sampler_cfg["batch_size"], shuffle=sampler_cfg["batch_shuffle"],
-                             seed=data.seed, rank=info.rank, world_size=info.world_size, start_batch=start_batch)
+    sampler = TripletSampler(
+        data.dataset.labels,
+        sampler_cfg["batch_size"],
+        shuffle=sampler_cfg["batch_shuffle"],
+        seed=data.seed,
+        rank=info.rank,
+        world_size=info.world_size,
+        start_batch=start_batch,
+    )
     collate = Collator(sampler_cfg, data.dataset.label_index, seed=data.seed, transform=tcfg["transform"])
     workers = int(cfg["data_cfg"]["num_workers"])
     # its own generator: starting an iterator must not draw from the global RNG, or a resumed run
     # (which starts one more iterator) would continue with a shifted torch RNG
     generator = torch.Generator().manual_seed(data.seed + info.rank)
     return torch.utils.data.DataLoader(
-        IndexedDataset(data.dataset), batch_sampler=sampler, collate_fn=collate, num_workers=workers,
-        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-        prefetch_factor=2 if workers > 0 else None, worker_init_fn=ignore_interrupts if workers > 0 else None,
+        IndexedDataset(data.dataset),
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=2 if workers > 0 else None,
+        worker_init_fn=ignore_interrupts if workers > 0 else None,
         generator=generator,
     )
 
@@ -135,7 +159,9 @@ def build_network(cfg: Mapping[str, Any], info: DistInfo, device: torch.device) 
         # without a cross-entropy term the classifier head gets no gradient; DDP must know
         unused = not any(item["type"] == "CrossEntropyLoss" for item in cfg["loss_cfg"])
         net = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[info.local_rank] if device.type == "cuda" else None, find_unused_parameters=unused,
+            net,
+            device_ids=[info.local_rank] if device.type == "cuda" else None,
+            find_unused_parameters=unused,
         )
     return TrainNetwork(model, net, sum(p.numel() for p in model.parameters()))
 
@@ -159,13 +185,21 @@ class Optimisation:
     """bf16 autocast."""
 
 
-def build_optimisation(cfg: Mapping[str, Any], info: DistInfo, net: torch.nn.Module,
-                       device: torch.device) -> Optimisation:
+def build_optimisation(
+    cfg: Mapping[str, Any], info: DistInfo, net: torch.nn.Module, device: torch.device
+) -> Optimisation:
     tcfg = cfg["trainer_cfg"]
-    losses = LossAggregator(cfg["loss_cfg"], gather=gather_with_grad if info.distributed else None,
-                            world_size=info.world_size)
+    losses = LossAggregator(
+        cfg["loss_cfg"], gather=gather_with_grad if info.distributed else None, world_size=info.world_size
+    )
     optimizer = build_optimizer(net.parameters(), cfg["optimizer_cfg"])
     scheduler = build_scheduler(optimizer, cfg["scheduler_cfg"])
     fp16 = bool(tcfg["enable_float16"]) and device.type == "cuda"
-    return Optimisation(losses, optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=fp16), fp16,
-                        bool(tcfg["enable_bfloat16"]))
+    return Optimisation(
+        losses,
+        optimizer,
+        scheduler,
+        torch.amp.GradScaler("cuda", enabled=fp16),
+        fp16,
+        bool(tcfg["enable_bfloat16"]),
+    )

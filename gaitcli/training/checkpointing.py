@@ -46,8 +46,9 @@ class Progress:
 class CheckpointConnector:
     """Saving and restoring one run's checkpoints."""
 
-    def __init__(self, folder: RunFolder, cfg: Mapping[str, Any], info: DistInfo, labels: list[str],
-                 frame_size: str) -> None:
+    def __init__(
+        self, folder: RunFolder, cfg: Mapping[str, Any], info: DistInfo, labels: list[str], frame_size: str
+    ) -> None:
         self.folder, self.cfg, self.info = folder, cfg, info
         self.labels, self.frame_size = labels, frame_size
         self.pruner: Pruner | None = None
@@ -62,11 +63,14 @@ class CheckpointConnector:
         rngs = gather_objects(rng_state())  # a collective: before rank 0 starts writing
         if self.info.is_main:
             state = {
-                "iteration": progress.iteration, "next_batch": progress.next_batch,
+                "iteration": progress.iteration,
+                "next_batch": progress.next_batch,
                 "optimizer": opt.optimizer.state_dict(),
                 "scheduler": opt.scheduler.state_dict(),  # LambdaLR stores its functions as None
                 "scaler": opt.scaler.state_dict() if opt.scaler.is_enabled() else {},
-                "rng": rngs[0], "rng_ranks": rngs if len(rngs) > 1 else [], "world_size": self.info.world_size,
+                "rng": rngs[0],
+                "rng_ranks": rngs if len(rngs) > 1 else [],
+                "world_size": self.info.world_size,
                 "window": progress.window,
             }
             self._write(path, state, network.model, progress.iteration)
@@ -80,13 +84,15 @@ class CheckpointConnector:
         self.folder.checkpoints.mkdir(parents=True, exist_ok=True)
         try:
             save_state(state_path(path), state)
-            save_checkpoint(path, model, self.cfg, iteration=iteration, labels=self.labels,
-                            frame_size=self.frame_size)
+            save_checkpoint(
+                path, model, self.cfg, iteration=iteration, labels=self.labels, frame_size=self.frame_size
+            )
         except OSError as exc:
             state_path(path).unlink(missing_ok=True)  # never leave a state without its weights
             raise CheckpointWriteError(
                 f"could not write the checkpoint of iteration {iteration} to {self.folder.checkpoints} "
-                f"({exc.strerror or exc}); the last good checkpoint {self.last_saved or '(none yet)'} is intact; "
+                f"({exc.strerror or exc}); the last good checkpoint {self.last_saved or '(none yet)'} "
+                "is intact; "
                 "free disk space and continue with --resume latest"
             ) from None
         if self.pruner is not None:
@@ -99,7 +105,9 @@ class CheckpointConnector:
         tcfg = self.cfg["trainer_cfg"]
         spath = state_path(path)
         if not spath.exists():
-            raise GaitError(f"{path}: its training state {spath.name} is missing; it can be evaluated but not resumed")
+            raise GaitError(
+                f"{path}: its training state {spath.name} is missing; it can be evaluated but not resumed"
+            )
         state = load_state(spath)
         check_world_size(state.get("world_size"), self.info.world_size, path)
         weights, _meta = read_checkpoint(path)

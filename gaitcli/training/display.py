@@ -17,26 +17,37 @@ class TrainDisplay:
 
     def __init__(self, console: Console | None, total: int, start: int) -> None:
         self.progress = make_progress(
-            "train", console, "lr {task.fields[lr]}", "[bold magenta]loss_num {task.fields[loss_num]}[/]",
-            "loss {task.fields[loss]}", "{task.fields[speed]} seq/s", unit="it/s",
+            "train",
+            console,
+            "lr {task.fields[lr]}",
+            "[bold magenta]loss_num {task.fields[loss_num]}[/]",
+            "loss {task.fields[loss]}",
+            "{task.fields[speed]} seq/s",
+            unit="it/s",
         )
-        self.task = self.progress.add_task("train", total=total, completed=start, lr="-", loss_num="-", loss="-",
-                                           speed="-")
+        self.task = self.progress.add_task(
+            "train", total=total, completed=start, lr="-", loss_num="-", loss="-", speed="-"
+        )
         self.progress.start()
 
     def update(self, iteration: int, lr: float, terms: Mapping[str, float], line: Mapping[str, Any]) -> None:
         loss_num = terms.get("triplet/loss_num", math.nan)
         self.progress.update(
-            self.task, completed=iteration, lr=f"{lr:.2e}", loss_num=f"{loss_num:.1f}",
-            loss=f"{terms.get('total_loss', math.nan):.4f}", speed=str(line.get("sequences_per_s", "-")),
+            self.task,
+            completed=iteration,
+            lr=f"{lr:.2e}",
+            loss_num=f"{loss_num:.1f}",
+            loss=f"{terms.get('total_loss', math.nan):.4f}",
+            speed=str(line.get("sequences_per_s", "-")),
         )
 
     def stop(self) -> None:
         self.progress.stop()
 
 
-def config_summary(cfg: Mapping[str, Any], *, sequences: int, ids: int, frame_size: str, params: int,
-                   world: str, out: str) -> list[str]:
+def config_summary(
+    cfg: Mapping[str, Any], *, sequences: int, ids: int, frame_size: str, params: int, world: str, out: str
+) -> list[str]:
     """A few lines (each well under 80 columns apart from paths) that say what is trained."""
     model, tcfg = cfg["model_cfg"], cfg["trainer_cfg"]
     sampler, opt, sched = tcfg["sampler"], cfg["optimizer_cfg"], cfg["scheduler_cfg"]
@@ -46,7 +57,8 @@ def config_summary(cfg: Mapping[str, Any], *, sequences: int, ids: int, frame_si
     precision = "bf16" if tcfg.get("enable_bfloat16") else "fp16" if tcfg.get("enable_float16") else "fp32"
     milestones = sched.get("milestones")
     return [
-        f"model   {model['model']}{variant} {list(model.get('channels', []))}, {params / 1e6:.2f} M parameters",
+        f"model   {model['model']}{variant} {list(model.get('channels', []))}, "
+        f"{params / 1e6:.2f} M parameters",
         f"data    {sequences} sequences of {ids} ids, frames {frame_size or '?'}",
         f"batch   {batch[0]}x{batch[1]}, {frames} frames, {precision}, on {world}",
         f"optim   {opt.get('solver')} lr {opt.get('lr')}, {sched.get('scheduler')}"

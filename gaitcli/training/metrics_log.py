@@ -67,8 +67,16 @@ class MetricsLogger:
             self.window.sums[key] = self.window.sums.get(key, 0.0) + value
         self.window.count += 1
 
-    def write_window(self, iteration: int, lr: float, seconds: float, iters: int, global_batch: int, *,
-                     partial: bool = False) -> dict[str, Any]:
+    def write_window(
+        self,
+        iteration: int,
+        lr: float,
+        seconds: float,
+        iters: int,
+        global_batch: int,
+        *,
+        partial: bool = False,
+    ) -> dict[str, Any]:
         """Close the window (a partial one stays open in the saved state) and record its line."""
         count = max(self.window.count, 1)
         line: dict[str, Any] = {"iteration": iteration, "lr": lr}
@@ -85,7 +93,9 @@ class MetricsLogger:
             append_line(self.folder.metrics, json.dumps(line))
             self._scalars(line, iteration)
             terms = "  ".join(f"{k}={v:.4g}" for k, v in line.items() if k not in _NOT_TERMS)
-            self.log(f"iteration {iteration}  lr={lr:.4g}  {terms}  {line['sequences_per_s']} seq/s", routine=True)
+            self.log(
+                f"iteration {iteration}  lr={lr:.4g}  {terms}  {line['sequences_per_s']} seq/s", routine=True
+            )
         return line
 
     def write_test(self, iteration: int, results: Mapping[str, Any]) -> None:

@@ -32,8 +32,14 @@ RUN_FILES = ("config.yaml", "metrics.jsonl", "train.log")
 RUN_DIRS = ("checkpoints", "tensorboard")
 ERROR_FILE_GLOB = ".train-error-rank*"  # left by gaitcli versions before the runtime launcher
 HARMLESS_KEYS = (
-    "trainer_cfg.total_iter", "trainer_cfg.restore_hint", "trainer_cfg.save_iter", "trainer_cfg.keep_last",
-    "trainer_cfg.with_test", "data_cfg.num_workers", "data_cfg.cache", "data_cfg.dataset_root",
+    "trainer_cfg.total_iter",
+    "trainer_cfg.restore_hint",
+    "trainer_cfg.save_iter",
+    "trainer_cfg.keep_last",
+    "trainer_cfg.with_test",
+    "data_cfg.num_workers",
+    "data_cfg.cache",
+    "data_cfg.dataset_root",
     "evaluator_cfg",
 )
 """Config keys (or whole sections) a resumed run may change: they do not alter what is trained."""
@@ -43,8 +49,12 @@ def output_dir_for(cfg: Mapping[str, Any], output: str | os.PathLike[str] | None
     """``--output``, or ``output/{dataset_name}/{model}/{save_name}``."""
     if output is not None:
         return Path(output)
-    return Path("output", str(cfg["data_cfg"]["dataset_name"]), str(cfg["model_cfg"]["model"]),
-                str(cfg["trainer_cfg"]["save_name"]))
+    return Path(
+        "output",
+        str(cfg["data_cfg"]["dataset_name"]),
+        str(cfg["model_cfg"]["model"]),
+        str(cfg["trainer_cfg"]["save_name"]),
+    )
 
 
 def checkpoint_name(cfg: Mapping[str, Any], iteration: int) -> str:
@@ -175,7 +185,9 @@ def check_resumed_config(stored: Mapping[str, Any] | None, new: Mapping[str, Any
         return []
     diff = compare_configs(stored, new)
     if diff.refused:
-        shown = ", ".join(diff.refused[:6]) + (f" (+{len(diff.refused) - 6} more)" if len(diff.refused) > 6 else "")
+        shown = ", ".join(diff.refused[:6]) + (
+            f" (+{len(diff.refused) - 6} more)" if len(diff.refused) > 6 else ""
+        )
         raise ConfigError(
             f"--resume: the config differs from the run's stored {where} in {shown}; resume with that config "
             f"(--config {where}), train elsewhere with --output, or start over with --overwrite"

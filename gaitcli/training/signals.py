@@ -36,8 +36,9 @@ class InterruptGuard:
         if self._announce is not None:
             self._announce()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._installed:
             signal.signal(signal.SIGINT, self._previous)
             self._installed = False

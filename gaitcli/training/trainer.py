@@ -57,8 +57,16 @@ from gaitcli.training.run_folder import (
 from gaitcli.training.schedule import check_schedule
 from gaitcli.training.signals import InterruptGuard
 
-__all__ = ["Trainer", "TrainJob", "TrainSummary", "TrainingStopped", "checkpoint_name", "list_checkpoints",
-           "output_dir_for", "train"]
+__all__ = [
+    "Trainer",
+    "TrainJob",
+    "TrainSummary",
+    "TrainingStopped",
+    "checkpoint_name",
+    "list_checkpoints",
+    "output_dir_for",
+    "train",
+]
 
 MAX_SKIPPED_STEPS = 50  # consecutive fp16 overflow skips before the run is declared diverged
 
@@ -83,9 +91,18 @@ class TrainSummary:
 class Trainer:
     """Training in one process (one rank)."""
 
-    def __init__(self, cfg: Mapping[str, Any], info: DistInfo, out_dir: Path, *, resume: Any = None,
-                 overwrite: bool = False, console: Console | None = None, progress: bool = True,
-                 verbose: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: Mapping[str, Any],
+        info: DistInfo,
+        out_dir: Path,
+        *,
+        resume: Any = None,
+        overwrite: bool = False,
+        console: Console | None = None,
+        progress: bool = True,
+        verbose: bool = False,
+    ) -> None:
         self.cfg, self.info, self.tcfg = cfg, info, cfg["trainer_cfg"]
         self.folder = RunFolder(Path(out_dir))
         self.resume_hint = resume if resume is not None else self.tcfg["restore_hint"]
@@ -105,8 +122,10 @@ class Trainer:
     def setup(self) -> None:
         cfg = self.cfg
         if self.overwrite and resume_requested(self.resume_hint):
-            raise ConfigError(f"--overwrite starts over and {self.resume_option} {self.resume_hint} continues "
-                              "a run: give one of them")
+            raise ConfigError(
+                f"--overwrite starts over and {self.resume_option} {self.resume_hint} continues "
+                "a run: give one of them"
+            )
         check_schedule(cfg["scheduler_cfg"])  # a warm-up longer than a short smoke run is allowed
         seed_everything(int(self.tcfg["seed"]), self.info)
         if self.info.is_main:  # first: a folder in use is the answer, whatever else is asked
@@ -118,8 +137,9 @@ class Trainer:
         self.data: TrainData = build_data(cfg, self.metrics.log)
         self.network: TrainNetwork = build_network(cfg, self.info, self.device)
         self.opt: Optimisation = build_optimisation(cfg, self.info, self.network.net, self.device)
-        self.ckpt = CheckpointConnector(self.folder, cfg, self.info, self.data.dataset.label_set,
-                                        self.data.frame_size)
+        self.ckpt = CheckpointConnector(
+            self.folder, cfg, self.info, self.data.dataset.label_set, self.data.frame_size
+        )
         if resume_path is not None:
             self._restore(resume_path)
         self.ckpt.start(self.state.iteration if resume_path is not None else None)
@@ -133,14 +153,17 @@ class Trainer:
         if self.overwrite:
             removed = folder.remove_previous_run()
             if removed:
-                self.metrics.log(f"--overwrite: removed the previous run's {', '.join(_names(removed))} "
-                                 f"from {folder.root}")
+                self.metrics.log(
+                    f"--overwrite: removed the previous run's {', '.join(_names(removed))} from {folder.root}"
+                )
         elif resume_path is None:
             existing = list_checkpoints(folder.checkpoints)
             if existing:
                 raise GaitError(
-                    f"{folder.root} already holds checkpoints up to iteration {existing[-1][0]}; continue with "
-                    "--resume latest, train elsewhere with --output, or start over with --overwrite")
+                    f"{folder.root} already holds checkpoints up to iteration {existing[-1][0]}; "
+                    "continue with "
+                    "--resume latest, train elsewhere with --output, or start over with --overwrite"
+                )
             folder.metrics.unlink(missing_ok=True)  # a run that never saved: its windows are not kept
         else:
             stored = yaml.safe_load(folder.config.read_text()) if folder.config.is_file() else None
@@ -153,8 +176,10 @@ class Trainer:
         self.state = self.ckpt.restore(path, self.network, self.opt)
         total = int(self.tcfg["total_iter"])
         if self.state.iteration > total:
-            raise GaitError(f"{path} is at iteration {self.state.iteration}, past total_iter {total}: nothing to "
-                            f"train; give --iters larger than {self.state.iteration} to continue it")
+            raise GaitError(
+                f"{path} is at iteration {self.state.iteration}, past total_iter {total}: nothing to "
+                f"train; give --iters larger than {self.state.iteration} to continue it"
+            )
         if self.info.is_main:
             truncate_metrics(self.folder.metrics, self.state.iteration)
         self.metrics.window = Window.from_state(self.state.window)
@@ -165,17 +190,26 @@ class Trainer:
         batch = self.tcfg["sampler"]["batch_size"]
         world = f"{self.info.world_size} x {self.device.type}"
         self.metrics.log(
-            f"model {cfg['model_cfg']['model']} ({self.network.param_count / 1e6:.2f} M parameters) on {world}; "
-            f"{len(data.dataset)} training sequences of {len(data.dataset.label_set)} ids; batch {batch[0]}x{batch[1]}; "
-            f"output {self.folder.root}", routine=True)
+            f"model {cfg['model_cfg']['model']} ({self.network.param_count / 1e6:.2f} M parameters) "
+            f"on {world}; {len(data.dataset)} training sequences of {len(data.dataset.label_set)} ids; "
+            f"batch {batch[0]}x{batch[1]}; "
+            f"output {self.folder.root}",
+            routine=True,
+        )
         if self.console is None or not self.progress_bar:
             return
         if self.verbose:
             print_full_config(self.console, dump_config(cfg))
         else:
-            for line in config_summary(cfg, sequences=len(data.dataset), ids=len(data.dataset.label_set),
-                                       frame_size=data.frame_size, params=self.network.param_count, world=world,
-                                       out=str(self.folder.root)):
+            for line in config_summary(
+                cfg,
+                sequences=len(data.dataset),
+                ids=len(data.dataset.label_set),
+                frame_size=data.frame_size,
+                params=self.network.param_count,
+                world=world,
+                out=str(self.folder.root),
+            ):
                 self.console.print(line, highlight=False, markup=False)
 
     # ------------------------------------------------------------------ one step
@@ -202,7 +236,9 @@ class Trainer:
             opt.optimizer.zero_grad(set_to_none=True)
             raise TrainingStopped(
                 f"loss became {total.item()} at iteration {self.state.iteration + 1}; last good checkpoint: "
-                f"{self.ckpt.last_saved or 'none yet'}; lower optimizer_cfg.lr or check the data", exit_code=1)
+                f"{self.ckpt.last_saved or 'none yet'}; lower optimizer_cfg.lr or check the data",
+                exit_code=1,
+            )
         opt.optimizer.zero_grad(set_to_none=True)
         opt.scaler.scale(total).backward()
         scale_before = opt.scaler.get_scale() if opt.scaler.is_enabled() else None
@@ -216,15 +252,24 @@ class Trainer:
     def fit(self) -> TrainSummary:
         total = int(self.tcfg["total_iter"])
         display = TrainDisplay(self.console, total, self.state.iteration) if self.progress_bar else None
-        announce = (lambda: self.metrics.log("Ctrl-C: finishing this iteration, then saving (Ctrl-C again: stop "
-                                             "without saving)")) if self.info.is_main else None
+        announce = (
+            (
+                lambda: self.metrics.log(
+                    "Ctrl-C: finishing this iteration, then saving (Ctrl-C again: stop without saving)"
+                )
+            )
+            if self.info.is_main
+            else None
+        )
         try:
             with InterruptGuard(announce) as guard:
                 self._loop(total, guard, display)
         except KeyboardInterrupt:  # a second Ctrl-C: stop now, keep the last saved checkpoint
-            raise TrainingStopped(f"interrupted at iteration {self.state.iteration} without saving it; last "
-                                  f"checkpoint: {self.ckpt.last_saved or 'none yet'}; continue with --resume latest",
-                                  exit_code=130) from None
+            raise TrainingStopped(
+                f"interrupted at iteration {self.state.iteration} without saving it; last "
+                f"checkpoint: {self.ckpt.last_saved or 'none yet'}; continue with --resume latest",
+                exit_code=130,
+            ) from None
         finally:
             if display is not None:
                 display.stop()
@@ -252,8 +297,14 @@ class Trainer:
                 if it % log_iter == 0 or it == total:
                     # a run ending mid-window logs it as partial and keeps the window in its saved
                     # state, so a resumed run completes the same window an unbroken run would
-                    line = self.metrics.write_window(it, lr, time.perf_counter() - window_start, window_iters,
-                                                     self.data.global_batch, partial=it % log_iter != 0)
+                    line = self.metrics.write_window(
+                        it,
+                        lr,
+                        time.perf_counter() - window_start,
+                        window_iters,
+                        self.data.global_batch,
+                        partial=it % log_iter != 0,
+                    )
                     window_start, window_iters = time.perf_counter(), 0
                 if display is not None:
                     display.update(it, lr, terms, line)
@@ -267,18 +318,24 @@ class Trainer:
             return 0
         if skipped + 1 >= MAX_SKIPPED_STEPS:
             raise TrainingStopped(
-                f"{skipped + 1} fp16 steps in a row overflowed at iteration {self.state.iteration}; last good "
+                f"{skipped + 1} fp16 steps in a row overflowed at iteration {self.state.iteration}; "
+                "last good "
                 f"checkpoint: {self.ckpt.last_saved or 'none yet'}; lower the lr or disable enable_float16",
-                exit_code=1)
+                exit_code=1,
+            )
         return skipped + 1
 
     def _stop_interrupted(self) -> None:
         """Ctrl-C arrived: the iteration in progress has completed; save it (unless just saved)."""
         it = self.state.iteration
-        just_saved = self.ckpt.last_saved is not None and self.ckpt.last_saved.name == checkpoint_name(self.cfg, it)
+        just_saved = self.ckpt.last_saved is not None and self.ckpt.last_saved.name == checkpoint_name(
+            self.cfg, it
+        )
         saved = self.ckpt.last_saved if just_saved else (self.save(test=False) if it > 0 else None)
         where = f"saved {saved}" if saved else "nothing to save yet"
-        raise TrainingStopped(f"interrupted at iteration {it}; {where}; continue with --resume latest", exit_code=130)
+        raise TrainingStopped(
+            f"interrupted at iteration {it}; {where}; continue with --resume latest", exit_code=130
+        )
 
     def save(self, test: bool = True) -> Path:
         self.state.window = self.metrics.window.to_state()
@@ -300,8 +357,12 @@ class Trainer:
 
     def summary(self) -> TrainSummary:
         last = self.ckpt.last_saved
-        return TrainSummary(self.state.iteration, str(self.folder.root), str(last) if last else None,
-                            last_metrics(self.folder) if self.info.is_main else {})
+        return TrainSummary(
+            self.state.iteration,
+            str(self.folder.root),
+            str(last) if last else None,
+            last_metrics(self.folder) if self.info.is_main else {},
+        )
 
     def close(self) -> None:
         self.metrics.close()
@@ -352,8 +413,16 @@ def run_rank(info: DistInfo, job: TrainJob) -> TrainSummary:
     console = job.console
     if console is None and job.show and info.is_main:
         console = Console(stderr=True)
-    trainer = Trainer(job.cfg, info, Path(job.out_dir), resume=job.resume, overwrite=job.overwrite,
-                      console=console, progress=job.progress, verbose=job.verbose)
+    trainer = Trainer(
+        job.cfg,
+        info,
+        Path(job.out_dir),
+        resume=job.resume,
+        overwrite=job.overwrite,
+        console=console,
+        progress=job.progress,
+        verbose=job.verbose,
+    )
     try:
         trainer.setup()
         return trainer.fit()
@@ -361,16 +430,30 @@ def run_rank(info: DistInfo, job: TrainJob) -> TrainSummary:
         trainer.close()
 
 
-def train(cfg: Mapping[str, Any], *, output: str | os.PathLike[str] | None = None, device: str | None = None,
-          gpus: int | None = None, nproc: int | None = None, resume: Any = None, overwrite: bool = False,
-          console: Console | None = None, progress: bool = True, verbose: bool = False) -> TrainSummary:
+def train(
+    cfg: Mapping[str, Any],
+    *,
+    output: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    gpus: int | None = None,
+    nproc: int | None = None,
+    resume: Any = None,
+    overwrite: bool = False,
+    console: Console | None = None,
+    progress: bool = True,
+    verbose: bool = False,
+) -> TrainSummary:
     """Train ``cfg`` in this process or in ``nproc`` / ``gpus`` processes; returns rank 0's summary."""
     device_type, procs = resolve_devices(device, gpus, nproc)
     batch = cfg["trainer_cfg"]["sampler"]["batch_size"]
     if (batch[0] * batch[1]) % procs:
-        raise ConfigError(f"trainer_cfg.sampler.batch_size {batch[0]}x{batch[1]} cannot be split over {procs} "
-                          "processes; make P*K a multiple of the process count")
+        raise ConfigError(
+            f"trainer_cfg.sampler.batch_size {batch[0]}x{batch[1]} cannot be split over {procs} "
+            "processes; make P*K a multiple of the process count"
+        )
     check_schedule(cfg["scheduler_cfg"])
     out_dir = output_dir_for(cfg, output)
-    job = TrainJob(dict(cfg), str(out_dir), resume, overwrite, progress, verbose, console is not None, console)
+    job = TrainJob(
+        dict(cfg), str(out_dir), resume, overwrite, progress, verbose, console is not None, console
+    )
     return launch(run_rank, job, procs, device_type)

@@ -28,7 +28,18 @@ def start_training(tmp_path, tiny_data, out, total_iter=400):
     cfg = tiny_config(*tiny_data, total_iter=total_iter, save_iter=2, log_iter=2)
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "gaitcli", "train", "--config", str(path), "--output", str(out), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gaitcli",
+        "train",
+        "--config",
+        str(path),
+        "--output",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     return path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
 
 
@@ -72,8 +83,12 @@ def test_sigkill_during_training_then_resume_latest(tiny_data, tmp_path):
 
 
 def test_loader_rejects_partial_checkpoint(tiny_data, tmp_path):
-    train(resolve_config(tiny_config(*tiny_data, total_iter=2, save_iter=2)), output=tmp_path / "run", device="cpu",
-          progress=False)
+    train(
+        resolve_config(tiny_config(*tiny_data, total_iter=2, save_iter=2)),
+        output=tmp_path / "run",
+        device="cpu",
+        progress=False,
+    )
     good = tmp_path / "run" / "checkpoints" / "tiny-00002.safetensors"
     data = good.read_bytes()
     for cut in (10, len(data) // 2, len(data) - 7):
@@ -92,8 +107,20 @@ def test_second_run_on_same_folder_is_refused_first_unharmed(tiny_data, tmp_path
     cfg_path, proc = start_training(tmp_path, tiny_data, out, total_iter=40)
     try:
         assert wait_for(lambda: (out / ".train.lock").exists())
-        second = CliRunner().invoke(app, ["train", "--config", str(cfg_path), "--output", str(out), "--device", "cpu",
-                                          "--resume", "latest"])
+        second = CliRunner().invoke(
+            app,
+            [
+                "train",
+                "--config",
+                str(cfg_path),
+                "--output",
+                str(out),
+                "--device",
+                "cpu",
+                "--resume",
+                "latest",
+            ],
+        )
         assert second.exit_code == 2
         assert "in use by another gait train" in second.output
         assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
@@ -118,18 +145,32 @@ def test_full_disk_while_saving_keeps_previous_checkpoint(tiny_data, tmp_path, m
 
     monkeypatch.setattr(checkpoint_module, "atomic_write_bytes", write)
     with pytest.raises(TrainingStopped) as info:
-        train(resolve_config(tiny_config(*tiny_data, total_iter=4, save_iter=2)), output=tmp_path / "run",
-              device="cpu", progress=False)
+        train(
+            resolve_config(tiny_config(*tiny_data, total_iter=4, save_iter=2)),
+            output=tmp_path / "run",
+            device="cpu",
+            progress=False,
+        )
     message = str(info.value)
-    assert "No space left on device" in message and "tiny-00002.safetensors" in message and "\n" not in message
+    assert (
+        "No space left on device" in message and "tiny-00002.safetensors" in message and "\n" not in message
+    )
     ckpts = tmp_path / "run" / "checkpoints"
     assert [i for i, _ in list_checkpoints(ckpts)] == [2]
     read_checkpoint(ckpts / "tiny-00002.safetensors")
     assert not (ckpts / "tiny-00004.state.safetensors").exists()
     assert not [p for p in ckpts.iterdir() if p.name.endswith(".tmp")]
     monkeypatch.setattr(checkpoint_module, "atomic_write_bytes", real_write)
-    assert train(resolve_config(tiny_config(*tiny_data, total_iter=4, save_iter=2)), output=tmp_path / "run",
-                 device="cpu", progress=False, resume="latest").iteration == 4
+    assert (
+        train(
+            resolve_config(tiny_config(*tiny_data, total_iter=4, save_iter=2)),
+            output=tmp_path / "run",
+            device="cpu",
+            progress=False,
+            resume="latest",
+        ).iteration
+        == 4
+    )
 
 
 def test_keyboard_interrupt_reaches_cli_as_exit_130(tiny_data, tmp_path, monkeypatch):
@@ -139,5 +180,7 @@ def test_keyboard_interrupt_reaches_cli_as_exit_130(tiny_data, tmp_path, monkeyp
     monkeypatch.setattr(trainer_module.Trainer, "step", step)
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(tiny_config(*tiny_data)))
-    result = CliRunner().invoke(app, ["train", "--config", str(path), "--output", str(tmp_path / "run"), "--device", "cpu"])
+    result = CliRunner().invoke(
+        app, ["train", "--config", str(path), "--output", str(tmp_path / "run"), "--device", "cpu"]
+    )
     assert result.exit_code == 130 and "interrupted at iteration 0" in result.output

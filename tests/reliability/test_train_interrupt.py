@@ -28,9 +28,13 @@ from gaitcli.training.state import state_path
 
 @pytest.mark.slow
 def test_sigint_mid_run_then_resume_equals_uninterrupted(tiny_data, tmp_path):
-    cfg = write_config(tmp_path / "cfg.yaml", tiny_config(*tiny_data, total_iter=400, save_iter=1000, log_iter=1))
+    cfg = write_config(
+        tmp_path / "cfg.yaml", tiny_config(*tiny_data, total_iter=400, save_iter=1000, log_iter=1)
+    )
     out = tmp_path / "split"
-    proc = subprocess.Popen(gait_train(cfg, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    proc = subprocess.Popen(
+        gait_train(cfg, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+    )
     try:
         assert wait_for(lambda: metrics_at(out) >= 5 or proc.poll() is not None), "training did not start"
         proc.send_signal(signal.SIGINT)
@@ -40,7 +44,7 @@ def test_sigint_mid_run_then_resume_equals_uninterrupted(tiny_data, tmp_path):
             proc.kill()
     assert proc.returncode == 130, err
     assert err.count("interrupted at iteration") == 1 and "Traceback" not in err
-    (stopped, _), = list_checkpoints(out / "checkpoints")
+    ((stopped, _),) = list_checkpoints(out / "checkpoints")
     assert stopped >= 5 and f"interrupted at iteration {stopped}; saved" in err
     end = str(stopped + 3)
     resumed = run_cli(gait_train(cfg, out, "--resume", "latest", "--iters", end))

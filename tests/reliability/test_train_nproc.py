@@ -74,7 +74,9 @@ class PtyRun:
 
 @pytest.mark.slow
 def test_nproc2_on_a_terminal_ctrl_c_then_resume_equals_uninterrupted(tiny_data, tmp_path):
-    cfg = write_config(tmp_path / "cfg.yaml", tiny_config(*tiny_data, total_iter=400, save_iter=1000, log_iter=1))
+    cfg = write_config(
+        tmp_path / "cfg.yaml", tiny_config(*tiny_data, total_iter=400, save_iter=1000, log_iter=1)
+    )
     out = tmp_path / "split"
     term = PtyRun(gait_train(cfg, out, "--nproc", "2"))
     assert wait_for(lambda: metrics_at(out) >= 4), "no training progress:\n" + term.output[-3000:]
@@ -84,7 +86,7 @@ def test_nproc2_on_a_terminal_ctrl_c_then_resume_equals_uninterrupted(tiny_data,
     assert "Traceback" not in text and "cannot pickle" not in text
     assert text.count("interrupted at iteration") == 1, text[-3000:]
     assert "train" in text and "loss_num" in text  # rank 0 drew its bar on the terminal
-    (stopped, _), = list_checkpoints(out / "checkpoints")
+    ((stopped, _),) = list_checkpoints(out / "checkpoints")
     assert f"interrupted at iteration {stopped}; saved" in text.replace("\r\n", " ").replace("\n", " ")
     assert not (out / ".train.lock").exists()
 
@@ -137,10 +139,17 @@ def rank_pids(parent: int) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
 def test_a_dead_rank_stops_every_rank_promptly(tiny_data, tmp_path):
-    cfg = write_config(tmp_path / "cfg.yaml", tiny_config(*tiny_data, total_iter=4000, save_iter=1000, log_iter=1))
+    cfg = write_config(
+        tmp_path / "cfg.yaml", tiny_config(*tiny_data, total_iter=4000, save_iter=1000, log_iter=1)
+    )
     out = tmp_path / "run"
-    proc = subprocess.Popen(gait_train(cfg, out, "--nproc", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV)
+    proc = subprocess.Popen(
+        gait_train(cfg, out, "--nproc", "2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     try:
         assert wait_for(lambda: metrics_at(out) >= 2), "no training progress"
         ranks = rank_pids(proc.pid)

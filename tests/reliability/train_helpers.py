@@ -22,8 +22,19 @@ def write_config(path: Path, cfg: dict) -> Path:
 
 
 def gait_train(cfg_path: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "gaitcli", "train", "--config", str(cfg_path), "--output", str(out),
-            "--device", "cpu", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "gaitcli",
+        "train",
+        "--config",
+        str(cfg_path),
+        "--output",
+        str(out),
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def run_cli(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -51,7 +62,10 @@ def metrics_at(out: Path) -> int:
 
 def metric_lines(out: Path) -> list[dict]:
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    return [{k: v for k, v in line.items() if k not in ("seconds", "sequences_per_s", "data_wait")} for line in lines]
+    return [
+        {k: v for k, v in line.items() if k not in ("seconds", "sequences_per_s", "data_wait")}
+        for line in lines
+    ]
 
 
 def assert_same_tensors(a: Path, b: Path) -> int:
