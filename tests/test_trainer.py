@@ -229,3 +229,31 @@ def test_summary_is_a_dataclass_with_json(tiny_data, tmp_path):
     payload = summary.to_json()
     assert payload["iteration"] == 2 and payload["checkpoint"] == summary.checkpoint
     assert json.loads(json.dumps(payload))["metrics"]["iteration"] == 2
+
+
+def terminal_console(width=80):
+    import io
+
+    from rich.console import Console
+
+    return Console(file=io.StringIO(), force_terminal=True, width=width, color_system=None)
+
+
+def test_terminal_shows_a_short_summary_and_the_bar_not_the_log_windows(tiny_data, tmp_path):
+    console = terminal_console()
+    train(resolve_config(tiny_config(*tiny_data)), output=tmp_path / "run", device="cpu", console=console)
+    text = console.file.getvalue()
+    assert "model   GaitGL [4, 8, 8]" in text and "frames 32x32" in text and "loss_num" in text
+    assert "resolved config" not in text and "iteration 2  lr=" not in text  # windows: train.log only
+    assert "iteration 2  lr=" in (tmp_path / "run" / "train.log").read_text()
+    summary = [line for line in text.splitlines() if line.startswith(("model ", "data ", "batch ", "optim "))]
+    assert len(summary) == 4 and all(len(line) <= 80 for line in summary)
+
+
+def test_verbose_prints_the_full_config_and_every_window(tiny_data, tmp_path):
+    console = terminal_console()
+    cfg = resolve_config(tiny_config(*tiny_data))
+    train(cfg, output=tmp_path / "run", device="cpu", console=console, verbose=True)
+    text = console.file.getvalue()
+    assert "resolved config" in text and "dataset_partition" in text
+    assert all(f"iteration {i}  lr=" in text for i in (2, 4, 6, 8))

@@ -13,7 +13,8 @@ from gaitcli.progress import make_progress
 
 
 class TrainDisplay:
-    """The rich bar: iteration, it/s, lr, loss_num (the convergence signal), loss, seq/s, ETA."""
+    """The rich bar: iteration, it/s, lr, loss_num (the convergence signal), loss, ETA (seq/s is in
+    train.log and metrics.jsonl: one column less keeps the bar readable at 80 columns)."""
 
     def __init__(self, console: Console | None, total: int, start: int) -> None:
         self.progress = make_progress(
@@ -22,15 +23,14 @@ class TrainDisplay:
             "lr {task.fields[lr]}",
             "[bold magenta]loss_num {task.fields[loss_num]}[/]",
             "loss {task.fields[loss]}",
-            "{task.fields[speed]} seq/s",
             unit="it/s",
         )
         self.task = self.progress.add_task(
-            "train", total=total, completed=start, lr="-", loss_num="-", loss="-", speed="-"
+            "train", total=total, completed=start, lr="-", loss_num="-", loss="-"
         )
         self.progress.start()
 
-    def update(self, iteration: int, lr: float, terms: Mapping[str, float], line: Mapping[str, Any]) -> None:
+    def update(self, iteration: int, lr: float, terms: Mapping[str, float]) -> None:
         loss_num = terms.get("triplet/loss_num", math.nan)
         self.progress.update(
             self.task,
@@ -38,7 +38,6 @@ class TrainDisplay:
             lr=f"{lr:.2e}",
             loss_num=f"{loss_num:.1f}",
             loss=f"{terms.get('total_loss', math.nan):.4f}",
-            speed=str(line.get("sequences_per_s", "-")),
         )
 
     def stop(self) -> None:
@@ -51,7 +50,7 @@ def config_summary(
     """A few lines (each well under 80 columns apart from paths) that say what is trained."""
     model, tcfg = cfg["model_cfg"], cfg["trainer_cfg"]
     sampler, opt, sched = tcfg["sampler"], cfg["optimizer_cfg"], cfg["scheduler_cfg"]
-    variant = f" ({model['variant']})" if model.get("variant") else ""
+    variant = f" ({model['variant']})" if model.get("variant") not in (None, "", "reference") else ""
     batch = sampler["batch_size"]
     frames = sampler.get("frames_num_fixed", "all")
     precision = "bf16" if tcfg.get("enable_bfloat16") else "fp16" if tcfg.get("enable_float16") else "fp32"

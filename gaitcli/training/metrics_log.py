@@ -47,7 +47,12 @@ class MetricsLogger:
         self.echo_routine = echo_routine  # window and "saved" lines on the console too
         self.window = Window()
         self.data_seconds = 0.0
+        self.window_started = time.perf_counter()
+        self.window_iters = 0  # iterations of this process in the window (its timing)
         self.tensorboard: Any = None
+
+    def start_window(self) -> None:
+        self.window_started, self.window_iters = time.perf_counter(), 0
 
     def open_tensorboard(self) -> None:
         if self.info.is_main:
@@ -66,18 +71,14 @@ class MetricsLogger:
         for key, value in terms.items():
             self.window.sums[key] = self.window.sums.get(key, 0.0) + value
         self.window.count += 1
+        self.window_iters += 1
 
     def write_window(
-        self,
-        iteration: int,
-        lr: float,
-        seconds: float,
-        iters: int,
-        global_batch: int,
-        *,
-        partial: bool = False,
+        self, iteration: int, lr: float, global_batch: int, *, partial: bool = False
     ) -> dict[str, Any]:
         """Close the window (a partial one stays open in the saved state) and record its line."""
+        seconds, iters = time.perf_counter() - self.window_started, self.window_iters
+        self.start_window()
         count = max(self.window.count, 1)
         line: dict[str, Any] = {"iteration": iteration, "lr": lr}
         line.update({key: value / count for key, value in self.window.sums.items()})

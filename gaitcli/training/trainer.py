@@ -276,10 +276,9 @@ class Trainer:
         return self.summary()
 
     def _loop(self, total: int, guard: InterruptGuard, display: TrainDisplay | None) -> None:
-        log_iter, save_iter = int(self.tcfg["log_iter"]), int(self.tcfg["save_iter"])
-        skipped, window_start, window_iters = 0, time.perf_counter(), 0
-        line: dict[str, Any] = {}
+        skipped = 0
         loader = iter(self.loader)
+        self.metrics.start_window()
         while self.state.iteration < total:
             waited = time.perf_counter()
             batch = next(loader)
@@ -289,29 +288,27 @@ class Trainer:
             self.state.next_batch += 1
             skipped = self._count_skip(skipped, stepped)
             if stepped:
-                self.opt.scheduler.step()
-                self.state.iteration += 1
-                window_iters += 1
-                self.metrics.add(terms)
-                it = self.state.iteration
-                if it % log_iter == 0 or it == total:
-                    # a run ending mid-window logs it as partial and keeps the window in its saved
-                    # state, so a resumed run completes the same window an unbroken run would
-                    line = self.metrics.write_window(
-                        it,
-                        lr,
-                        time.perf_counter() - window_start,
-                        window_iters,
-                        self.data.global_batch,
-                        partial=it % log_iter != 0,
-                    )
-                    window_start, window_iters = time.perf_counter(), 0
-                if display is not None:
-                    display.update(it, lr, terms, line)
-                if it % save_iter == 0 or it == total:
-                    self.save()
-            if any_rank(guard.requested):
+                self._complete_iteration(total, lr, terms, display)
+            if any_rank(guard.requested):  # every rank stops after the same completed iteration
                 self._stop_interrupted()
+
+    def _complete_iteration(
+        self, total: int, lr: float, terms: dict[str, float], display: TrainDisplay | None
+    ) -> None:
+        """Schedule, count, log and save the iteration whose optimiser step just ran."""
+        self.opt.scheduler.step()
+        self.state.iteration += 1
+        it = self.state.iteration
+        self.metrics.add(terms)
+        log_iter = int(self.tcfg["log_iter"])
+        if it % log_iter == 0 or it == total:
+            # a run ending mid-window logs it as partial and keeps the window in its saved
+            # state, so a resumed run completes the same window an unbroken run would
+            self.metrics.write_window(it, lr, self.data.global_batch, partial=it % log_iter != 0)
+        if display is not None:
+            display.update(it, lr, terms)
+        if it % int(self.tcfg["save_iter"]) == 0 or it == total:
+            self.save()
 
     def _count_skip(self, skipped: int, stepped: bool) -> int:
         if stepped:
