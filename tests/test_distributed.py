@@ -106,3 +106,35 @@ def test_triplet_only_loss_under_ddp(tiny_data, tmp_path):
     cfg["loss_cfg"] = [{"type": "TripletLoss"}]
     summary = train(resolve_config(cfg), output=tmp_path / "run", device="cpu", nproc=2, progress=False)
     assert summary.iteration == 2
+
+
+def _rank_one_fails(info, payload):
+    """Rank 1 makes a user mistake; rank 0 waits in a collective that rank 1 never joins."""
+    import torch.distributed as dist
+
+    if info.rank == 1:
+        raise GaitError(f"rank 1 says {payload}", exit_code=1)
+    dist.barrier()
+    return "unreachable"
+
+
+def _ranks_return(info, payload):
+    return {"rank": info.rank, "payload": payload}
+
+
+def _rank_crashes(info, payload):
+    if info.rank == 1:
+        raise ValueError("a bug in rank 1")
+    return None
+
+
+def test_launcher_returns_rank0_value_and_reraises_a_rank_error_once():
+    from gaitcli.runtime.launch import RankCrashed
+    from gaitcli.runtime.launch import launch as launch_ranks
+
+    assert launch_ranks(_ranks_return, "job", 2, "cpu") == {"rank": 0, "payload": "job"}
+    with pytest.raises(GaitError, match="^rank 1 says hello$") as info:
+        launch_ranks(_rank_one_fails, "hello", 2, "cpu")  # rank 0 is stopped, not left in its barrier
+    assert info.value.exit_code == 1
+    with pytest.raises(RankCrashed, match="ValueError: a bug in rank 1"):
+        launch_ranks(_rank_crashes, None, 2, "cpu")
