@@ -76,7 +76,7 @@ def main() -> None:
         start = time.perf_counter()
         summary = train(cfg, output=tmp / "run", device="cpu", progress=False)
         wall = time.perf_counter() - start
-        line = summary["metrics"]
+        line = summary.metrics
         batch = cfg["trainer_cfg"]["sampler"]["batch_size"]
     print(
         json.dumps(

@@ -208,7 +208,7 @@ def show_config(
     out_console.print(dump_config(cfg), end="", highlight=False, markup=False)
 
 
-# --------------------------------------------------------------------------- later issues
+# --------------------------------------------------------------------------- train
 @app.command()
 @_handle_errors
 def train(
@@ -221,8 +221,9 @@ def train(
     output: Annotated[Optional[Path], typer.Option(help="Output folder (default output/{dataset}/{model}/{save_name}).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override a config key (repeatable).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Override trainer_cfg.seed.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Start over in an output folder that already has checkpoints.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start over: remove the previous run's files from the output folder first.")] = False,
     data: Annotated[Optional[Path], typer.Option(help="Override data_cfg.dataset_root.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print the full resolved config and every log window.")] = False,
 ) -> None:
     """Train a model from a config (single process or distributed)."""
     from gaitcli.config import load_config
@@ -237,8 +238,13 @@ def train(
         overrides.append(f"data_cfg.dataset_root={data}")
     cfg = load_config(config, overrides, warn=_warn)
     summary = run_training(cfg, output=output, device=device, gpus=gpus, nproc=nproc, resume=resume,
-                           overwrite=overwrite, console=console)
-    out_console.print(f"trained to iteration {summary['iteration']}; checkpoint {summary['checkpoint']}")
+                           overwrite=overwrite, console=console, verbose=verbose)
+    if summary.checkpoint is None:
+        out_console.print(f"trained 0 iterations (total_iter is {summary.iteration}): no checkpoint written",
+                          highlight=False, soft_wrap=True)
+    else:
+        out_console.print(f"trained to iteration {summary.iteration}; checkpoint {summary.checkpoint}",
+                          highlight=False, soft_wrap=True)  # a path never broken over lines
 
 
 def _note_unless_features(message: str) -> None:

@@ -354,7 +354,7 @@ def extract_distributed(
 ) -> FeatureSet:
     """Extract with ``nproc`` processes (CUDA: one per GPU; CPU: gloo), each taking every
     ``nproc``-th sequence; the parts are gathered back in dataset order."""
-    from gaitcli.training.distributed import launch
+    from gaitcli.runtime.launch import launch_args as launch
 
     started = time.perf_counter()
     n = len(dataset)

@@ -1,1 +1,1 @@
-"""Training: losses, optimiser and schedule, the trainer, distributed runs."""
+"""Training: losses, optimiser and schedule, the run builders, the run folder, the trainer."""

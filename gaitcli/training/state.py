@@ -62,13 +62,13 @@ def _join(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
     return obj
 
 
-def state_path(weights: str | os.PathLike) -> Path:
+def state_path(weights: str | os.PathLike[str]) -> Path:
     """The training-state file that belongs to a weights checkpoint."""
     weights = Path(weights)
     return weights.with_name(weights.name.replace(".safetensors", ".state.safetensors"))
 
 
-def save_state(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
+def save_state(path: str | os.PathLike[str], state: Mapping[str, Any]) -> None:
     """Write a nested state (dicts, lists, tensors, plain values) atomically."""
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _split(dict(state), "s", tensors)
@@ -77,7 +77,7 @@ def save_state(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
     atomic_write_bytes(path, st_save(tensors, metadata={"state": json.dumps(skeleton)}))
 
 
-def load_state(path: str | os.PathLike) -> dict[str, Any]:
+def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise GaitError(f"{path}: no such training-state file")
@@ -86,9 +86,12 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
             skeleton = json.loads(handle.metadata()["state"])
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
     except (SafetensorError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise GaitError(f"{path}: corrupt training-state file ({str(exc).splitlines()[0]}); "
-                        "resume from an earlier checkpoint") from None
-    return _join(skeleton, tensors)
+        raise GaitError(
+            f"{path}: corrupt training-state file ({str(exc).splitlines()[0]}); "
+            "resume from an earlier checkpoint"
+        ) from None
+    joined: dict[str, Any] = _join(skeleton, tensors)
+    return joined
 
 
 def rng_state() -> dict[str, Any]:
@@ -113,11 +116,16 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 def _np_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached": float(cached)}
+    return {
+        "kind": kind,
+        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
 
 
-def _np_restore(state: Mapping[str, Any]) -> tuple:
+def _np_restore(state: Mapping[str, Any]) -> tuple[Any, ...]:
     keys = state["keys"].numpy().astype(np.uint32)
     return (state["kind"], keys, state["pos"], state["has_gauss"], state["cached"])
 
@@ -127,5 +135,5 @@ def _py_state() -> list[Any]:
     return [version, list(internal), gauss]
 
 
-def _py_restore(state: list[Any]) -> tuple:
+def _py_restore(state: list[Any]) -> tuple[Any, ...]:
     return (state[0], tuple(state[1]), state[2])

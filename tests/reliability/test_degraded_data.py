@@ -41,7 +41,7 @@ def test_missing_views_no_gallery_and_one_frame_sequences(tmp_path):
     log = (tmp_path / "run" / "train.log").read_text()
     assert "left out 1 short sequences" in log  # 001/nm-01/000 had one frame
 
-    result = CliRunner().invoke(app, ["eval", summary["checkpoint"], "--json", str(tmp_path / "e.json")])
+    result = CliRunner().invoke(app, ["eval", summary.checkpoint, "--json", str(tmp_path / "e.json")])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "e.json").read_text())
     views = report["views"]

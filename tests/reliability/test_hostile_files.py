@@ -83,8 +83,11 @@ def test_checkpoint_of_the_wrong_model_for_the_config(tiny_data, tmp_path):
     metagait["model_cfg"]["model"] = "MetaGait"
     cfg_path = tmp_path / "metagait.yaml"
     cfg_path.write_text(yaml.safe_dump(metagait))
-    args = ["train", "--config", str(cfg_path), "--output", str(tmp_path / "run"), "--device", "cpu",
-            "--resume", "latest"]
+    # a run folder's own config.yaml already refuses the change (model_cfg.model); a checkpoint
+    # path resumed into a new folder reaches the weights check
+    ckpt = tmp_path / "run" / "checkpoints" / "tiny-00002.safetensors"
+    args = ["train", "--config", str(cfg_path), "--output", str(tmp_path / "new"), "--device", "cpu",
+            "--resume", str(ckpt)]
     line = one_line_error(CliRunner().invoke(app, args))
     assert "does not match the MetaGait model" in line and "eca." in line
 

@@ -13,12 +13,14 @@ import time
 import pytest
 import yaml
 from conftest import tiny_config
+from train_helpers import ENV, assert_same_tensors, gait_train, metric_lines, run_cli
 from typer.testing import CliRunner
 
 from gaitcli.cli import app
 from gaitcli.config import resolve_config
 from gaitcli.models import CheckpointError, read_checkpoint
 from gaitcli.training import trainer as trainer_module
+from gaitcli.training.state import state_path
 from gaitcli.training.trainer import TrainingStopped, list_checkpoints, train
 
 
@@ -26,9 +28,19 @@ def start_training(tmp_path, tiny_data, out, total_iter=400):
     cfg = tiny_config(*tiny_data, total_iter=total_iter, save_iter=2, log_iter=2)
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "gaitcli", "train", "--config", str(path), "--output", str(out), "--device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    cmd = [
+        sys.executable,
+        "-m",
+        "gaitcli",
+        "train",
+        "--config",
+        str(path),
+        "--output",
+        str(out),
+        "--device",
+        "cpu",
+    ]
+    return path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
 
 
 def wait_for(predicate, timeout=120.0):
@@ -42,6 +54,8 @@ def wait_for(predicate, timeout=120.0):
 
 @pytest.mark.slow
 def test_sigkill_during_training_then_resume_latest(tiny_data, tmp_path):
+    """SIGKILL, possibly mid-write; --resume latest then continues exactly what was saved: its end
+    state equals an uninterrupted run's in every tensor (not just the iteration number)."""
     out = tmp_path / "run"
     cfg_path, proc = start_training(tmp_path, tiny_data, out)
     try:
@@ -54,17 +68,27 @@ def test_sigkill_during_training_then_resume_latest(tiny_data, tmp_path):
     for path in (out / "checkpoints").glob("*.safetensors"):
         if not path.name.startswith("."):
             read_checkpoint(path) if not path.name.endswith(".state.safetensors") else path.read_bytes()
-    done = list_checkpoints(out / "checkpoints")
-    last = done[-1][0]
-    result = CliRunner().invoke(app, ["train", "--config", str(cfg_path), "--output", str(out), "--device", "cpu",
-                                      "--resume", "latest", "--iters", str(last + 4)])
-    assert result.exit_code == 0, result.output
+    last = list_checkpoints(out / "checkpoints")[-1][0]
+    end = str(last + 4)
+    resumed = run_cli(gait_train(cfg_path, out, "--resume", "latest", "--iters", end))
+    assert resumed.returncode == 0, resumed.stderr
     assert list_checkpoints(out / "checkpoints")[-1][0] == last + 4
+    full = run_cli(gait_train(cfg_path, tmp_path / "full", "--iters", end))
+    assert full.returncode == 0, full.stderr
+    name = f"tiny-{last + 4:05d}.safetensors"
+    a, b = out / "checkpoints" / name, tmp_path / "full" / "checkpoints" / name
+    assert_same_tensors(a, b)
+    assert_same_tensors(state_path(a), state_path(b))
+    assert metric_lines(out) == metric_lines(tmp_path / "full")  # the killed run's extra lines are gone
 
 
 def test_loader_rejects_partial_checkpoint(tiny_data, tmp_path):
-    train(resolve_config(tiny_config(*tiny_data, total_iter=2, save_iter=2)), output=tmp_path / "run", device="cpu",
-          progress=False)
+    train(
+        resolve_config(tiny_config(*tiny_data, total_iter=2, save_iter=2)),
+        output=tmp_path / "run",
+        device="cpu",
+        progress=False,
+    )
     good = tmp_path / "run" / "checkpoints" / "tiny-00002.safetensors"
     data = good.read_bytes()
     for cut in (10, len(data) // 2, len(data) - 7):
@@ -83,8 +107,20 @@ def test_second_run_on_same_folder_is_refused_first_unharmed(tiny_data, tmp_path
     cfg_path, proc = start_training(tmp_path, tiny_data, out, total_iter=40)
     try:
         assert wait_for(lambda: (out / ".train.lock").exists())
-        second = CliRunner().invoke(app, ["train", "--config", str(cfg_path), "--output", str(out), "--device", "cpu",
-                                          "--resume", "latest"])
+        second = CliRunner().invoke(
+            app,
+            [
+                "train",
+                "--config",
+                str(cfg_path),
+                "--output",
+                str(out),
+                "--device",
+                "cpu",
+                "--resume",
+                "latest",
+            ],
+        )
         assert second.exit_code == 2
         assert "in use by another gait train" in second.output
         assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
@@ -109,18 +145,32 @@ def test_full_disk_while_saving_keeps_previous_checkpoint(tiny_data, tmp_path, m
 
     monkeypatch.setattr(checkpoint_module, "atomic_write_bytes", write)
     with pytest.raises(TrainingStopped) as info:
-        train(resolve_config(tiny_config(*tiny_data, total_iter=4, save_iter=2)), output=tmp_path / "run",
-              device="cpu", progress=False)
+        train(
+            resolve_config(tiny_config(*tiny_data, total_iter=4, save_iter=2)),
+            output=tmp_path / "run",
+            device="cpu",
+            progress=False,
+        )
     message = str(info.value)
-    assert "No space left on device" in message and "tiny-00002.safetensors" in message and "\n" not in message
+    assert (
+        "No space left on device" in message and "tiny-00002.safetensors" in message and "\n" not in message
+    )
     ckpts = tmp_path / "run" / "checkpoints"
     assert [i for i, _ in list_checkpoints(ckpts)] == [2]
     read_checkpoint(ckpts / "tiny-00002.safetensors")
     assert not (ckpts / "tiny-00004.state.safetensors").exists()
     assert not [p for p in ckpts.iterdir() if p.name.endswith(".tmp")]
     monkeypatch.setattr(checkpoint_module, "atomic_write_bytes", real_write)
-    assert train(resolve_config(tiny_config(*tiny_data, total_iter=4, save_iter=2)), output=tmp_path / "run",
-                 device="cpu", progress=False, resume="latest")["iteration"] == 4
+    assert (
+        train(
+            resolve_config(tiny_config(*tiny_data, total_iter=4, save_iter=2)),
+            output=tmp_path / "run",
+            device="cpu",
+            progress=False,
+            resume="latest",
+        ).iteration
+        == 4
+    )
 
 
 def test_keyboard_interrupt_reaches_cli_as_exit_130(tiny_data, tmp_path, monkeypatch):
@@ -130,5 +180,7 @@ def test_keyboard_interrupt_reaches_cli_as_exit_130(tiny_data, tmp_path, monkeyp
     monkeypatch.setattr(trainer_module.Trainer, "step", step)
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(tiny_config(*tiny_data)))
-    result = CliRunner().invoke(app, ["train", "--config", str(path), "--output", str(tmp_path / "run"), "--device", "cpu"])
+    result = CliRunner().invoke(
+        app, ["train", "--config", str(path), "--output", str(tmp_path / "run"), "--device", "cpu"]
+    )
     assert result.exit_code == 130 and "interrupted at iteration 0" in result.output

@@ -1,0 +1,127 @@
+"""Checkpoints of a run: what a save writes, what a resume restores (docs/train.md, "Resuming").
+
+A save writes the training state first, then the weights (a weights file is only "complete"
+once its state exists beside it), atomically, and prunes by this run's save order. The state
+holds every rank's RNG and the process count, so a resumed multi-process run continues exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gaitcli.errors import GaitError
+from gaitcli.runtime.distributed import DistInfo, barrier, gather_objects
+from gaitcli.training.builders import Optimisation, TrainNetwork
+from gaitcli.training.run_folder import Pruner, RunFolder, check_world_size, checkpoint_name
+from gaitcli.training.state import load_state, rng_state, save_state, set_rng_state, state_path
+
+
+class TrainingStopped(GaitError):
+    """The run stopped early (interrupt, non-finite loss, a failed save) after saving what it could."""
+
+
+class CheckpointWriteError(TrainingStopped):
+    """A checkpoint could not be written (full disk, permissions); the previous one is intact."""
+
+    exit_code = 1
+
+
+@dataclass
+class Progress:
+    """Where the loop stands: what a checkpoint records besides the weights."""
+
+    iteration: int
+    """Completed iterations."""
+    next_batch: int
+    """The sampler's next batch number."""
+    window: dict[str, Any]
+    """The partly filled logging window."""
+
+
+class CheckpointConnector:
+    """Saving and restoring one run's checkpoints."""
+
+    def __init__(
+        self, folder: RunFolder, cfg: Mapping[str, Any], info: DistInfo, labels: list[str], frame_size: str
+    ) -> None:
+        self.folder, self.cfg, self.info = folder, cfg, info
+        self.labels, self.frame_size = labels, frame_size
+        self.pruner: Pruner | None = None
+        self.last_saved: Path | None = None
+
+    def start(self, resumed_at: int | None) -> None:
+        self.pruner = Pruner(self.folder.checkpoints, self.cfg["trainer_cfg"]["keep_last"], resumed_at)
+
+    def save(self, progress: Progress, network: TrainNetwork, opt: Optimisation) -> Path:
+        """Write weights and state of ``progress.iteration`` (rank 0; every rank must call)."""
+        path = self.folder.checkpoints / checkpoint_name(self.cfg, progress.iteration)
+        rngs = gather_objects(rng_state())  # a collective: before rank 0 starts writing
+        if self.info.is_main:
+            state = {
+                "iteration": progress.iteration,
+                "next_batch": progress.next_batch,
+                "optimizer": opt.optimizer.state_dict(),
+                "scheduler": opt.scheduler.state_dict(),  # LambdaLR stores its functions as None
+                "scaler": opt.scaler.state_dict() if opt.scaler.is_enabled() else {},
+                "rng": rngs[0],
+                "rng_ranks": rngs if len(rngs) > 1 else [],
+                "world_size": self.info.world_size,
+                "window": progress.window,
+            }
+            self._write(path, state, network.model, progress.iteration)
+        barrier()
+        self.last_saved = path
+        return path
+
+    def _write(self, path: Path, state: Mapping[str, Any], model: torch.nn.Module, iteration: int) -> None:
+        from gaitcli.models import save_checkpoint
+
+        self.folder.checkpoints.mkdir(parents=True, exist_ok=True)
+        try:
+            save_state(state_path(path), state)
+            save_checkpoint(
+                path, model, self.cfg, iteration=iteration, labels=self.labels, frame_size=self.frame_size
+            )
+        except OSError as exc:
+            state_path(path).unlink(missing_ok=True)  # never leave a state without its weights
+            raise CheckpointWriteError(
+                f"could not write the checkpoint of iteration {iteration} to {self.folder.checkpoints} "
+                f"({exc.strerror or exc}); the last good checkpoint {self.last_saved or '(none yet)'} "
+                "is intact; "
+                "free disk space and continue with --resume latest"
+            ) from None
+        if self.pruner is not None:
+            self.pruner.saved(path)
+
+    def restore(self, path: Path, network: TrainNetwork, opt: Optimisation) -> Progress:
+        """Load weights, optimiser, scheduler, scaler and this rank's RNG from ``path``."""
+        from gaitcli.models import load_state_dict_checked, read_checkpoint
+
+        tcfg = self.cfg["trainer_cfg"]
+        spath = state_path(path)
+        if not spath.exists():
+            raise GaitError(
+                f"{path}: its training state {spath.name} is missing; it can be evaluated but not resumed"
+            )
+        state = load_state(spath)
+        check_world_size(state.get("world_size"), self.info.world_size, path)
+        weights, _meta = read_checkpoint(path)
+        if tcfg["restore_ckpt_strict"]:
+            load_state_dict_checked(network.model, weights, source=str(path))
+        else:
+            network.model.load_state_dict(weights, strict=False)
+        if not tcfg["optimizer_reset"]:
+            opt.optimizer.load_state_dict(state["optimizer"])
+        if not tcfg["scheduler_reset"]:
+            opt.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            opt.scaler.load_state_dict(state["scaler"])
+        ranks = state.get("rng_ranks") or []
+        set_rng_state(ranks[self.info.rank] if len(ranks) == self.info.world_size else state["rng"])
+        self.last_saved = path
+        return Progress(int(state["iteration"]), int(state["next_batch"]), dict(state["window"]))

@@ -1,0 +1,74 @@
+"""What ``gait train`` shows on the console: a short config summary and the progress bar
+(docs/train.md, "What you see"); ``--verbose`` adds the full resolved config."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+
+from gaitcli.progress import make_progress
+
+
+class TrainDisplay:
+    """The rich bar: iteration, it/s, lr, loss_num (the convergence signal), loss, ETA (seq/s is in
+    train.log and metrics.jsonl: one column less keeps the bar readable at 80 columns)."""
+
+    def __init__(self, console: Console | None, total: int, start: int) -> None:
+        self.progress = make_progress(
+            "train",
+            console,
+            "lr {task.fields[lr]}",
+            "[bold magenta]loss_num {task.fields[loss_num]}[/]",
+            "loss {task.fields[loss]}",
+            unit="it/s",
+        )
+        self.task = self.progress.add_task(
+            "train", total=total, completed=start, lr="-", loss_num="-", loss="-"
+        )
+        self.progress.start()
+
+    def update(self, iteration: int, lr: float, terms: Mapping[str, float]) -> None:
+        loss_num = terms.get("triplet/loss_num", math.nan)
+        self.progress.update(
+            self.task,
+            completed=iteration,
+            lr=f"{lr:.2e}",
+            loss_num=f"{loss_num:.1f}",
+            loss=f"{terms.get('total_loss', math.nan):.4f}",
+        )
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def config_summary(
+    cfg: Mapping[str, Any], *, sequences: int, ids: int, frame_size: str, params: int, world: str, out: str
+) -> list[str]:
+    """A few lines (each well under 80 columns apart from paths) that say what is trained."""
+    model, tcfg = cfg["model_cfg"], cfg["trainer_cfg"]
+    sampler, opt, sched = tcfg["sampler"], cfg["optimizer_cfg"], cfg["scheduler_cfg"]
+    variant = f" ({model['variant']})" if model.get("variant") not in (None, "", "reference") else ""
+    batch = sampler["batch_size"]
+    frames = sampler.get("frames_num_fixed", "all")
+    precision = "bf16" if tcfg.get("enable_bfloat16") else "fp16" if tcfg.get("enable_float16") else "fp32"
+    milestones = sched.get("milestones")
+    return [
+        f"model   {model['model']}{variant} {list(model.get('channels', []))}, "
+        f"{params / 1e6:.2f} M parameters",
+        f"data    {sequences} sequences of {ids} ids, frames {frame_size or '?'}",
+        f"batch   {batch[0]}x{batch[1]}, {frames} frames, {precision}, on {world}",
+        f"optim   {opt.get('solver')} lr {opt.get('lr')}, {sched.get('scheduler')}"
+        + (f" milestones {list(milestones)}" if milestones else ""),
+        f"run     {tcfg['total_iter']} iterations, save every {tcfg['save_iter']}, output {out}",
+    ]
+
+
+def print_full_config(console: Console, text: str) -> None:
+    """The resolved config as YAML, wrapped rather than cropped."""
+    from rich.syntax import Syntax
+
+    console.print("[bold]resolved config[/]")
+    console.print(Syntax(text, "yaml", theme="ansi_dark", word_wrap=True))

@@ -1,0 +1,134 @@
+"""The run's record: the logging window, metrics.jsonl, train.log, TensorBoard, console lines.
+
+Rank 0 writes; other ranks keep the window (so a resumed run of any rank continues it) but write
+nothing. docs/train.md ("metrics.jsonl") describes a line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gaitcli.runtime.distributed import DistInfo
+from gaitcli.training.run_folder import RunFolder, append_line
+
+Echo = Callable[[str], None]
+TIMING_KEYS = ("seconds", "sequences_per_s", "data_wait")
+_NOT_TERMS = ("iteration", "lr", *TIMING_KEYS, "partial")
+
+
+@dataclass
+class Window:
+    """The partly filled logging window (saved in the training state)."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    """Sum of each logged term over the window's iterations."""
+    count: int = 0
+    """Iterations in the window so far."""
+
+    def to_state(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "count": self.count}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Window:
+        return cls({k: float(v) for k, v in state["sums"].items()}, int(state["count"]))
+
+
+class MetricsLogger:
+    """Window means to metrics.jsonl / TensorBoard, messages to train.log and the console."""
+
+    def __init__(self, folder: RunFolder, info: DistInfo, echo: Echo | None, *, echo_routine: bool) -> None:
+        self.folder = folder
+        self.info = info
+        self.echo = echo
+        self.echo_routine = echo_routine  # window and "saved" lines on the console too
+        self.window = Window()
+        self.data_seconds = 0.0
+        self.window_started = time.perf_counter()
+        self.window_iters = 0  # iterations of this process in the window (its timing)
+        self.tensorboard: Any = None
+
+    def start_window(self) -> None:
+        self.window_started, self.window_iters = time.perf_counter(), 0
+
+    def open_tensorboard(self) -> None:
+        if self.info.is_main:
+            self.tensorboard = _tensorboard_writer(self.folder)
+
+    def log(self, message: str, *, routine: bool = False) -> None:
+        """A train.log line (rank 0); on the console unless it is routine and a bar shows progress."""
+        if not self.info.is_main:
+            return
+        if self.echo is not None and (self.echo_routine or not routine):
+            self.echo(message)
+        self.folder.root.mkdir(parents=True, exist_ok=True)
+        append_line(self.folder.log, time.strftime("%Y-%m-%d %H:%M:%S ") + message)
+
+    def add(self, terms: Mapping[str, float]) -> None:
+        for key, value in terms.items():
+            self.window.sums[key] = self.window.sums.get(key, 0.0) + value
+        self.window.count += 1
+        self.window_iters += 1
+
+    def write_window(
+        self, iteration: int, lr: float, global_batch: int, *, partial: bool = False
+    ) -> dict[str, Any]:
+        """Close the window (a partial one stays open in the saved state) and record its line."""
+        seconds, iters = time.perf_counter() - self.window_started, self.window_iters
+        self.start_window()
+        count = max(self.window.count, 1)
+        line: dict[str, Any] = {"iteration": iteration, "lr": lr}
+        line.update({key: value / count for key, value in self.window.sums.items()})
+        line["seconds"] = round(seconds, 4)
+        line["sequences_per_s"] = round(global_batch * iters / seconds, 3) if seconds > 0 else None
+        line["data_wait"] = round(self.data_seconds / seconds, 4) if seconds > 0 else None
+        self.data_seconds = 0.0
+        if partial:
+            line["partial"] = True
+        else:
+            self.window = Window()
+        if self.info.is_main:
+            append_line(self.folder.metrics, json.dumps(line))
+            self._scalars(line, iteration)
+            terms = "  ".join(f"{k}={v:.4g}" for k, v in line.items() if k not in _NOT_TERMS)
+            self.log(
+                f"iteration {iteration}  lr={lr:.4g}  {terms}  {line['sequences_per_s']} seq/s", routine=True
+            )
+        return line
+
+    def write_test(self, iteration: int, results: Mapping[str, Any]) -> None:
+        if self.info.is_main:
+            append_line(self.folder.metrics, json.dumps({"iteration": iteration, "test": results}))
+
+    def _scalars(self, line: Mapping[str, Any], iteration: int) -> None:
+        if self.tensorboard is None:
+            return
+        for key, value in line.items():
+            if key != "iteration" and isinstance(value, (int, float)):
+                self.tensorboard.add_scalar(key, value, iteration)
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
+
+
+def _tensorboard_writer(folder: RunFolder) -> Any:
+    """TensorBoard scalars in ``OUT/tensorboard`` when the optional package is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(folder.tensorboard))
+
+
+def last_metrics(folder: RunFolder) -> dict[str, Any]:
+    """The last training line of metrics.jsonl (test lines skipped)."""
+    if not folder.metrics.exists():
+        return {}
+    lines = [json.loads(x) for x in folder.metrics.read_text().splitlines() if x.strip()]
+    lines = [x for x in lines if "test" not in x]
+    return dict(lines[-1]) if lines else {}
