@@ -71,7 +71,7 @@ def load_for_inference(
     """Load ``checkpoint`` for embedding; ``metric`` defaults to its ``evaluator_cfg.metric``."""
     from gaitcli.evaluation.metrics import check_metric
     from gaitcli.models import load_checkpoint
-    from gaitcli.training.distributed import resolve_devices
+    from gaitcli.runtime.distributed import resolve_devices
 
     device_type, _ = resolve_devices(device, None, None)
     model: Any = load_checkpoint(checkpoint, map_location=device_type)

@@ -333,7 +333,7 @@ def plan_checkpoint(
     """The plan for ``gait eval CKPT``: the model is rebuilt from the checkpoint's stored config
     (weights checked, NaN refused) and its test split read, all before any extraction."""
     from gaitcli.models import load_checkpoint
-    from gaitcli.training.distributed import resolve_devices
+    from gaitcli.runtime.distributed import resolve_devices
 
     check_protocol_name(opts.protocol)
     check_output_files(opts.outputs)
@@ -408,7 +408,7 @@ def plan_features(
     """The plan for ``gait eval --features FILE.npz``. The data set name and metric stored in the
     file apply unless ``--set`` / ``--metric`` name others."""
     from gaitcli.config import resolve_config
-    from gaitcli.training.distributed import resolve_devices
+    from gaitcli.runtime.distributed import resolve_devices
 
     check_protocol_name(protocol)
     check_output_files(outputs)
