@@ -119,7 +119,7 @@ def test_a_third_model_trains_two_iterations_by_config_alone(toy, tiny_data, tmp
     cfg = tiny_config(*tiny_data, total_iter=2, save_iter=2, log_iter=1)
     cfg["model_cfg"] = {"model": "ToyGait", "width": 4, "class_num": 4}
     summary = train(resolve_config(cfg), output=tmp_path / "run", device="cpu", progress=False)
-    assert summary["iteration"] == 2
+    assert summary.iteration == 2
     tensors, meta = read_checkpoint(tmp_path / "run" / "checkpoints" / "tiny-00002.safetensors")
     assert tensors["conv.weight"].shape == (4, 1, 3, 3, 3)
     assert yaml.safe_load(meta["config"])["model_cfg"]["model"] == "ToyGait"
