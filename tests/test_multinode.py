@@ -120,9 +120,6 @@ def test_two_nodes_log_the_same_losses_as_two_spawned_processes(
     assert loss_lines(tmp_path / "single") == loss_lines(two_nodes / "node0")  # bit-identical, timing aside
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 9 item 0: gait train --device cpu --nproc 2 crashes (being fixed)"
-)
 def test_two_nodes_log_the_same_losses_as_gait_train_nproc_2(
     two_nodes: Path, config_file: Path, tmp_path: Path
 ) -> None:
