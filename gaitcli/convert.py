@@ -22,8 +22,10 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from ..errors import GaitError
-from .checkpoint import (
+from .build import build_model
+from .config import load_config, resolve_config, validate_config
+from .errors import GaitError
+from .models.checkpoint import (
     FORMAT,
     is_training_state,
     load_state_dict_checked,
@@ -326,8 +328,6 @@ def _config_from_file(
 ) -> dict[str, Any]:
     """The ``--config`` file, with ``model`` / ``variant`` corrected to what the weights are (the
     MetaGait authors' config says ``model: GaitGL``)."""
-    from ..config import load_config, validate_config
-
     found_model, found_variant = weights_model(state)
     cfg = copy.deepcopy(load_config(config_path, warn=note))
     mcfg = cfg["model_cfg"]
@@ -352,8 +352,6 @@ def _pick_config(
     source: SourceWeights, src: Path, config_path: str | Path | None, note: Warn
 ) -> tuple[dict[str, Any], str]:
     """``(config, where it came from)``: ``--config``, else the embedded one, else inferred."""
-    from ..config import resolve_config
-
     if config_path is not None:
         return _config_from_file(config_path, source.state, note), str(config_path)
     if source.config is not None:
@@ -382,8 +380,6 @@ def convert_checkpoint(
     checkpoint embeds, else it is inferred from the weights. A gaitcli source keeps its iteration
     and label set.
     """
-    from .build import build_model
-
     src, dst = Path(src), Path(dst)
     notes: list[str] = []
 
