@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from gaitcli.cli import app
 from gaitcli.config import resolve_config
 from gaitcli.models import CheckpointError, read_checkpoint
+from gaitcli.runtime.lock import is_locked
 from gaitcli.training import trainer as trainer_module
 from gaitcli.training.state import state_path
 from gaitcli.training.trainer import TrainingStopped, list_checkpoints, train
@@ -64,6 +65,7 @@ def test_sigkill_during_training_then_resume_latest(tiny_data, tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    assert not is_locked(out / ".train.lock")  # the kernel dropped the dead run's lock
     # every complete-looking checkpoint loads: no truncated file under a final name
     for path in (out / "checkpoints").glob("*.safetensors"):
         if not path.name.startswith("."):
@@ -80,6 +82,39 @@ def test_sigkill_during_training_then_resume_latest(tiny_data, tmp_path):
     assert_same_tensors(a, b)
     assert_same_tensors(state_path(a), state_path(b))
     assert metric_lines(out) == metric_lines(tmp_path / "full")  # the killed run's extra lines are gone
+
+
+_HOLD_RUN = (
+    "import sys, pathlib\n"
+    "from gaitcli.training.run_folder import acquire_output_lock\n"
+    "release = acquire_output_lock(pathlib.Path(sys.argv[1]))  # held while referenced\n"
+    "print('held', flush=True)\n"
+    "sys.stdin.read()\n"
+)
+
+
+def test_run_folder_lock_names_its_owner_and_sigkill_leaves_none(tmp_path):
+    """The trainer's lock is the runtime's flock: a second run is refused naming the holder, and a
+    SIGKILLed holder leaves nothing stale (the folder is usable at once)."""
+    from gaitcli.errors import GaitError
+    from gaitcli.training.run_folder import acquire_output_lock
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-c", _HOLD_RUN, str(out)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        with pytest.raises(GaitError) as info:
+            acquire_output_lock(out)
+        message = str(info.value)
+        assert "another gait train is using" in message and f"pid {proc.pid}" in message
+        assert "\n" not in message
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    release = acquire_output_lock(out)  # no stale lock after SIGKILL
+    release()
+    assert not is_locked(out / ".train.lock")
 
 
 def test_loader_rejects_partial_checkpoint(tiny_data, tmp_path):
@@ -106,7 +141,7 @@ def test_second_run_on_same_folder_is_refused_first_unharmed(tiny_data, tmp_path
     out = tmp_path / "run"
     cfg_path, proc = start_training(tmp_path, tiny_data, out, total_iter=40)
     try:
-        assert wait_for(lambda: (out / ".train.lock").exists())
+        assert wait_for(lambda: is_locked(out / ".train.lock"))
         second = CliRunner().invoke(
             app,
             [
@@ -122,13 +157,13 @@ def test_second_run_on_same_folder_is_refused_first_unharmed(tiny_data, tmp_path
             ],
         )
         assert second.exit_code == 2
-        assert "in use by another gait train" in second.output
+        assert "another gait train is using" in second.output and f"pid {proc.pid}" in second.output
         assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
     finally:
         if proc.poll() is None:
             proc.kill()
     assert list_checkpoints(out / "checkpoints")[-1][0] == 40
-    assert not (out / ".train.lock").exists()
+    assert not is_locked(out / ".train.lock") and (out / ".train.lock").read_text() == ""
 
 
 def test_full_disk_while_saving_keeps_previous_checkpoint(tiny_data, tmp_path, monkeypatch):
