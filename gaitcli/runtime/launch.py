@@ -93,23 +93,6 @@ def launch(fn: Callable[[DistInfo, P], R], payload: P, nproc: int, device: str) 
     return _Supervisor(fn, payload, nproc, device).run()
 
 
-class _CallWithArgs(Generic[R]):
-    """Adapter for callers that pass positional arguments: ``fn(info, *args)``."""
-
-    def __init__(self, fn: Callable[..., R]) -> None:
-        self.fn = fn
-
-    def __call__(self, info: DistInfo, args: tuple[Any, ...]) -> R:
-        return self.fn(info, *args)
-
-
-def launch_args(fn: Callable[..., R], device: str, nproc: int, *args: Any) -> R | None:
-    """``launch`` for ``fn(info, *args)``; returns rank 0's value when it ran here, else None
-    (the calling convention of the former ``gaitcli.training.distributed.launch``)."""
-    value = launch(_CallWithArgs(fn), args, nproc, device)
-    return value if nproc <= 1 or under_torchrun() else None
-
-
 # ---------------------------------------------------------------------------------------- a rank
 def _rank_main(
     rank: int,
