@@ -9,14 +9,14 @@
   filled window by window; inputs are dropped as soon as they have been embedded.
 * ``nproc > 1`` (``--gpus N`` / ``--device cpu --nproc N``) splits the sequences over processes
   started by :func:`gaitcli.runtime.launch.launch` (a contiguous share each); rank 0 gathers the
-  shares in rank order, which is dataset order, and returns them through the launcher. Progress bars come from :func:`gaitcli.progress.make_progress`.
+  shares in rank order, which is dataset order, and returns them through the launcher.
+  Progress bars come from :func:`gaitcli.progress.make_progress`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +30,7 @@ from rich.console import Console
 
 from gaitcli.data.collate import frame_indices, transform_cut
 from gaitcli.errors import ConfigError, GaitError
+from gaitcli.fileio import atomic_writer
 from gaitcli.runtime.distributed import DistInfo
 
 FEATURE_KEYS = ("embeddings", "labels", "types", "views")
@@ -77,23 +78,19 @@ class FeatureSet:
         """Write an ``.npz`` (``embeddings`` float32, ``labels``/``types``/``views`` as strings,
         plus ``dataset_name``, ``checkpoint``, ``iteration`` when known), atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        extra = {}
+        arrays: dict[str, Any] = {
+            "embeddings": np.ascontiguousarray(self.embeddings, dtype=np.float32),
+            "labels": self.labels,
+            "types": self.types,
+            "views": self.views,
+        }
         for key in META_TEXT_KEYS:
             if self.meta.get(key) is not None:
-                extra[key] = np.array(str(self.meta[key]))
+                arrays[key] = np.array(str(self.meta[key]))
         if self.meta.get("iteration") is not None:
-            extra["iteration"] = np.array(int(self.meta["iteration"]), dtype=np.int64)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, embeddings=np.ascontiguousarray(self.embeddings, dtype=np.float32),
-                         labels=self.labels, types=self.types, views=self.views, **extra)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+            arrays["iteration"] = np.array(int(self.meta["iteration"]), dtype=np.int64)
+        with atomic_writer(path) as fh:
+            np.savez(fh, **arrays)
         return path
 
     @classmethod
@@ -118,16 +115,18 @@ class FeatureSet:
                         meta[key] = str(data[key])
                 if "iteration" in data.files:
                     meta["iteration"] = int(data["iteration"])
-                arrays = [data[k] for k in ("labels", "types", "views")]
+                labels, types, views = (data[k] for k in ("labels", "types", "views"))
         except GaitError:
             raise
         except ValueError as exc:  # object arrays (pickles) end up here
-            raise GaitError(f"{path}: cannot read feature file without unpickling ({str(exc).splitlines()[0]})") from None
+            detail = str(exc).splitlines()[0]
+            raise GaitError(f"{path}: cannot read feature file without unpickling ({detail})") from None
         except Exception as exc:  # zipfile / OSError / bad magic
-            raise GaitError(f"{path}: not a readable .npz feature file ({type(exc).__name__}: {exc})") from None
+            detail = f"{type(exc).__name__}: {exc}"
+            raise GaitError(f"{path}: not a readable .npz feature file ({detail})") from None
         if not np.issubdtype(emb.dtype, np.floating):
             raise GaitError(f"{path}: embeddings must be floating point, got {emb.dtype}")
-        return cls(emb.astype(np.float32, copy=False), *arrays, meta=meta)
+        return cls(emb.astype(np.float32, copy=False), labels, types, views, meta=meta)
 
 
 # ----------------------------------------------------------------------------------------------

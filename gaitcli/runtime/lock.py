@@ -22,7 +22,7 @@ from pathlib import Path
 
 from gaitcli.errors import GaitError
 
-__all__ = ["LockError", "LockOwner", "exclusive_lock", "filesystem_type", "is_locked", "NETWORK_FILESYSTEMS"]
+__all__ = ["LockError", "LockOwner", "exclusive_lock", "filesystem_type", "NETWORK_FILESYSTEMS"]
 
 NETWORK_FILESYSTEMS = frozenset({
     "nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "sshfs", "9p", "afs", "ceph",
@@ -143,20 +143,3 @@ def exclusive_lock(path: Path, *, what: str) -> Iterator[LockOwner]:
     finally:
         os.close(fd)
 
-
-def is_locked(path: Path) -> bool:
-    """True while some process holds ``path`` with :func:`exclusive_lock` (a probe: the lock is
-    taken and dropped at once when free; a missing file is not locked)."""
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)  # closing drops a lock this probe took
-    return False
