@@ -86,7 +86,7 @@ def graph() -> dict[str, set[str]]:
     for name, path in modules.items():
         targets = set()
         for target in imports_of(path):
-            # ``from gaitcli.models import build_model`` names the package; a submodule import
+            # ``from gaitcli.models import create_model`` names the package; a submodule import
             # ``from gaitcli.data import walker`` names gaitcli.data.walker if that file exists.
             targets.add(target)
         edges[name] = {t for t in targets if t != name}
