@@ -81,11 +81,16 @@ def torch_detail(exc: BaseException) -> str:
 
 
 def _read_head(src: Path) -> bytes:
+    """The first bytes of ``src`` (enough to tell a pickle from safetensors); an empty or
+    unreadable file is one :class:`ConvertError` line."""
     try:
         with open(src, "rb") as fh:
-            return fh.read(9)
+            head = fh.read(9)
     except OSError as exc:
         raise ConvertError(f"{src}: cannot read ({exc.strerror or exc})") from None
+    if not head:
+        raise ConvertError(f"{src}: the file is empty")
+    return head
 
 
 def _not_torch(src: Path, head: bytes) -> ConvertError:
@@ -121,8 +126,6 @@ def _torch_load(src: Path) -> Any:
 def safe_torch_load(src: Path) -> Any:
     """The object in a ``.pt`` file, read with ``weights_only=True`` (no pickled code runs)."""
     head = _read_head(src)
-    if not head:
-        raise ConvertError(f"{src}: the file is empty")
     if not looks_like_torch_pickle(head):
         raise _not_torch(src, head)
     return _torch_load(src)
@@ -151,8 +154,6 @@ def _read_safetensors(src: Path) -> SourceWeights:
 def read_source(src: Path) -> SourceWeights:
     """The weights (and what else is known) of ``src``: a ``.pt`` or a safetensors file."""
     head = _read_head(src)
-    if not head:
-        raise ConvertError(f"{src}: the file is empty")
     if head[8:9] == b"{" and not looks_like_torch_pickle(head):
         return _read_safetensors(src)
     return SourceWeights(*extract_state_dict(safe_torch_load(src), src))

@@ -32,6 +32,7 @@ docs/train.md ("Distributed") describes what a user sees.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -235,10 +236,7 @@ class _Supervisor(Generic[P, R]):
     def _signal_all(self, signum: int) -> None:
         for proc in self.procs:
             if proc.exitcode is None and proc.pid is not None:
-                try:
-                    os.kill(proc.pid, signum)
-                except ProcessLookupError:
-                    pass
+                _signal(proc.pid, signum)
 
     def _stop_all(self) -> None:
         """Terminate ranks still running (their process groups: DataLoader workers too)."""
@@ -285,7 +283,10 @@ def _kill_group(proc: BaseProcess, signum: int) -> None:
     try:
         os.killpg(proc.pid, signum)  # the rank leads its own group (see _rank_main)
     except (ProcessLookupError, PermissionError, AttributeError):
-        try:
-            os.kill(proc.pid, signum)
-        except ProcessLookupError:
-            pass
+        _signal(proc.pid, signum)
+
+
+def _signal(pid: int, signum: int) -> None:
+    """Send ``signum`` to ``pid``; a process already gone is no error."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
