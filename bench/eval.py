@@ -168,9 +168,9 @@ def bench_kernel(size: int, device: str, peak: Peak | None = None, parts: int = 
 
 
 def bench_extract(count: int, frames: int, model_name: str, device: str, batch_size: int) -> dict:
+    from gaitcli.build import build_model
     from gaitcli.data.dataset import GaitDataset
     from gaitcli.evaluation import extract_features
-    from gaitcli.models import build_model
 
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory(prefix="gait-eval-bench-") as tmp:

@@ -77,7 +77,7 @@ def peak_memory_mb(device: torch.device) -> float | None:
 
 def build(channels: list[int], class_num: int, device: torch.device, height: int = 64) -> torch.nn.Module:
     """MetaGait at ``channels`` widths for ``height``-pixel-high inputs (one part per row)."""
-    from gaitcli.models import build_model
+    from gaitcli.build import build_model
 
     cfg = {
         "model_cfg": {"model": "MetaGait", "channels": channels, "class_num": class_num, "bin_num": [height]},

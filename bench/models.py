@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from gaitcli.models import build_model
+from gaitcli.build import build_model
 from gaitcli.models.straightforward import straightforward_embed, straightforward_forward
 
 TRAIN_SHAPE = (8, 30, 64, 44)

@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             raw = args.raw
 
         started = time.perf_counter()
-        summary = prepare_dataset(raw, scratch / "out", img_size=args.img_size, workers=args.workers).to_json()
+        prepared = prepare_dataset(raw, scratch / "out", img_size=args.img_size, workers=args.workers)
+        summary = prepared.to_json()
         seconds = time.perf_counter() - started
         frames = summary["frames_kept"] + summary["frames_dropped"]
         result = {

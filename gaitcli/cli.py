@@ -403,7 +403,7 @@ def convert(
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Convert an OpenGait / MetaGait .pt checkpoint to safetensors (no pickled code runs)."""
-    from gaitcli.models import convert_checkpoint
+    from gaitcli.convert import convert_checkpoint
 
     summary = convert_checkpoint(src, dst, config_path=config, overwrite=overwrite, warn=_warn)
     out_console.print(

@@ -36,6 +36,7 @@ from gaitcli.config_schema import (
     section_defaults,
 )
 from gaitcli.errors import ConfigError
+from gaitcli.models.checkpoint import config_text
 from gaitcli.models.registry import default_model_name, model_entries
 from gaitcli.paths import configs_dir, packaged_partition
 
@@ -164,7 +165,7 @@ def load_config(
 
 def dump_config(cfg: Mapping[str, Any]) -> str:
     """The config as YAML text, in schema order (what checkpoints and output folders store)."""
-    return yaml.safe_dump(_plain(cfg), sort_keys=False, default_flow_style=None)
+    return config_text(cfg)
 
 
 def packaged_config_names() -> list[str]:
@@ -660,14 +661,6 @@ def _find_config_file(path: Path) -> Path:
 # ----------------------------------------------------------------------------- helpers
 def _silent(_: str) -> None:
     return None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _tname(value: Any) -> str:

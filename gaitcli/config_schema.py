@@ -170,7 +170,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "num_workers": Key("int", 1, "DataLoader worker processes.", range=NON_NEGATIVE),
         "cache": Key("bool", False, "Keep every sequence in memory after the first read."),
-        "test_dataset_name": Key("str", None, "Name of the test set (protocol selection); null = dataset_name.", nullable=True),
+        "test_dataset_name": Key(
+            "str", None, "Name of the test set (protocol selection); null = dataset_name.", nullable=True
+        ),
         "remove_no_gallery": Key("bool", False, "Drop probe sequences whose id has no gallery sequence."),
         "data_in_use": Key(
             "list[bool]",

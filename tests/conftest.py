@@ -32,11 +32,12 @@ def write_tiny_tree(root: Path, ids: int = 6, types=("nm-01", "nm-02", "bg-01", 
 
 def tiny_config(data_root: Path, partition: Path, **trainer) -> dict:
     cfg = {
-        "data_cfg": {"dataset_name": "CASIA-B", "dataset_root": str(data_root), "dataset_partition": str(partition),
-                     "num_workers": 0},
+        "data_cfg": {"dataset_name": "CASIA-B", "dataset_root": str(data_root),
+                     "dataset_partition": str(partition), "num_workers": 0},
         "model_cfg": {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 4, "bin_num": [32]},
         "optimizer_cfg": {"solver": "Adam", "lr": 1e-3, "weight_decay": 0.0},
-        "scheduler_cfg": {"scheduler": "warmup", "warmup_iters": 4, "warmup_factor": 0.1, "milestones": [100]},
+        "scheduler_cfg": {"scheduler": "warmup", "warmup_iters": 4, "warmup_factor": 0.1,
+                          "milestones": [100]},
         "trainer_cfg": {
             "enable_float16": False, "log_iter": 2, "save_iter": 4, "total_iter": 8, "save_name": "tiny",
             "sync_BN": False, "seed": 0,

@@ -10,11 +10,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from gaitcli import __version__
+from gaitcli.build import build_model
 from gaitcli.errors import GaitError
 from gaitcli.models import (
     CheckpointError,
     CheckpointMismatchError,
-    build_model,
     load_checkpoint,
     load_state_dict_checked,
     read_checkpoint_metadata,
@@ -180,3 +180,16 @@ def test_non_finite_weights_are_refused(tmp_path):
         load_checkpoint(path)
     msg = str(err.value)
     assert "2 of its" in msg and "NaN or infinite" in msg and "Head1.fc_bin" in msg and "\n" not in msg
+
+
+def test_stored_config_naming_an_unknown_model_is_one_line(tmp_path):
+    """The model is rebuilt from the stored config by the models layer alone; a config it cannot
+    build is one CheckpointError line, not a traceback."""
+    m = small("GaitGL")
+    cfg = {**m.config, "model_cfg": {**m.config["model_cfg"], "model": "NoSuchGait"}}
+    path = tmp_path / "unknown.safetensors"
+    save_checkpoint(path, m, cfg)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    msg = str(err.value)
+    assert "stored config is not valid here" in msg and "NoSuchGait" in msg and "\n" not in msg

@@ -27,7 +27,8 @@ def test_version():
 
 
 def test_python_dash_m_entry_point():
-    done = subprocess.run([sys.executable, "-m", "gaitcli", "--version"], capture_output=True, text=True, timeout=120)
+    version = [sys.executable, "-m", "gaitcli", "--version"]
+    done = subprocess.run(version, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and __version__ in done.stdout
 
 

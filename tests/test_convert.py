@@ -8,8 +8,10 @@ import textwrap
 import pytest
 import torch
 
+from gaitcli.build import build_model
+from gaitcli.convert import convert_checkpoint
 from gaitcli.errors import GaitError
-from gaitcli.models import CheckpointMismatchError, build_model, convert_checkpoint, load_checkpoint
+from gaitcli.models import CheckpointMismatchError, load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -282,7 +284,7 @@ def test_random_bytes_or_empty_zip_are_not_a_torch_checkpoint(tmp_path, content)
 
 
 def test_torch_boilerplate_never_leaks():
-    from gaitcli.models.convert import torch_detail
+    from gaitcli.convert import torch_detail
 
     exc = RuntimeError(
         "[enforce fail at inline_container.cc:180] . file in archive is not in a subdirectory: a.txt\n"

@@ -13,7 +13,8 @@ from gaitcli.cli import app
 @pytest.mark.slow
 def test_demo_runs_then_reuses_finished_stages(tmp_path):
     workdir = tmp_path / "demo"
-    args = ["demo", "--workdir", str(workdir), "--subjects", "4", "--iters", "2", "--json", str(tmp_path / "d.json")]
+    args = ["demo", "--workdir", str(workdir), "--subjects", "4", "--iters", "2",
+            "--json", str(tmp_path / "d.json")]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     payload = json.loads((tmp_path / "d.json").read_text())

@@ -12,9 +12,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from gaitcli.build import build_model
 from gaitcli.cli import app
 from gaitcli.evaluation import FeatureSet
-from gaitcli.models import build_model, save_checkpoint
+from gaitcli.models import save_checkpoint
 
 IDS = ("001", "002")
 TYPES = ("nm-01", "nm-02", "nm-05", "bg-01", "cl-01")

@@ -13,10 +13,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from gaitcli.build import build_model
 from gaitcli.cli import app
 from gaitcli.deploy.export import export_onnx
 from gaitcli.errors import GaitError
-from gaitcli.models import build_model, save_checkpoint
+from gaitcli.models import save_checkpoint
 
 KINDS = [("GaitGL", {}), ("MetaGait", {"variant": "reference"}), ("MetaGait", {"variant": "paper"})]
 

@@ -20,11 +20,12 @@ from safetensors.torch import load_file, save_file
 from gaitcli.config import resolve_config
 from gaitcli.errors import ConfigError, GaitError
 from gaitcli.runtime.distributed import resolve_devices
-from gaitcli.runtime.launch import launch_args as launch
+from gaitcli.runtime.launch import launch
 from gaitcli.training.trainer import Trainer, train
 
 
-def _worker(info, cfg, out_dir):
+def _worker(info, job):
+    cfg, out_dir = job
     trainer = Trainer(cfg, info, out_dir, progress=False)
     try:
         trainer.setup()
@@ -43,8 +44,8 @@ def test_two_gloo_processes_match_one(tiny_data, tmp_path):
     cfg = resolve_config(cfg)
     (tmp_path / "ddp").mkdir()
     (tmp_path / "one").mkdir()
-    launch(_worker, "cpu", 2, cfg, tmp_path / "ddp")
-    launch(_worker, "cpu", 1, cfg, tmp_path / "one")
+    launch(_worker, (cfg, tmp_path / "ddp"), 2, "cpu")
+    launch(_worker, (cfg, tmp_path / "one"), 1, "cpu")
     r0 = load_file(str(tmp_path / "ddp" / "rank0.safetensors"))
     r1 = load_file(str(tmp_path / "ddp" / "rank1.safetensors"))
     one = load_file(str(tmp_path / "one" / "rank0.safetensors"))
@@ -62,8 +63,8 @@ def test_two_processes_with_training_mode_batchnorm_stay_close_to_one(tiny_data,
     cfg = resolve_config(cfg)
     (tmp_path / "ddp").mkdir()
     (tmp_path / "one").mkdir()
-    launch(_worker, "cpu", 2, cfg, tmp_path / "ddp")
-    launch(_worker, "cpu", 1, cfg, tmp_path / "one")
+    launch(_worker, (cfg, tmp_path / "ddp"), 2, "cpu")
+    launch(_worker, (cfg, tmp_path / "one"), 1, "cpu")
     r0 = load_file(str(tmp_path / "ddp" / "rank0.safetensors"))
     one = load_file(str(tmp_path / "one" / "rank0.safetensors"))
     worst = 0.0
@@ -130,11 +131,67 @@ def _rank_crashes(info, payload):
 
 def test_launcher_returns_rank0_value_and_reraises_a_rank_error_once():
     from gaitcli.runtime.launch import RankCrashed
-    from gaitcli.runtime.launch import launch as launch_ranks
 
-    assert launch_ranks(_ranks_return, "job", 2, "cpu") == {"rank": 0, "payload": "job"}
+    assert launch(_ranks_return, "job", 2, "cpu") == {"rank": 0, "payload": "job"}
     with pytest.raises(GaitError, match="^rank 1 says hello$") as info:
-        launch_ranks(_rank_one_fails, "hello", 2, "cpu")  # rank 0 is stopped, not left in its barrier
+        launch(_rank_one_fails, "hello", 2, "cpu")  # rank 0 is stopped, not left in its barrier
     assert info.value.exit_code == 1
     with pytest.raises(RankCrashed, match="ValueError: a bug in rank 1"):
-        launch_ranks(_rank_crashes, None, 2, "cpu")
+        launch(_rank_crashes, None, 2, "cpu")
+
+
+# ------------------------------------------------------------------ evaluation over the launcher
+@pytest.fixture
+def eval_checkpoint(tmp_path):
+    """A tiny GaitGL checkpoint over a 3-id CASIA-B-shaped test split (gallery nm-01, probes
+    nm-05 / bg-01 / cl-01), 4-7 frames a sequence."""
+    import json
+
+    from conftest import write_tiny_tree
+
+    from gaitcli.build import build_model
+    from gaitcli.models import save_checkpoint
+
+    root, part = tmp_path / "pkl", tmp_path / "part.json"
+    write_tiny_tree(root, ids=3, types=("nm-01", "nm-05", "bg-01", "cl-01"), frames=4)
+    part.write_text(json.dumps({"TRAIN_SET": [], "TEST_SET": ["001", "002", "003"]}))
+    torch.manual_seed(0)
+    model = build_model(tiny_config(root, part))
+    return save_checkpoint(tmp_path / "tiny.safetensors", model, model.config, iteration=1), root
+
+
+def _eval(*args):
+    from typer.testing import CliRunner
+
+    from gaitcli.cli import app
+
+    return CliRunner().invoke(app, ["eval", *[str(a) for a in args], "--device", "cpu"])
+
+
+def test_eval_with_two_processes_gives_the_features_and_table_of_one(eval_checkpoint, tmp_path):
+    """Ranks return their share through the launcher (no files): same features, same table."""
+    import numpy as np
+
+    ckpt, _ = eval_checkpoint
+    one = _eval(ckpt, "--nproc", 1, "--save-features", tmp_path / "one.npz")
+    two = _eval(ckpt, "--nproc", 2, "--save-features", tmp_path / "two.npz")
+    assert one.exit_code == 0 and two.exit_code == 0, two.output
+    a, b = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    np.testing.assert_allclose(a["embeddings"], b["embeddings"], rtol=1e-4, atol=1e-5)
+    for key in ("labels", "types", "views"):
+        assert (a[key] == b[key]).all(), key
+
+    def table(text):
+        return [line for line in text.splitlines() if line.startswith(("NM ", "BG ", "CL "))]
+
+    assert table(one.output) and table(one.output) == table(two.output)
+
+
+def test_eval_rank_error_is_one_line(eval_checkpoint):
+    """A sequence only rank 1 reads is damaged: its error reaches the user once, as one line."""
+    ckpt, root = eval_checkpoint
+    (root / "003" / "cl-01" / "090" / "090.pkl").write_bytes(b"not a pickle")
+    result = _eval(ckpt, "--nproc", 2)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error:") and "090.pkl" in lines[0], result.output

@@ -11,9 +11,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from gaitcli.build import build_model
 from gaitcli.cli import app
 from gaitcli.evaluation import FeatureSet, evaluate_model, extract_features, load_test_split
-from gaitcli.models import build_model, save_checkpoint
+from gaitcli.models import save_checkpoint
 
 IDS = ("001", "002", "003")
 TYPES = ("nm-01", "nm-02", "nm-05", "bg-01", "cl-01")

@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gaitcli.build import build_model
 from gaitcli.errors import ConfigError
-from gaitcli.models import build_model, model_names
+from gaitcli.models import model_names
 from gaitcli.models.layers import GeMHPP, GLConv, SeparateFCs, TemporalMaxPool, masked_mean_descriptor
 from gaitcli.models.metagait import MHN
 from gaitcli.models.straightforward import straightforward_embed, straightforward_forward

@@ -15,11 +15,12 @@ import yaml
 from conftest import tiny_config
 from torch import nn
 
+from gaitcli.build import build_model
 from gaitcli.config import load_config, resolve_config
 from gaitcli.config_doc import render_reference
 from gaitcli.config_schema import model_keys
 from gaitcli.errors import ConfigError
-from gaitcli.models import GaitModel, build_model, load_checkpoint, read_checkpoint, registry
+from gaitcli.models import GaitModel, load_checkpoint, read_checkpoint, registry
 from gaitcli.models.layers import init_weights, mask_frames
 from gaitcli.models.registry import (
     AT_LEAST_ONE,

@@ -117,16 +117,16 @@ def test_refuses_to_overwrite_and_locks(tiny_data, tmp_path):
     with pytest.raises(GaitError, match="already holds checkpoints"):
         run(tiny_config(*tiny_data, total_iter=2, save_iter=2), out)
     assert run(tiny_config(*tiny_data, total_iter=2, save_iter=2), out, overwrite=True).iteration == 2
-    lock = out / ".train.lock"
-    import os
-    import socket
+    from gaitcli.training.run_folder import acquire_output_lock
 
-    lock.write_text(f"pid {os.getppid()} on {socket.gethostname()}")  # a live process holds it
-    with pytest.raises(GaitError, match="in use by another gait train"):
-        run(tiny_config(*tiny_data, total_iter=2, save_iter=2), out, resume="latest")
-    lock.write_text(f"pid 999999 on {socket.gethostname()}")  # a dead one: taken over
+    release = acquire_output_lock(out)  # another run holds the folder
+    try:
+        with pytest.raises(GaitError, match="another gait train is using"):
+            run(tiny_config(*tiny_data, total_iter=2, save_iter=2), out, resume="latest")
+    finally:
+        release()
     run(tiny_config(*tiny_data, total_iter=4, save_iter=2), out, resume="latest")
-    assert not lock.exists()
+    assert (out / ".train.lock").read_text() == ""  # released: no owner recorded
 
 
 def test_keep_last_bounds_checkpoints(tiny_data, tmp_path):

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from .extract import FeatureSet, extract_features, extract_with_processes
+from .extract import FeatureSet, extract_distributed, extract_features
 from .matching import Progress, match
 from .plan import (
     EvalOutputs,
@@ -63,7 +63,7 @@ def extract(plan: EvalPlan, console: Console | None = None) -> FeatureSet:
     show = console is not None
     if ex.model is None:
         assert plan.checkpoint is not None and plan.device is not None
-        feats = extract_with_processes(
+        feats = extract_distributed(
             plan.checkpoint,
             plan.cfg,
             ex.dataset,

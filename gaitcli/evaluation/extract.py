@@ -8,15 +8,15 @@
 * Memory stays bounded: the result is one preallocated float32 array ``[N, parts, channels]``
   filled window by window; inputs are dropped as soon as they have been embedded.
 * ``nproc > 1`` (``--gpus N`` / ``--device cpu --nproc N``) splits the sequences over processes
-  (every N-th sequence each), which write their part to a temporary folder; the parent puts the
-  parts back in dataset order. Progress bars come from :func:`gaitcli.progress.make_progress`.
+  started by :func:`gaitcli.runtime.launch.launch` (a contiguous share each); rank 0 gathers the
+  shares in rank order, which is dataset order, and returns them through the launcher.
+  Progress bars come from :func:`gaitcli.progress.make_progress`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +30,8 @@ from rich.console import Console
 
 from gaitcli.data.collate import frame_indices, transform_cut
 from gaitcli.errors import ConfigError, GaitError
+from gaitcli.fileio import atomic_writer
+from gaitcli.runtime.distributed import DistInfo
 
 FEATURE_KEYS = ("embeddings", "labels", "types", "views")
 #: optional text fields of a feature file (older files lack the later ones; they load as absent)
@@ -76,23 +78,19 @@ class FeatureSet:
         """Write an ``.npz`` (``embeddings`` float32, ``labels``/``types``/``views`` as strings,
         plus ``dataset_name``, ``checkpoint``, ``iteration`` when known), atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        extra = {}
+        arrays: dict[str, Any] = {
+            "embeddings": np.ascontiguousarray(self.embeddings, dtype=np.float32),
+            "labels": self.labels,
+            "types": self.types,
+            "views": self.views,
+        }
         for key in META_TEXT_KEYS:
             if self.meta.get(key) is not None:
-                extra[key] = np.array(str(self.meta[key]))
+                arrays[key] = np.array(str(self.meta[key]))
         if self.meta.get("iteration") is not None:
-            extra["iteration"] = np.array(int(self.meta["iteration"]), dtype=np.int64)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, embeddings=np.ascontiguousarray(self.embeddings, dtype=np.float32),
-                         labels=self.labels, types=self.types, views=self.views, **extra)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+            arrays["iteration"] = np.array(int(self.meta["iteration"]), dtype=np.int64)
+        with atomic_writer(path) as fh:
+            np.savez(fh, **arrays)
         return path
 
     @classmethod
@@ -117,16 +115,18 @@ class FeatureSet:
                         meta[key] = str(data[key])
                 if "iteration" in data.files:
                     meta["iteration"] = int(data["iteration"])
-                arrays = [data[k] for k in ("labels", "types", "views")]
+                labels, types, views = (data[k] for k in ("labels", "types", "views"))
         except GaitError:
             raise
         except ValueError as exc:  # object arrays (pickles) end up here
-            raise GaitError(f"{path}: cannot read feature file without unpickling ({str(exc).splitlines()[0]})") from None
+            detail = str(exc).splitlines()[0]
+            raise GaitError(f"{path}: cannot read feature file without unpickling ({detail})") from None
         except Exception as exc:  # zipfile / OSError / bad magic
-            raise GaitError(f"{path}: not a readable .npz feature file ({type(exc).__name__}: {exc})") from None
+            detail = f"{type(exc).__name__}: {exc}"
+            raise GaitError(f"{path}: not a readable .npz feature file ({detail})") from None
         if not np.issubdtype(emb.dtype, np.floating):
             raise GaitError(f"{path}: embeddings must be floating point, got {emb.dtype}")
-        return cls(emb.astype(np.float32, copy=False), *arrays, meta=meta)
+        return cls(emb.astype(np.float32, copy=False), labels, types, views, meta=meta)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -310,34 +310,58 @@ class _ProgressBar:
 # ----------------------------------------------------------------------------------------------
 
 
-def _rank_worker(info: Any, checkpoint: str, cfg: Mapping[str, Any], root: str, partition: str,
-                 batch_size: int, tmpdir: str, show_progress: bool, threads: int) -> None:
-    from gaitcli.data.dataset import GaitDataset
-    from gaitcli.models import load_checkpoint
+@dataclass(frozen=True)
+class ExtractJob:
+    """What every extraction rank needs: plain, picklable values (each rank builds its own
+    dataset, model and console from them)."""
 
+    checkpoint: str
+    """The checkpoint each rank loads its model from."""
+    cfg: dict[str, Any]
+    """The resolved config (``evaluator_cfg`` sampler / transform, ``data_cfg.data_in_use``)."""
+    root: str
+    """The data set root."""
+    partition: str
+    """The partition file naming the test split."""
+    batch_size: int
+    """Sequences per ``model.embed`` batch."""
+    show_progress: bool
+    """Whether rank 0 draws the progress bar."""
+    threads: int
+    """CPU threads per rank (CPU runs only)."""
+
+
+def _rank_device(info: DistInfo, threads: int) -> torch.device:
     if info.device == "cpu":
         torch.set_num_threads(max(1, threads))
-        device = torch.device("cpu")
-    else:
-        device = torch.device("cuda", info.local_rank)
-    ev = cfg["evaluator_cfg"]
-    dataset = GaitDataset(root, partition, "test", data_in_use=cfg["data_cfg"].get("data_in_use"))
-    model = load_checkpoint(checkpoint, map_location=device)
+        return torch.device("cpu")
+    return torch.device("cuda", info.local_rank)
+
+
+def _extract_rank(info: DistInfo, job: ExtractJob) -> np.ndarray | None:
+    """One rank's share (a contiguous slice, :class:`~gaitcli.data.samplers.InferenceSampler`),
+    gathered on rank 0 in rank order: rank 0 returns every sequence's embedding, in dataset order,
+    the others ``None``. Runs under :func:`gaitcli.runtime.launch.launch`."""
+    from gaitcli.data.dataset import GaitDataset
     from gaitcli.data.samplers import InferenceSampler
+    from gaitcli.models import load_checkpoint
+    from gaitcli.runtime.distributed import gather_to_main
 
-    sampler = InferenceSampler(len(dataset), batch_size, rank=info.rank, world_size=info.world_size)
-    mine = sampler.indices.tolist()
-    console = None
-    if show_progress and info.rank == 0:
-        from rich.console import Console
-
-        console = Console(stderr=True)
-    feats = extract_features(model, dataset, batch_size=batch_size, sampler_cfg=ev.get("sampler"),
+    device = _rank_device(info, job.threads)
+    ev = job.cfg["evaluator_cfg"]
+    dataset = GaitDataset(job.root, job.partition, "test", data_in_use=job.cfg["data_cfg"].get("data_in_use"))
+    model = load_checkpoint(job.checkpoint, map_location=device)
+    mine = InferenceSampler(len(dataset), job.batch_size, rank=info.rank, world_size=info.world_size).indices
+    console = Console(stderr=True) if job.show_progress and info.is_main else None
+    feats = extract_features(model, dataset, batch_size=job.batch_size, sampler_cfg=ev.get("sampler"),
                              transform=ev.get("transform"), device=device,
-                             enable_float16=bool(ev.get("enable_float16")), indices=mine, console=console)
-    target = Path(tmpdir) / f"rank{info.rank}.npy"
-    np.save(target.with_suffix(".tmp.npy"), feats.embeddings)
-    os.replace(target.with_suffix(".tmp.npy"), target)
+                             enable_float16=bool(ev.get("enable_float16")), indices=mine.tolist(),
+                             console=console, progress=console is not None)
+    parts = gather_to_main(feats.embeddings if len(mine) else None)
+    if parts is None:
+        return None
+    shares = [p for p in parts if p is not None]  # a rank with no sequences sends None
+    return np.concatenate(shares) if shares else None
 
 
 def extract_distributed(
@@ -352,54 +376,17 @@ def extract_distributed(
     batch_size: int = 8,
     progress: bool = True,
 ) -> FeatureSet:
-    """Extract with ``nproc`` processes (CUDA: one per GPU; CPU: gloo), each taking every
-    ``nproc``-th sequence; the parts are gathered back in dataset order."""
-    from gaitcli.runtime.launch import launch_args as launch
+    """Extract with ``nproc`` processes (CUDA: one per GPU; CPU: gloo), each taking a contiguous
+    share of the sequences; rank 0 gathers the shares back in dataset order. A rank's error is
+    re-raised here once, as one line (the launcher's protocol, :mod:`gaitcli.runtime.launch`)."""
+    from gaitcli.runtime.launch import launch
 
     started = time.perf_counter()
-    n = len(dataset)
     threads = max(1, (os.cpu_count() or 1) // nproc)
-    with tempfile.TemporaryDirectory(prefix="gait-eval-") as tmpdir:
-        launch(_rank_worker, device, nproc, str(checkpoint), dict(cfg), str(root), str(partition),
-               batch_size, tmpdir, progress, threads)
-        from gaitcli.data.samplers import rank_bounds
-
-        bounds = rank_bounds(n, nproc)  # the shares InferenceSampler gave the ranks
-        out: np.ndarray | None = None
-        for rank in range(nproc):
-            part_path = Path(tmpdir) / f"rank{rank}.npy"
-            if not part_path.exists():
-                raise GaitError(f"extraction process {rank} of {nproc} produced no features "
-                                "(see its error above)")
-            part = np.load(part_path, mmap_mode="r")
-            if len(part) == 0:  # more processes than sequences
-                continue
-            if out is None:
-                out = np.empty((n, *part.shape[1:]), dtype=np.float32)
-            out[bounds[rank] : bounds[rank + 1]] = part
-            del part
-    if out is None:
-        raise GaitError("extraction produced no features (empty test split?)")
-    seconds = time.perf_counter() - started
-    infos = dataset.sequences
-    return FeatureSet(
-        out,
-        np.array([i.label for i in infos], dtype=str),
-        np.array([i.type for i in infos], dtype=str),
-        np.array([i.view for i in infos], dtype=str),
-        meta={"extract_seconds": seconds, "sequences_per_second": n / seconds if seconds > 0 else None},
-    )
-
-
-def extract_with_processes(checkpoint: str, cfg: Mapping[str, Any], dataset: Any, *, root: str,
-                           partition: str, device: str, nproc: int, batch_size: int,
-                           progress: bool) -> FeatureSet:
-    """:func:`extract_distributed` with a failed process's error as one line."""
-    try:
-        return extract_distributed(checkpoint, cfg, dataset, root=root, partition=partition, device=device,
-                                   nproc=nproc, batch_size=batch_size, progress=progress)
-    except GaitError:
-        raise
-    except Exception as exc:  # a failed child process: keep the last line of its traceback
-        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
-        raise GaitError(f"extraction with {nproc} processes failed: {lines[-1] if lines else exc}") from None
+    job = ExtractJob(str(checkpoint), dict(cfg), str(root), str(partition), batch_size, progress, threads)
+    out = launch(_extract_rank, job, nproc, device)
+    if out is None or len(out) != len(dataset):
+        got = 0 if out is None else len(out)
+        raise GaitError(f"extraction with {nproc} processes returned {got} of {len(dataset)} embeddings "
+                        "(empty test split?)")
+    return _feature_set(out, dataset.sequences, time.perf_counter() - started)

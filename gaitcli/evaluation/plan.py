@@ -341,7 +341,7 @@ def plan_checkpoint(
         check_metric(opts.metric)
     device_type, procs = resolve_devices(device, gpus, nproc)
     path = Path(checkpoint)
-    model = load_checkpoint(path, map_location="cpu", warn=warn)
+    model = load_checkpoint(path, map_location="cpu")
     cfg = _stored_config(path, _attribute(model, "config"), list(overrides), warn)
     iteration = _attribute(model, "checkpoint_meta").get("iteration")
     extraction = _extraction(cfg, opts, model if procs == 1 else None, procs, warn)

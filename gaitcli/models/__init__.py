@@ -1,8 +1,10 @@
-"""Models: GaitGL and MetaGait (reference and paper variants), checkpoints and conversion.
+"""Models: GaitGL and MetaGait (reference and paper variants) and their checkpoints.
 
-Public API::
+Public API (``build_model`` and ``convert_checkpoint`` resolve configs, so they live one layer up,
+in :mod:`gaitcli.build` and :mod:`gaitcli.convert`; docs/models.md, "Python API")::
 
-    from gaitcli.models import build_model, save_checkpoint, load_checkpoint, convert_checkpoint
+    from gaitcli.build import build_model
+    from gaitcli.models import create_model, save_checkpoint, load_checkpoint
 
     model = build_model({"model_cfg": {"model": "MetaGait"}, "data_cfg": {"dataset_name": "CASIA-B"}})
     out = model(sils, seq_lens)          # sils [n, s, 64, 44] in [0, 1]
@@ -16,7 +18,7 @@ Public API::
 from __future__ import annotations
 
 from .base import GaitModel
-from .build import build_model, create_model
+from .build import create_model
 from .checkpoint import (
     CheckpointError,
     CheckpointMismatchError,
@@ -26,7 +28,6 @@ from .checkpoint import (
     read_checkpoint_metadata,
     save_checkpoint,
 )
-from .convert import convert_checkpoint
 from .gaitgl import GaitGL
 from .metagait import MetaGait
 from .registry import get_model_class, model_names, register_model
@@ -37,8 +38,6 @@ __all__ = [
     "GaitGL",
     "GaitModel",
     "MetaGait",
-    "build_model",
-    "convert_checkpoint",
     "create_model",
     "get_model_class",
     "load_checkpoint",

@@ -27,8 +27,10 @@ from safetensors import safe_open
 from safetensors.torch import save as st_save
 
 from .. import __version__
-from ..errors import GaitError
+from ..errors import ConfigError, GaitError
 from ..fileio import atomic_write_bytes
+from .base import GaitModel
+from .build import create_model
 
 FORMAT = "gaitcli-safetensors-1"
 RESERVED = ("format", "gaitcli_version", "model", "variant", "config", "iteration", "labels")
@@ -149,7 +151,7 @@ def save_checkpoint(
     """Save ``model``'s weights and metadata to ``path`` (safetensors, atomic).
 
     ``cfg`` is the full resolved config (default: ``model.config``, which
-    :func:`~gaitcli.models.build_model` sets); ``iteration`` and ``labels`` are recognised
+    :func:`gaitcli.build.build_model` sets); ``iteration`` and ``labels`` are recognised
     keywords, any other keyword is stored as extra metadata."""
     path = Path(path)
     if cfg is None:
@@ -300,18 +302,31 @@ def check_finite_weights(state: Mapping[str, torch.Tensor], path: Path | str) ->
         )
 
 
+def _model_from_config(path: Path, config: Any) -> GaitModel:
+    """The model a stored (already resolved) config names, built with :func:`create_model`; a
+    config of the wrong shape or naming an unknown model is one :class:`CheckpointError` line."""
+    model_cfg = config.get("model_cfg") if isinstance(config, Mapping) else None
+    data_cfg = config.get("data_cfg") if isinstance(config, Mapping) else None
+    if not isinstance(model_cfg, Mapping) or not isinstance(data_cfg, Mapping):
+        raise CheckpointError(
+            f"{path}: its stored config has no model_cfg / data_cfg section; "
+            "re-save it with: gait convert SRC OUT.safetensors --config CFG"
+        )
+    try:
+        model = create_model(model_cfg, dataset_name=str(data_cfg.get("dataset_name", "CASIA-B")))
+    except (ConfigError, TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: its stored config is not valid here: {exc}") from None
+    model.config = dict(config)
+    return model
+
+
 def load_checkpoint(
     path: str | os.PathLike[str],
     map_location: str | torch.device = "cpu",
-    *,
-    warn: Any = None,
-) -> torch.nn.Module:
+) -> GaitModel:
     """Rebuild the model from the config stored in ``path``, load its weights (names and shapes
     checked) and return it in eval mode on ``map_location``. ``model.config`` is the stored config
     and ``model.checkpoint_meta`` the parsed metadata (iteration, labels, ...)."""
-    from ..errors import ConfigError
-    from .build import build_model
-
     path = Path(path)
     state, raw = read_checkpoint(path)
     meta = parse_metadata(path, raw)
@@ -321,10 +336,7 @@ def load_checkpoint(
             "(gaitcli never fills them in with defaults); "
             "re-save it with: gait convert SRC OUT.safetensors --config CFG"
         )
-    try:
-        model = build_model(meta["config"], source=f"{path} (stored config)", warn=warn, resolved=True)
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: its stored config is not valid here: {exc}") from None
+    model = _model_from_config(path, meta["config"])
     check_finite_weights(state, path)
     load_state_dict_checked(model, state, source=str(path))
     model.checkpoint_meta = {k: v for k, v in meta.items() if k != "config"}

@@ -170,3 +170,14 @@ def gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def gather_to_main(obj: Any) -> list[Any] | None:
+    """``obj`` of every rank, in rank order, on rank 0 only (others get ``None``); ``[obj]``
+    without a group. Only the main rank holds the whole: no rank pays for N copies."""
+    if not is_initialized():
+        return [obj]
+    rank = dist.get_rank()
+    out: list[Any] | None = [None] * dist.get_world_size() if rank == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out

@@ -32,6 +32,7 @@ docs/train.md ("Distributed") describes what a user sees.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -91,23 +92,6 @@ def launch(fn: Callable[[DistInfo, P], R], payload: P, nproc: int, device: str) 
     if nproc <= 1:
         return fn(DistInfo(device=device), payload)
     return _Supervisor(fn, payload, nproc, device).run()
-
-
-class _CallWithArgs(Generic[R]):
-    """Adapter for callers that pass positional arguments: ``fn(info, *args)``."""
-
-    def __init__(self, fn: Callable[..., R]) -> None:
-        self.fn = fn
-
-    def __call__(self, info: DistInfo, args: tuple[Any, ...]) -> R:
-        return self.fn(info, *args)
-
-
-def launch_args(fn: Callable[..., R], device: str, nproc: int, *args: Any) -> R | None:
-    """``launch`` for ``fn(info, *args)``; returns rank 0's value when it ran here, else None
-    (the calling convention of the former ``gaitcli.training.distributed.launch``)."""
-    value = launch(_CallWithArgs(fn), args, nproc, device)
-    return value if nproc <= 1 or under_torchrun() else None
 
 
 # ---------------------------------------------------------------------------------------- a rank
@@ -252,10 +236,7 @@ class _Supervisor(Generic[P, R]):
     def _signal_all(self, signum: int) -> None:
         for proc in self.procs:
             if proc.exitcode is None and proc.pid is not None:
-                try:
-                    os.kill(proc.pid, signum)
-                except ProcessLookupError:
-                    pass
+                _signal(proc.pid, signum)
 
     def _stop_all(self) -> None:
         """Terminate ranks still running (their process groups: DataLoader workers too)."""
@@ -302,7 +283,10 @@ def _kill_group(proc: BaseProcess, signum: int) -> None:
     try:
         os.killpg(proc.pid, signum)  # the rank leads its own group (see _rank_main)
     except (ProcessLookupError, PermissionError, AttributeError):
-        try:
-            os.kill(proc.pid, signum)
-        except ProcessLookupError:
-            pass
+        _signal(proc.pid, signum)
+
+
+def _signal(pid: int, signum: int) -> None:
+    """Send ``signum`` to ``pid``; a process already gone is no error."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)

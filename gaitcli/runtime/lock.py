@@ -142,3 +142,4 @@ def exclusive_lock(path: Path, *, what: str) -> Iterator[LockOwner]:
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)
+

@@ -149,7 +149,7 @@ class TrainNetwork:
 
 
 def build_network(cfg: Mapping[str, Any], info: DistInfo, device: torch.device) -> TrainNetwork:
-    from gaitcli.models import build_model
+    from gaitcli.build import build_model
 
     model = build_model(cfg).to(device)
     net: torch.nn.Module = model

@@ -20,12 +20,14 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gaitcli.errors import ConfigError, GaitError
 from gaitcli.fileio import atomic_write_bytes
+from gaitcli.runtime.lock import exclusive_lock
 from gaitcli.training.state import state_path
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "train.log")
@@ -255,11 +257,17 @@ def read_stored_config(path: Path, load: Callable[[Path], Mapping[str, Any]]) ->
 
 
 # ------------------------------------------------------------------------------------------ lock
+LOCK_FILE = ".train.lock"
+"""The run folder's lock file; held with :func:`gaitcli.runtime.lock.exclusive_lock` while a run
+writes into the folder (docs/train.md, "Output folder")."""
+
+
 def acquire_output_lock(folder: Path) -> Callable[[], None]:
     """Hold the run folder against a second ``gait train``; returns the release function.
-    The one place that names the lock implementation."""
-    from gaitcli.training.output_lock import OutputLock
 
-    lock = OutputLock(folder)
-    lock.acquire()
-    return lock.release
+    The lock is the one lock of gaitcli: dropped by the kernel when the holder dies (SIGKILL
+    included), the refusal names the owner, a network file system is refused."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stack = ExitStack()
+    stack.enter_context(exclusive_lock(folder / LOCK_FILE, what="gait train"))
+    return stack.close

@@ -19,9 +19,10 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
+from gaitcli.build import build_model
 from gaitcli.cli import app
 from gaitcli.evaluation import FeatureSet
-from gaitcli.models import build_model, save_checkpoint
+from gaitcli.models import save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

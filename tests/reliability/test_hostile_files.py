@@ -93,7 +93,7 @@ def test_checkpoint_of_the_wrong_model_for_the_config(tiny_data, tmp_path):
 
 
 def test_pt_with_wrong_shapes_lists_names(tmp_path):
-    from gaitcli.models import build_model
+    from gaitcli.build import build_model
 
     model = build_model({"model_cfg": {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 3}})
     state = model.state_dict()

@@ -20,6 +20,7 @@ from gaitcli.cli import app
 from gaitcli.config import resolve_config
 from gaitcli.models import CheckpointError, read_checkpoint
 from gaitcli.training import trainer as trainer_module
+from gaitcli.training.run_folder import acquire_output_lock
 from gaitcli.training.state import state_path
 from gaitcli.training.trainer import TrainingStopped, list_checkpoints, train
 
@@ -43,6 +44,15 @@ def start_training(tmp_path, tiny_data, out, total_iter=400):
     return path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
 
 
+def lock_owner(out):
+    """The owner a run folder's lock file records: set while a run holds it, empty once released
+    (read, never probed: probing with flock would race the run taking it)."""
+    try:
+        return (out / ".train.lock").read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
 def wait_for(predicate, timeout=120.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -64,6 +74,7 @@ def test_sigkill_during_training_then_resume_latest(tiny_data, tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    acquire_output_lock(out)()  # the kernel dropped the dead run's lock: taken and released at once
     # every complete-looking checkpoint loads: no truncated file under a final name
     for path in (out / "checkpoints").glob("*.safetensors"):
         if not path.name.startswith("."):
@@ -80,6 +91,40 @@ def test_sigkill_during_training_then_resume_latest(tiny_data, tmp_path):
     assert_same_tensors(a, b)
     assert_same_tensors(state_path(a), state_path(b))
     assert metric_lines(out) == metric_lines(tmp_path / "full")  # the killed run's extra lines are gone
+
+
+_HOLD_RUN = (
+    "import sys, pathlib\n"
+    "from gaitcli.training.run_folder import acquire_output_lock\n"
+    "release = acquire_output_lock(pathlib.Path(sys.argv[1]))  # held while referenced\n"
+    "print('held', flush=True)\n"
+    "sys.stdin.read()\n"
+)
+
+
+def test_run_folder_lock_names_its_owner_and_sigkill_leaves_none(tmp_path):
+    """The trainer's lock is the runtime's flock: a second run is refused naming the holder, and a
+    SIGKILLed holder leaves nothing stale (the folder is usable at once)."""
+    from gaitcli.errors import GaitError
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-c", _HOLD_RUN, str(out)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        with pytest.raises(GaitError) as info:
+            acquire_output_lock(out)
+        message = str(info.value)
+        assert "another gait train is using" in message and f"pid {proc.pid}" in message
+        assert "\n" not in message
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert f'"pid": {proc.pid}' in lock_owner(out)  # the dead owner's record is still there
+    release = acquire_output_lock(out)  # yet no stale lock after SIGKILL
+    assert f'"pid": {os.getpid()}' in lock_owner(out)
+    release()
+    assert lock_owner(out) == ""
 
 
 def test_loader_rejects_partial_checkpoint(tiny_data, tmp_path):
@@ -104,9 +149,11 @@ def test_loader_rejects_partial_checkpoint(tiny_data, tmp_path):
 @pytest.mark.slow
 def test_second_run_on_same_folder_is_refused_first_unharmed(tiny_data, tmp_path):
     out = tmp_path / "run"
-    cfg_path, proc = start_training(tmp_path, tiny_data, out, total_iter=40)
+    # long enough that the first run still holds the folder when the second (in-process, slow to
+    # start on a busy machine) asks for it
+    cfg_path, proc = start_training(tmp_path, tiny_data, out, total_iter=400)
     try:
-        assert wait_for(lambda: (out / ".train.lock").exists())
+        assert wait_for(lambda: lock_owner(out))
         second = CliRunner().invoke(
             app,
             [
@@ -121,14 +168,14 @@ def test_second_run_on_same_folder_is_refused_first_unharmed(tiny_data, tmp_path
                 "latest",
             ],
         )
-        assert second.exit_code == 2
-        assert "in use by another gait train" in second.output
+        assert second.exit_code == 2, second.output
+        assert "another gait train is using" in second.output and f"pid {proc.pid}" in second.output
         assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert list_checkpoints(out / "checkpoints")[-1][0] == 40
-    assert not (out / ".train.lock").exists()
+    assert list_checkpoints(out / "checkpoints")[-1][0] == 400
+    assert lock_owner(out) == ""  # released
 
 
 def test_full_disk_while_saving_keeps_previous_checkpoint(tiny_data, tmp_path, monkeypatch):

@@ -22,8 +22,10 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from ..errors import GaitError
-from .checkpoint import (
+from .build import build_model
+from .config import load_config, resolve_config, validate_config
+from .errors import GaitError
+from .models.checkpoint import (
     FORMAT,
     is_training_state,
     load_state_dict_checked,
@@ -79,11 +81,16 @@ def torch_detail(exc: BaseException) -> str:
 
 
 def _read_head(src: Path) -> bytes:
+    """The first bytes of ``src`` (enough to tell a pickle from safetensors); an empty or
+    unreadable file is one :class:`ConvertError` line."""
     try:
         with open(src, "rb") as fh:
-            return fh.read(9)
+            head = fh.read(9)
     except OSError as exc:
         raise ConvertError(f"{src}: cannot read ({exc.strerror or exc})") from None
+    if not head:
+        raise ConvertError(f"{src}: the file is empty")
+    return head
 
 
 def _not_torch(src: Path, head: bytes) -> ConvertError:
@@ -119,8 +126,6 @@ def _torch_load(src: Path) -> Any:
 def safe_torch_load(src: Path) -> Any:
     """The object in a ``.pt`` file, read with ``weights_only=True`` (no pickled code runs)."""
     head = _read_head(src)
-    if not head:
-        raise ConvertError(f"{src}: the file is empty")
     if not looks_like_torch_pickle(head):
         raise _not_torch(src, head)
     return _torch_load(src)
@@ -149,8 +154,6 @@ def _read_safetensors(src: Path) -> SourceWeights:
 def read_source(src: Path) -> SourceWeights:
     """The weights (and what else is known) of ``src``: a ``.pt`` or a safetensors file."""
     head = _read_head(src)
-    if not head:
-        raise ConvertError(f"{src}: the file is empty")
     if head[8:9] == b"{" and not looks_like_torch_pickle(head):
         return _read_safetensors(src)
     return SourceWeights(*extract_state_dict(safe_torch_load(src), src))
@@ -326,8 +329,6 @@ def _config_from_file(
 ) -> dict[str, Any]:
     """The ``--config`` file, with ``model`` / ``variant`` corrected to what the weights are (the
     MetaGait authors' config says ``model: GaitGL``)."""
-    from ..config import load_config, validate_config
-
     found_model, found_variant = weights_model(state)
     cfg = copy.deepcopy(load_config(config_path, warn=note))
     mcfg = cfg["model_cfg"]
@@ -352,8 +353,6 @@ def _pick_config(
     source: SourceWeights, src: Path, config_path: str | Path | None, note: Warn
 ) -> tuple[dict[str, Any], str]:
     """``(config, where it came from)``: ``--config``, else the embedded one, else inferred."""
-    from ..config import resolve_config
-
     if config_path is not None:
         return _config_from_file(config_path, source.state, note), str(config_path)
     if source.config is not None:
@@ -382,8 +381,6 @@ def convert_checkpoint(
     checkpoint embeds, else it is inferred from the weights. A gaitcli source keeps its iteration
     and label set.
     """
-    from .build import build_model
-
     src, dst = Path(src), Path(dst)
     notes: list[str] = []
 
