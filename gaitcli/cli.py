@@ -247,12 +247,6 @@ def train(
                           highlight=False, soft_wrap=True)  # a path never broken over lines
 
 
-def _note_unless_features(message: str) -> None:
-    """The scratch features of ``--verification`` are not the user's file: do not announce them."""
-    if not message.startswith("features written"):
-        _note(message)
-
-
 @app.command(name="eval")
 @_handle_errors
 def evaluate(
@@ -308,11 +302,8 @@ def evaluate(
     if (checkpoint is None) == (features is None):
         raise GaitError("give either a checkpoint (gait eval CKPT) or --features FILE.npz, "
                         "not both and not neither")
-    from gaitcli.deploy.eval_verification import check_options, verification_features, verify_results
-
-    check_options(verification, calibrate, calibration_out, roc)
-    save_features, scratch = verification_features(verification, features, save_features)
-    outputs = EvalOutputs(json=json_out, csv=csv_out, heatmap=heatmap, save_features=save_features)
+    outputs = EvalOutputs(json=json_out, csv=csv_out, heatmap=heatmap, save_features=save_features,
+                          verification=verification, calibrate=calibrate, calibration_out=calibration_out, roc=roc)
     if features is not None:
         if save_features is not None:
             raise GaitError("--save-features needs a checkpoint; --features already is a feature file")
@@ -332,16 +323,7 @@ def evaluate(
     result = run_plan(plan, console=console, warn=_warn)
     tables_to = out_console if json_out != "-" and csv_out != "-" else console  # keep stdout pure JSON / CSV
     render_results(result, tables_to, rank5=rank5, show_map=map_)
-    # With --verification the JSON is written below, once the verification has added its keys.
-    written = dataclasses.replace(plan.outputs, json=None) if verification else plan.outputs
-    write_outputs(written, result, _note if scratch is None else _note_unless_features)
-    extra = verify_results(result.to_json(), features or save_features, scratch, calibrate=calibrate,
-                           calibration_out=calibration_out, roc=roc, csv_out=csv_out, note=_note,
-                           console=tables_to)
-    if csv_out:
-        extra.write_csv(csv_out)
-    if json_out and verification:
-        write_json(json_out, {**result.to_json(), **extra.payload})
+    write_outputs(plan.outputs, result, _note)
 
 
 @app.command(name="lr-plot")
