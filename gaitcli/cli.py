@@ -55,6 +55,11 @@ def _warn(message: str) -> None:
     console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def _warn_wrapped(message: str) -> None:
+    """A warning wrapped at the terminal's width (``gait demo`` reads well at 80 columns)."""
+    console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
 def _note(message: str) -> None:
     console.print(f"[cyan]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
@@ -434,15 +439,19 @@ def demo(
     iters: Annotated[Optional[int], typer.Option(
         min=1, help="Training iterations (default: configs/demo.yaml).")] = None,
     json_out: Annotated[Optional[str], typer.Option(
-        "--json", metavar="FILE", help="Write the eval JSON plus stage timings ('-' = stdout).")] = None,
+        "--json", metavar="FILE",
+        help="Write the eval JSON plus stage timings and the identification ('-' = stdout).")] = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Print the full resolved config and every log window.")] = False,
 ) -> None:
-    """Run the whole pipeline on synthetic data on a laptop CPU: synth, prepare, inspect, train, eval."""
+    """Run the whole pipeline on synthetic data on a laptop CPU: synth, prepare, inspect, train, eval,
+    identify."""
     from gaitcli.demo import run_demo
 
-    payload = run_demo(workdir, subjects=subjects, iters=iters, console=console,
-                       out=console if json_out == "-" else out_console, warn=_warn)
+    result = run_demo(workdir, subjects=subjects, iters=iters, console=console,
+                      out=console if json_out == "-" else out_console, warn=_warn_wrapped, verbose=verbose)
     if json_out:
-        write_json(json_out, payload)
+        write_json(json_out, result.to_json())
 
 
 # --------------------------------------------------------------------------- deploy (docs/deploy.md)
