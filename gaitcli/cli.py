@@ -7,7 +7,6 @@ Each command parses its options and calls into ``gaitcli.data``, ``gaitcli.confi
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import sys
@@ -56,6 +55,11 @@ def _warn(message: str) -> None:
     console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def _warn_wrapped(message: str) -> None:
+    """A warning wrapped at the terminal's width (``gait demo`` reads well at 80 columns)."""
+    console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
 def _note(message: str) -> None:
     console.print(f"[cyan]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
@@ -81,7 +85,10 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     """gaitcli: MetaGait / GaitGL gait recognition toolkit."""
@@ -195,10 +202,17 @@ def inspect(
 @_handle_errors
 def show_config(
     config: Annotated[
-        Optional[str], typer.Argument(metavar="[CONFIG]", help="YAML file or packaged name (metagait, gaitgl); default: the defaults.")
+        Optional[str],
+        typer.Argument(
+            metavar="[CONFIG]", help="YAML file or packaged name (metagait, gaitgl); default: the defaults."
+        ),
     ] = None,
     set_: Annotated[
-        Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override a key, e.g. trainer_cfg.total_iter=1000 (repeatable).")
+        Optional[list[str]],
+        typer.Option(
+            "--set", metavar="KEY=VALUE",
+            help="Override a key, e.g. trainer_cfg.total_iter=1000 (repeatable).",
+        ),
     ] = None,
 ) -> None:
     """Validate a config and print it fully resolved (defaults merged, overrides applied)."""
@@ -212,18 +226,27 @@ def show_config(
 @app.command()
 @_handle_errors
 def train(
-    config: Annotated[str, typer.Option("--config", "-c", help="YAML config file or packaged name (metagait, gaitgl, demo).")],
-    gpus: Annotated[Optional[int], typer.Option(min=1, help="Train on N CUDA devices, one process each.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto (default: cuda when present).")] = None,
-    nproc: Annotated[Optional[int], typer.Option(min=1, help="Processes on --device cpu (gloo), e.g. to test DDP.")] = None,
+    config: Annotated[str, typer.Option(
+        "--config", "-c", help="YAML config file or packaged name (metagait, gaitgl, demo).")],
+    gpus: Annotated[Optional[int], typer.Option(
+        min=1, help="Train on N CUDA devices, one process each.")] = None,
+    device: Annotated[Optional[str], typer.Option(
+        help="cpu, cuda or auto (default: cuda when present).")] = None,
+    nproc: Annotated[Optional[int], typer.Option(
+        min=1, help="Processes on --device cpu (gloo), e.g. to test DDP.")] = None,
     iters: Annotated[Optional[int], typer.Option(min=0, help="Override trainer_cfg.total_iter.")] = None,
-    resume: Annotated[Optional[str], typer.Option(help="Resume: an iteration, a checkpoint path, or 'latest'.")] = None,
-    output: Annotated[Optional[Path], typer.Option(help="Output folder (default output/{dataset}/{model}/{save_name}).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override a config key (repeatable).")] = None,
+    resume: Annotated[Optional[str], typer.Option(
+        help="Resume: an iteration, a checkpoint path, or 'latest'.")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        help="Output folder (default output/{dataset}/{model}/{save_name}).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override a config key (repeatable).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Override trainer_cfg.seed.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Start over: remove the previous run's files from the output folder first.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Start over: remove the previous run's files from the output folder first.")] = False,
     data: Annotated[Optional[Path], typer.Option(help="Override data_cfg.dataset_root.")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print the full resolved config and every log window.")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Print the full resolved config and every log window.")] = False,
 ) -> None:
     """Train a model from a config (single process or distributed)."""
     from gaitcli.config import load_config
@@ -245,12 +268,6 @@ def train(
     else:
         out_console.print(f"trained to iteration {summary.iteration}; checkpoint {summary.checkpoint}",
                           highlight=False, soft_wrap=True)  # a path never broken over lines
-
-
-def _note_unless_features(message: str) -> None:
-    """The scratch features of ``--verification`` are not the user's file: do not announce them."""
-    if not message.startswith("features written"):
-        _note(message)
 
 
 @app.command(name="eval")
@@ -291,9 +308,11 @@ def evaluate(
         help="Override a key of the stored config, e.g. evaluator_cfg.sampler.frames_all_limit=300 "
              "(repeatable).")] = None,
     verification: Annotated[bool, typer.Option(
-        "--verification", help="Also genuine/impostor distributions, EER and TAR@FAR per probe set.")] = False,
+        "--verification",
+        help="Also genuine/impostor distributions, EER and TAR@FAR per probe set.")] = False,
     calibrate: Annotated[Optional[float], typer.Option(
-        metavar="FAR", help="With --verification: store the threshold for this FAR (--calibration-out).")] = None,
+        metavar="FAR",
+        help="With --verification: store the threshold for this FAR (--calibration-out).")] = None,
     calibration_out: Annotated[Optional[Path], typer.Option(
         metavar="CAL.json",
         help="Where --calibrate writes the threshold (read by gait identify --calibration).")] = None,
@@ -308,11 +327,9 @@ def evaluate(
     if (checkpoint is None) == (features is None):
         raise GaitError("give either a checkpoint (gait eval CKPT) or --features FILE.npz, "
                         "not both and not neither")
-    from gaitcli.deploy.eval_verification import check_options, verification_features, verify_results
-
-    check_options(verification, calibrate, calibration_out, roc)
-    save_features, scratch = verification_features(verification, features, save_features)
-    outputs = EvalOutputs(json=json_out, csv=csv_out, heatmap=heatmap, save_features=save_features)
+    outputs = EvalOutputs(json=json_out, csv=csv_out, heatmap=heatmap, save_features=save_features,
+                          verification=verification, calibrate=calibrate, calibration_out=calibration_out,
+                          roc=roc)
     if features is not None:
         if save_features is not None:
             raise GaitError("--save-features needs a checkpoint; --features already is a feature file")
@@ -332,35 +349,35 @@ def evaluate(
     result = run_plan(plan, console=console, warn=_warn)
     tables_to = out_console if json_out != "-" and csv_out != "-" else console  # keep stdout pure JSON / CSV
     render_results(result, tables_to, rank5=rank5, show_map=map_)
-    # With --verification the JSON is written below, once the verification has added its keys.
-    written = dataclasses.replace(plan.outputs, json=None) if verification else plan.outputs
-    write_outputs(written, result, _note if scratch is None else _note_unless_features)
-    extra = verify_results(result.to_json(), features or save_features, scratch, calibrate=calibrate,
-                           calibration_out=calibration_out, roc=roc, csv_out=csv_out, note=_note,
-                           console=tables_to)
-    if csv_out:
-        extra.write_csv(csv_out)
-    if json_out and verification:
-        write_json(json_out, {**result.to_json(), **extra.payload})
+    write_outputs(plan.outputs, result, _note)
 
 
 @app.command(name="lr-plot")
 @_handle_errors
 def lr_plot(
-    config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML config or packaged name (default: the MetaGait recipe).")] = None,
-    scheduler: Annotated[Optional[str], typer.Option(help="warmup (WarmupMultiStepLR) or a torch.optim.lr_scheduler name, e.g. MultiStepLR.")] = None,
+    config: Annotated[Optional[str], typer.Option(
+        "--config", "-c", help="YAML config or packaged name (default: the MetaGait recipe).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="warmup (WarmupMultiStepLR) or a torch.optim.lr_scheduler name, e.g. MultiStepLR.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Base learning rate (optimizer_cfg.lr).")] = None,
-    milestones: Annotated[Optional[str], typer.Option(metavar="A,B", help="Comma-separated milestone iterations.")] = None,
+    milestones: Annotated[Optional[str], typer.Option(
+        metavar="A,B", help="Comma-separated milestone iterations.")] = None,
     gamma: Annotated[Optional[float], typer.Option(help="Decay factor at each milestone.")] = None,
     warmup_iters: Annotated[Optional[int], typer.Option(min=0, help="warmup: length of the warm-up.")] = None,
     warmup_factor: Annotated[Optional[float], typer.Option(help="warmup: lr factor at iteration 0.")] = None,
     warmup_method: Annotated[Optional[str], typer.Option(help="warmup: linear or constant.")] = None,
-    total_iters: Annotated[Optional[int], typer.Option(min=1, help="Iterations of the run (trainer_cfg.total_iter).")] = None,
+    total_iters: Annotated[Optional[int], typer.Option(
+        min=1, help="Iterations of the run (trainer_cfg.total_iter).")] = None,
     log: Annotated[bool, typer.Option("--log", help="Logarithmic lr axis.")] = False,
-    out: Annotated[Optional[Path], typer.Option(metavar="FILE.png|.svg", help="Also draw the schedule into an image (needs matplotlib).")] = None,
-    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the points as JSON ('-' = stdout).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override any config key, e.g. scheduler_cfg.T_max=1000 (repeatable).")] = None,
-    width: Annotated[Optional[int], typer.Option(min=16, help="Chart width in characters (default: fits the terminal).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        metavar="FILE.png|.svg", help="Also draw the schedule into an image (needs matplotlib).")] = None,
+    json_out: Annotated[Optional[str], typer.Option(
+        "--json", metavar="FILE", help="Write the points as JSON ('-' = stdout).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="KEY=VALUE",
+        help="Override any config key, e.g. scheduler_cfg.T_max=1000 (repeatable).")] = None,
+    width: Annotated[Optional[int], typer.Option(
+        min=16, help="Chart width in characters (default: fits the terminal).")] = None,
     height: Annotated[int, typer.Option(min=4, help="Chart height in lines.")] = 14,
 ) -> None:
     """Show the learning-rate schedule: terminal chart, key-point table, image, JSON."""
@@ -416,18 +433,25 @@ def convert(
 @app.command()
 @_handle_errors
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Folder for every artefact; a re-run reuses finished stages.")] = Path("gait-demo"),
+    workdir: Annotated[Path, typer.Option(
+        help="Folder for every artefact; a re-run reuses finished stages.")] = Path("gait-demo"),
     subjects: Annotated[int, typer.Option(min=4, help="Synthetic subjects (60% train, 40% test).")] = 16,
-    iters: Annotated[Optional[int], typer.Option(min=1, help="Training iterations (default: configs/demo.yaml).")] = None,
-    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the eval JSON plus stage timings ('-' = stdout).")] = None,
+    iters: Annotated[Optional[int], typer.Option(
+        min=1, help="Training iterations (default: configs/demo.yaml).")] = None,
+    json_out: Annotated[Optional[str], typer.Option(
+        "--json", metavar="FILE",
+        help="Write the eval JSON plus stage timings and the identification ('-' = stdout).")] = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Print the full resolved config and every log window.")] = False,
 ) -> None:
-    """Run the whole pipeline on synthetic data on a laptop CPU: synth, prepare, inspect, train, eval."""
+    """Run the whole pipeline on synthetic data on a laptop CPU: synth, prepare, inspect, train, eval,
+    identify."""
     from gaitcli.demo import run_demo
 
-    payload = run_demo(workdir, subjects=subjects, iters=iters, console=console,
-                       out=console if json_out == "-" else out_console, warn=_warn)
+    result = run_demo(workdir, subjects=subjects, iters=iters, console=console,
+                      out=console if json_out == "-" else out_console, warn=_warn_wrapped, verbose=verbose)
     if json_out:
-        write_json(json_out, payload)
+        write_json(json_out, result.to_json())
 
 
 # --------------------------------------------------------------------------- deploy (docs/deploy.md)
@@ -435,23 +459,33 @@ def demo(
 @_handle_errors
 def embed(
     checkpoint: Annotated[Path, typer.Argument(metavar="CKPT", help="A gaitcli .safetensors checkpoint.")],
-    inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", help="PNG walk folders, sequence .pkl files or prepared trees.")],
-    out: Annotated[Optional[Path], typer.Option("--out", metavar="FEATURES.npz", help="Feature file to write (as gait eval --save-features).")] = None,
-    append: Annotated[Optional[Path], typer.Option(metavar="G.npz", help="Add the walks to this gallery; walks it already holds are not re-embedded.")] = None,
-    partition: Annotated[Optional[Path], typer.Option(help="Partition JSON for a prepared tree INPUT.")] = None,
+    inputs: Annotated[list[str], typer.Argument(
+        metavar="INPUT...", help="PNG walk folders, sequence .pkl files or prepared trees.")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", metavar="FEATURES.npz",
+        help="Feature file to write (as gait eval --save-features).")] = None,
+    append: Annotated[Optional[Path], typer.Option(
+        metavar="G.npz",
+        help="Add the walks to this gallery; walks it already holds are not re-embedded.")] = None,
+    partition: Annotated[Optional[Path], typer.Option(
+        help="Partition JSON for a prepared tree INPUT.")] = None,
     split: Annotated[str, typer.Option(help="With --partition: test, train or all.")] = "test",
-    img_size: Annotated[Optional[str], typer.Option("--img-size", metavar="N|HxW", help="Frame size (default: the checkpoint's).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto (default: cuda when present).")] = None,
+    img_size: Annotated[Optional[str], typer.Option(
+        "--img-size", metavar="N|HxW", help="Frame size (default: the checkpoint's).")] = None,
+    device: Annotated[Optional[str], typer.Option(
+        help="cpu, cuda or auto (default: cuda when present).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Sequences per inference batch.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
-    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the summary as JSON ('-' = stdout).")] = None,
+    json_out: Annotated[Optional[str], typer.Option(
+        "--json", metavar="FILE", help="Write the summary as JSON ('-' = stdout).")] = None,
 ) -> None:
     """Embed walks (PNG folders, pkls, prepared trees) into a feature file."""
     from gaitcli.deploy.embed import run_embed
     from gaitcli.deploy.render import render_embed
 
-    result = run_embed(checkpoint, inputs, out, append=append, partition=partition, split=split, img_size=img_size,
-                       device=device, batch_size=batch_size, overwrite=overwrite, console=console)
+    result = run_embed(checkpoint, inputs, out, append=append, partition=partition, split=split,
+                       img_size=img_size, device=device, batch_size=batch_size, overwrite=overwrite,
+                       console=console)
     render_embed(result, console if json_out == "-" else out_console)
     if json_out:
         write_json(json_out, result.to_json())
@@ -460,18 +494,27 @@ def embed(
 @app.command()
 @_handle_errors
 def identify(
-    probes: Annotated[list[str], typer.Argument(metavar="PROBE...", help="Feature files, or with --checkpoint anything gait embed takes.")],
-    gallery: Annotated[Path, typer.Option(metavar="G.npz", help="Gallery feature file (gait embed / gait eval --save-features).")],
-    checkpoint: Annotated[Optional[Path], typer.Option(metavar="CKPT", help="Embed non-.npz probes with this checkpoint.")] = None,
+    probes: Annotated[list[str], typer.Argument(
+        metavar="PROBE...", help="Feature files, or with --checkpoint anything gait embed takes.")],
+    gallery: Annotated[Path, typer.Option(
+        metavar="G.npz", help="Gallery feature file (gait embed / gait eval --save-features).")],
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        metavar="CKPT", help="Embed non-.npz probes with this checkpoint.")] = None,
     top_k: Annotated[int, typer.Option(min=1, help="Identities listed per probe.")] = 5,
-    threshold: Annotated[Optional[float], typer.Option(help="Answer 'unknown' when the best distance is above this.")] = None,
-    calibration: Annotated[Optional[Path], typer.Option(metavar="CAL.json", help="Threshold from gait eval --verification --calibrate.")] = None,
-    exclude_same_view: Annotated[bool, typer.Option("--exclude-same-view", help="Drop gallery sequences at the probe's view.")] = False,
-    gallery_types: Annotated[Optional[str], typer.Option(metavar="T1,T2", help="Use only these gallery types, e.g. nm-01,nm-02.")] = None,
-    img_size: Annotated[Optional[str], typer.Option("--img-size", metavar="N|HxW", help="Frame size for embedded probes.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(
+        help="Answer 'unknown' when the best distance is above this.")] = None,
+    calibration: Annotated[Optional[Path], typer.Option(
+        metavar="CAL.json", help="Threshold from gait eval --verification --calibrate.")] = None,
+    exclude_same_view: Annotated[bool, typer.Option(
+        "--exclude-same-view", help="Drop gallery sequences at the probe's view.")] = False,
+    gallery_types: Annotated[Optional[str], typer.Option(
+        metavar="T1,T2", help="Use only these gallery types, e.g. nm-01,nm-02.")] = None,
+    img_size: Annotated[Optional[str], typer.Option(
+        "--img-size", metavar="N|HxW", help="Frame size for embedded probes.")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Sequences per inference batch.")] = None,
-    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the answers as JSON ('-' = stdout).")] = None,
+    json_out: Annotated[Optional[str], typer.Option(
+        "--json", metavar="FILE", help="Write the answers as JSON ('-' = stdout).")] = None,
 ) -> None:
     """Who is this? The top-k gallery identities for each probe walk."""
     from gaitcli.deploy.identify import identify as run_identify
@@ -481,7 +524,8 @@ def identify(
 
     gal = FeatureSet.load(gallery)
     cut = resolve_threshold(threshold, str(calibration) if calibration else None, gal, str(gallery))
-    probe_set, skipped = load_probes(probes, gal, str(gallery), checkpoint=str(checkpoint) if checkpoint else None,
+    probe_set, skipped = load_probes(probes, gal, str(gallery),
+                                     checkpoint=str(checkpoint) if checkpoint else None,
                                      img_size=img_size, device=device, batch_size=batch_size, console=console)
     result = run_identify(gal, probe_set, top_k=top_k, exclude_same_view=exclude_same_view,
                           gallery_types=_split_list(gallery_types), threshold=cut, gallery_name=str(gallery))
@@ -496,11 +540,16 @@ def identify(
 @_handle_errors
 def export(
     checkpoint: Annotated[Path, typer.Argument(metavar="CKPT", help="A gaitcli .safetensors checkpoint.")],
-    out: Annotated[Path, typer.Argument(metavar="MODEL.onnx", help="Where to write the ONNX embedding network.")],
-    img_size: Annotated[Optional[str], typer.Option("--img-size", metavar="N|HxW", help="Frame size (default: the checkpoint's).")] = None,
-    check: Annotated[bool, typer.Option("--check/--no-check", help="Compare onnxruntime with PyTorch on walks of 10, 30, 100 frames.")] = True,
+    out: Annotated[Path, typer.Argument(
+        metavar="MODEL.onnx", help="Where to write the ONNX embedding network.")],
+    img_size: Annotated[Optional[str], typer.Option(
+        "--img-size", metavar="N|HxW", help="Frame size (default: the checkpoint's).")] = None,
+    check: Annotated[bool, typer.Option(
+        "--check/--no-check",
+        help="Compare onnxruntime with PyTorch on walks of 10, 30, 100 frames.")] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace MODEL.onnx if it exists.")] = False,
-    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Write the summary as JSON ('-' = stdout).")] = None,
+    json_out: Annotated[Optional[str], typer.Option(
+        "--json", metavar="FILE", help="Write the summary as JSON ('-' = stdout).")] = None,
 ) -> None:
     """Export the embedding network to ONNX (needs the 'export' extra)."""
     from gaitcli.deploy.export import export_onnx

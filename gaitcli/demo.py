@@ -1,10 +1,11 @@
-"""``gait demo``: the whole pipeline on synthetic data, sized for a laptop CPU.
+"""``gait demo``: the whole pipeline on synthetic data, sized for a laptop CPU (docs/demo.md).
 
-synth → prepare → inspect → train (``configs/demo.yaml``) → eval, each stage with a heading and
-its own progress. Every stage records what it was run with in ``WORKDIR/.demo-stages.json``; a
-re-run reuses a stage whose inputs did not change (and says so), resumes an interrupted training
-run, and redoes only what changed. Everything lives under the work folder; nothing outside it is
-touched.
+synth → prepare → inspect → train (``configs/demo.yaml``) → eval → identify, each stage with a
+heading and its own progress. Every stage records what it was run with in
+``WORKDIR/.demo-stages.json``; a re-run reuses a stage whose inputs did not change (and says so),
+resumes an interrupted training run, and redoes only what changed. The last stage embeds the
+test ids into a gallery (``gait embed``) and identifies one held-back walk of a test walker,
+straight from its PNG frames (``gait identify``). Everything lives under the work folder.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from gaitcli.errors import GaitError
+from gaitcli.evaluation.results import EvalResult
 from gaitcli.fileio import atomic_write_bytes
 
 DEMO_VIEWS = ["000", "054", "090", "126", "180"]
@@ -25,6 +28,9 @@ DEMO_FRAMES = 40
 DEMO_IMG_SIZE = 32  # 32x32 frames cut to 32x22: a quarter of the pixels of 64x44
 TRAIN_SHARE = 0.6
 STATE_FILE = ".demo-stages.json"
+STAGES = ["synth", "prepare", "inspect", "train", "eval", "identify"]
+GALLERY_TYPES = ["nm-01", "nm-02", "nm-03", "nm-04"]
+HELD_BACK = ("nm-05", "090")  # the type and view of the walk the last stage identifies
 
 
 class DemoStages:
@@ -33,13 +39,14 @@ class DemoStages:
     def __init__(self, workdir: Path) -> None:
         self.path = workdir / STATE_FILE
         try:
-            self.done: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
+            loaded = json.loads(self.path.read_text()) if self.path.exists() else {}
         except ValueError:
-            self.done = {}
+            loaded = {}
+        self.done: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
 
     def finished(self, name: str, params: dict[str, Any]) -> bool:
         entry = self.done.get(name)
-        return bool(entry) and entry.get("params") == params
+        return isinstance(entry, dict) and entry.get("params") == params
 
     def record(self, name: str, params: dict[str, Any], seconds: float) -> None:
         self.done[name] = {"params": params, "seconds": round(seconds, 2)}
@@ -50,133 +57,280 @@ class DemoStages:
             self.done.pop(name, None)
 
 
+@dataclass(frozen=True)
+class Identification:
+    """The demo's last stage: one held-back walk identified against the test gallery."""
+
+    walk: str
+    """The PNG folder of the walk (never prepared)."""
+    truth: str
+    """Its walker."""
+    answer: str
+    """The gallery identity ``gait identify`` answered."""
+    distance: float
+    """Distance to the best-matching gallery sequence."""
+    gallery: str
+    """The gallery feature file."""
+    gallery_sequences: int
+    """Gallery sequences matched against (types nm-01..04)."""
+
+    @property
+    def correct(self) -> bool:
+        return self.answer == self.truth
+
+    def line(self) -> str:
+        mark = "[green]correct[/]" if self.correct else "[red]wrong[/]"
+        return f"answer {self.answer} (distance {self.distance:.3f}) · truth {self.truth} · {mark}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "walk": self.walk,
+            "truth": self.truth,
+            "answer": self.answer,
+            "distance": self.distance,
+            "correct": self.correct,
+            "gallery": self.gallery,
+            "gallery_sequences": self.gallery_sequences,
+        }
+
+
+@dataclass
+class DemoResult:
+    """What ``gait demo`` produced."""
+
+    eval: EvalResult
+    """The evaluation of the trained checkpoint on the test ids."""
+    identification: Identification
+    """The held-back walk and its answer."""
+    stages: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage (0 for a reused stage), and ``total``."""
+    artefacts: dict[str, str] = field(default_factory=dict)
+    """Label -> path of every artefact."""
+    workdir: str = "."
+    """The work folder they are in."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The eval JSON (docs/eval.md) plus ``stages`` and ``identify``."""
+        return {**self.eval.to_json(), "stages": self.stages, "identify": self.identification.to_json()}
+
+
+@dataclass
+class _Demo:
+    """One demo run: where things go and what was done."""
+
+    workdir: Path
+    subjects: int
+    iters: int | None
+    console: Console
+    verbose: bool
+    warn: Callable[[str], None] | None
+    stages: DemoStages
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def path(self, name: str) -> Path:
+        names = {"raw": "raw", "pkl": "pkl", "partition": "partition.json", "run": "run",
+                 "eval_json": "eval.json", "gallery": "gallery.npz"}
+        return self.workdir / names[name]
+
+    def heading(self, name: str, what: str) -> None:
+        self.console.rule(f"[bold cyan]{STAGES.index(name) + 1}/{len(STAGES)}  {name}[/]  {what}")
+
+    def reuse(self, name: str, params: dict[str, Any]) -> bool:
+        if self.stages.finished(name, params):
+            self.console.print(f"[green]reusing[/] the finished {name} stage "
+                               f"(delete {self.stages.path.name} to redo it)")
+            self.timings[name] = 0.0
+            return True
+        self.stages.forget_from(STAGES[STAGES.index(name):])  # every later stage is stale
+        return False
+
+    def done(self, name: str, params: dict[str, Any], started: float) -> None:
+        self.timings[name] = time.perf_counter() - started
+        self.stages.record(name, params, self.timings[name])
+
+
 def split_ids(subjects: int) -> tuple[list[str], list[str]]:
     ids = [f"{i:03d}" for i in range(1, subjects + 1)]
     cut = max(2, round(subjects * TRAIN_SHARE))
     return ids[:cut], ids[cut:]
 
 
-def run_demo(workdir: Path, *, subjects: int = 16, iters: int | None = None, console: Console | None = None,
-             out: Console | None = None, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run every stage; return the eval results plus ``stages`` timings and artefact paths."""
-    console = console or Console(stderr=True)
-    out = out or Console()
+def run_demo(
+    workdir: Path,
+    *,
+    subjects: int = 16,
+    iters: int | None = None,
+    console: Console | None = None,
+    out: Console | None = None,
+    warn: Callable[[str], None] | None = None,
+    verbose: bool = False,
+) -> DemoResult:
+    """Run every stage; return the eval results, the identification, timings and artefacts."""
     if subjects < 4:
-        raise GaitError(f"--subjects {subjects}: the demo needs at least 4 (ids are split 60/40 into train and test)")
+        raise GaitError(f"--subjects {subjects}: the demo needs at least 4 "
+                        "(ids are split 60/40 into train and test)")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    stages = DemoStages(workdir)
-    timings: dict[str, float] = {}
-    order = ["synth", "prepare", "inspect", "train", "eval"]
-    paths = {"raw": workdir / "raw", "pkl": workdir / "pkl", "partition": workdir / "partition.json",
-             "run": workdir / "run", "eval_json": workdir / "eval.json"}
+    console = console or Console(stderr=True)
+    demo = _Demo(workdir, subjects, iters, console, verbose, warn, DemoStages(workdir))
+    out = out or Console()
+    _synth(demo)
+    _prepare(demo)
+    _inspect(demo)
+    checkpoint = _train(demo)
+    result = _evaluate(demo, checkpoint, out)
+    identification = _identify(demo, checkpoint, out)
+    stages = {name: round(demo.timings.get(name, 0.0), 2) for name in STAGES}
+    stages["total"] = round(sum(demo.timings.values()), 2)
+    artefacts = {"silhouette PNGs": demo.path("raw"), "prepared pkls": demo.path("pkl"),
+                 "partition": demo.path("partition"), "training run": demo.path("run"),
+                 "checkpoint": checkpoint, "metrics": demo.path("run") / "metrics.jsonl",
+                 "eval results": demo.path("eval_json"), "gallery": demo.path("gallery")}
+    done = DemoResult(result, identification, stages, {k: str(v) for k, v in artefacts.items()})
+    done.workdir = str(workdir)
+    atomic_write_bytes(demo.path("eval_json"), json.dumps(done.to_json(), indent=2).encode())
+    _render_artefacts(done, out)
+    return done
 
-    def heading(index: int, name: str, what: str) -> None:
-        console.rule(f"[bold cyan]{index}/5  {name}[/]  {what}")
 
-    def reuse(name: str, params: dict[str, Any]) -> bool:
-        if stages.finished(name, params):
-            console.print(f"[green]reusing[/] the finished {name} stage (delete {stages.path.name} to redo it)")
-            timings[name] = 0.0
-            return True
-        stages.forget_from(order[order.index(name):])  # everything after a redone stage is stale
-        return False
-
-    # 1. synth -------------------------------------------------------------------------------
+def _synth(demo: _Demo) -> None:
     from gaitcli.synth.generate import CASIA_B_TYPES, synthesize
 
-    synth_params = {"subjects": subjects, "views": DEMO_VIEWS, "types": CASIA_B_TYPES, "frames": DEMO_FRAMES, "seed": 0}
-    heading(1, "synth", f"{subjects} synthetic walkers x {len(CASIA_B_TYPES)} walks x {len(DEMO_VIEWS)} views")
-    if not reuse("synth", synth_params):
+    params = {"subjects": demo.subjects, "views": DEMO_VIEWS, "types": CASIA_B_TYPES,
+              "frames": DEMO_FRAMES, "seed": 0}
+    demo.heading("synth", f"{demo.subjects} walkers x {len(CASIA_B_TYPES)} walks x {len(DEMO_VIEWS)} views")
+    if not demo.reuse("synth", params):
         started = time.perf_counter()
-        synthesize(paths["raw"], subjects=subjects, views=DEMO_VIEWS, types=CASIA_B_TYPES, frames=DEMO_FRAMES,
-                   seed=0, overwrite=True, console=console)
-        stages.record("synth", synth_params, timings.setdefault("synth", time.perf_counter() - started))
+        synthesize(demo.path("raw"), subjects=demo.subjects, views=DEMO_VIEWS, types=CASIA_B_TYPES,
+                   frames=DEMO_FRAMES, seed=0, overwrite=True, console=demo.console)
+        demo.done("synth", params, started)
 
-    # 2. prepare -----------------------------------------------------------------------------
+
+def _prepare(demo: _Demo) -> None:
     from gaitcli.data.prepare import prepare_dataset
 
-    prepare_params = {"img_size": DEMO_IMG_SIZE}
-    heading(2, "prepare", f"PNG frames -> one pkl per sequence, {DEMO_IMG_SIZE}x{DEMO_IMG_SIZE}")
-    if not reuse("prepare", prepare_params):
+    params = {"img_size": DEMO_IMG_SIZE}
+    demo.heading("prepare", f"PNG frames -> one pkl per walk, {DEMO_IMG_SIZE}x{DEMO_IMG_SIZE}")
+    if not demo.reuse("prepare", params):
         started = time.perf_counter()
-        prepare_dataset(paths["raw"], paths["pkl"], img_size=DEMO_IMG_SIZE, overwrite=True, console=console)
-        stages.record("prepare", prepare_params, timings.setdefault("prepare", time.perf_counter() - started))
+        prepare_dataset(demo.path("raw"), demo.path("pkl"), img_size=DEMO_IMG_SIZE, overwrite=True,
+                        console=demo.console)
+        demo.done("prepare", params, started)
 
-    # 3. inspect -----------------------------------------------------------------------------
+
+def _inspect(demo: _Demo) -> None:
     from gaitcli.data.inspect import inspect_dataset
 
-    heading(3, "inspect", "what the prepared set holds")
+    demo.heading("inspect", "what the prepared set holds")
     started = time.perf_counter()
-    report = inspect_dataset(paths["pkl"])
+    report = inspect_dataset(demo.path("pkl"))
     frames = report.frames
-    console.print(
+    demo.console.print(
         f"{report.sequences} sequences · {report.ids} ids · {len(report.types)} types · "
-        f"{len(report.views)} views · frames per sequence min {frames.min} / median {frames.median} / "
-        f"max {frames.max} · {len(report.missing)} missing cells · {len(report.unreadable)} unreadable",
+        f"{len(report.views)} views · frames min {frames.min} / median {frames.median} / max {frames.max} · "
+        f"{len(report.missing)} missing · {len(report.unreadable)} unreadable",
         highlight=False,
     )
-    timings["inspect"] = time.perf_counter() - started
+    demo.timings["inspect"] = time.perf_counter() - started
 
-    # 4. train -------------------------------------------------------------------------------
+
+def _train_config(demo: _Demo, train_ids: list[str]) -> dict[str, Any]:
     from gaitcli.config import load_config
-    from gaitcli.training.trainer import checkpoint_name, list_checkpoints, train
 
-    train_ids, test_ids = split_ids(subjects)
-    atomic_write_bytes(paths["partition"], json.dumps({"TRAIN_SET": train_ids, "TEST_SET": test_ids}).encode())
-    overrides = [f"data_cfg.dataset_root={paths['pkl'].resolve()}",
-                 f"data_cfg.dataset_partition={paths['partition'].resolve()}",
+    overrides = [f"data_cfg.dataset_root={demo.path('pkl').resolve()}",
+                 f"data_cfg.dataset_partition={demo.path('partition').resolve()}",
                  f"model_cfg.class_num={len(train_ids)}"]
-    if iters is not None:
-        overrides.append(f"trainer_cfg.total_iter={iters}")
-    cfg = load_config("demo", overrides, warn=warn)
+    if demo.iters is not None:
+        overrides.append(f"trainer_cfg.total_iter={demo.iters}")
+    cfg = load_config("demo", overrides, warn=demo.warn)
     batch = cfg["trainer_cfg"]["sampler"]["batch_size"]
     batch[0] = min(batch[0], len(train_ids))  # tiny demos: fewer ids per batch than the recipe's P
+    return cfg
+
+
+def _train(demo: _Demo) -> Path:
+    from gaitcli.training.trainer import checkpoint_name, list_checkpoints, train
+
+    train_ids, test_ids = split_ids(demo.subjects)
+    partition = {"TRAIN_SET": train_ids, "TEST_SET": test_ids}
+    atomic_write_bytes(demo.path("partition"), json.dumps(partition).encode())
+    cfg = _train_config(demo, train_ids)
     total = cfg["trainer_cfg"]["total_iter"]
-    train_params = {"config": cfg["model_cfg"], "trainer": {k: v for k, v in cfg["trainer_cfg"].items()},
-                    "train_ids": train_ids}
-    heading(4, "train", f"{cfg['model_cfg']['model']} on {len(train_ids)} ids, {total} iterations")
-    ckpt_dir = paths["run"] / "checkpoints"
-    if not reuse("train", train_params):
+    params = {"config": cfg["model_cfg"], "trainer": dict(cfg["trainer_cfg"]), "train_ids": train_ids}
+    demo.heading("train", f"{cfg['model_cfg']['model']} on {len(train_ids)} ids, {total} iterations")
+    run, ckpt_dir = demo.path("run"), demo.path("run") / "checkpoints"
+    if not demo.reuse("train", params):
         started = time.perf_counter()
         existing = list_checkpoints(ckpt_dir)
-        stored = _stored_config(paths["run"])
-        # same settings apart from the length, and not past it: continue that run
-        same = (existing and existing[-1][0] <= total and stored.get("model_cfg") == cfg["model_cfg"]
-                and {**(stored.get("trainer_cfg") or {}), "total_iter": None} == {**cfg["trainer_cfg"], "total_iter": None})
-        if same:
-            console.print(f"[green]resuming[/] the training run at iteration {existing[-1][0]}")
-            train(cfg, output=paths["run"], device="cpu", resume="latest", console=console)
+        if existing and existing[-1][0] <= total and _same_run(_stored_config(run), cfg):
+            demo.console.print(f"[green]resuming[/] the training run at iteration {existing[-1][0]}")
+            train(cfg, output=run, device="cpu", resume="latest", console=demo.console, verbose=demo.verbose)
         else:
-            train(cfg, output=paths["run"], device="cpu", overwrite=True, console=console)
-        stages.record("train", train_params, timings.setdefault("train", time.perf_counter() - started))
+            train(cfg, output=run, device="cpu", overwrite=True, console=demo.console, verbose=demo.verbose)
+        demo.done("train", params, started)
     checkpoint = ckpt_dir / checkpoint_name(cfg, total)
     if not checkpoint.exists():
-        raise GaitError(f"the training stage left no checkpoint at {checkpoint}; delete {paths['run']} and run gait demo again")
+        raise GaitError(f"the training stage left no checkpoint at {checkpoint}; "
+                        f"delete {run} and run gait demo again")
+    return checkpoint
 
-    # 5. eval --------------------------------------------------------------------------------
+
+def _same_run(stored: dict[str, Any], cfg: dict[str, Any]) -> bool:
+    """Same settings apart from the length: continue that run."""
+    def trainer(c: dict[str, Any]) -> dict[str, Any]:
+        return {**(c.get("trainer_cfg") or {}), "total_iter": None}
+
+    return stored.get("model_cfg") == cfg["model_cfg"] and trainer(stored) == trainer(cfg)
+
+
+def _evaluate(demo: _Demo, checkpoint: Path, out: Console) -> EvalResult:
     from gaitcli.evaluation.api import evaluate_checkpoint
-    from gaitcli.evaluation.report import json_payload, render_results
+    from gaitcli.evaluation.report import render_results
 
-    heading(5, "eval", f"cross-view rank-1 on the {len(test_ids)} unseen test ids")
+    _, test_ids = split_ids(demo.subjects)
+    demo.heading("eval", f"cross-view rank-1 on the {len(test_ids)} unseen test ids")
     started = time.perf_counter()
-    results = evaluate_checkpoint(checkpoint, device="cpu", console=console, warn=warn)
-    timings["eval"] = time.perf_counter() - started
-    render_results(results, out)
-    payload = json_payload(results)
-    payload["stages"] = {name: round(timings.get(name, 0.0), 2) for name in order}
-    payload["stages"]["total"] = round(sum(timings.values()), 2)
-    atomic_write_bytes(paths["eval_json"], json.dumps(payload, indent=2).encode())
+    result = evaluate_checkpoint(checkpoint, device="cpu", console=demo.console, warn=demo.warn)
+    demo.timings["eval"] = time.perf_counter() - started
+    render_results(result, out)
+    return result
 
+
+def _identify(demo: _Demo, checkpoint: Path, out: Console) -> Identification:
+    """Embed the test ids into a gallery, then identify one held-back walk from its PNG frames
+    against the gallery's nm-01..04 sequences (the walk, nm-05, is not among them)."""
+    from gaitcli.deploy.embed import run_embed
+    from gaitcli.deploy.identify import identify, load_probes
+    from gaitcli.evaluation.extract import FeatureSet
+
+    _, test_ids = split_ids(demo.subjects)
+    walk = demo.path("raw") / test_ids[0] / HELD_BACK[0] / HELD_BACK[1]
+    demo.heading("identify", f"who walks in {walk.relative_to(demo.workdir)}?")
+    started = time.perf_counter()
+    gallery = demo.path("gallery")
+    run_embed(checkpoint, [str(demo.path("pkl"))], gallery, partition=demo.path("partition"), split="test",
+              device="cpu", overwrite=True, console=demo.console)
+    gal = FeatureSet.load(gallery)
+    probe, _ = load_probes([str(walk)], gal, str(gallery), checkpoint=str(checkpoint), img_size=None,
+                           device="cpu", batch_size=None, console=demo.console)
+    found = identify(gal, probe, top_k=1, gallery_types=GALLERY_TYPES, gallery_name=str(gallery))
+    demo.timings["identify"] = time.perf_counter() - started
+    best = found.answers[0].best
+    if best is None:
+        raise GaitError(f"{gallery}: no gallery sequence of types {','.join(GALLERY_TYPES)} to match against")
+    answer = Identification(str(walk), test_ids[0], found.answers[0].answer, best.distance, str(gallery),
+                            found.gallery_sequences)
+    out.print(f"{walk.relative_to(demo.workdir)}: {answer.line()}", highlight=False)
+    return answer
+
+
+def _render_artefacts(result: DemoResult, out: Console) -> None:
     out.print()
-    out.print("[bold]artefacts[/]")
-    for label, path in (("silhouette PNGs", paths["raw"]), ("prepared pkls", paths["pkl"]),
-                        ("partition", paths["partition"]), ("training run", paths["run"]),
-                        ("checkpoint", checkpoint), ("metrics", paths["run"] / "metrics.jsonl"),
-                        ("eval results", paths["eval_json"])):
-        out.print(f"  {label:<16} {path}", highlight=False)
-    out.print(f"  stage seconds    {payload['stages']}", highlight=False)
-    return payload
+    out.print(f"[bold]artefacts[/] in {result.workdir}", highlight=False)
+    for label, path in result.artefacts.items():
+        out.print(f"  {label:<16} {Path(path).relative_to(result.workdir)}", highlight=False)
+    stages = " · ".join(f"{name} {seconds:.1f}" for name, seconds in result.stages.items())
+    out.print(f"  stage seconds    {stages}", highlight=False)
 
 
 def _stored_config(run: Path) -> dict[str, Any]:

@@ -8,9 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from gaitcli.deploy.calibration import Calibration, calibrate
-from gaitcli.deploy.compat import Provenance
 from gaitcli.errors import GaitError
+from gaitcli.evaluation.calibration import Calibration, Provenance, calibrate
 from gaitcli.evaluation.verification import (
     PairAccumulator,
     VerificationReport,
@@ -166,3 +165,30 @@ def test_eval_cli_verification_json_csv_roc_calibration(tmp_path):
     assert cal.far == 0.01 and cal.dataset == "CASIA-B" and cal.probe_sets == "ALL" and cal.metric == "euc"
     bad = CliRunner().invoke(app, ["eval", "--features", str(tmp_path / "f.npz"), "--calibrate", "0.01"])
     assert bad.exit_code == 2 and "--verification" in bad.output
+
+
+def test_verification_is_part_of_the_plan(tmp_path, monkeypatch):
+    """The plan checks the verification options before any feature is read, and ``run_plan``
+    computes the report and calibration from the features in memory: no scratch file is written."""
+    import tempfile
+
+    from gaitcli.evaluation.api import run_plan
+    from gaitcli.evaluation.plan import EvalOutputs, plan_arrays, plan_features
+
+    with pytest.raises(GaitError, match="go together"):
+        plan_features(tmp_path / "absent.npz", outputs=EvalOutputs(verification=True, calibrate=0.1))
+    with pytest.raises(GaitError, match="--roc"):
+        plan_features(tmp_path / "absent.npz", outputs=EvalOutputs(verification=True, roc=tmp_path / "r.xyz"))
+    rng = np.random.default_rng(1)
+    rows = [(i, t, v) for i in range(4) for t in ("nm-01", "nm-02", "nm-05") for v in ("000", "090")]
+    emb = rng.normal(size=(len(rows), 2, 4)).astype(np.float32)
+    ev = {"gallery_types": ["nm-01", "nm-02"], "probe_sets": {"NM": ["nm-05"]}}
+    plan = plan_arrays(emb, [str(i) for i, _, _ in rows], [t for _, t, _ in rows], [v for _, _, v in rows],
+                       protocol="generic", cfg={"evaluator_cfg": ev})
+    cal_path = tmp_path / "cal.json"
+    plan.outputs = EvalOutputs(verification=True, calibrate=0.1, calibration_out=cal_path)
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", None)  # a scratch folder would fail here
+    result = run_plan(plan)
+    assert result.verification is not None and result.calibration is not None
+    body = result.to_json()
+    assert body["verification"]["sets"][0]["genuine"]["count"] == 4 * 4 and body["calibration"]["far"] == 0.1

@@ -261,7 +261,8 @@ def resolve_threshold(
     value: float | None, calibration: str | None, gallery: FeatureSet, gallery_name: str
 ) -> Threshold | None:
     """``--threshold`` or ``--calibration`` (checked against the gallery), not both."""
-    from .calibration import Calibration
+    from gaitcli.evaluation.calibration import Calibration
+
     from .compat import Provenance, check_compatible
 
     if value is not None and calibration is not None:

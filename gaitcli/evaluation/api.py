@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from .calibration import Calibration, calibrate, provenance_of
 from .extract import FeatureSet, extract_distributed, extract_features
 from .matching import Progress, match
 from .plan import (
@@ -39,6 +40,7 @@ from .plan import (
 )
 from .protocols import ProtocolSpec
 from .results import EvalResult, ProtocolResult, Seconds
+from .verification import VerificationReport, verification_for_results
 
 Warn = Callable[[str], None]
 BIG_MATCH = 5e7  # probe x gallery pairs above which matching shows a progress bar
@@ -147,6 +149,7 @@ def run_plan(plan: EvalPlan, *, console: Console | None = None, warn: Warn | Non
     extracted = time.perf_counter()
     _save_features(plan, feats)
     result = match_plan(plan, feats, console=console, warn=warn)
+    report, calibration = _verify(plan, result, feats)
     protocol_seconds = round(time.perf_counter() - extracted, 3)
     if plan.extraction is None:
         seconds = Seconds(protocol=protocol_seconds)
@@ -165,7 +168,32 @@ def run_plan(plan: EvalPlan, *, console: Console | None = None, warn: Warn | Non
         checkpoint=plan.checkpoint,
         iteration=plan.iteration,
         features=plan.features_path,
+        verification=report,
+        calibration=calibration,
     )
+
+
+def _verify(
+    plan: EvalPlan, result: ProtocolResult, feats: FeatureSet
+) -> tuple[VerificationReport | None, Calibration | None]:
+    """``--verification`` on the protocol's gallery and probe sets, from the features in memory,
+    and the ``--calibrate`` threshold measured on them (docs/eval.md, "Verification")."""
+    outputs = plan.outputs
+    if not outputs.verification:
+        return None, None
+    far = outputs.calibrate
+    report = verification_for_results(
+        result.to_json(),
+        feats.embeddings,
+        feats.labels,
+        feats.types,
+        feats.views,
+        extra_fars=(far,) if far is not None else (),
+    )
+    if far is None:
+        return report, None
+    prov = provenance_of(feats.meta, plan.checkpoint, plan.metric)
+    return report, calibrate(report, far, dataset=plan.dataset_name or None, provenance=prov)
 
 
 def evaluate_features(

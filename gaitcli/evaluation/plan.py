@@ -47,6 +47,14 @@ class EvalOutputs:
     """``--heatmap`` image."""
     save_features: Path | None = None
     """``--save-features`` file, written before matching."""
+    verification: bool = False
+    """``--verification``: genuine / impostor distances, EER and TAR@FAR per probe set."""
+    calibrate: float | None = None
+    """``--calibrate`` FAR: store the distance threshold reaching it (needs ``calibration_out``)."""
+    calibration_out: Path | None = None
+    """``--calibration-out`` JSON that ``gait identify --calibration`` reads."""
+    roc: Path | None = None
+    """``--roc`` image of the ROC and DET curves."""
 
 
 @dataclass
@@ -154,19 +162,34 @@ def _check_file_target(option: str, target: PathLike | None) -> None:
         raise GaitError(f"{option} {path}: {parent} is a file, not a folder")
 
 
+def check_verification_options(outputs: EvalOutputs) -> None:
+    """The verification options go together (docs/eval.md, "Verification")."""
+    given = outputs.calibrate is not None or outputs.calibration_out is not None or outputs.roc is not None
+    if given and not outputs.verification:
+        raise GaitError("--calibrate, --calibration-out and --roc need --verification")
+    if (outputs.calibrate is None) != (outputs.calibration_out is None):
+        raise GaitError("--calibrate FAR and --calibration-out CAL.json go together")
+    if outputs.calibrate is not None and not 0 < outputs.calibrate < 1:
+        raise GaitError(f"--calibrate {outputs.calibrate}: a FAR lies between 0 and 1, e.g. 1e-3")
+
+
 def check_output_files(outputs: EvalOutputs) -> None:
     """The output targets themselves (no folder given as a file; matplotlib and an image type it
-    writes for ``--heatmap``): checked before anything is read."""
+    writes for ``--heatmap`` and ``--roc``) and the verification options: checked before
+    anything is read."""
     from gaitcli.imaging import check_image_target
 
+    check_verification_options(outputs)
     for option, target in (
         ("--json", outputs.json),
         ("--csv", outputs.csv),
         ("--save-features", outputs.save_features),
+        ("--calibration-out", outputs.calibration_out),
     ):
         _check_file_target(option, target)
-    if outputs.heatmap is not None:
-        check_image_target(outputs.heatmap, "--heatmap")
+    for option, image in (("--heatmap", outputs.heatmap), ("--roc", outputs.roc)):
+        if image is not None:
+            check_image_target(image, option)
 
 
 def check_outputs(outputs: EvalOutputs, spec: ProtocolSpec) -> None:

@@ -28,6 +28,7 @@ from gaitcli.fileio import atomic_write_bytes
 
 from .plan import EvalOutputs
 from .results import EvalResult, ProtocolResult
+from .verification import csv_text, render_verification, save_roc
 
 TABLES = ("rank1_exclude", "rank1_include", "rank5_exclude", "map")
 Results = EvalResult | ProtocolResult
@@ -123,6 +124,8 @@ def render_results(result: Results, console: Console, *, rank5: bool = False, sh
         parts.append(f"{seconds['sequences_per_second']:.1f} sequences/s")
     if parts:
         console.print("[dim]" + " · ".join(parts) + "[/]", highlight=False)
+    if isinstance(result, EvalResult) and result.verification is not None:
+        render_verification(result.verification, console)
 
 
 def _has_na(body: Mapping[str, Any]) -> bool:
@@ -169,8 +172,12 @@ def _write_text(target: str | os.PathLike[str], text: str) -> None:
 
 
 def write_csv(target: str | os.PathLike[str], results: Results) -> None:
-    """The CSV text into ``target`` (``-`` is stdout), atomically for files."""
-    _write_text(target, results_csv(results))
+    """The CSV text into ``target`` (``-`` is stdout), atomically for files; the verification
+    rows (``table=verification``) follow the tables after a blank line."""
+    text = results_csv(results)
+    if isinstance(results, EvalResult) and results.verification is not None:
+        text += "\n" + csv_text(results.verification)
+    _write_text(target, text)
 
 
 def write_json(target: str | os.PathLike[str], results: Results) -> None:
@@ -189,6 +196,12 @@ def write_outputs(outputs: EvalOutputs, result: EvalResult, note: Callable[[str]
         note(f"heatmap written to {outputs.heatmap}")
     if outputs.save_features is not None:
         note(f"features written to {outputs.save_features}")
+    if outputs.roc is not None and result.verification is not None:
+        save_roc(result.verification, outputs.roc)
+        note(f"ROC / DET curves written to {outputs.roc}")
+    if outputs.calibration_out is not None and result.calibration is not None:
+        result.calibration.save(outputs.calibration_out)
+        note(f"calibration written to {outputs.calibration_out}: {result.calibration.meaning()}")
 
 
 def save_heatmap(result: Results, path: str | os.PathLike[str], key: str = "rank1") -> Path:

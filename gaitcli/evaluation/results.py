@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .calibration import Calibration
+from .verification import VerificationReport
+
 Cell = float | None
 Matrix = list[list[Cell]]
 """Rows: probe views, columns: gallery views, in the order of ``views``."""
@@ -168,6 +171,10 @@ class EvalResult:
     """Its training iteration."""
     features: str | None = None
     """The feature file evaluated (``--features``)."""
+    verification: VerificationReport | None = None
+    """Genuine / impostor curves per probe set (``--verification``)."""
+    calibration: Calibration | None = None
+    """The threshold stored for ``--calibrate FAR``."""
 
     @property
     def rank1(self) -> dict[str, float]:
@@ -188,4 +195,8 @@ class EvalResult:
         for key in EXTRA_KEYS:
             if key != "features" or self.features is not None:
                 out[key] = body[key]
+        if self.verification is not None:
+            out["verification"] = self.verification.to_json()
+        if self.calibration is not None:
+            out["calibration"] = self.calibration.to_json()
         return out

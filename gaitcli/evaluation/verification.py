@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
 
 from gaitcli.errors import GaitError
 
@@ -458,16 +459,10 @@ def csv_text(report: VerificationReport) -> str:
 
 
 def save_roc(report: VerificationReport, path: str | os.PathLike[str]) -> None:
-    """ROC (FAR vs TAR, log FAR) and DET (FAR vs FRR, log-log) per probe set into one PNG."""
-    from gaitcli.fileio import atomic_write_bytes
+    """ROC (FAR vs TAR, log FAR) and DET (FAR vs FRR, log-log) per probe set into one image."""
+    from gaitcli.imaging import figure_class, save_figure
 
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise GaitError("--roc needs matplotlib, which is not installed: pip install matplotlib") from None
-    import io
-
-    fig = Figure(figsize=(10, 4.2), dpi=110)
+    fig = figure_class("--roc")(figsize=(10, 4.2))
     roc, det = fig.subplots(1, 2)
     for r in report.results:
         far = np.asarray(r.roc["far"], dtype=float)
@@ -482,9 +477,7 @@ def save_roc(report: VerificationReport, path: str | os.PathLike[str]) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path, "--roc", dpi=110)
 
 
 def verification_for_results(
@@ -512,7 +505,7 @@ def verification_for_results(
     )
 
 
-def render_verification(report: VerificationReport, console: Any) -> None:
+def render_verification(report: VerificationReport, console: Console) -> None:
     """The verification table (rates in %, n/a where a FAR cannot be resolved)."""
     from rich.table import Table
 

@@ -1,5 +1,5 @@
 """Calibrated thresholds: ``gait eval --verification --calibrate FAR`` writes one, ``gait identify
---calibration`` reads it (docs/deploy.md).
+--calibration`` reads it (docs/deploy.md), and the :class:`Provenance` both record.
 
 The JSON holds the distance threshold, the FAR it was calibrated at (and the TAR reached), and
 the data it was measured on: data set, split, probe sets, checkpoint (path and SHA-256), model,
@@ -8,8 +8,10 @@ metric and frame size. It is written atomically.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,51 @@ from typing import Any
 from gaitcli.errors import GaitError
 from gaitcli.fileio import atomic_write_bytes
 
-from .compat import Provenance
-
 FORMAT = "gaitcli-calibration-1"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where embeddings came from."""
+
+    checkpoint: str | None
+    """The checkpoint path as given."""
+    checkpoint_sha256: str | None
+    """SHA-256 of the checkpoint file."""
+    model: str | None
+    """Model name, e.g. ``GaitGL`` or ``MetaGait (paper)``."""
+    metric: str | None
+    """Distance metric of evaluation (``euc`` or ``cos``)."""
+    frame_size: str | None
+    """Frame size ``HxW`` the network was fed before the width cut."""
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> Provenance:
+        def text(key: str) -> str | None:
+            value = meta.get(key)
+            return None if value in (None, "") else str(value)
+
+        return cls(
+            text("checkpoint"), text("checkpoint_sha256"), text("model"), text("metric"), text("frame_size")
+        )
+
+    def to_meta(self) -> dict[str, str]:
+        items = {
+            "checkpoint": self.checkpoint,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "model": self.model,
+            "metric": self.metric,
+            "frame_size": self.frame_size,
+        }
+        return {k: v for k, v in items.items() if v is not None}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -138,3 +182,20 @@ def calibrate(
         provenance.metric,
         provenance.frame_size,
     )
+
+
+def provenance_of(meta: Mapping[str, Any], checkpoint: str | None, metric: str) -> Provenance:
+    """What a calibration was measured with: the features' record (``meta``), completed from the
+    checkpoint file when it is at hand."""
+    prov = Provenance.from_meta(meta)
+    ckpt = prov.checkpoint or checkpoint
+    sha, model, size = prov.checkpoint_sha256, prov.model, prov.frame_size
+    if ckpt and Path(ckpt).is_file() and sha is None:
+        from gaitcli.models import read_checkpoint_metadata
+
+        stored = read_checkpoint_metadata(ckpt)
+        sha = file_sha256(ckpt)
+        variant = stored.get("variant") or ""
+        model = model or (f"{stored.get('model')} ({variant})" if variant else str(stored.get("model")))
+        size = size or stored.get("frame_size")
+    return Provenance(str(ckpt) if ckpt else None, sha, model, metric, size)
