@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gaitcli.data.transforms import TRANSFORM_NAMES
 from gaitcli.errors import ConfigError
 from gaitcli.models.registry import (
     AT_LEAST_ONE,
@@ -101,11 +102,13 @@ SAMPLE_TYPES = (
     "all_unordered",
 )
 
-TRANSFORMS = ("BaseSilCuttingTransform", "BaseSilTransform", "NoOperation")
+TRANSFORMS = TRANSFORM_NAMES
 
 _TRANSFORM_DOC = (
-    "List of {type: ...} transforms applied to each frame; BaseSilCuttingTransform cuts "
-    "10*(W//64) columns per side (64x64 -> 64x44), or `cutting` columns when given, and divides by 255."
+    "List (or Compose) of {type: ...} transforms applied to each sequence in order: "
+    "BaseSilCuttingTransform cuts 10*(W//64) columns per side (64x64 -> 64x44) or `cutting`; "
+    "Resize `size: [h, w]` (area averaging); RandomHorizontalFlip, RandomErasing, RandomRotate, "
+    "RandomPerspective, RandomAffine (`prob`, training only; see docs/recipes.md)."
 )
 
 _TRAIN_SAMPLER = {
@@ -170,7 +173,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "num_workers": Key("int", 1, "DataLoader worker processes.", range=NON_NEGATIVE),
         "cache": Key("bool", False, "Keep every sequence in memory after the first read."),
-        "test_dataset_name": Key("str", None, "Name of the test set (protocol selection); null = dataset_name.", nullable=True),
+        "test_dataset_name": Key(
+            "str", None, "Name of the test set (protocol selection); null = dataset_name.", nullable=True
+        ),
         "remove_no_gallery": Key("bool", False, "Drop probe sequences whose id has no gallery sequence."),
         "data_in_use": Key(
             "list[bool]",

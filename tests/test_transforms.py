@@ -1,0 +1,85 @@
+"""Transforms under OpenGait's names: pixels, seeding, the train/eval rule, config loading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gaitcli.data.collate import Collator
+from gaitcli.data.transforms import build_transform
+from gaitcli.errors import ConfigError
+
+RANDOM = ["RandomHorizontalFlip", "RandomErasing", "RandomRotate", "RandomPerspective", "RandomAffine"]
+
+
+def clip(s=6, h=64, w=64):
+    frame = np.random.default_rng(7).integers(1, 256, (h, w), dtype=np.uint8)  # no zero pixel
+    frame[10:50, 20:30] = 255
+    return np.repeat(frame[None], s, axis=0)
+
+
+def test_cut_is_the_old_slice_and_cutting_overrides():
+    frames = np.random.default_rng(0).integers(0, 256, (3, 64, 64), dtype=np.uint8)
+    out = build_transform(None, training=False)(frames, np.random.default_rng(0))
+    assert np.array_equal(out, frames[..., 10:54])
+    out = build_transform([{"type": "BaseSilCuttingTransform", "cutting": 5}], training=False)(
+        frames[:, ::2, ::2], np.random.default_rng(0))
+    assert out.shape == (3, 32, 22)
+
+
+def test_resize_then_cut_is_32x22_area_mean():
+    spec = [{"type": "Resize", "size": [32, 32]}, {"type": "BaseSilCuttingTransform", "cutting": 5}]
+    frames = clip()
+    out = build_transform(spec, training=False)(frames, np.random.default_rng(0))
+    assert out.shape == (6, 32, 22) and out.dtype == np.uint8
+    block = frames[0, :2, 20:22].astype(float).mean()
+    assert out[0, 0, 5] == round(block)
+    assert build_transform(spec, training=False).out_size(64, 64) == (32, 22)
+
+
+@pytest.mark.parametrize("name", RANDOM)
+def test_random_transform_changes_pixels_and_is_seeded(name):
+    t = build_transform([{"type": name, "prob": 1.0}], training=True)
+    a = t(clip(), np.random.default_rng(3))
+    b = t(clip(), np.random.default_rng(3))
+    assert a.shape == (6, 64, 64) and a.dtype == np.uint8
+    assert np.array_equal(a, b) and not np.array_equal(a, clip())
+    assert all(np.array_equal(a[0], a[i]) for i in range(6))
+
+
+def test_prob_zero_is_identity_and_flip_mirrors():
+    assert np.array_equal(build_transform([{"type": "RandomRotate", "prob": 0.0}], training=True)(
+        clip(), np.random.default_rng(0)), clip())
+    flip = build_transform([{"type": "RandomHorizontalFlip", "prob": 1.0}], training=True)
+    assert np.array_equal(flip(clip(), np.random.default_rng(0)), clip()[..., ::-1])
+
+
+def test_compose_of_opengait_config_loads():
+    spec = [{"type": "Compose", "trf_cfg": [{"type": "RandomPerspective", "prob": 0.2},
+                                             {"type": "BaseSilCuttingTransform"},
+                                             {"type": "RandomHorizontalFlip", "prob": 0.2},
+                                             {"type": "RandomRotate", "prob": 0.2}]}]
+    t = build_transform(spec, training=True)
+    assert len(t.items) == 4 and t.out_size(64, 64) == (64, 44)
+
+
+def test_evaluation_refuses_random_and_unknown_names_one_line():
+    with pytest.raises(ConfigError, match="RandomRotate is random.*trainer_cfg.transform"):
+        build_transform([{"type": "RandomRotate"}], training=False)
+    with pytest.raises(ConfigError, match="did you mean 'RandomErasing'"):
+        build_transform([{"type": "RandomErasin"}], training=True)
+    with pytest.raises(ConfigError, match="RandomRotate does not take"):
+        build_transform([{"type": "RandomRotate", "degrees": 3}], training=True)
+
+
+def test_collator_augments_per_sequence_from_the_batch_seed():
+    arr = clip(20)
+    items = [([arr], f"{i:03d}", "nm-01", "090", i, 5, i) for i in range(4)]
+    cfg = {"sample_type": "fixed_ordered", "frames_num_fixed": 8}
+    spec = [{"type": "RandomRotate", "prob": 1.0, "degree": 30}, {"type": "BaseSilCuttingTransform"}]
+    one = Collator(cfg, seed=1, transform=spec)(items).sils
+    again = Collator(cfg, seed=1, transform=spec)(items).sils
+    half = Collator(cfg, seed=1, transform=spec)(items[2:]).sils  # a rank's share: positions kept
+    assert one.shape == (4, 8, 64, 44)
+    assert np.array_equal(one.numpy(), again.numpy()) and np.array_equal(one[2:].numpy(), half.numpy())
+    assert not np.array_equal(one[0].numpy(), one[1].numpy())  # each sequence its own angle
