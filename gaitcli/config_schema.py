@@ -249,6 +249,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "float", 0.01, "warmup: lr factor at iteration 0.", range=ARGUMENT_RANGES["warmup_factor"]
         ),
         "warmup_method": Key("str", "linear", "warmup: linear or constant.", choices=("linear", "constant")),
+        "decay": Key(
+            "str",
+            "multistep",
+            "warmup: after the warm-up, multistep (gamma at each milestone) or cosine (milestones unused).",
+            choices=("multistep", "cosine"),
+        ),
+        "cosine_iters": Key(
+            "int",
+            None,
+            "warmup, decay cosine: the iteration where the cosine reaches min_factor (usually total_iter).",
+            nullable=True,
+            range=AT_LEAST_ONE,
+        ),
+        "min_factor": Key(
+            "float", 0.0, "warmup, decay cosine: lr factor at the end of the cosine.", range=Range(0, 1)
+        ),
     },
     "trainer_cfg": {
         "enable_float16": Key("bool", True, "fp16 autocast + GradScaler on CUDA (ignored on CPU)."),
@@ -278,6 +294,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "sampler": Key("section", None, "Training sampler.", children=_TRAIN_SAMPLER),
         "transform": Key("list[mapping]", [{"type": "BaseSilCuttingTransform"}], _TRANSFORM_DOC),
+        "time_budget": Key(
+            "float",
+            None,
+            "Minutes of wall time (gait train --time-budget): after time_budget_probe iterations the "
+            "run length and every schedule length are scaled to the iterations that fit (docs/train.md).",
+            nullable=True,
+            range=POSITIVE,
+        ),
+        "time_budget_probe": Key(
+            "int", 30, "Iterations timed (after 5 untimed) to derive the time budget's run length.",
+            range=AT_LEAST_ONE,
+        ),
     },
 }
 
