@@ -173,7 +173,8 @@ def check_schedule(scheduler_cfg: Mapping[str, Any], total_iter: int | None = No
             f"scheduler_cfg.scheduler: unknown scheduler {name!r} "
             "(warmup or a torch.optim.lr_scheduler class)"
         )
-    if total_iter is not None and milestones:
+    cosine = name == "warmup" and scheduler_cfg.get("decay") == "cosine"
+    if total_iter is not None and milestones and not cosine:
         late = [int(m) for m in milestones if int(m) >= total_iter]
         if late:
             notes.append(

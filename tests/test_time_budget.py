@@ -101,3 +101,20 @@ def test_scale_schedule_stretches_every_length():
     out = scale_schedule(cfg, 1000, 250)
     assert out["warmup_iters"] == 25 and out["milestones"] == [200, 225] and out["cosine_iters"] == 250
     assert out["T_max"] == 1 and cfg["warmup_iters"] == 100  # the input is not changed
+
+
+def test_cpu_recipe_trains_two_iterations_on_the_tiny_fixture(tiny_data, tmp_path):
+    from gaitcli.config import load_config
+
+    root, partition = tiny_data
+    cfg = load_config("casia-b-cpu", [
+        f"data_cfg.dataset_root={root}", f"data_cfg.dataset_partition={partition}", "data_cfg.num_workers=0",
+        "model_cfg.class_num=4", "model_cfg.channels=[4, 8, 8]", "trainer_cfg.total_iter=2",
+        "trainer_cfg.time_budget=null", "trainer_cfg.sampler.batch_size=[2, 2]",
+        "trainer_cfg.sampler.frames_num_fixed=4",
+    ])
+    assert cfg["model_cfg"]["init"] == "torch" and cfg["scheduler_cfg"]["decay"] == "cosine"
+    summary = train(cfg, output=tmp_path / "run", device="cpu", progress=False)
+    assert summary.iteration == 2
+    _, meta = read_checkpoint(tmp_path / "run" / "checkpoints" / "casia-b-cpu-00002.safetensors")
+    assert meta["frame_size"] == "32x32"

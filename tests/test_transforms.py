@@ -83,3 +83,15 @@ def test_collator_augments_per_sequence_from_the_batch_seed():
     assert one.shape == (4, 8, 64, 44)
     assert np.array_equal(one.numpy(), again.numpy()) and np.array_equal(one[2:].numpy(), half.numpy())
     assert not np.array_equal(one[0].numpy(), one[1].numpy())  # each sequence its own angle
+
+
+def test_resized_input_with_bin_num_null_is_one_line(tiny_data, tmp_path):
+    from conftest import tiny_config
+
+    from gaitcli.config import resolve_config
+    from gaitcli.training.trainer import train
+
+    cfg = tiny_config(*tiny_data, transform=[{"type": "Resize", "size": [16, 16]}])
+    cfg["model_cfg"]["bin_num"] = None
+    with pytest.raises(ConfigError, match=r"gives 16x16 frames .* set model_cfg.bin_num: \[16\]"):
+        train(resolve_config(cfg), output=tmp_path / "run", device="cpu", progress=False)

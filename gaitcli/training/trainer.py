@@ -25,6 +25,7 @@ from rich.console import Console
 
 from gaitcli.config import dump_config
 from gaitcli.data.collate import to_model_input
+from gaitcli.data.transforms import build_transform
 from gaitcli.errors import ConfigError, GaitError
 from gaitcli.fileio import atomic_write_bytes
 from gaitcli.runtime.distributed import (
@@ -150,6 +151,7 @@ class Trainer:
             self._prepare_folder(resume_path)
         barrier()
         self.data: TrainData = build_data(cfg, self.metrics.log)
+        check_input_height(cfg, self.data.frame_size)
         self.network: TrainNetwork = build_network(cfg, self.info, self.device)
         self.opt: Optimisation = build_optimisation(cfg, self.info, self.network.net, self.device)
         self.ckpt = CheckpointConnector(
@@ -422,6 +424,20 @@ class Trainer:
         if self._release_lock is not None:
             self._release_lock()
             self._release_lock = None
+
+
+def check_input_height(cfg: Mapping[str, Any], frame_size: str) -> None:
+    """``model_cfg.bin_num: null`` means one part per row of a 64-high input: a transform that
+    gives another height (``Resize``, docs/recipes.md) needs ``bin_num`` set, said in one line."""
+    if "bin_num" not in cfg["model_cfg"] or cfg["model_cfg"]["bin_num"] is not None:
+        return
+    height, width = (int(v) for v in frame_size.split("x"))
+    out_h, out_w = build_transform(cfg["trainer_cfg"]["transform"], training=True).out_size(height, width)
+    if out_h != 64:
+        raise ConfigError(
+            f"trainer_cfg.transform gives {out_h}x{out_w} frames but model_cfg.bin_num null means 64 "
+            f"parts (a 64-high input); set model_cfg.bin_num: [{out_h}]"
+        )
 
 
 def _echo(console: Console) -> Callable[[str], None]:
