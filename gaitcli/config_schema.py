@@ -204,7 +204,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "str", "evaluate_indoor_dataset", "Reference evaluation function name (mapped onto --protocol)."
         ),
         "sampler": Key("section", None, "Inference sampler.", children=_EVAL_SAMPLER),
-        "transform": Key("list[mapping]", [{"type": "BaseSilCuttingTransform"}], _TRANSFORM_DOC),
+        "transform": Key(
+            "list[mapping]",
+            [{"type": "BaseSilCuttingTransform"}],
+            _TRANSFORM_DOC + " Random transforms are refused here (evaluation is deterministic).",
+        ),
         "metric": Key("str", "euc", "Distance: euc (per-part Euclidean) or cos.", choices=("euc", "cos")),
         "cross_view_gallery": Key("bool", False, "Use the cross-view-gallery protocol (gives mAP)."),
         "protocol": Key(

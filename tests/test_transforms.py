@@ -95,3 +95,19 @@ def test_resized_input_with_bin_num_null_is_one_line(tiny_data, tmp_path):
     cfg["model_cfg"]["bin_num"] = None
     with pytest.raises(ConfigError, match=r"gives 16x16 frames .* set model_cfg.bin_num: \[16\]"):
         train(resolve_config(cfg), output=tmp_path / "run", device="cpu", progress=False)
+
+
+def test_evaluation_frames_are_resized_and_config_refuses_random_eval_transform(tiny_data):
+    from conftest import tiny_config
+
+    from gaitcli.config import resolve_config
+    from gaitcli.evaluation.extract import FramePicker
+
+    spec = [{"type": "Resize", "size": [32, 32]}, {"type": "BaseSilCuttingTransform", "cutting": 5}]
+    assert FramePicker({"sample_type": "all_ordered"}, spec)(clip(), 0).shape == (6, 32, 22)
+    cfg = tiny_config(*tiny_data)
+    cfg["evaluator_cfg"] = {"transform": [{"type": "RandomHorizontalFlip"}]}
+    with pytest.raises(ConfigError, match="evaluator_cfg.transform: RandomHorizontalFlip is random"):
+        resolve_config(cfg)
+    cfg["evaluator_cfg"] = {"transform": {"type": "Compose", "trf_cfg": spec}}  # OpenGait's form
+    assert resolve_config(cfg)["evaluator_cfg"]["transform"][0]["type"] == "Compose"
