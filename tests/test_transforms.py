@@ -111,3 +111,10 @@ def test_evaluation_frames_are_resized_and_config_refuses_random_eval_transform(
         resolve_config(cfg)
     cfg["evaluator_cfg"] = {"transform": {"type": "Compose", "trf_cfg": spec}}  # OpenGait's form
     assert resolve_config(cfg)["evaluator_cfg"]["transform"][0]["type"] == "Compose"
+
+
+def test_erasing_per_frame_draws_each_frame():
+    t = build_transform([{"type": "RandomErasing", "prob": 1.0, "per_frame": True}], training=True)
+    out = t(clip(), np.random.default_rng(0))
+    zeros = [(out[i] == 0).sum() for i in range(6)]
+    assert all(z > 0 for z in zeros) and not all(np.array_equal(out[0], out[i]) for i in range(1, 6))

@@ -115,14 +115,6 @@ def _warp(frames: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return _to_uint8(y[0])
 
 
-def _rotation_shear(angle_deg: float, shear: float) -> np.ndarray:
-    a = math.radians(angle_deg)
-    rot = np.array([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]])
-    sh = np.array([[1.0, shear, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    out: np.ndarray = rot @ sh
-    return out
-
-
 class _Random(SilTransform):
     random = True
 
@@ -149,8 +141,8 @@ class RandomHorizontalFlip(_Random):
 
 
 class RandomErasing(_Random):
-    """Zeroes a rectangle of area ``sl..sh`` of the frame and aspect ``r1..1/r1``; one rectangle for
-    the sequence, or one per frame with ``per_frame``."""
+    """Zeroes a rectangle of area ``sl..sh`` of the frame and aspect ``r1..1/r1``: one rectangle for
+    the sequence with probability ``prob``, or with ``per_frame`` each frame on its own draw."""
 
     def __init__(self, prob: float = 0.5, sl: float = 0.05, sh: float = 0.2, r1: float = 0.3,
                  per_frame: bool = False) -> None:
@@ -159,19 +151,22 @@ class RandomErasing(_Random):
             raise ConfigError("transform: RandomErasing needs 0 < sl <= sh < 1 and 0 < r1 <= 1")
         self.sl, self.sh, self.r1, self.per_frame = float(sl), float(sh), float(r1), bool(per_frame)
 
-    def apply(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         s, h, w = frames.shape
         n = s if self.per_frame else 1
+        chosen = rng.random(n) < self.prob
+        if not chosen.any():
+            return frames
         area = rng.uniform(self.sl, self.sh, n) * h * w
         aspect = rng.uniform(self.r1, 1 / self.r1, n)
-        eh = np.clip(np.round(np.sqrt(area * aspect)), 1, h).astype(int)
-        ew = np.clip(np.round(np.sqrt(area / aspect)), 1, w).astype(int)
+        eh = np.clip(np.round(np.sqrt(area * aspect)), 1, h - 1).astype(int)
+        ew = np.clip(np.round(np.sqrt(area / aspect)), 1, w - 1).astype(int)
         top = (rng.random(n) * (h - eh + 1)).astype(int)
         left = (rng.random(n) * (w - ew + 1)).astype(int)
         rows, cols = np.arange(h)[None, :, None], np.arange(w)[None, None, :]
         inside = ((rows >= top[:, None, None]) & (rows < (top + eh)[:, None, None])
                   & (cols >= left[:, None, None]) & (cols < (left + ew)[:, None, None]))
-        return np.where(inside, np.uint8(0), frames)
+        return np.where(inside & chosen[:, None, None], np.uint8(0), frames)
 
 
 class RandomRotate(_Random):
@@ -182,31 +177,50 @@ class RandomRotate(_Random):
         self.degree = float(degree)
 
     def apply(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return _warp(frames, _rotation_shear(rng.uniform(-self.degree, self.degree), 0.0))
+        a = math.radians(rng.uniform(-self.degree, self.degree))
+        rot = np.array([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]])
+        return _warp(frames, rot)
+
+
+def _shift(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Pixel offsets as offsets of normalised [-1, 1] coordinates."""
+    out: np.ndarray = 2.0 * pixels / max(size - 1, 1)
+    return out
 
 
 class RandomAffine(_Random):
-    """Rotation uniform in ``[-degree, degree]`` combined with a horizontal shear in ``[-shear, shear]``."""
+    """A random affine map: three corners each moved by up to ``10 * (H // 64)`` pixels (OpenGait's
+    rule; ``degree`` is accepted and, as there, unused)."""
 
-    def __init__(self, prob: float = 0.2, degree: float = 10, shear: float = 0.1) -> None:
+    def __init__(self, prob: float = 0.5, degree: float = 10) -> None:
         super().__init__(prob)
-        self.degree, self.shear = float(degree), float(shear)
+        self.degree = float(degree)
 
     def apply(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        angle = rng.uniform(-self.degree, self.degree)
-        return _warp(frames, _rotation_shear(angle, rng.uniform(-self.shear, self.shear)))
+        _, h, w = frames.shape
+        reach = 10 * (h // 64)
+        if reach < 1:
+            return frames
+        corners = np.array([[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]])
+        inward = np.array([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0]])
+        moved = [corners + inward * _shift(rng.integers(0, reach, (3, 2)), h) for _ in range(2)]
+        out_pts, src_pts = (np.hstack([m, np.ones((3, 1))]) for m in moved)
+        affine = np.linalg.solve(out_pts, src_pts).T  # out -> source
+        return _warp(frames, np.vstack([affine[:2], [0.0, 0.0, 1.0]]))
 
 
 class RandomPerspective(_Random):
-    """Moves each corner by up to ``distortion`` of the half-size (a perspective warp)."""
-
-    def __init__(self, prob: float = 0.5, distortion: float = 0.1) -> None:
-        super().__init__(prob)
-        self.distortion = float(distortion)
+    """A random perspective stretch: the four corners of the source move inwards horizontally by up
+    to ``10 * (W // 44)`` pixels and are mapped onto the whole frame (OpenGait's rule)."""
 
     def apply(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        _, h, w = frames.shape
+        reach = 10 * (w // 44)
+        if reach < 1:
+            return frames
         corners = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
-        moved = corners + rng.uniform(-self.distortion, self.distortion, corners.shape)
+        inward = _shift(rng.integers(0, reach, 4), w) * np.array([1.0, -1.0, -1.0, 1.0])
+        moved = corners + np.stack([inward, np.zeros(4)], axis=1)
         return _warp(frames, _homography(corners, moved))
 
 
