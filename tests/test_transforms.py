@@ -118,3 +118,16 @@ def test_erasing_per_frame_draws_each_frame():
     out = t(clip(), np.random.default_rng(0))
     zeros = [(out[i] == 0).sum() for i in range(6)]
     assert all(z > 0 for z in zeros) and not all(np.array_equal(out[0], out[i]) for i in range(1, 6))
+
+
+def test_export_refuses_a_resized_checkpoint_in_one_line(tmp_path):
+    from gaitcli.deploy.export import export_onnx
+    from gaitcli.errors import GaitError
+    from gaitcli.models import build_model, save_checkpoint
+
+    model = build_model({"model_cfg": {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 3,
+                                       "bin_num": [32]}})
+    cfg = {**model.config, "evaluator_cfg": {"transform": [{"type": "Resize", "size": [32, 32]}]}}
+    path = save_checkpoint(tmp_path / "m.safetensors", model, cfg, iteration=1, frame_size="64x64")
+    with pytest.raises(GaitError, match="does not support a Resize"):
+        export_onnx(path, tmp_path / "m.onnx")

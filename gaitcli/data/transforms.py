@@ -274,26 +274,30 @@ class Compose(SilTransform):
         return cut
 
 
-def _flatten(spec: Any) -> list[Any]:
+def flat_transforms(spec: Any) -> list[Mapping[str, Any]]:
+    """The ``{type: ...}`` items of a ``transform`` value, ``Compose`` nesting removed (``None``:
+    the default cutting transform)."""
+    if spec is None:
+        return [{"type": "BaseSilCuttingTransform"}]
     items = spec if isinstance(spec, (list, tuple)) else [spec]
-    out: list[Any] = []
+    out: list[Mapping[str, Any]] = []
     for item in items:
-        kind = item.get("type") if isinstance(item, Mapping) else item
-        if kind == "Compose":
-            out += _flatten(item.get("trf_cfg", []) if isinstance(item, Mapping) else [])
+        item = item if isinstance(item, Mapping) else {"type": str(item)}
+        if item.get("type") == "Compose":
+            out += flat_transforms(list(item.get("trf_cfg") or []))
         else:
             out.append(item)
     return out
 
 
-def _build_one(item: Any, section: str) -> SilTransform:
-    kind = str(item.get("type") if isinstance(item, Mapping) else item)
+def _build_one(item: Mapping[str, Any], section: str) -> SilTransform:
+    kind = str(item.get("type"))
     cls = TRANSFORM_TYPES.get(kind)
     if cls is None:
         close = difflib.get_close_matches(kind, TRANSFORM_NAMES, n=1, cutoff=0.4)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"{section}: unknown transform type {kind!r}{hint}")
-    args = {k: v for k, v in item.items() if k != "type"} if isinstance(item, Mapping) else {}
+    args = {k: v for k, v in item.items() if k != "type"}
     try:
         return cls(**args)
     except TypeError as exc:
@@ -307,8 +311,7 @@ def build_transform(spec: Any, *, training: bool, section: str | None = None) ->
     ``None`` means the default ``[BaseSilCuttingTransform]``. With ``training=False`` a random
     transform is refused with one line (evaluation applies only deterministic ones)."""
     section = section or ("trainer_cfg.transform" if training else "evaluator_cfg.transform")
-    items = [{"type": "BaseSilCuttingTransform"}] if spec is None else _flatten(spec)
-    built = Compose([_build_one(item, section) for item in items])
+    built = Compose([_build_one(item, section) for item in flat_transforms(spec)])
     if not training and built.random:
         name = next(type(t).__name__ for t in built.items if t.random)
         raise ConfigError(f"{section}: {name} is random and evaluation applies only deterministic "
