@@ -88,8 +88,11 @@ def test_resumed_budget_run_follows_the_stored_schedule_exactly(tiny_data, tmp_p
     shutil.copytree(tmp_path / "full", split)
     for name in ("tiny-00018.safetensors", "tiny-00018.state.safetensors"):
         (split / "checkpoints" / name).unlink()
-    assert run(budget_cfg(tiny_data), split, resume="latest").iteration == 18
+    again = budget_cfg(tiny_data)
+    del again["trainer_cfg"]["time_budget"]  # not needed: the state holds the derived schedule
+    assert run(again, split, resume="latest").iteration == 18
     assert lrs(split) == lrs(tmp_path / "full")
+    assert "trainer_cfg.time_budget: 0.3 -> null" in (split / "train.log").read_text()
     a, _ = read_checkpoint(tmp_path / "full" / "checkpoints" / "tiny-00018.safetensors")
     b, _ = read_checkpoint(split / "checkpoints" / "tiny-00018.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
