@@ -248,7 +248,7 @@ TRANSFORM_NAMES: tuple[str, ...] = (*TRANSFORM_TYPES, "Compose")
 
 
 class Compose(SilTransform):
-    """The transforms of ``trf_cfg`` in order; ``training=False`` refuses random ones."""
+    """The transforms of ``trf_cfg`` in order (:func:`build_transform` builds one from a config)."""
 
     def __init__(self, trf_cfg: Sequence[SilTransform]) -> None:
         self.items = list(trf_cfg)

@@ -66,7 +66,7 @@ class TimeBudget:
         """Seconds per iteration once ``probe`` iterations are timed (None before)."""
         if self.first is None:
             self.first = iteration
-        if iteration == self.first + UNTIMED - 1 or (self.timed_from is None and UNTIMED == 0):
+        if iteration == self.first + UNTIMED - 1:
             self.timed_from = (iteration, clock())
             return None
         if self.timed_from is None or iteration - self.timed_from[0] < self.probe:
