@@ -247,6 +247,10 @@ def train(
     data: Annotated[Optional[Path], typer.Option(help="Override data_cfg.dataset_root.")] = None,
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Print the full resolved config and every log window.")] = False,
+    time_budget: Annotated[Optional[float], typer.Option(
+        "--time-budget", metavar="MINUTES", min=0.01,
+        help="Fit the run and its schedule into MINUTES of wall time, then save and stop "
+             "(trainer_cfg.time_budget).")] = None,
 ) -> None:
     """Train a model from a config (single process or distributed)."""
     from gaitcli.config import load_config
@@ -259,6 +263,8 @@ def train(
         overrides.append(f"trainer_cfg.seed={seed}")
     if data is not None:
         overrides.append(f"data_cfg.dataset_root={data}")
+    if time_budget is not None:
+        overrides.append(f"trainer_cfg.time_budget={time_budget}")
     cfg = load_config(config, overrides, warn=_warn)
     summary = run_training(cfg, output=output, device=device, gpus=gpus, nproc=nproc, resume=resume,
                            overwrite=overwrite, console=console, verbose=verbose)

@@ -27,7 +27,6 @@ from gaitcli.config_schema import (
     LOSS_TYPES,
     PATH_KEYS,
     SCHEMA,
-    TRANSFORMS,
     Key,
     check_number,
     copy_tree,
@@ -35,6 +34,7 @@ from gaitcli.config_schema import (
     schema_defaults,
     section_defaults,
 )
+from gaitcli.data.transforms import build_transform
 from gaitcli.errors import ConfigError
 from gaitcli.models.checkpoint import config_text
 from gaitcli.models.registry import default_model_name, model_entries
@@ -323,12 +323,7 @@ def _check_value(key: Key, value: Any, source: str, dotted: str) -> Any:
         options = ", ".join(str(c) for c in key.choices)
         raise ConfigError(f"{source}: {dotted} = {checked!r} is not one of {options}{hint}")
     if key.type == "list[mapping]" and dotted.endswith("transform"):
-        for item in checked:
-            kind = item.get("type")
-            if kind not in TRANSFORMS:
-                close = difflib.get_close_matches(str(kind), TRANSFORMS, n=1, cutoff=0.4)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ConfigError(f"{source}: {dotted}: unknown transform type {kind!r}{hint}")
+        build_transform(checked, training=not dotted.startswith("evaluator"), section=f"{source}: {dotted}")
     return checked
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gaitcli.data.transforms import TRANSFORM_NAMES
 from gaitcli.errors import ConfigError
 from gaitcli.models.registry import (
     AT_LEAST_ONE,
@@ -101,11 +102,13 @@ SAMPLE_TYPES = (
     "all_unordered",
 )
 
-TRANSFORMS = ("BaseSilCuttingTransform", "BaseSilTransform", "NoOperation")
+TRANSFORMS = TRANSFORM_NAMES
 
 _TRANSFORM_DOC = (
-    "List of {type: ...} transforms applied to each frame; BaseSilCuttingTransform cuts "
-    "10*(W//64) columns per side (64x64 -> 64x44), or `cutting` columns when given, and divides by 255."
+    "List (or Compose) of {type: ...} transforms applied to each sequence in order: "
+    "BaseSilCuttingTransform cuts 10*(W//64) columns per side (64x64 -> 64x44) or `cutting`; "
+    "Resize `size: [h, w]` (area averaging); RandomHorizontalFlip, RandomErasing, RandomRotate, "
+    "RandomPerspective, RandomAffine (`prob`, training only; see docs/recipes.md)."
 )
 
 _TRAIN_SAMPLER = {
@@ -201,7 +204,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "str", "evaluate_indoor_dataset", "Reference evaluation function name (mapped onto --protocol)."
         ),
         "sampler": Key("section", None, "Inference sampler.", children=_EVAL_SAMPLER),
-        "transform": Key("list[mapping]", [{"type": "BaseSilCuttingTransform"}], _TRANSFORM_DOC),
+        "transform": Key(
+            "list[mapping]",
+            [{"type": "BaseSilCuttingTransform"}],
+            _TRANSFORM_DOC + " Random transforms are refused here (evaluation is deterministic).",
+        ),
         "metric": Key("str", "euc", "Distance: euc (per-part Euclidean) or cos.", choices=("euc", "cos")),
         "cross_view_gallery": Key("bool", False, "Use the cross-view-gallery protocol (gives mAP)."),
         "protocol": Key(
@@ -246,6 +253,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "float", 0.01, "warmup: lr factor at iteration 0.", range=ARGUMENT_RANGES["warmup_factor"]
         ),
         "warmup_method": Key("str", "linear", "warmup: linear or constant.", choices=("linear", "constant")),
+        "decay": Key(
+            "str",
+            "multistep",
+            "warmup: after the warm-up, multistep (gamma at each milestone) or cosine (milestones unused).",
+            choices=("multistep", "cosine"),
+        ),
+        "cosine_iters": Key(
+            "int",
+            None,
+            "warmup, decay cosine: the iteration where the cosine reaches min_factor (usually total_iter).",
+            nullable=True,
+            range=AT_LEAST_ONE,
+        ),
+        "min_factor": Key(
+            "float", 0.0, "warmup, decay cosine: lr factor at the end of the cosine.", range=Range(0, 1)
+        ),
     },
     "trainer_cfg": {
         "enable_float16": Key("bool", True, "fp16 autocast + GradScaler on CUDA (ignored on CPU)."),
@@ -275,6 +298,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "sampler": Key("section", None, "Training sampler.", children=_TRAIN_SAMPLER),
         "transform": Key("list[mapping]", [{"type": "BaseSilCuttingTransform"}], _TRANSFORM_DOC),
+        "time_budget": Key(
+            "float",
+            None,
+            "Minutes of wall time (gait train --time-budget): after time_budget_probe iterations the "
+            "run length and every schedule length are scaled to the iterations that fit (docs/train.md).",
+            nullable=True,
+            range=POSITIVE,
+        ),
+        "time_budget_probe": Key(
+            "int", 30, "Iterations timed (after 5 untimed) to derive the time budget's run length.",
+            range=AT_LEAST_ONE,
+        ),
     },
 }
 

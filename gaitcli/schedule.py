@@ -2,10 +2,17 @@
 
 ``scheduler: warmup`` is the WarmupMultiStepLR of the MetaGait recipe (docs/lr-plot.md)::
 
-    lr(t) = base_lr * w(t) * gamma ** bisect_right(milestones, t)
+    lr(t) = base_lr * w(t) * d(t)
     w(t)  = 1                                 for t >= warmup_iters
           = f * (1 - t / T) + t / T           linear warm-up   (f = warmup_factor, T = warmup_iters)
           = f                                 constant warm-up
+    d(t)  = gamma ** bisect_right(milestones, t)                    decay: multistep (the default)
+          = m + (1 - m) * (1 + cos(pi * p)) / 2,                    decay: cosine (milestones unused)
+            p = clamp((t - T) / (cosine_iters - T), 0, 1), m = min_factor
+
+``warmup`` with ``decay: cosine`` is the warm-up + cosine schedule of the CPU recipe
+(docs/recipes.md). :func:`scale_schedule` stretches every length of a schedule to a new run
+length (``gait train --time-budget``, docs/train.md).
 
 Any other name is a class of ``torch.optim.lr_scheduler`` with the remaining keys as its
 arguments. The trainer and ``gait lr-plot`` both get their numbers from :func:`lr_values`, so
@@ -55,16 +62,26 @@ def warmup_factor_at(
     warmup_iters: int = 0,
     warmup_factor: float = 0.01,
     warmup_method: str = "linear",
+    decay: str = "multistep",
+    cosine_iters: int = 0,
+    min_factor: float = 0.0,
 ) -> float:
     """The multiplier of the base lr at iteration ``t`` for ``scheduler: warmup``."""
-    decay = gamma ** bisect.bisect_right(list(milestones), t)
+    if decay == "cosine":
+        span = max(cosine_iters - warmup_iters, 1)
+        progress = min(max((t - warmup_iters) / span, 0.0), 1.0)
+        factor = min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+    elif decay == "multistep":
+        factor = gamma ** bisect.bisect_right(list(milestones), t)
+    else:
+        raise ConfigError(f"scheduler_cfg.decay must be multistep or cosine, got {decay!r}")
     if t >= warmup_iters:
-        return decay
+        return factor
     if warmup_method == "constant":
-        return warmup_factor * decay
+        return warmup_factor * factor
     if warmup_method == "linear":
         alpha = t / warmup_iters
-        return (warmup_factor * (1 - alpha) + alpha) * decay
+        return (warmup_factor * (1 - alpha) + alpha) * factor
     raise ConfigError(f"scheduler_cfg.warmup_method must be linear or constant, got {warmup_method!r}")
 
 
@@ -75,7 +92,57 @@ def _warmup_args(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "warmup_iters": int(cfg.get("warmup_iters", 0)),
         "warmup_factor": float(cfg.get("warmup_factor", 0.01)),
         "warmup_method": cfg.get("warmup_method", "linear"),
+        "decay": cfg.get("decay", "multistep"),
+        "cosine_iters": int(cfg.get("cosine_iters") or 0),
+        "min_factor": float(cfg.get("min_factor", 0.0)),
     }
+
+
+LENGTH_KEYS = (
+    "warmup_iters", "milestones", "cosine_iters", "T_max", "T_0", "total_steps", "step_size",
+    "step_size_up", "step_size_down", "total_iters",
+)
+"""Scheduler arguments counted in iterations: what :func:`scale_schedule` stretches."""
+
+
+def scale_schedule(scheduler_cfg: Mapping[str, Any], old_total: int, new_total: int) -> dict[str, Any]:
+    """``scheduler_cfg`` with every length (:data:`LENGTH_KEYS`) multiplied by
+    ``new_total / old_total`` (rounded; lengths that must be positive stay >= 1), so the schedule
+    has the same shape over a run of ``new_total`` iterations."""
+    ratio = new_total / max(old_total, 1)
+    out = dict(scheduler_cfg)
+    for key in LENGTH_KEYS:
+        value = out.get(key)
+        if value is None or isinstance(value, bool):
+            continue
+        floor = 0 if key in ("warmup_iters", "milestones", "total_iters") else 1
+        if isinstance(value, (list, tuple)):
+            scaled = sorted({max(round(v * ratio), floor) for v in value})
+            out[key] = scaled
+        else:
+            out[key] = max(round(value * ratio), floor)
+    return out
+
+
+def fast_forward_scheduler(
+    optimizer: torch.optim.Optimizer,
+    optimizer_cfg: Mapping[str, Any],
+    scheduler_cfg: Mapping[str, Any],
+    total_iter: int,
+    start: int,
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A scheduler following ``scheduler_cfg`` over ``total_iter`` iterations, positioned at
+    iteration ``start`` (the lr of every param group set to its value there): the factors come
+    from :func:`lr_values`, so any schedule can be switched to mid-run and resumed exactly."""
+    base = float(optimizer_cfg.get("lr", 1e-3))
+    table = (lr_values(optimizer_cfg, scheduler_cfg, range(total_iter + 1)) / base).tolist()
+    last = len(table) - 1
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: table[min(t, last)])
+    scheduler.last_epoch = start  # each group's lr from its initial lr, as a step would set it
+    for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = base_lr * table[min(start, last)]
+    scheduler._last_lr = [float(group["lr"]) for group in optimizer.param_groups]
+    return scheduler
 
 
 def check_schedule(scheduler_cfg: Mapping[str, Any], total_iter: int | None = None) -> tuple[str, ...]:
@@ -91,6 +158,9 @@ def check_schedule(scheduler_cfg: Mapping[str, Any], total_iter: int | None = No
     name = scheduler_cfg.get("scheduler")
     notes: list[str] = []
     if name == "warmup":
+        if scheduler_cfg.get("decay") == "cosine" and not scheduler_cfg.get("cosine_iters"):
+            raise ConfigError("scheduler_cfg.cosine_iters must be set with decay: cosine "
+                              "(usually trainer_cfg.total_iter)")
         warmup = int(scheduler_cfg.get("warmup_iters", 0))
         if warmup < 0:
             raise ConfigError("scheduler_cfg.warmup_iters must not be negative")
@@ -103,7 +173,8 @@ def check_schedule(scheduler_cfg: Mapping[str, Any], total_iter: int | None = No
             f"scheduler_cfg.scheduler: unknown scheduler {name!r} "
             "(warmup or a torch.optim.lr_scheduler class)"
         )
-    if total_iter is not None and milestones:
+    cosine = name == "warmup" and scheduler_cfg.get("decay") == "cosine"
+    if total_iter is not None and milestones and not cosine:
         late = [int(m) for m in milestones if int(m) >= total_iter]
         if late:
             notes.append(
@@ -241,6 +312,8 @@ def schedule_boundaries(scheduler_cfg: Mapping[str, Any], total_iter: int) -> li
     points = {0, last}
     if scheduler_cfg.get("scheduler") == "warmup":
         points.add(int(scheduler_cfg.get("warmup_iters", 0)))
+        if scheduler_cfg.get("decay") == "cosine" and scheduler_cfg.get("cosine_iters"):
+            points.add(int(scheduler_cfg["cosine_iters"]))
     for m in scheduler_cfg.get("milestones", []) or []:
         points.update({int(m) - 1, int(m)})
     return sorted(p for p in points if 0 <= p <= last)

@@ -1,4 +1,4 @@
-"""Frame sampling for every sample_type against SPEC §4, and collation."""
+"""Frame sampling for every sample_type (docs/config.md, the sampler keys), and collation."""
 
 from __future__ import annotations
 

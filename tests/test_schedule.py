@@ -160,3 +160,17 @@ def test_check_optimisation_is_what_validation_runs():
     bad = dict(cfg, optimizer_cfg={"solver": "Adam", "lr": -1.0})
     with pytest.raises(ConfigError, match="optimizer_cfg.lr must be > 0"):
         check_optimisation(bad)
+
+
+def test_warmup_cosine_closed_form_and_validation():
+    from gaitcli.errors import ConfigError
+    from gaitcli.schedule import check_schedule, lr_values
+
+    scfg = {"scheduler": "warmup", "warmup_iters": 10, "warmup_factor": 0.1, "decay": "cosine",
+            "cosine_iters": 110, "min_factor": 0.0, "milestones": [20]}
+    lr = lr_values({"lr": 1.0}, scfg, [0, 5, 10, 60, 110, 200])
+    assert lr[0] == pytest.approx(0.1) and lr[1] == pytest.approx(0.55) and lr[2] == pytest.approx(1.0)
+    assert lr[3] == pytest.approx(0.5) and lr[4] == pytest.approx(0.0) and lr[5] == pytest.approx(0.0)
+    assert check_schedule(scfg, 50) == ()  # milestones are unused with decay: cosine
+    with pytest.raises(ConfigError, match="cosine_iters must be set"):
+        check_schedule({**scfg, "cosine_iters": None})

@@ -1,5 +1,6 @@
 """Frame sampling and batch collation for every ``sample_type`` (docs/config.md, the
-``sampler`` keys), and the silhouette cut (docs/config.md, ``transform``).
+``sampler`` keys), and the per-sequence transforms (docs/config.md, ``transform``;
+:mod:`gaitcli.data.transforms`).
 
 Frame choice is computed as index arrays per sequence and applied with one fancy-indexing call;
 the batch is one preallocated uint8 array. Conversion to float and division by 255 happen on the
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from gaitcli.data.samplers import batch_rng
+from gaitcli.data.transforms import build_transform
 from gaitcli.errors import ConfigError
 
 
@@ -25,26 +27,9 @@ def cut_width(width: int) -> int:
 
 
 def transform_cut(transform: Any, width: int) -> int:
-    """Columns to remove from each side under a ``transform`` list (docs/config.md, ``transform``).
-
-    ``BaseSilCuttingTransform`` cuts ``10 * (W // 64)`` columns (64 -> 44), or ``cutting`` columns
-    when given (OpenGait's argument; e.g. 5 for 32-wide frames -> 22); ``BaseSilTransform`` and
-    ``NoOperation`` cut nothing. ``None`` means the recipes' default, the cutting transform.
-    """
-    items = [{"type": "BaseSilCuttingTransform"}] if transform is None else transform
-    items = items if isinstance(items, (list, tuple)) else [items]
-    cut = 0
-    for item in items:
-        kind = item.get("type") if isinstance(item, Mapping) else str(item)
-        if kind == "BaseSilCuttingTransform":
-            cutting = item.get("cutting") if isinstance(item, Mapping) else None
-            cut = cut_width(width) if cutting is None else int(cutting)
-        elif kind not in ("BaseSilTransform", "NoOperation"):
-            raise ConfigError(f"transform: unsupported transform {kind!r} "
-                              "(BaseSilCuttingTransform, BaseSilTransform, NoOperation)")
-    if cut < 0 or 2 * cut >= width:
-        raise ConfigError(f"transform: cutting {cut} columns per side leaves nothing of {width}-wide frames")
-    return cut
+    """Columns removed from each side by the cutting transforms of ``transform``
+    (:func:`gaitcli.data.transforms.build_transform`; ``None`` is the default cutting transform)."""
+    return build_transform(transform, training=True).total_cut(width)
 
 
 def frame_indices(length: int, sample_type: str, rng: np.random.Generator, *, frames: int = 30,
@@ -78,7 +63,7 @@ def frame_indices(length: int, sample_type: str, rng: np.random.Generator, *, fr
 
 @dataclass
 class Batch:
-    """One collated batch. ``sils`` is uint8 ``[n, s, h, w]`` (already cut to width), padded
+    """One collated batch. ``sils`` is uint8 ``[n, s, h, w]`` (already transformed), padded
     along time when ``seq_lens`` is given (padded frames are zero)."""
 
     sils: torch.Tensor
@@ -114,26 +99,26 @@ class Collator:
         self.limit = sampler_cfg.get("frames_all_limit")
         self.label_index = dict(label_index or {})
         self.seed, self.transform = seed, transform
+        self.compose = build_transform(transform, training=True)
 
     def __call__(self, items: Sequence[tuple[list[np.ndarray], str, str, str, int, int, int]]) -> Batch:
         kind, order = self.sample_type.split("_")
-        picks = []
+        clips = []
         for arrays, *_, batch_no, position in items:
             rng = batch_rng(self.seed, batch_no, stream=1 + position)
             length = len(arrays[0])
             if kind == "unfixed":
                 n = int(rng.integers(self.frames_min, self.frames_max + 1))
-                picks.append(frame_indices(length, f"fixed_{order}", rng, frames=n, skip=self.skip))
+                idx = frame_indices(length, f"fixed_{order}", rng, frames=n, skip=self.skip)
             else:
-                picks.append(frame_indices(length, self.sample_type, rng, frames=self.frames, skip=self.skip,
-                                           limit=self.limit))
-        first = items[0][0][0]
-        h, w = first.shape[1:]
-        lo = transform_cut(self.transform, w)
-        lens = np.array([len(p) for p in picks])
-        sils = np.zeros((len(items), int(lens.max()), h, w - 2 * lo), dtype=np.uint8)
-        for row, ((arrays, *_), idx) in enumerate(zip(items, picks, strict=True)):
-            sils[row, : len(idx)] = arrays[0][idx, :, lo : w - lo]
+                idx = frame_indices(length, self.sample_type, rng, frames=self.frames, skip=self.skip,
+                                    limit=self.limit)
+            clips.append(self.compose(arrays[0][idx], rng))  # random transforms continue this rng
+        lens = np.array([len(c) for c in clips])
+        h, w = clips[0].shape[1:]
+        sils = np.zeros((len(items), int(lens.max()), h, w), dtype=np.uint8)
+        for row, clip in enumerate(clips):
+            sils[row, : len(clip)] = clip
         ids = [it[1] for it in items]
         labels = torch.tensor([self.label_index.get(i, -1) for i in ids], dtype=torch.long)
         variable = kind != "fixed"

@@ -160,6 +160,7 @@ def export_onnx(
 ) -> ExportResult:
     """Export ``checkpoint``'s embedding network to ``out`` (atomic), then check it."""
     from gaitcli.data.collate import transform_cut
+    from gaitcli.data.transforms import flat_transforms as _flat_transforms
 
     started = time.perf_counter()
     onnx, _ = _require_onnx()
@@ -171,6 +172,8 @@ def export_onnx(
     loaded = load_for_inference(checkpoint, img_size=img_size, device="cpu")
     ev = loaded.config.get("evaluator_cfg") or {}
     height, width = loaded.frame_size
+    if any(item.get("type") == "Resize" for item in _flat_transforms(ev.get("transform"))):
+        raise GaitError(f"{checkpoint}: gait export does not support a Resize in evaluator_cfg.transform yet")
     cut = transform_cut(ev.get("transform"), width)
     input_hw = (height, width - 2 * cut)
     net = EmbeddingNetwork(loaded.model.float().eval()).eval()

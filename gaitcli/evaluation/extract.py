@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from gaitcli.data.collate import frame_indices, transform_cut
+from gaitcli.data.collate import frame_indices
+from gaitcli.data.transforms import build_transform
 from gaitcli.errors import ConfigError, GaitError
 from gaitcli.fileio import atomic_writer
 from gaitcli.runtime.distributed import DistInfo
@@ -152,7 +153,7 @@ class FramePicker:
         self.frames = int(sampler_cfg.get("frames_num_fixed", 30))
         self.skip = int(sampler_cfg.get("frames_skip_num", 0))
         self.transform = transform
-        transform_cut(transform, 64)  # fail early on an unknown transform
+        self.compose = build_transform(transform, training=False)  # fails early on a bad transform
         self.seed = seed
 
     def __call__(self, array: np.ndarray, index: int) -> np.ndarray:
@@ -165,10 +166,7 @@ class FramePicker:
             rng = np.random.default_rng([self.seed, index])
             frames = array[frame_indices(len(array), self.sample_type, rng, frames=self.frames,
                                          skip=self.skip, limit=self.limit)]
-        lo = transform_cut(self.transform, frames.shape[-1])
-        if lo:
-            frames = frames[..., lo : frames.shape[-1] - lo]
-        return frames
+        return self.compose(frames, np.random.default_rng(0))  # deterministic transforms only
 
 
 # ----------------------------------------------------------------------------------------------

@@ -41,6 +41,9 @@ class Progress:
     """The sampler's next batch number."""
     window: dict[str, Any]
     """The partly filled logging window."""
+    schedule: dict[str, Any] | None = None
+    """The schedule a time budget derived (:class:`gaitcli.training.time_budget.DerivedSchedule`
+    as JSON), or None: a resumed run follows it exactly."""
 
 
 class CheckpointConnector:
@@ -73,6 +76,8 @@ class CheckpointConnector:
                 "world_size": self.info.world_size,
                 "window": progress.window,
             }
+            if progress.schedule is not None:
+                state["derived_schedule"] = progress.schedule
             self._write(path, state, network.model, progress.iteration)
         barrier()
         self.last_saved = path
@@ -124,4 +129,5 @@ class CheckpointConnector:
         ranks = state.get("rng_ranks") or []
         set_rng_state(ranks[self.info.rank] if len(ranks) == self.info.world_size else state["rng"])
         self.last_saved = path
-        return Progress(int(state["iteration"]), int(state["next_batch"]), dict(state["window"]))
+        return Progress(int(state["iteration"]), int(state["next_batch"]), dict(state["window"]),
+                        state.get("derived_schedule"))

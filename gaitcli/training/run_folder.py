@@ -35,6 +35,8 @@ RUN_DIRS = ("checkpoints", "tensorboard")
 ERROR_FILE_GLOB = ".train-error-rank*"  # left by gaitcli versions before the runtime launcher
 HARMLESS_KEYS = (
     "trainer_cfg.total_iter",
+    "trainer_cfg.time_budget",  # a resumed run follows the schedule its state stores
+    "trainer_cfg.time_budget_probe",
     "trainer_cfg.restore_hint",
     "trainer_cfg.save_iter",
     "trainer_cfg.keep_last",

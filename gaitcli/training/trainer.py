@@ -25,11 +25,20 @@ from rich.console import Console
 
 from gaitcli.config import dump_config
 from gaitcli.data.collate import to_model_input
+from gaitcli.data.transforms import build_transform
 from gaitcli.errors import ConfigError, GaitError
 from gaitcli.fileio import atomic_write_bytes
-from gaitcli.runtime.distributed import DistInfo, all_ranks, any_rank, barrier, resolve_devices
+from gaitcli.runtime.distributed import (
+    DistInfo,
+    all_ranks,
+    any_rank,
+    barrier,
+    broadcast_object,
+    resolve_devices,
+)
 from gaitcli.runtime.launch import launch
-from gaitcli.schedule import check_optimisation
+from gaitcli.schedule import check_optimisation, fast_forward_scheduler
+from gaitcli.training import time_budget
 from gaitcli.training.builders import (
     Optimisation,
     TrainData,
@@ -56,6 +65,7 @@ from gaitcli.training.run_folder import (
     truncate_metrics,
 )
 from gaitcli.training.signals import InterruptGuard
+from gaitcli.training.time_budget import DerivedSchedule, TimeBudget
 
 __all__ = [
     "Trainer",
@@ -68,6 +78,7 @@ __all__ = [
     "train",
 ]
 
+UNBOUNDED = 2**62  # the run length of a time-budget run before its pace is measured
 MAX_SKIPPED_STEPS = 50  # consecutive fp16 overflow skips before the run is declared diverged
 
 
@@ -117,6 +128,10 @@ class Trainer:
         self.metrics = MetricsLogger(self.folder, info, echo, echo_routine=verbose or not shows_bar)
         self.state = Progress(0, 0, Window().to_state())
         self._release_lock: Callable[[], None] | None = None
+        self.total_iter = int(self.tcfg["total_iter"])
+        minutes = self.tcfg.get("time_budget")
+        probe = int(self.tcfg.get("time_budget_probe") or 30)
+        self.budget = None if minutes is None else TimeBudget(float(minutes), probe, time_budget.clock())
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -136,6 +151,7 @@ class Trainer:
             self._prepare_folder(resume_path)
         barrier()
         self.data: TrainData = build_data(cfg, self.metrics.log)
+        check_input_height(cfg, self.data.frame_size)
         self.network: TrainNetwork = build_network(cfg, self.info, self.device)
         self.opt: Optimisation = build_optimisation(cfg, self.info, self.network.net, self.device)
         self.ckpt = CheckpointConnector(
@@ -143,6 +159,8 @@ class Trainer:
         )
         if resume_path is not None:
             self._restore(resume_path)
+        if self.budget is not None and self.state.schedule is None:
+            self.total_iter = UNBOUNDED  # until the pace gives the run length
         self.ckpt.start(self.state.iteration if resume_path is not None else None)
         self.loader = build_loader(cfg, self.data, self.info, self.state.next_batch, self.device)
         self.metrics.open_tensorboard()
@@ -175,7 +193,9 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         self.state = self.ckpt.restore(path, self.network, self.opt)
-        total = int(self.tcfg["total_iter"])
+        if self.state.schedule is not None:  # a time budget derived it: follow it exactly
+            self._follow(DerivedSchedule.from_json(self.state.schedule))
+        total = self.total_iter
         if self.state.iteration > total:
             raise GaitError(
                 f"{path} is at iteration {self.state.iteration}, past total_iter {total}: nothing to "
@@ -251,7 +271,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainSummary:
-        total = int(self.tcfg["total_iter"])
+        total = self.total_iter if self.total_iter != UNBOUNDED else int(self.tcfg["total_iter"])
         display = TrainDisplay(self.console, total, self.state.iteration) if self.progress_bar else None
         announce = (
             (
@@ -280,7 +300,7 @@ class Trainer:
         skipped = 0
         loader = iter(self.loader)
         self.metrics.start_window()
-        while self.state.iteration < total:
+        while self.state.iteration < self.total_iter:
             waited = time.perf_counter()
             batch = next(loader)
             self.metrics.data_seconds += time.perf_counter() - waited
@@ -289,7 +309,9 @@ class Trainer:
             self.state.next_batch += 1
             skipped = self._count_skip(skipped, stepped)
             if stepped:
-                self._complete_iteration(total, lr, terms, display)
+                self._complete_iteration(self.total_iter, lr, terms, display)
+                if self._budget_spent(display):
+                    return
             if any_rank(guard.requested):  # every rank stops after the same completed iteration
                 self._stop_interrupted()
 
@@ -310,6 +332,41 @@ class Trainer:
             display.update(it, lr, terms)
         if it % int(self.tcfg["save_iter"]) == 0 or it == total:
             self.save()
+
+    def _follow(self, derived: DerivedSchedule) -> None:
+        """Switch to a derived schedule at the current iteration (fresh or resumed: same lrs)."""
+        self.total_iter, self.state.schedule = derived.total_iter, derived.to_json()
+        self.opt.scheduler = fast_forward_scheduler(
+            self.opt.optimizer, self.cfg["optimizer_cfg"], derived.scheduler_cfg, derived.total_iter,
+            self.state.iteration,
+        )
+
+    def _budget_spent(self, display: TrainDisplay | None) -> bool:
+        """Time budget (docs/train.md): derive the schedule once the pace is known; at the budget,
+        save and stop. Returns True to stop."""
+        budget, it = self.budget, self.state.iteration
+        if budget is None:
+            return False
+        if self.state.schedule is None:
+            pace = budget.pace(it)
+            if pace is not None:
+                derived: DerivedSchedule = broadcast_object(budget.derive(it, pace, self.cfg))
+                self._follow(derived)
+                self.metrics.log(
+                    f"time budget: {derived.seconds_per_iter:.3f} s per iteration, so "
+                    f"{derived.total_iter} iterations fit; schedule scaled to them"
+                )
+                if display is not None:
+                    display.progress.update(display.task, total=derived.total_iter)
+        expired = any_rank(budget.expired())
+        if not expired and it < self.total_iter:
+            return False
+        last = self.ckpt.last_saved
+        if last is None or last.name != checkpoint_name(self.cfg, it):
+            self.save()
+        if expired:
+            self.metrics.log(f"time budget reached at iteration {it}; saved {self.ckpt.last_saved}")
+        return True
 
     def _count_skip(self, skipped: int, stepped: bool) -> int:
         if stepped:
@@ -367,6 +424,20 @@ class Trainer:
         if self._release_lock is not None:
             self._release_lock()
             self._release_lock = None
+
+
+def check_input_height(cfg: Mapping[str, Any], frame_size: str) -> None:
+    """``model_cfg.bin_num: null`` means one part per row of a 64-high input: a transform that
+    gives another height (``Resize``, docs/recipes.md) needs ``bin_num`` set, said in one line."""
+    if "bin_num" not in cfg["model_cfg"] or cfg["model_cfg"]["bin_num"] is not None:
+        return
+    height, width = (int(v) for v in frame_size.split("x"))
+    out_h, out_w = build_transform(cfg["trainer_cfg"]["transform"], training=True).out_size(height, width)
+    if out_h != 64:
+        raise ConfigError(
+            f"trainer_cfg.transform gives {out_h}x{out_w} frames but model_cfg.bin_num null means 64 "
+            f"parts (a 64-high input); set model_cfg.bin_num: [{out_h}]"
+        )
 
 
 def _echo(console: Console) -> Callable[[str], None]:

@@ -1,0 +1,83 @@
+"""``gait train --time-budget MINUTES`` (docs/train.md, "Time budget").
+
+The run is timed from the trainer's start (start-up included). After 5 untimed iterations, the
+next ``time_budget_probe`` iterations are timed; from their pace the run length that fits the
+budget is derived, every schedule length is scaled to it (:func:`gaitcli.schedule.scale_schedule`)
+and the run switches to that schedule. The derived schedule is stored in every later checkpoint's
+state, so a resumed run follows it exactly instead of measuring again. When the clock passes the
+budget the run saves a checkpoint and stops.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from gaitcli.schedule import scale_schedule
+
+UNTIMED = 5
+"""Iterations after start-up (or a resume) before the timing starts: the first steps are slow."""
+
+clock: Callable[[], float] = time.monotonic
+"""The clock of the budget (tests replace it with a fake one)."""
+
+
+@dataclass
+class DerivedSchedule:
+    """The schedule a time budget derived; stored in the run's state."""
+
+    total_iter: int
+    """The run length that fits the budget."""
+    scheduler_cfg: dict[str, Any]
+    """The configured schedule with every length scaled to ``total_iter``."""
+    seconds_per_iter: float
+    """The pace measured over the timed iterations."""
+    derived_at: int
+    """The iteration at which it was derived."""
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain mapping (what the state file stores)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DerivedSchedule:
+        """The inverse of :meth:`to_json`."""
+        return cls(int(data["total_iter"]), dict(data["scheduler_cfg"]), float(data["seconds_per_iter"]),
+                   int(data["derived_at"]))
+
+
+class TimeBudget:
+    """Measures the pace and says when to derive the schedule and when the time is up."""
+
+    def __init__(self, minutes: float, probe: int, started: float) -> None:
+        self.deadline = started + 60.0 * minutes
+        self.probe = probe
+        self.first: int | None = None
+        self.timed_from: tuple[int, float] | None = None
+
+    def expired(self) -> bool:
+        """Whether the clock has passed the budget."""
+        return clock() >= self.deadline
+
+    def pace(self, iteration: int) -> float | None:
+        """Seconds per iteration once ``probe`` iterations are timed (None before)."""
+        if self.first is None:
+            self.first = iteration
+        if iteration == self.first + UNTIMED - 1:
+            self.timed_from = (iteration, clock())
+            return None
+        if self.timed_from is None or iteration - self.timed_from[0] < self.probe:
+            return None
+        start_it, start_t = self.timed_from
+        return max(clock() - start_t, 1e-9) / (iteration - start_it)
+
+    def derive(self, iteration: int, seconds_per_iter: float, cfg: Mapping[str, Any]) -> DerivedSchedule:
+        """The run length that fits and the schedule scaled to it."""
+        left = max(self.deadline - clock(), 0.0)
+        total = max(iteration + int(math.floor(left / seconds_per_iter)), iteration)
+        configured = int(cfg["trainer_cfg"]["total_iter"])
+        scaled = scale_schedule(cfg["scheduler_cfg"], configured, total)
+        return DerivedSchedule(total, scaled, seconds_per_iter, iteration)
