@@ -121,9 +121,10 @@ def test_erasing_per_frame_draws_each_frame():
 
 
 def test_export_refuses_a_resized_checkpoint_in_one_line(tmp_path):
+    from gaitcli.build import build_model
     from gaitcli.deploy.export import export_onnx
     from gaitcli.errors import GaitError
-    from gaitcli.build import build_model, save_checkpoint
+    from gaitcli.models import save_checkpoint
 
     model = build_model({"model_cfg": {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 3,
                                        "bin_num": [32]}})
