@@ -500,3 +500,18 @@ def test_paper_variant_trains_with_every_switch():
             loss.backward()
             opt.step()
             assert torch.isfinite(loss), (channel, spatial, temporal, mtp)
+
+
+@pytest.mark.parametrize("name,extra", MODEL_KINDS)
+def test_batch_one_inference_avoids_the_slow_reference_convolution(name, extra):
+    """One sequence at inference runs every 3-D convolution through oneDNN (PyTorch's own choice
+    sends such small batches to ``slow_conv3d``), with the straightforward model's result."""
+    m = small_model(name, **extra).eval()
+    x = sils(1, 7, 16, 11)
+    with torch.no_grad(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        a = m(x)
+    names = {e.key for e in prof.key_averages()}
+    assert not any("slow_conv3d" in k for k in names), sorted(k for k in names if "conv" in k)
+    assert "aten::mkldnn_convolution" in names
+    with torch.no_grad():
+        close(a["embeddings"], straightforward_forward(m, x)["embeddings"])
