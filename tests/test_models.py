@@ -515,3 +515,21 @@ def test_batch_one_inference_avoids_the_slow_reference_convolution(name, extra):
     assert "aten::mkldnn_convolution" in names
     with torch.no_grad():
         close(a["embeddings"], straightforward_forward(m, x)["embeddings"])
+
+
+@pytest.mark.parametrize("name,extra", MODEL_KINDS)
+def test_training_gradients_equal_straightforward(name, extra):
+    """The in-place activations and fused paths of the training step give the straightforward
+    model's gradients."""
+    m = small_model(name, **extra).train()
+    x = sils(3, 7, 16, 11)
+    grads = []
+    for forward in (m, lambda s: straightforward_forward(m, s)):
+        m.zero_grad()
+        torch.manual_seed(0)
+        out = forward(x)
+        (out["embeddings"].square().mean() + out["logits"].logsumexp(-1).mean()).backward()
+        grads.append({k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 5
+    for key, g in grads[0].items():
+        close(g, grads[1][key], atol=1e-5, rtol=1e-3)

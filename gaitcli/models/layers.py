@@ -32,6 +32,11 @@ def leaky(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, NEGATIVE_SLOPE)
 
 
+def leaky_(x: torch.Tensor) -> torch.Tensor:
+    """In-place LeakyReLU, for tensors nothing else holds (a convolution's fresh output)."""
+    return F.leaky_relu_(x, NEGATIVE_SLOPE)
+
+
 # ----------------------------------------------------------------------------------------------
 # masks
 # ----------------------------------------------------------------------------------------------
@@ -222,9 +227,9 @@ class GLConv(nn.Module):
         gob = self.global_conv3d(x)
         lcl = self.local(x)
         if self.fm_sign:
-            out = leaky(torch.cat([gob, lcl], dim=3))
+            out = leaky_(torch.cat([gob, lcl], dim=3))
         else:
-            out = leaky(gob) + leaky(lcl)
+            out = leaky_(gob) + leaky_(lcl)
         return mask_frames(out, mask)
 
     def extra_repr(self) -> str:
