@@ -105,7 +105,8 @@ class GaitGL(GaitModel):
             self.conv3d = ConvBlock(*_stem(1, c[0]), *_stem(c[0], c[0]))
         else:
             self.conv3d = ConvBlock(*_stem(1, c[0]))
-        self.LTA = ConvBlock(BasicConv3d(c[0], c[0], (3, 1, 1), (3, 1, 1), (0, 0, 0)), nn.LeakyReLU(inplace=True))
+        lta = BasicConv3d(c[0], c[0], (3, 1, 1), (3, 1, 1), (0, 0, 0))
+        self.LTA = ConvBlock(lta, nn.LeakyReLU(inplace=True))
         if self.large:
             self.GLConvA0: nn.Module = MaskedSequential(GLConv(c[0], c[1], 1), GLConv(c[1], c[1], 1))
             self.MaxPool0 = nn.MaxPool3d(kernel_size=(1, 2, 2), stride=(1, 2, 2))
