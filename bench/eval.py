@@ -225,7 +225,8 @@ def bench_extract(count: int, frames: int, model_name: str, device: str, batch_s
         low = extract_features(model, ds, batch_size=batch_size, device=device, bf16=True)
         bf16_seconds = time.perf_counter() - t0
         ref_seconds, ref_diff = straightforward_extract(model, ds, feats.embeddings, device)
-    drift = np.abs(low.embeddings - feats.embeddings).max() / max(float(np.abs(feats.embeddings).max()), 1e-12)
+    scale = max(float(np.abs(feats.embeddings).max()), 1e-12)
+    drift = np.abs(low.embeddings - feats.embeddings).max() / scale
     return {
         "reference": "straightforward model, one sequence at a time (batch 1, F.conv3d)",
         "reference_seconds": round(ref_seconds, 2),
