@@ -223,7 +223,7 @@ def extract_features(
     """Embed the sequences of ``dataset`` (a :class:`~gaitcli.data.dataset.GaitDataset`), or the
     ``indices`` of it, in order. Shows a rich progress bar with sequences/s on ``console``.
     ``bf16`` runs the model under bfloat16 autocast on the model's device (float32 embeddings;
-    docs/eval.md, "Speed", says how far the table moves)."""
+    docs/eval.md, "Speed and memory", says how far the table moves)."""
     net = _unwrap(model)
     dev = torch.device(device) if device is not None else _model_device(net)
     if _model_device(net) != dev:

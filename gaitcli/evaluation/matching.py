@@ -137,8 +137,8 @@ def _single_view_hits(inp: MatchInputs) -> _ViewHits:
 
 def _fused_view_hits(inp: MatchInputs, by_view: list[np.ndarray], out: _ViewHits) -> None:
     """Rank-1 / rank-5 without mAP: one gallery view at a time (gathered once), every probe
-    chunk through the fused tile-by-tile top-k walk (docs/eval.md, "Speed"): no distance block
-    is built, memory is one view's gallery plus one probe chunk."""
+    chunk through the fused tile-by-tile top-k walk (docs/eval.md, "Speed and memory"): no
+    distance block is built, memory is one view's gallery plus one probe chunk."""
     dev, nv, n_probe = inp.feats.device, len(inp.views), len(inp.probe_rows)
     chunk = max(1, inp.chunk)
     steps, done = -(-n_probe // chunk) * nv, 0
