@@ -17,8 +17,8 @@ def test_bf16_extraction_is_close_to_fp32(tiny_data):
     root, partition = tiny_data
     ds = GaitDataset(root, partition, "test")
     torch.manual_seed(0)
-    model = build_model({"model_cfg": {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 4, "bin_num": [32]},
-                         "data_cfg": {"dataset_name": "CASIA-B"}}).eval()
+    model_cfg = {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 4, "bin_num": [32]}
+    model = build_model({"model_cfg": model_cfg, "data_cfg": {"dataset_name": "CASIA-B"}}).eval()
     idx = [0, 3, 5]
     full = extract_features(model, ds, batch_size=2, indices=idx, progress=False).embeddings
     low = extract_features(model, ds, batch_size=2, indices=idx, progress=False, bf16=True).embeddings
