@@ -62,7 +62,7 @@ MODEL_KINDS = [("GaitGL", {}), ("MetaGait", {"variant": "reference"}), ("MetaGai
 
 
 # ----------------------------------------------------------------------------------------------
-# straightforward versions of each fast path, written from SPEC §6
+# straightforward versions of each fast path, written from docs/models.md ("The network")
 # ----------------------------------------------------------------------------------------------
 
 
@@ -81,7 +81,7 @@ def naive_glconv(layer: GLConv, x: torch.Tensor) -> torch.Tensor:
 
 
 def naive_mhn(mhn: MHN, x: torch.Tensor) -> torch.Tensor:
-    """SPEC: reduce → wn_fc1 → sigmoid → grouped wn_fc2; per-sample 1x1x1 conv over g."""
+    """docs/models.md: reduce → wn_fc1 → sigmoid → grouped wn_fc2; per-sample 1x1x1 conv over g."""
     g = F.adaptive_avg_pool3d(x, 1)  # [n, C, 1, 1, 1]
     h = F.conv3d(g, mhn.reduce.weight, mhn.reduce.bias)
     a = torch.sigmoid(F.conv3d(h, mhn.wn_fc1.weight, mhn.wn_fc1.bias))
@@ -309,7 +309,7 @@ def test_whole_model_fast_equals_straightforward(name, extra, train):
 
 
 def test_reference_attention_equals_spec_formula():
-    """eca(x) + se(x) on CASIA-B widths, compared with the formula written out in SPEC §6."""
+    """eca(x) + se(x) on CASIA-B widths, compared with the formula written out in docs/models.md ("The network")."""
     from gaitcli.models.straightforward import reference_attention
 
     torch.manual_seed(0)
