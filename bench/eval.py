@@ -167,6 +167,33 @@ def bench_kernel(size: int, device: str, peak: Peak | None = None, parts: int = 
     }
 
 
+def straightforward_extract(model, ds, embeddings: np.ndarray, device: str) -> tuple[float, float]:
+    """The reference: every sequence alone through the straightforward model (seconds, and the
+    largest difference from the fast embeddings)."""
+    from gaitcli.evaluation.extract import FramePicker
+    from gaitcli.models.straightforward import straightforward_embed
+
+    picker = FramePicker()
+    model.eval()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        ref = np.stack([straightforward_embed(model, [picker(ds.load(i)[0], i)])[0].cpu().numpy()
+                        for i in range(len(ds))])
+    return time.perf_counter() - t0, float(np.abs(ref - embeddings).max())
+
+
+def same_nearest_share(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of sequences whose nearest other sequence is the same in both feature sets (how far
+    the bf16 table can move: a rank-1 cell changes only where this does)."""
+    from gaitcli.evaluation.metrics import pairwise_distances
+
+    if len(a) < 2:
+        return 1.0
+    da, db = pairwise_distances(a, a), pairwise_distances(b, b)
+    np.fill_diagonal(da, np.inf), np.fill_diagonal(db, np.inf)
+    return round(float(np.mean(da.argmin(1) == db.argmin(1))), 4)
+
+
 def bench_extract(count: int, frames: int, model_name: str, device: str, batch_size: int) -> dict:
     from gaitcli.build import build_model
     from gaitcli.data.dataset import GaitDataset
@@ -194,7 +221,21 @@ def bench_extract(count: int, frames: int, model_name: str, device: str, batch_s
         t0 = time.perf_counter()
         feats = extract_features(model, ds, batch_size=batch_size, device=device)
         seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        low = extract_features(model, ds, batch_size=batch_size, device=device, bf16=True)
+        bf16_seconds = time.perf_counter() - t0
+        ref_seconds, ref_diff = straightforward_extract(model, ds, feats.embeddings, device)
+    scale = max(float(np.abs(feats.embeddings).max()), 1e-12)
+    drift = np.abs(low.embeddings - feats.embeddings).max() / scale
     return {
+        "reference": "straightforward model, one sequence at a time (batch 1, F.conv3d)",
+        "reference_seconds": round(ref_seconds, 2),
+        "ratio_vs_reference": round(ref_seconds / seconds, 3) if seconds > 0 else None,
+        "reference_max_abs_diff": ref_diff,
+        "bf16_seconds": round(bf16_seconds, 2),
+        "bf16_ratio_vs_fp32": round(seconds / bf16_seconds, 3) if bf16_seconds > 0 else None,
+        "bf16_max_relative_embedding_drift": round(float(drift), 5),
+        "bf16_same_nearest_neighbour_share": same_nearest_share(feats.embeddings, low.embeddings),
         "model": model_name,
         "sequences": count,
         "frames_per_sequence": frames,

@@ -147,6 +147,12 @@ def figures(results: dict[str, Any], peak: Peak) -> list[dict[str, Any]]:
                 peak,
             )
         )
+    ext = dig(results, "eval.py", "result", "extract")
+    if ext:
+        out.append(figure("extraction fp32", ext.get("seconds"), ext.get("reference_seconds"),
+                          "straightforward, one sequence at a time", None, peak))
+        out.append(figure("extraction bf16 autocast", ext.get("bf16_seconds"), ext.get("seconds"), "fp32",
+                          None, peak))
     match = dig(results, "eval.py", "result", "match")
     if match:
         out.append(

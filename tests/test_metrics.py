@@ -201,3 +201,24 @@ def test_order_keys_sort_like_distance_then_column():
     assert torch.equal(back.indices, torch.arange(10, 17).view(1, 7))
     assert torch.equal(back.distances, d + 0.0)
     assert keys.argsort(dim=1).tolist() == [[3, 6, 1, 2, 0, 5, 4]]
+
+
+def test_first_tile_keys_only_its_k_nearest_per_row(monkeypatch):
+    """A row block's first tile admits only entries within its own k nearest, not the whole tile
+    (that was most of the matching time when a view's gallery fits in one or two tiles)."""
+    import gaitcli.evaluation.metrics as metrics
+
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(12, 3, 4, generator=g), torch.randn(40, 3, 4, generator=g)
+    keyed = []
+    real_keys = metrics._keys
+
+    def counting(values, cols):
+        keyed.append(values.numel())
+        return real_keys(values, cols)
+
+    monkeypatch.setattr(metrics, "_keys", counting)
+    got = metrics.nearest_neighbours(x, y, 3, tile=(12, 40))
+    assert sum(keyed) == 12 * 3  # no ties in random data: exactly k per row
+    order = metrics.pairwise_distances(x, y).argsort(axis=1, kind="stable")[:, :3]
+    assert got.indices.tolist() == order.tolist()

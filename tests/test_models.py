@@ -63,7 +63,7 @@ MODEL_KINDS = [("GaitGL", {}), ("MetaGait", {"variant": "reference"}), ("MetaGai
 
 
 # ----------------------------------------------------------------------------------------------
-# straightforward versions of each fast path, written from SPEC §6
+# straightforward versions of each fast path, written from docs/models.md ("The network")
 # ----------------------------------------------------------------------------------------------
 
 
@@ -82,7 +82,7 @@ def naive_glconv(layer: GLConv, x: torch.Tensor) -> torch.Tensor:
 
 
 def naive_mhn(mhn: MHN, x: torch.Tensor) -> torch.Tensor:
-    """SPEC: reduce → wn_fc1 → sigmoid → grouped wn_fc2; per-sample 1x1x1 conv over g."""
+    """docs/models.md: reduce → wn_fc1 → sigmoid → grouped wn_fc2; per-sample 1x1x1 conv over g."""
     g = F.adaptive_avg_pool3d(x, 1)  # [n, C, 1, 1, 1]
     h = F.conv3d(g, mhn.reduce.weight, mhn.reduce.bias)
     a = torch.sigmoid(F.conv3d(h, mhn.wn_fc1.weight, mhn.wn_fc1.bias))
@@ -310,7 +310,7 @@ def test_whole_model_fast_equals_straightforward(name, extra, train):
 
 
 def test_reference_attention_equals_spec_formula():
-    """eca(x) + se(x) on CASIA-B widths, compared with the formula written out in SPEC §6."""
+    """eca(x) + se(x) on CASIA-B widths, compared with the formula written out in docs/models.md ("The network")."""
     from gaitcli.models.straightforward import reference_attention
 
     torch.manual_seed(0)
@@ -501,3 +501,36 @@ def test_paper_variant_trains_with_every_switch():
             loss.backward()
             opt.step()
             assert torch.isfinite(loss), (channel, spatial, temporal, mtp)
+
+
+@pytest.mark.parametrize("name,extra", MODEL_KINDS)
+def test_batch_one_inference_avoids_the_slow_reference_convolution(name, extra):
+    """One sequence at inference runs every 3-D convolution through oneDNN (PyTorch's own choice
+    sends such small batches to ``slow_conv3d``), with the straightforward model's result."""
+    m = small_model(name, **extra).eval()
+    x = sils(1, 7, 16, 11)
+    with torch.no_grad(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        a = m(x)
+    names = {e.key for e in prof.key_averages()}
+    assert not any("slow_conv3d" in k for k in names), sorted(k for k in names if "conv" in k)
+    assert "aten::mkldnn_convolution" in names
+    with torch.no_grad():
+        close(a["embeddings"], straightforward_forward(m, x)["embeddings"])
+
+
+@pytest.mark.parametrize("name,extra", MODEL_KINDS)
+def test_training_gradients_equal_straightforward(name, extra):
+    """The in-place activations and fused paths of the training step give the straightforward
+    model's gradients."""
+    m = small_model(name, **extra).train()
+    x = sils(3, 7, 16, 11)
+    grads = []
+    for forward in (m, lambda s: straightforward_forward(m, s)):
+        m.zero_grad()
+        torch.manual_seed(0)
+        out = forward(x)
+        (out["embeddings"].square().mean() + out["logits"].logsumexp(-1).mean()).backward()
+        grads.append({k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 5
+    for key, g in grads[0].items():
+        close(g, grads[1][key], atol=1e-5, rtol=1e-3)

@@ -243,3 +243,23 @@ def test_evaluate_features_uses_the_config():
 
 def test_views_sort_numerically():
     assert sorted(["180", "18", "0", "090", "side"], key=view_sort_key) == ["0", "18", "090", "180", "side"]
+
+
+def test_single_view_without_map_goes_through_the_fused_top_k(monkeypatch):
+    """Without mAP no distance block is built (the fused tile-by-tile top-k walk), and the
+    matrices equal those of the ranked path (with mAP) cell for cell, in both metrics."""
+    import gaitcli.evaluation.matching as matching
+
+    emb, labels, types, views = random_casia(seed=9)
+    for metric in ("euc", "cos"):
+        ranked = run_protocol(emb, labels, types, views, CASIA_B, metric, chunk=11, want_map=True).to_json()
+
+        def no_block(*args, **kwargs):
+            raise AssertionError("a distance block was built without mAP")
+
+        with monkeypatch.context() as m:
+            m.setattr(matching, "distance_block", no_block)
+            fused = run_protocol(emb, labels, types, views, CASIA_B, metric, chunk=11).to_json()
+        assert fused["matrix"]["rank1"] == ranked["matrix"]["rank1"]
+        assert fused["matrix"]["rank5"] == ranked["matrix"]["rank5"]
+        assert fused["rank1_exclude"] == ranked["rank1_exclude"]

@@ -216,9 +216,12 @@ def extract_features(
     console: Console | None = None,
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
+    bf16: bool = False,
 ) -> FeatureSet:
     """Embed the sequences of ``dataset`` (a :class:`~gaitcli.data.dataset.GaitDataset`), or the
-    ``indices`` of it, in order. Shows a rich progress bar with sequences/s on ``console``."""
+    ``indices`` of it, in order. Shows a rich progress bar with sequences/s on ``console``.
+    ``bf16`` runs the model under bfloat16 autocast on the model's device (float32 embeddings;
+    docs/eval.md, "Speed and memory", says how far the table moves)."""
     net = _unwrap(model)
     dev = torch.device(device) if device is not None else _model_device(net)
     if _model_device(net) != dev:
@@ -234,7 +237,9 @@ def extract_features(
     max_seqs = max(batch_size * 4, 32)
     windows = _windows([1] * n, max_seqs, max_seqs)
     out: np.ndarray | None = None
-    amp = enable_float16 and dev.type == "cuda"
+    amp: torch.dtype | None = torch.bfloat16 if bf16 else None
+    if enable_float16 and dev.type == "cuda" and not bf16:
+        amp = torch.float16
 
     def read(window: tuple[int, int]) -> list[np.ndarray]:
         return [picker(dataset.load(order[i])[0], order[i]) for i in range(*window)]
@@ -264,12 +269,12 @@ def extract_features(
 
 
 def _embed_window(net: Any, seqs: list[np.ndarray], batch_size: int, dev: torch.device,
-                  amp: bool) -> np.ndarray:
+                  amp: torch.dtype | None) -> np.ndarray:
     """Embeddings of one window of sequences, in frame-bounded parts (a window of many long
     sequences never becomes one huge float array)."""
     parts = []
     for start, end in _windows([len(f) for f in seqs], len(seqs), _WINDOW_FRAMES):
-        with torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
+        with torch.autocast(dev.type, dtype=amp) if amp is not None else contextlib.nullcontext():
             emb = net.embed(seqs[start:end], batch_size=batch_size, device=dev)
         parts.append(emb.float().cpu().numpy())
     return np.concatenate(parts) if len(parts) > 1 else parts[0]

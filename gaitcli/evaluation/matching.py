@@ -25,6 +25,7 @@ from gaitcli.errors import GaitError
 from .metrics import (
     as_features,
     average_precision,
+    blockwise_topk_hits,
     check_metric,
     distance_block,
     encode_labels,
@@ -121,16 +122,55 @@ def _single_view_hits(inp: MatchInputs) -> _ViewHits:
     nv = len(inp.views)
     by_view = [inp.gallery_rows[inp.view_ids[inp.gallery_rows] == u] for u in range(nv)]
     n_probe = len(inp.probe_rows)
-    # a distance block [chunk, gallery of one view] (and its sort for mAP) stays within ~512 MB
-    chunk = _bounded_chunk(inp.chunk, max(len(g) for g in by_view), 24 if inp.want_map else 4)
     out = _ViewHits(
         np.zeros((n_probe, nv), bool),
         np.zeros((n_probe, nv), bool),
         np.full((n_probe, nv), np.nan) if inp.want_map else None,
         [len(g) > 0 for g in by_view],
     )
+    if inp.want_map:
+        _ranked_view_hits(inp, by_view, out)
+    else:
+        _fused_view_hits(inp, by_view, out)
+    return out
+
+
+def _fused_view_hits(inp: MatchInputs, by_view: list[np.ndarray], out: _ViewHits) -> None:
+    """Rank-1 / rank-5 without mAP: one gallery view at a time (gathered once), every probe
+    chunk through the fused tile-by-tile top-k walk (docs/eval.md, "Speed and memory"): no
+    distance block is built, memory is one view's gallery plus one probe chunk."""
+    dev, nv, n_probe = inp.feats.device, len(inp.views), len(inp.probe_rows)
+    chunk = max(1, inp.chunk)
+    steps, done = -(-n_probe // chunk) * nv, 0
+    probe_norms = torch.cat([
+        part_norms(inp.feats[torch.from_numpy(inp.probe_rows[c0 : c0 + chunk]).to(dev)], inp.metric)
+        for c0 in range(0, n_probe, chunk)
+    ]) if n_probe else inp.feats.new_zeros(0, inp.feats.shape[1])
+    for u, g in enumerate(by_view):
+        gt = torch.from_numpy(g).to(dev)
+        gallery, gallery_codes = inp.feats[gt], inp.codes[gt]
+        gallery_norms = part_norms(gallery, inp.metric) if len(g) else None
+        for c0 in range(0, n_probe, chunk):
+            c1 = min(n_probe, c0 + chunk)
+            done += 1
+            if len(g):
+                rows = torch.from_numpy(inp.probe_rows[c0:c1]).to(dev)
+                hits = blockwise_topk_hits(inp.feats[rows], gallery, inp.codes[rows], gallery_codes, (1, 5),
+                                           inp.metric, x_norms=probe_norms[c0:c1], y_norms=gallery_norms)
+                out.hit1[c0:c1, u] = hits[1].cpu().numpy()
+                out.hit5[c0:c1, u] = hits[5].cpu().numpy()
+            if inp.progress is not None:
+                inp.progress(done, steps)
+
+
+def _ranked_view_hits(inp: MatchInputs, by_view: list[np.ndarray], out: _ViewHits) -> None:
+    """With mAP every probe needs its whole ranking: distance blocks of one probe chunk × one
+    gallery view (and their sort), bounded to about 512 MB."""
+    nv, n_probe = len(inp.views), len(inp.probe_rows)
+    chunk = _bounded_chunk(inp.chunk, max(len(g) for g in by_view), 24)
     dev = inp.feats.device
     steps, done = -(-n_probe // chunk) * nv, 0
+    assert out.ap is not None
     for c0 in range(0, n_probe, chunk):
         rows = torch.from_numpy(inp.probe_rows[c0 : c0 + chunk]).to(dev)
         x, c1 = inp.feats[rows], c0 + len(rows)
@@ -143,12 +183,10 @@ def _single_view_hits(inp: MatchInputs) -> _ViewHits:
                 hits = topk_hits(d, pl, inp.codes[gt], (1, 5))
                 out.hit1[c0:c1, u] = hits[1].cpu().numpy()
                 out.hit5[c0:c1, u] = hits[5].cpu().numpy()
-                if out.ap is not None:
-                    out.ap[c0:c1, u] = average_precision(ranked_matches(d, pl, inp.codes[gt])[0])
+                out.ap[c0:c1, u] = average_precision(ranked_matches(d, pl, inp.codes[gt])[0])
                 del d
             if inp.progress is not None:
                 inp.progress(done, steps)
-    return out
 
 
 def _cell(hits: _ViewHits, r: np.ndarray, u: int) -> tuple[Cell, Cell, Cell]:

@@ -206,6 +206,19 @@ def _merge_tile(best: torch.Tensor, worst: torch.Tensor, d: torch.Tensor, j0: in
     return torch.topk(merged, best.shape[1], dim=1, largest=False, sorted=True).values
 
 
+def _admission_bound(best: torch.Tensor, d: torch.Tensor, first: bool) -> torch.Tensor:
+    """``[r]``: the largest distance of tile ``d`` that can still enter each running list: its
+    ``k``-th distance, or while the lists are still empty (a row block's first tile) the tile's
+    own ``k``-th smallest value (``first``), so that a first tile keys a handful of entries per row instead
+    of all of them (NaN compares as unknown and stays a candidate)."""
+    last = best[:, -1]
+    worst = decode_keys(last).distances.masked_fill(last == _NO_KEY, float("inf"))
+    k = best.shape[1]
+    if first and k <= d.shape[1]:
+        worst = torch.minimum(worst, torch.topk(d, k, dim=1, largest=False, sorted=False).values.amax(dim=1))
+    return worst
+
+
 def nearest_neighbours(x: torch.Tensor, y: torch.Tensor, k: int, metric: str = "euc", *,
                        x_norms: torch.Tensor | None = None, y_norms: torch.Tensor | None = None,
                        tile: tuple[int, int] | None = None) -> Nearest:
@@ -228,9 +241,8 @@ def nearest_neighbours(x: torch.Tensor, y: torch.Tensor, k: int, metric: str = "
     for i0, i1, j0, j1 in _tiles(n, m, rows, cols):
         if j0 == 0:
             best = torch.full((i1 - i0, k), _NO_KEY, dtype=torch.int64, device=x.device)
-        last = best[:, -1]
-        worst = decode_keys(last).distances.masked_fill(last == _NO_KEY, float("inf"))
-        best = _merge_tile(best, worst, kernel.distances(i0, i1, j0, j1), j0)
+        d = kernel.distances(i0, i1, j0, j1)
+        best = _merge_tile(best, _admission_bound(best, d, j0 == 0), d, j0)
         if j1 == m:
             keys[i0:i1] = best
     return decode_keys(keys)

@@ -37,7 +37,7 @@ DEFAULT_PARTS = 64
 
 
 def _stem(c_in: int, c_out: int) -> list[nn.Module]:
-    return [BasicConv3d(c_in, c_out, (3, 3, 3), (1, 1, 1), (1, 1, 1)), nn.LeakyReLU()]
+    return [BasicConv3d(c_in, c_out, (3, 3, 3), (1, 1, 1), (1, 1, 1)), nn.LeakyReLU(inplace=True)]
 
 
 def parts_from_cfg(model_cfg: Mapping[str, Any]) -> int:
@@ -105,7 +105,8 @@ class GaitGL(GaitModel):
             self.conv3d = ConvBlock(*_stem(1, c[0]), *_stem(c[0], c[0]))
         else:
             self.conv3d = ConvBlock(*_stem(1, c[0]))
-        self.LTA = ConvBlock(BasicConv3d(c[0], c[0], (3, 1, 1), (3, 1, 1), (0, 0, 0)), nn.LeakyReLU())
+        lta = BasicConv3d(c[0], c[0], (3, 1, 1), (3, 1, 1), (0, 0, 0))
+        self.LTA = ConvBlock(lta, nn.LeakyReLU(inplace=True))
         if self.large:
             self.GLConvA0: nn.Module = MaskedSequential(GLConv(c[0], c[1], 1), GLConv(c[1], c[1], 1))
             self.MaxPool0 = nn.MaxPool3d(kernel_size=(1, 2, 2), stride=(1, 2, 2))

@@ -25,10 +25,16 @@ CHANNELS_LAST = torch.channels_last_3d
 # inference: 6x slower than folding the strips into the batch) but slightly faster than one folded
 # call when the batch is already large (training, n=8). Fold up to this many folded samples.
 CPU_FOLD_MAX_BATCH = 32
+_MKLDNN = bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call]
 
 
 def leaky(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, NEGATIVE_SLOPE)
+
+
+def leaky_(x: torch.Tensor) -> torch.Tensor:
+    """In-place LeakyReLU, for tensors nothing else holds (a convolution's fresh output)."""
+    return F.leaky_relu_(x, NEGATIVE_SLOPE)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -93,8 +99,38 @@ class BasicConv3d(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _direct_onednn(x, self.conv3d):
+            return onednn_conv3d(x, self.conv3d)
         out: torch.Tensor = self.conv3d(x)
         return out
+
+
+def _direct_onednn(x: torch.Tensor, conv: nn.Conv3d) -> bool:
+    """Whether to call oneDNN directly: CPU inference (nothing needs a gradient) in float32 or
+    bfloat16. PyTorch's own choice sends small batches (one sequence at extraction) to its slow
+    reference kernel, about 3-5x slower at these widths (docs/models.md, "Speed")."""
+    if x.device.type != "cpu" or x.dim() != 5 or conv.groups != 1 or not _MKLDNN:
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad):
+        return False
+    plain = conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)
+    return plain and x.dtype in (torch.float32, torch.bfloat16)
+
+
+def onednn_conv3d(x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
+    """``conv(x)`` through ``torch.mkldnn_convolution`` (same arithmetic as the large-batch path
+    of ``F.conv3d``), in the CPU autocast dtype when autocast is on."""
+    weight, bias = conv.weight, conv.bias
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+    if dtype not in (torch.float32, torch.bfloat16):
+        dtype = x.dtype
+    x, weight = x.to(dtype), weight.to(dtype)
+    bias = None if bias is None else bias.to(dtype)
+    padding = [int(p) for p in conv.padding]
+    out: torch.Tensor = torch.mkldnn_convolution(
+        x, weight, bias, padding, list(conv.stride), list(conv.dilation), conv.groups
+    )
+    return out
 
 
 class ConvBlock(nn.Sequential):
@@ -191,9 +227,9 @@ class GLConv(nn.Module):
         gob = self.global_conv3d(x)
         lcl = self.local(x)
         if self.fm_sign:
-            out = leaky(torch.cat([gob, lcl], dim=3))
+            out = leaky_(torch.cat([gob, lcl], dim=3))
         else:
-            out = leaky(gob) + leaky(lcl)
+            out = leaky_(gob) + leaky_(lcl)
         return mask_frames(out, mask)
 
     def extra_repr(self) -> str:
