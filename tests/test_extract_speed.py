@@ -8,7 +8,7 @@ import torch
 
 from gaitcli.data.dataset import GaitDataset
 from gaitcli.evaluation import extract_features
-from gaitcli.models import build_model
+from gaitcli.build import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
