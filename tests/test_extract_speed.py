@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from gaitcli.build import build_model
 from gaitcli.data.dataset import GaitDataset
 from gaitcli.evaluation import extract_features
-from gaitcli.build import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
