@@ -310,7 +310,8 @@ def test_whole_model_fast_equals_straightforward(name, extra, train):
 
 
 def test_reference_attention_equals_spec_formula():
-    """eca(x) + se(x) on CASIA-B widths, compared with the formula written out in docs/models.md ("The network")."""
+    """eca(x) + se(x) on CASIA-B widths, compared with the formula written out in docs/models.md
+    ("The network")."""
     from gaitcli.models.straightforward import reference_attention
 
     torch.manual_seed(0)
