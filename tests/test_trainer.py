@@ -258,3 +258,15 @@ def test_verbose_prints_the_full_config_and_every_window(tiny_data, tmp_path):
     text = console.file.getvalue()
     assert "resolved config" in text and "dataset_partition" in text
     assert all(f"iteration {i}  lr=" in text for i in (2, 4, 6, 8))
+
+
+def test_config_summary_names_the_decay_that_runs():
+    """A warm-up + cosine run used to be summarised with the default milestones it never uses."""
+    from gaitcli.training.display import _schedule_words
+
+    cosine = {"scheduler": "warmup", "warmup_iters": 200, "decay": "cosine", "cosine_iters": 4000,
+              "milestones": [80000, 100000]}
+    assert _schedule_words(cosine) == "warmup 200 + cosine 4000"
+    steps = {"scheduler": "warmup", "warmup_iters": 10, "milestones": [80, 100]}
+    assert _schedule_words(steps) == "warmup 10 + milestones [80, 100]"
+    assert _schedule_words({"scheduler": "CosineAnnealingLR"}) == "CosineAnnealingLR"

@@ -54,16 +54,25 @@ def config_summary(
     batch = sampler["batch_size"]
     frames = sampler.get("frames_num_fixed", "all")
     precision = "bf16" if tcfg.get("enable_bfloat16") else "fp16" if tcfg.get("enable_float16") else "fp32"
-    milestones = sched.get("milestones")
     return [
         f"model   {model['model']}{variant} {list(model.get('channels', []))}, "
         f"{params / 1e6:.2f} M parameters",
         f"data    {sequences} sequences of {ids} ids, frames {frame_size or '?'}",
         f"batch   {batch[0]}x{batch[1]}, {frames} frames, {precision}, on {world}",
-        f"optim   {opt.get('solver')} lr {opt.get('lr')}, {sched.get('scheduler')}"
-        + (f" milestones {list(milestones)}" if milestones else ""),
+        f"optim   {opt.get('solver')} lr {opt.get('lr')}, {_schedule_words(sched)}",
         f"run     {tcfg['total_iter']} iterations, save every {tcfg['save_iter']}, output {out}",
     ]
+
+
+def _schedule_words(sched: Mapping[str, Any]) -> str:
+    """``warmup 200 + cosine 4000`` or ``warmup 10000 + milestones [80000, 100000]``: what decays."""
+    name = str(sched.get("scheduler"))
+    if name != "warmup":
+        return name
+    head = f"warmup {sched.get('warmup_iters', 0)}"
+    if sched.get("decay") == "cosine":
+        return f"{head} + cosine {sched.get('cosine_iters')}"
+    return f"{head} + milestones {list(sched.get('milestones') or [])}"
 
 
 def print_full_config(console: Console, text: str) -> None:
