@@ -329,8 +329,11 @@ def _render_artefacts(result: DemoResult, out: Console) -> None:
     out.print(f"[bold]artefacts[/] in {result.workdir}", highlight=False)
     for label, path in result.artefacts.items():
         out.print(f"  {label:<16} {Path(path).relative_to(result.workdir)}", highlight=False)
-    stages = " · ".join(f"{name} {seconds:.1f}" for name, seconds in result.stages.items())
-    out.print(f"  stage seconds    {stages}", highlight=False)
+    items = [f"{name} {seconds:.1f}" for name, seconds in result.stages.items()]
+    half = (len(items) + 1) // 2  # two short lines: one long one wraps mid-figure at 80 columns
+    out.print(f"  stage seconds    {' · '.join(items[:half])}", highlight=False)
+    if items[half:]:
+        out.print(f"                   {' · '.join(items[half:])}", highlight=False)
 
 
 def _stored_config(run: Path) -> dict[str, Any]:
