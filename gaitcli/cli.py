@@ -387,8 +387,8 @@ def lr_plot(
     height: Annotated[int, typer.Option(min=4, help="Chart height in lines.")] = 14,
 ) -> None:
     """Show the learning-rate schedule: terminal chart, key-point table, image, JSON."""
+    from gaitcli.imaging import check_image_target
     from gaitcli.training.lr_plot import (
-        check_image_target,
         lr_json,
         parse_milestones,
         render_lr_plot,

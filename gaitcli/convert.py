@@ -151,10 +151,20 @@ def _read_safetensors(src: Path) -> SourceWeights:
     return SourceWeights(*extract_state_dict(state, src))
 
 
+# safetensors refuses headers above 100 MB; a random 8-byte length is almost never that small
+SAFETENSORS_MAX_HEADER = 100_000_000
+
+
+def looks_like_safetensors(head: bytes) -> bool:
+    """A safetensors file starts with its header's length (8 bytes, little endian) and the
+    header's JSON ``{``; checking the length too keeps 1 in 256 random files from passing."""
+    return head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= SAFETENSORS_MAX_HEADER
+
+
 def read_source(src: Path) -> SourceWeights:
     """The weights (and what else is known) of ``src``: a ``.pt`` or a safetensors file."""
     head = _read_head(src)
-    if head[8:9] == b"{" and not looks_like_torch_pickle(head):
+    if looks_like_safetensors(head) and not looks_like_torch_pickle(head):
         return _read_safetensors(src)
     return SourceWeights(*extract_state_dict(safe_torch_load(src), src))
 

@@ -52,9 +52,3 @@ def make_progress(
     columns.extend(TextColumn(c) if isinstance(c, str) else c for c in extra)
     columns.extend([TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()])
     return Progress(*columns, console=console, transient=transient, disable=disable)
-
-
-def sequence_progress(label: str, console: Console | None, *extra: ProgressColumn,
-                      disable: bool = False) -> Progress:
-    """The data commands' bar (kept for their call sites): :func:`make_progress` with seq/s."""
-    return make_progress(label, console, *extra, disable=disable)

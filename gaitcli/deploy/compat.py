@@ -10,9 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gaitcli.errors import GaitError
-from gaitcli.evaluation.calibration import Provenance, file_sha256
-
-__all__ = ["MismatchError", "Provenance", "check_compatible", "file_sha256"]
+from gaitcli.evaluation.calibration import Provenance
 
 
 class MismatchError(GaitError):

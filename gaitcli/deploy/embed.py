@@ -20,9 +20,10 @@ import torch
 from rich.console import Console
 
 from gaitcli.errors import GaitError
+from gaitcli.evaluation.calibration import Provenance, file_sha256
 from gaitcli.evaluation.extract import FeatureSet, extract_features
 
-from .compat import Provenance, check_compatible, file_sha256
+from .compat import check_compatible
 from .inputs import Problem, WalkSet, parse_frame_size, resolve_inputs
 
 

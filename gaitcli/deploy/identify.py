@@ -18,10 +18,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
 
 from gaitcli.errors import GaitError
+from gaitcli.evaluation.calibration import Provenance
 from gaitcli.evaluation.extract import FeatureSet
 from gaitcli.evaluation.metrics import as_features, check_metric, distance_block, part_norms
+
+from .compat import check_compatible
 
 UNKNOWN = "unknown"
 _BLOCK = 1 << 23  # probe rows x gallery columns per distance block (32 MB of float32)
@@ -263,8 +267,6 @@ def resolve_threshold(
     """``--threshold`` or ``--calibration`` (checked against the gallery), not both."""
     from gaitcli.evaluation.calibration import Calibration
 
-    from .compat import Provenance, check_compatible
-
     if value is not None and calibration is not None:
         raise GaitError("give --threshold or --calibration, not both")
     if value is not None:
@@ -292,11 +294,10 @@ def load_probes(
     img_size: str | None,
     device: str | None,
     batch_size: int | None,
-    console: Any,
+    console: Console | None,
 ) -> tuple[FeatureSet, list[Any]]:
     """Probe feature files, plus (with ``checkpoint``) anything ``gait embed`` takes, as one
     feature set checked against the gallery; also the skipped inputs."""
-    from .compat import Provenance, check_compatible
     from .embed import concat_features, embed_walks, load_for_inference
     from .inputs import resolve_inputs
 

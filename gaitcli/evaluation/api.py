@@ -229,6 +229,23 @@ def evaluate_features(
     return run_plan(plan, console=console, warn=warn)
 
 
+def _model_options(
+    data: PathLike | None,
+    partition: PathLike | None,
+    protocol: str,
+    metric: str | None,
+    batch_size: int | None,
+    want_map: bool,
+    save_features: PathLike | None,
+) -> ModelOptions:
+    """The options of the two model entry points below (a checkpoint or a model in memory)."""
+    from pathlib import Path
+
+    outputs = EvalOutputs(save_features=Path(save_features) if save_features is not None else None)
+    return ModelOptions(data=data, partition=partition, protocol=protocol, metric=metric,
+                        batch_size=batch_size, want_map=want_map, outputs=outputs)
+
+
 def evaluate_model(
     model: torch.nn.Module,
     cfg: Mapping[str, Any],
@@ -250,18 +267,7 @@ def evaluate_model(
     ``result.rank1`` is ``{probe_set: mean rank-1 % excluding identical view}``; the full tables
     are in ``result.result``. The model's train/eval mode is left as it was.
     """
-    from pathlib import Path
-
-    outputs = EvalOutputs(save_features=Path(save_features) if save_features is not None else None)
-    opts = ModelOptions(
-        data=data,
-        partition=partition,
-        protocol=protocol,
-        metric=metric,
-        batch_size=batch_size,
-        want_map=want_map,
-        outputs=outputs,
-    )
+    opts = _model_options(data, partition, protocol, metric, batch_size, want_map, save_features)
     plan = plan_model(model, cfg, opts, device=device, warn=warn, checkpoint=checkpoint)
     return run_plan(plan, console=console, warn=warn)
 
@@ -285,18 +291,7 @@ def evaluate_checkpoint(
 ) -> EvalResult:
     """``gait eval CKPT``: rebuild the model from the checkpoint's stored config, extract its
     test split (``data`` / ``partition`` override the stored paths), run the protocol."""
-    from pathlib import Path
-
-    outputs = EvalOutputs(save_features=Path(save_features) if save_features is not None else None)
-    opts = ModelOptions(
-        data=data,
-        partition=partition,
-        protocol=protocol,
-        metric=metric,
-        batch_size=batch_size,
-        want_map=want_map,
-        outputs=outputs,
-    )
+    opts = _model_options(data, partition, protocol, metric, batch_size, want_map, save_features)
     plan = plan_checkpoint(
         checkpoint, opts, device=device, gpus=gpus, nproc=nproc, overrides=overrides, warn=warn
     )

@@ -23,7 +23,6 @@ from rich.table import Table
 from rich.text import Text
 
 from gaitcli.errors import ConfigError, GaitError
-from gaitcli.imaging import check_image_target as check_image_target  # re-exported for gait lr-plot
 from gaitcli.imaging import figure_class, save_figure
 from gaitcli.schedule import lr_values, schedule_boundaries
 

@@ -137,7 +137,10 @@ def rank_pids(parent: int) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+@pytest.mark.skipif(
+    not Path("/proc/self/task").exists(),
+    reason="finds the rank processes to kill through /proc, which only Linux has; CI runs Linux",
+)
 def test_a_dead_rank_stops_every_rank_promptly(tiny_data, tmp_path):
     cfg = write_config(
         tmp_path / "cfg.yaml", tiny_config(*tiny_data, total_iter=4000, save_iter=1000, log_iter=1)
