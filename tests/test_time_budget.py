@@ -82,6 +82,39 @@ def test_budget_reached_stops_cleanly_with_a_checkpoint(tiny_data, tmp_path, fak
     assert "time budget reached at iteration 9" in (out / "train.log").read_text()
 
 
+def test_budget_is_re_estimated_when_the_pace_improves(tiny_data, tmp_path, fake_clock, monkeypatch):
+    # the first pace (1 s per step, a cold cache) gives 36 iterations of a 36 s budget; then the
+    # steps take 0.5 s: at iteration 18 (twice 9) the re-estimate gives 18 + 22.5 / 0.5 = 63
+    out = tmp_path / "run"
+    derive = time_budget.TimeBudget.derive
+    step = trainer_module.Trainer.step
+
+    def faster_after_first_derivation(self, iteration, pace, cfg):
+        def half_step(trainer, batch):  # the fixture's step adds 1 s
+            fake_clock[0] -= 0.5
+            return step(trainer, batch)
+
+        monkeypatch.setattr(trainer_module.Trainer, "step", half_step)
+        return derive(self, iteration, pace, cfg)
+
+    monkeypatch.setattr(time_budget.TimeBudget, "derive", faster_after_first_derivation)
+    cfg = budget_cfg(tiny_data)
+    cfg["trainer_cfg"].update(time_budget=0.6, save_iter=100)
+    summary = run(cfg, out)
+    assert summary.iteration == 63  # not the 36 the first pace promised
+    log = (out / "train.log").read_text()
+    assert "36 iterations fit" in log and "re-estimated at iteration 18" in log and "63 iterations fit" in log
+    resolved = resolve_config(cfg)
+    expected = lr_values(resolved["optimizer_cfg"], resolved["scheduler_cfg"], range(9)).tolist()
+    expected += lr_values(resolved["optimizer_cfg"], scale_schedule(resolved["scheduler_cfg"], 8, 36),
+                          range(9, 18)).tolist()
+    expected += lr_values(resolved["optimizer_cfg"], scale_schedule(resolved["scheduler_cfg"], 8, 63),
+                          range(18, 63)).tolist()
+    assert np.allclose(lrs(out), expected)
+    state = load_state(out / "checkpoints" / "tiny-00063.state.safetensors")
+    assert state["derived_schedule"]["total_iter"] == 63 and state["derived_schedule"]["derived_at"] == 18
+
+
 def test_resumed_budget_run_follows_the_stored_schedule_exactly(tiny_data, tmp_path, fake_clock):
     run(budget_cfg(tiny_data), tmp_path / "full")
     split = tmp_path / "split"

@@ -3,9 +3,12 @@
 The run is timed from the trainer's start (start-up included). After 5 untimed iterations, the
 next ``time_budget_probe`` iterations are timed; from their pace the run length that fits the
 budget is derived, every schedule length is scaled to it (:func:`gaitcli.schedule.scale_schedule`)
-and the run switches to that schedule. The derived schedule is stored in every later checkpoint's
-state, so a resumed run follows it exactly instead of measuring again. When the clock passes the
-budget the run saves a checkpoint and stops.
+and the run switches to that schedule. The first pace is often pessimistic (a cold data cache,
+other work on the cores), so the run measures again each time its iteration count doubles since
+the last derivation (until 90 % of the run) and switches to the re-derived schedule when the run
+length moves by more than 1 %. The derived schedule is stored in every later checkpoint's state,
+so a resumed run follows it exactly instead of measuring again. When the clock passes the budget
+the run saves a checkpoint and stops.
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from gaitcli.schedule import scale_schedule
+
+RECHECK_UNTIL = 0.9
+"""No re-estimation after this share of the derived run length: the schedule's tail stays put."""
+RECHECK_TOLERANCE = 0.01
+"""A re-derived run length within this share of the current one changes nothing."""
 
 UNTIMED = 5
 """Iterations after start-up (or a resume) before the timing starts: the first steps are slow."""
@@ -57,6 +65,7 @@ class TimeBudget:
         self.probe = probe
         self.first: int | None = None
         self.timed_from: tuple[int, float] | None = None
+        self.mark: tuple[int, float] | None = None  # iteration and clock of the last derivation
 
     def expired(self) -> bool:
         """Whether the clock has passed the budget."""
@@ -74,9 +83,22 @@ class TimeBudget:
         start_it, start_t = self.timed_from
         return max(clock() - start_t, 1e-9) / (iteration - start_it)
 
+    def recent_pace(self, iteration: int, total: int) -> float | None:
+        """Seconds per iteration since the last derivation, when a re-estimate is due: the
+        iteration count has doubled since then and the run is not yet at :data:`RECHECK_UNTIL`
+        of ``total``. None otherwise (and always in a resumed run, which follows its state)."""
+        if self.mark is None:
+            return None
+        mark_it, mark_t = self.mark
+        if iteration < 2 * mark_it or iteration >= RECHECK_UNTIL * total or iteration <= mark_it:
+            return None
+        return max(clock() - mark_t, 1e-9) / (iteration - mark_it)
+
     def derive(self, iteration: int, seconds_per_iter: float, cfg: Mapping[str, Any]) -> DerivedSchedule:
         """The run length that fits and the schedule scaled to it."""
-        left = max(self.deadline - clock(), 0.0)
+        now = clock()
+        self.mark = (iteration, now)
+        left = max(self.deadline - now, 0.0)
         total = max(iteration + int(math.floor(left / seconds_per_iter)), iteration)
         configured = int(cfg["trainer_cfg"]["total_iter"])
         scaled = scale_schedule(cfg["scheduler_cfg"], configured, total)

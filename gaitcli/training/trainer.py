@@ -65,7 +65,7 @@ from gaitcli.training.run_folder import (
     truncate_metrics,
 )
 from gaitcli.training.signals import InterruptGuard
-from gaitcli.training.time_budget import DerivedSchedule, TimeBudget
+from gaitcli.training.time_budget import RECHECK_TOLERANCE, DerivedSchedule, TimeBudget
 
 __all__ = [
     "Trainer",
@@ -341,6 +341,22 @@ class Trainer:
             self.state.iteration,
         )
 
+    def _derive(self, budget: TimeBudget, pace: float, display: TrainDisplay | None, first: bool) -> None:
+        """Derive the run length from ``pace`` and switch to it (a re-estimate only when it moves
+        the run length by more than the tolerance)."""
+        it = self.state.iteration
+        derived: DerivedSchedule = broadcast_object(budget.derive(it, pace, self.cfg))
+        if not first and abs(derived.total_iter - self.total_iter) <= RECHECK_TOLERANCE * self.total_iter:
+            return
+        self._follow(derived)
+        what = "time budget" if first else f"time budget re-estimated at iteration {it}"
+        self.metrics.log(
+            f"{what}: {derived.seconds_per_iter:.3f} s per iteration, so "
+            f"{derived.total_iter} iterations fit; schedule scaled to them"
+        )
+        if display is not None:
+            display.progress.update(display.task, total=derived.total_iter)
+
     def _budget_spent(self, display: TrainDisplay | None) -> bool:
         """Time budget (docs/train.md): derive the schedule once the pace is known; at the budget,
         save and stop. Returns True to stop."""
@@ -350,14 +366,11 @@ class Trainer:
         if self.state.schedule is None:
             pace = budget.pace(it)
             if pace is not None:
-                derived: DerivedSchedule = broadcast_object(budget.derive(it, pace, self.cfg))
-                self._follow(derived)
-                self.metrics.log(
-                    f"time budget: {derived.seconds_per_iter:.3f} s per iteration, so "
-                    f"{derived.total_iter} iterations fit; schedule scaled to them"
-                )
-                if display is not None:
-                    display.progress.update(display.task, total=derived.total_iter)
+                self._derive(budget, pace, display, first=True)
+        else:  # every rank asks at the same iterations; rank 0's measurement is used
+            pace = budget.recent_pace(it, self.total_iter)
+            if pace is not None:
+                self._derive(budget, pace, display, first=False)
         expired = any_rank(budget.expired())
         if not expired and it < self.total_iter:
             return False
