@@ -4,9 +4,10 @@ The run is timed from the trainer's start (start-up included). After 5 untimed i
 next ``time_budget_probe`` iterations are timed; from their pace the run length that fits the
 budget is derived, every schedule length is scaled to it (:func:`gaitcli.schedule.scale_schedule`)
 and the run switches to that schedule. The first pace is often pessimistic (a cold data cache,
-other work on the cores), so the run measures again each time its iteration count doubles since
-the last derivation (until 90 % of the run) and switches to the re-derived schedule when the run
-length moves by more than 1 %. The derived schedule is stored in every later checkpoint's state,
+other work on the cores), so every 5 % of the run (at least ``time_budget_probe`` iterations) it
+measures again, over all the iterations since the first derivation (a passing slowdown moves it
+little), until 75 % of the run, and switches to the re-derived schedule when the run length moves
+by more than 1 %. The derived schedule is stored in every later checkpoint's state,
 so a resumed run follows it exactly instead of measuring again. When the clock passes the budget
 the run saves a checkpoint and stops.
 """
@@ -21,8 +22,11 @@ from typing import Any
 
 from gaitcli.schedule import scale_schedule
 
-RECHECK_UNTIL = 0.9
-"""No re-estimation after this share of the derived run length: the schedule's tail stays put."""
+RECHECK_EVERY = 0.05
+"""Re-estimate after this share of the derived run length (at least ``probe`` iterations)."""
+RECHECK_UNTIL = 0.75
+"""No re-estimation after this share of the derived run length: the schedule's tail (a late
+milestone, the end of a cosine) stays put."""
 RECHECK_TOLERANCE = 0.01
 """A re-derived run length within this share of the current one changes nothing."""
 
@@ -65,7 +69,8 @@ class TimeBudget:
         self.probe = probe
         self.first: int | None = None
         self.timed_from: tuple[int, float] | None = None
-        self.mark: tuple[int, float] | None = None  # iteration and clock of the last derivation
+        self.origin: tuple[int, float] | None = None  # iteration and clock of the first derivation
+        self.next_check = 0
 
     def expired(self) -> bool:
         """Whether the clock has passed the budget."""
@@ -84,22 +89,24 @@ class TimeBudget:
         return max(clock() - start_t, 1e-9) / (iteration - start_it)
 
     def recent_pace(self, iteration: int, total: int) -> float | None:
-        """Seconds per iteration since the last derivation, when a re-estimate is due: the
-        iteration count has doubled since then and the run is not yet at :data:`RECHECK_UNTIL`
-        of ``total``. None otherwise (and always in a resumed run, which follows its state)."""
-        if self.mark is None:
+        """Seconds per iteration since the first derivation, when a re-estimate is due (every
+        :data:`RECHECK_EVERY` of ``total``, before :data:`RECHECK_UNTIL` of it). None otherwise
+        (and always in a resumed run, which follows its state)."""
+        if self.origin is None or iteration < self.next_check or iteration >= RECHECK_UNTIL * total:
             return None
-        mark_it, mark_t = self.mark
-        if iteration < 2 * mark_it or iteration >= RECHECK_UNTIL * total or iteration <= mark_it:
+        origin_it, origin_t = self.origin
+        if iteration <= origin_it:
             return None
-        return max(clock() - mark_t, 1e-9) / (iteration - mark_it)
+        return max(clock() - origin_t, 1e-9) / (iteration - origin_it)
 
     def derive(self, iteration: int, seconds_per_iter: float, cfg: Mapping[str, Any]) -> DerivedSchedule:
         """The run length that fits and the schedule scaled to it."""
         now = clock()
-        self.mark = (iteration, now)
+        if self.origin is None:
+            self.origin = (iteration, now)
         left = max(self.deadline - now, 0.0)
         total = max(iteration + int(math.floor(left / seconds_per_iter)), iteration)
+        self.next_check = iteration + max(self.probe, math.ceil(RECHECK_EVERY * total))
         configured = int(cfg["trainer_cfg"]["total_iter"])
         scaled = scale_schedule(cfg["scheduler_cfg"], configured, total)
         return DerivedSchedule(total, scaled, seconds_per_iter, iteration)
