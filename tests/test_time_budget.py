@@ -37,7 +37,8 @@ def fake_clock(monkeypatch):
 
 
 def budget_cfg(tiny_data):
-    # 18 s at 1 s per step: timed over iterations 5..9, so 18 iterations fit (configured: 8)
+    # 18 s at 1 s per step: timed over iterations 5..9, so 9 + floor(0.98 * 9) = 17 iterations fit
+    # (configured: 8; 2 % of the time left is kept free)
     return tiny_config(*tiny_data, total_iter=8, save_iter=6, log_iter=1, time_budget=0.3,
                        time_budget_probe=4)
 
@@ -54,17 +55,17 @@ def lrs(folder):
 def test_budget_scales_schedule_stops_with_checkpoint_and_stores_it(tiny_data, tmp_path, fake_clock):
     out = tmp_path / "run"
     summary = run(budget_cfg(tiny_data), out)
-    assert summary.iteration == 18
-    assert [i for i, _ in list_checkpoints(out / "checkpoints")] == [6, 12, 18]
+    assert summary.iteration == 17
+    assert [i for i, _ in list_checkpoints(out / "checkpoints")] == [6, 12, 17]
     cfg = resolve_config(budget_cfg(tiny_data))
-    scaled = scale_schedule(cfg["scheduler_cfg"], 8, 18)
-    assert scaled["warmup_iters"] == 9 and scaled["milestones"] == [225]  # 4 * 18/8, 100 * 18/8
+    scaled = scale_schedule(cfg["scheduler_cfg"], 8, 17)
+    assert scaled["warmup_iters"] == 8 and scaled["milestones"] == [212]  # 4 * 17/8, 100 * 17/8
     expected = lr_values(cfg["optimizer_cfg"], cfg["scheduler_cfg"], range(9)).tolist()
-    expected += lr_values(cfg["optimizer_cfg"], scaled, range(9, 18)).tolist()
+    expected += lr_values(cfg["optimizer_cfg"], scaled, range(9, 17)).tolist()
     assert np.allclose(lrs(out), expected)  # the configured schedule until the pace is known
     state = load_state(out / "checkpoints" / "tiny-00012.state.safetensors")
-    assert state["derived_schedule"]["total_iter"] == 18
-    assert "18 iterations fit" in (out / "train.log").read_text()
+    assert state["derived_schedule"]["total_iter"] == 17
+    assert "17 iterations fit" in (out / "train.log").read_text()
 
 
 def test_budget_reached_stops_cleanly_with_a_checkpoint(tiny_data, tmp_path, fake_clock, monkeypatch):
@@ -83,9 +84,10 @@ def test_budget_reached_stops_cleanly_with_a_checkpoint(tiny_data, tmp_path, fak
 
 
 def test_budget_is_re_estimated_when_the_pace_improves(tiny_data, tmp_path, fake_clock, monkeypatch):
-    # the first pace (1 s per step, a cold cache) gives 36 iterations of a 36 s budget; then the
-    # steps take 0.5 s: at iteration 13 (9 + the probe's 4) the pace since iteration 9 is 0.5 s,
-    # so 13 + (36 - 11) / 0.5 = 63 fit; the later re-estimates agree and change nothing
+    # the first pace (1 s per step, a cold cache) gives 9 + floor(0.98 * 27) = 35 iterations of a
+    # 36 s budget; then the steps take 0.5 s: at iteration 13 (9 + the probe's 4) the pace since
+    # iteration 9 is 0.5 s, so 13 + floor(0.98 * (36 - 11) / 0.5) = 62 fit; the later re-estimates
+    # agree and change nothing
     out = tmp_path / "run"
     derive = time_budget.TimeBudget.derive
     step = trainer_module.Trainer.step
@@ -102,18 +104,18 @@ def test_budget_is_re_estimated_when_the_pace_improves(tiny_data, tmp_path, fake
     cfg = budget_cfg(tiny_data)
     cfg["trainer_cfg"].update(time_budget=0.6, save_iter=100)
     summary = run(cfg, out)
-    assert summary.iteration == 63  # not the 36 the first pace promised
+    assert summary.iteration == 62  # not the 35 the first pace promised
     log = (out / "train.log").read_text()
-    assert "36 iterations fit" in log and "re-estimated at iteration 13" in log and "63 iterations fit" in log
+    assert "35 iterations fit" in log and "re-estimated at iteration 13" in log and "62 iterations fit" in log
     resolved = resolve_config(cfg)
     expected = lr_values(resolved["optimizer_cfg"], resolved["scheduler_cfg"], range(9)).tolist()
-    expected += lr_values(resolved["optimizer_cfg"], scale_schedule(resolved["scheduler_cfg"], 8, 36),
+    expected += lr_values(resolved["optimizer_cfg"], scale_schedule(resolved["scheduler_cfg"], 8, 35),
                           range(9, 13)).tolist()
-    expected += lr_values(resolved["optimizer_cfg"], scale_schedule(resolved["scheduler_cfg"], 8, 63),
-                          range(13, 63)).tolist()
+    expected += lr_values(resolved["optimizer_cfg"], scale_schedule(resolved["scheduler_cfg"], 8, 62),
+                          range(13, 62)).tolist()
     assert np.allclose(lrs(out), expected)
-    state = load_state(out / "checkpoints" / "tiny-00063.state.safetensors")
-    assert state["derived_schedule"]["total_iter"] == 63 and state["derived_schedule"]["derived_at"] == 13
+    state = load_state(out / "checkpoints" / "tiny-00062.state.safetensors")
+    assert state["derived_schedule"]["total_iter"] == 62 and state["derived_schedule"]["derived_at"] == 13
     assert log.count("re-estimated") == 1
 
 
@@ -121,15 +123,15 @@ def test_resumed_budget_run_follows_the_stored_schedule_exactly(tiny_data, tmp_p
     run(budget_cfg(tiny_data), tmp_path / "full")
     split = tmp_path / "split"
     shutil.copytree(tmp_path / "full", split)
-    for name in ("tiny-00018.safetensors", "tiny-00018.state.safetensors"):
+    for name in ("tiny-00017.safetensors", "tiny-00017.state.safetensors"):
         (split / "checkpoints" / name).unlink()
     again = budget_cfg(tiny_data)
     del again["trainer_cfg"]["time_budget"]  # not needed: the state holds the derived schedule
-    assert run(again, split, resume="latest").iteration == 18
+    assert run(again, split, resume="latest").iteration == 17
     assert lrs(split) == lrs(tmp_path / "full")
     assert "trainer_cfg.time_budget: 0.3 -> null" in (split / "train.log").read_text()
-    a, _ = read_checkpoint(tmp_path / "full" / "checkpoints" / "tiny-00018.safetensors")
-    b, _ = read_checkpoint(split / "checkpoints" / "tiny-00018.safetensors")
+    a, _ = read_checkpoint(tmp_path / "full" / "checkpoints" / "tiny-00017.safetensors")
+    b, _ = read_checkpoint(split / "checkpoints" / "tiny-00017.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

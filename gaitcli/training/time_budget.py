@@ -22,6 +22,9 @@ from typing import Any
 
 from gaitcli.schedule import scale_schedule
 
+MARGIN = 0.02
+"""Share of the time left kept free when the run length is derived, so that a slightly slower
+tail still reaches the schedule's end before the budget."""
 RECHECK_EVERY = 0.05
 """Re-estimate after this share of the derived run length (at least ``probe`` iterations)."""
 RECHECK_UNTIL = 0.75
@@ -104,7 +107,7 @@ class TimeBudget:
         now = clock()
         if self.origin is None:
             self.origin = (iteration, now)
-        left = max(self.deadline - now, 0.0)
+        left = max(self.deadline - now, 0.0) * (1.0 - MARGIN)
         total = max(iteration + int(math.floor(left / seconds_per_iter)), iteration)
         self.next_check = iteration + max(self.probe, math.ceil(RECHECK_EVERY * total))
         configured = int(cfg["trainer_cfg"]["total_iter"])
