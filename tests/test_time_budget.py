@@ -158,3 +158,16 @@ def test_cpu_recipe_trains_two_iterations_on_the_tiny_fixture(tiny_data, tmp_pat
     assert summary.iteration == 2
     _, meta = read_checkpoint(tmp_path / "run" / "checkpoints" / "casia-b-cpu-00002.safetensors")
     assert meta["frame_size"] == "32x32"
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(tiny_data, tmp_path, monkeypatch):
+    # measured (docs/recipes.md): emulated bf16 is 2.9x (AVX-512) to 15x (AVX2) slower than fp32
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    cfg = tiny_config(*tiny_data, total_iter=1, save_iter=1, log_iter=1)
+    cfg["trainer_cfg"]["enable_bfloat16"] = True
+    run(cfg, tmp_path / "emulated")
+    assert "enable_bfloat16=false" in (tmp_path / "emulated" / "train.log").read_text()
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    run(cfg, tmp_path / "native")
+    assert "enable_bfloat16=false" not in (tmp_path / "native" / "train.log").read_text()

@@ -120,15 +120,33 @@ def test_erasing_per_frame_draws_each_frame():
     assert all(z > 0 for z in zeros) and not all(np.array_equal(out[0], out[i]) for i in range(1, 6))
 
 
-def test_export_refuses_a_resized_checkpoint_in_one_line(tmp_path):
+def test_export_of_a_resized_checkpoint_takes_the_transformed_frames(tmp_path):
+    # the CPU recipe resizes 64x64 -> 32x32 and cuts 5: its ONNX input is 32x22, the metadata
+    # says so, and the ONNX model on the transformed frames gives PyTorch's embedding
+    import onnx
+    import onnxruntime as ort
+    import torch
+
     from gaitcli.build import build_model
     from gaitcli.deploy.export import export_onnx
-    from gaitcli.errors import GaitError
     from gaitcli.models import save_checkpoint
 
+    torch.manual_seed(0)
     model = build_model({"model_cfg": {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 3,
                                        "bin_num": [32]}})
-    cfg = {**model.config, "evaluator_cfg": {"transform": [{"type": "Resize", "size": [32, 32]}]}}
+    chain = [{"type": "Resize", "size": [32, 32]}, {"type": "BaseSilCuttingTransform", "cutting": 5}]
+    cfg = {**model.config, "evaluator_cfg": {"transform": chain}}
     path = save_checkpoint(tmp_path / "m.safetensors", model, cfg, iteration=1, frame_size="64x64")
-    with pytest.raises(GaitError, match="does not support a Resize"):
-        export_onnx(path, tmp_path / "m.onnx")
+    result = export_onnx(path, tmp_path / "m.onnx")
+    assert max(result.differences.values()) <= 1e-4
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert meta["input_size"] == "32x22" and meta["frame_size"] == "64x64"
+    assert "Resize size [32, 32], BaseSilCuttingTransform cutting 5 (32x22)" in meta["preprocessing"]
+    walk = (np.random.default_rng(1).random((12, 64, 64)) > 0.5).astype(np.uint8) * 255
+    frames = build_transform(chain, training=False)(walk, np.random.default_rng(0))
+    x = (frames.astype(np.float32) / 255)[None]
+    assert x.shape == (1, 12, 32, 22)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = model.eval()(torch.from_numpy(x))["embeddings"][0].numpy()
+    assert np.abs(session.run(None, {"frames": x})[0] - ref).max() <= 1e-4

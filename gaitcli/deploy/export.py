@@ -1,9 +1,10 @@
 """``gait export CKPT model.onnx``: the embedding network as ONNX (docs/deploy.md).
 
-* Input ``frames`` ``[1, T, H, W']`` float32 (T dynamic, at least 3): one walk's frames pretreated
-  as ``gait prepare`` does (``H x W``, the checkpoint's frame size), the width cut to ``W'`` by the
-  evaluation transform, scaled by 1/255. Output ``embedding`` ``[parts, channels]``, compared
-  with the metric recorded in the metadata. All of this is written into the ONNX metadata.
+* Input ``frames`` ``[1, T, H', W']`` float32 (T dynamic, at least 3): one walk's frames pretreated
+  as ``gait prepare`` does (``H x W``, the checkpoint's frame size), then the checkpoint's
+  evaluation transform (a ``Resize`` and / or the width cut) gives ``H' x W'``, scaled by 1/255.
+  Output ``embedding`` ``[parts, channels]``, compared with the metric recorded in the metadata.
+  All of this is written into the ONNX metadata.
 * The graph is the single-sequence path: every frame valid. The TorchScript exporter is used
   (``dynamo=False``); the masks of the temporal layers are built from the input's shape inside the
   graph, so nothing depends on the length the export was traced with.
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 import warnings
@@ -86,9 +88,21 @@ def _require_onnx() -> tuple[Any, Any]:
     return onnx, onnxruntime
 
 
-def _metadata(loaded: Any, input_hw: tuple[int, int], cut: int) -> dict[str, str]:
+def _describe(items: list[Any]) -> str:
+    """``Resize size [32, 32], BaseSilCuttingTransform cutting 5``: a transform chain in words."""
+    words = []
+    for item in items:
+        args = " ".join(f"{k} {v}" for k, v in item.items() if k != "type")
+        words.append(f"{item['type']} {args}".strip())
+    return ", ".join(words)
+
+
+def _metadata(loaded: Any, input_hw: tuple[int, int], cut: int, chain: list[Any]) -> dict[str, str]:
     prov = loaded.provenance
     model = loaded.model
+    resized = any(item.get("type") == "Resize" for item in chain)
+    steps = (f"then {_describe(chain)} ({input_hw[0]}x{input_hw[1]})" if resized
+             else f"{cut} columns cut from each side ({input_hw[0]}x{input_hw[1]})")
     return {
         "gaitcli_version": __version__,
         "checkpoint": str(prov.checkpoint),
@@ -98,11 +112,12 @@ def _metadata(loaded: Any, input_hw: tuple[int, int], cut: int) -> dict[str, str
         "frame_size": str(prov.frame_size),
         "input_size": f"{input_hw[0]}x{input_hw[1]}",
         "cut_width": str(cut),
+        "transform": json.dumps(chain),
         "scale": "1/255",
         "min_frames": "3",
         "preprocessing": (
             f"silhouettes pretreated as gait prepare --img-size {loaded.frame_size[0]} does "
-            f"({prov.frame_size}), {cut} columns cut from each side ({input_hw[0]}x{input_hw[1]}), "
+            f"({prov.frame_size}), {steps}, "
             "uint8 / 255 as float32, shape [1, T, H, W] with T >= 3 (repeat shorter walks)"
         ),
         "output": (
@@ -160,7 +175,7 @@ def export_onnx(
 ) -> ExportResult:
     """Export ``checkpoint``'s embedding network to ``out`` (atomic), then check it."""
     from gaitcli.data.collate import transform_cut
-    from gaitcli.data.transforms import flat_transforms as _flat_transforms
+    from gaitcli.data.transforms import build_transform, flat_transforms
 
     started = time.perf_counter()
     onnx, _ = _require_onnx()
@@ -172,13 +187,12 @@ def export_onnx(
     loaded = load_for_inference(checkpoint, img_size=img_size, device="cpu")
     ev = loaded.config.get("evaluator_cfg") or {}
     height, width = loaded.frame_size
-    if any(item.get("type") == "Resize" for item in _flat_transforms(ev.get("transform"))):
-        raise GaitError(f"{checkpoint}: gait export does not support a Resize in evaluator_cfg.transform yet")
+    chain = [dict(item) for item in flat_transforms(ev.get("transform"))]
     cut = transform_cut(ev.get("transform"), width)
-    input_hw = (height, width - 2 * cut)
+    input_hw = build_transform(ev.get("transform"), training=False).out_size(height, width)
     net = EmbeddingNetwork(loaded.model.float().eval()).eval()
     proto = onnx.load_model_from_string(_trace(net, input_hw))
-    meta = _metadata(loaded, input_hw, cut)
+    meta = _metadata(loaded, input_hw, cut, chain)
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

@@ -185,6 +185,19 @@ class Optimisation:
     """bf16 autocast."""
 
 
+def cpu_bf16_warning(bf16: bool, device: torch.device) -> str | None:
+    """A warning when bf16 autocast runs on a CPU without native bf16 (AVX-512-BF16 or AMX):
+    oneDNN then emulates it, several times slower than fp32 (docs/recipes.md measured 2.9x
+    slower with AVX-512 alone and 15x with AVX2). None otherwise."""
+    if not bf16 or device.type != "cpu":
+        return None
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    if native:
+        return None
+    return ("warning: trainer_cfg.enable_bfloat16 on a CPU without AVX-512-BF16 or AMX: bf16 is "
+            "emulated there, several times slower than fp32; set trainer_cfg.enable_bfloat16=false")
+
+
 def build_optimisation(
     cfg: Mapping[str, Any], info: DistInfo, net: torch.nn.Module, device: torch.device
 ) -> Optimisation:

@@ -47,6 +47,7 @@ from gaitcli.training.builders import (
     build_loader,
     build_network,
     build_optimisation,
+    cpu_bf16_warning,
     device_of,
     seed_everything,
 )
@@ -154,6 +155,9 @@ class Trainer:
         check_input_height(cfg, self.data.frame_size)
         self.network: TrainNetwork = build_network(cfg, self.info, self.device)
         self.opt: Optimisation = build_optimisation(cfg, self.info, self.network.net, self.device)
+        warning = cpu_bf16_warning(self.opt.bf16, self.device)
+        if warning is not None:
+            self.metrics.log(warning)
         self.ckpt = CheckpointConnector(
             self.folder, cfg, self.info, self.data.dataset.label_set, self.data.frame_size
         )
