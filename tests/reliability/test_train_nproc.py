@@ -38,6 +38,9 @@ class PtyRun:
     def __init__(self, cmd: list[str]) -> None:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: a session whose controlling terminal is the pty
+            # as at a user's terminal: a test run started in the background (nohup, `&` in a
+            # script) ignores SIGINT, and an ignored signal would be inherited across exec
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.execvpe(cmd[0], cmd, ENV)
         self.chunks: list[bytes] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
