@@ -174,7 +174,6 @@ def export_onnx(
     overwrite: bool = False,
 ) -> ExportResult:
     """Export ``checkpoint``'s embedding network to ``out`` (atomic), then check it."""
-    from gaitcli.data.collate import transform_cut
     from gaitcli.data.transforms import build_transform, flat_transforms
 
     started = time.perf_counter()
@@ -188,8 +187,9 @@ def export_onnx(
     ev = loaded.config.get("evaluator_cfg") or {}
     height, width = loaded.frame_size
     chain = [dict(item) for item in flat_transforms(ev.get("transform"))]
-    cut = transform_cut(ev.get("transform"), width)
-    input_hw = build_transform(ev.get("transform"), training=False).out_size(height, width)
+    transform = build_transform(ev.get("transform"), training=False)  # built once: size and cut
+    cut = transform.total_cut(width)
+    input_hw = transform.out_size(height, width)
     net = EmbeddingNetwork(loaded.model.float().eval()).eval()
     proto = onnx.load_model_from_string(_trace(net, input_hw))
     meta = _metadata(loaded, input_hw, cut, chain)

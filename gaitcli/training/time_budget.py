@@ -91,7 +91,7 @@ class TimeBudget:
         start_it, start_t = self.timed_from
         return max(clock() - start_t, 1e-9) / (iteration - start_it)
 
-    def recent_pace(self, iteration: int, total: int) -> float | None:
+    def pace_since_origin(self, iteration: int, total: int) -> float | None:
         """Seconds per iteration since the first derivation, when a re-estimate is due (every
         :data:`RECHECK_EVERY` of ``total``, before :data:`RECHECK_UNTIL` of it). None otherwise
         (and always in a resumed run, which follows its state)."""

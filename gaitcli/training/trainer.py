@@ -372,7 +372,7 @@ class Trainer:
             if pace is not None:
                 self._derive(budget, pace, display, first=True)
         else:  # every rank asks at the same iterations; rank 0's measurement is used
-            pace = budget.recent_pace(it, self.total_iter)
+            pace = budget.pace_since_origin(it, self.total_iter)
             if pace is not None:
                 self._derive(budget, pace, display, first=False)
         expired = any_rank(budget.expired())
