@@ -116,6 +116,12 @@ def _torch_load(src: Path) -> Any:
             f"{src}: refused: the pickle holds objects other than tensors and plain containers (it asks for "
             f"{found.group(1)}), and loading it could run code; only weights are accepted"
         ) from None
+    except (IndexError, KeyError, TypeError) as exc:
+        # a malformed stream trips the weights-only unpickler's own bookkeeping (TUPLE1 on an
+        # empty stack raises IndexError): not a pickle torch.save wrote
+        raise ConvertError(
+            f"{src}: not a torch checkpoint: not a valid pickle stream ({type(exc).__name__})"
+        ) from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
         detail = torch_detail(exc)
         raise ConvertError(
