@@ -19,7 +19,7 @@ from rich.console import Console
 
 from gaitcli.errors import GaitError
 from gaitcli.synth import generate as synth
-from gaitcli.synth.body import Bag, Coat, Walk, draw_identity
+from gaitcli.synth.body import Bag, Coat, RecordedWalk, draw_identity
 from gaitcli.synth.generate import (
     CASIA_B_TYPES,
     CASIA_B_VIEWS,
@@ -198,7 +198,8 @@ def test_bag_and_coat_change_the_silhouette() -> None:
 def test_covariates_add_to_the_outline(style: str) -> None:
     """The same walk, camera and noise seed with and without the bag/coat: the extra solid shows."""
     ident = draw_identity(identity_rng(0, 1))
-    plain = Walk(cadence_factor=1.0, amp_factor=1.0, arm_factor=1.0, lean_delta=0.0, bag=None, coat=None)
+    plain = RecordedWalk(cadence_factor=1.0, amp_factor=1.0, arm_factor=1.0, lean_delta=0.0,
+                         bag=None, coat=None)
     if style == "coat":
         dressed = replace(plain, coat=Coat(length=0.8, ease=0.035, flare=0.03, sleeve=0.015))
     else:

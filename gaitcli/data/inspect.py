@@ -41,7 +41,7 @@ from gaitcli.data.validity import (
     majority_sizes,
     size_reasons,
 )
-from gaitcli.data.walker import SequenceFolder, Walk, walk_sequences
+from gaitcli.data.walker import SequenceFolder, TreeScan, walk_sequences
 from gaitcli.errors import DataError
 from gaitcli.progress import make_progress
 
@@ -183,7 +183,7 @@ class _Judge:
 
 
 # ----------------------------------------------------------------------------- the report
-def _walk(root: Path) -> Walk:
+def _walk(root: Path) -> TreeScan:
     if not root.exists():
         raise DataError(f"{root}: no such directory; pass the folder 'gait prepare' wrote ({_LAYOUT})")
     if not root.is_dir():
@@ -197,7 +197,7 @@ def _walk(root: Path) -> Walk:
     return found
 
 
-def _judge(root: Path, found: Walk, workers: int, console: Console | None) -> tuple[_Judge, list[Key]]:
+def _judge(root: Path, found: TreeScan, workers: int, console: Console | None) -> tuple[_Judge, list[Key]]:
     sequences = sorted(found.sequences, key=lambda s: _key_order(s.key))
     paths = [os.path.join(seq.path, name) for seq in sequences for name in seq.files]
     headers = read_headers(paths, workers, console)

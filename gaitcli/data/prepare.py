@@ -43,7 +43,7 @@ from gaitcli.data.pretreat import (
     read_frame,
 )
 from gaitcli.data.validity import SHORT_SEQUENCE_FRAMES
-from gaitcli.data.walker import Walk, walk_sequences
+from gaitcli.data.walker import TreeScan, walk_sequences
 from gaitcli.errors import DataError, GaitError
 from gaitcli.progress import make_progress
 from gaitcli.runtime.lock import exclusive_lock
@@ -190,7 +190,7 @@ def _validate_paths(input_dir: Path, output_dir: Path) -> tuple[Path, Path]:
     return inp, out
 
 
-def _discover(inp: Path, follow_links: bool) -> Walk:
+def _discover(inp: Path, follow_links: bool) -> TreeScan:
     found = walk_sequences(inp, IMAGE_EXTENSIONS, follow_links=follow_links, key_prefix=inp.parts[1:])
     if not found.sequences:
         pkls = found.suffix_counts.get(".pkl", 0)
@@ -205,7 +205,7 @@ def _discover(inp: Path, follow_links: bool) -> Walk:
     return found
 
 
-def _walk_problems(inp: Path, found: Walk, summary: PrepareSummary) -> None:
+def _walk_problems(inp: Path, found: TreeScan, summary: PrepareSummary) -> None:
     """Shallow images, unlisted folders, skipped links and empty view folders into ``summary``."""
     folders = sorted({str(inp / rel.rsplit("/", 1)[0]) if "/" in rel else str(inp) for rel in found.shallow})
     summary.unreadable.extend(FileSkip(f, "folder holds images but its path has fewer than 3 parts "
@@ -249,7 +249,7 @@ def _plan_target(target: str) -> bool:
     return exists
 
 
-def _plan(found: Walk, out: Path, overwrite: bool, summary: PrepareSummary) -> list[SequenceJob]:
+def _plan(found: TreeScan, out: Path, overwrite: bool, summary: PrepareSummary) -> list[SequenceJob]:
     jobs: list[SequenceJob] = []
     for seq in found.sequences:
         target = _target(out, seq.key_text)
@@ -273,7 +273,7 @@ def _process_sequence(job: SequenceJob, img_size: int, overwrite: bool) -> Seque
             continue
         try:
             result = pretreat_frame(img, img_size)
-        except Exception as exc:  # a data problem in one frame must not end a long run
+        except (cv2.error, ValueError, MemoryError) as exc:  # one bad frame must not end a long run
             unreadable.append(FileSkip(path, f"cannot process ({type(exc).__name__}: {exc})"))
             continue
         if result is None:
@@ -358,7 +358,7 @@ def _interrupted(summary: PrepareSummary, console: Console | None, exc: Keyboard
     exc.summary = summary  # type: ignore[attr-defined]
 
 
-def _write(found: Walk, out: Path, summary: PrepareSummary, overwrite: bool, workers: int | None,
+def _write(found: TreeScan, out: Path, summary: PrepareSummary, overwrite: bool, workers: int | None,
            console: Console | None) -> None:
     """Under the lock: check OUT, clean it for --overwrite, process, record the manifest."""
     check_output(out, summary.settings, overwrite)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from gaitcli.errors import DataError
 
-__all__ = ["SequenceFolder", "Walk", "walk_sequences"]
+__all__ = ["SequenceFolder", "TreeScan", "walk_sequences"]
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,8 @@ class SequenceFolder:
 
 
 @dataclass
-class Walk:
-    """Everything one walk found."""
+class TreeScan:
+    """Everything one walk of a tree found: its sequence folders and what did not fit."""
 
     sequences: list[SequenceFolder] = field(default_factory=list)
     """Sequence folders, sorted by key."""
@@ -69,7 +69,7 @@ class _State:
     follow_links: bool
     suffixes: Collection[str]
     prefix: tuple[str, ...] = ()
-    walk: Walk = field(default_factory=Walk)
+    walk: TreeScan = field(default_factory=TreeScan)
     seen: set[str] = field(default_factory=set)
 
 
@@ -155,7 +155,7 @@ def _check_clashes(sequences: list[SequenceFolder]) -> None:
 
 
 def walk_sequences(root: str | os.PathLike[str], suffixes: Collection[str], *,
-                   follow_links: bool = False, key_prefix: tuple[str, ...] = ()) -> Walk:
+                   follow_links: bool = False, key_prefix: tuple[str, ...] = ()) -> TreeScan:
     """Walk ``root`` once and return its sequence folders (files ending in one of ``suffixes``).
 
     ``key_prefix``: folder names that stand above the root when keys are formed (default none).

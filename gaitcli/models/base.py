@@ -135,10 +135,6 @@ class GaitModel(nn.Module):
         self._compile_kwargs = kwargs
         self._compiled_core = None
 
-    def disable_compile(self) -> None:
-        self._compile_kwargs = None
-        self._compiled_core = None
-
     @property
     def compile_enabled(self) -> bool:
         return self._compile_kwargs is not None

@@ -145,8 +145,8 @@ def _run_rank(fn: Callable[[DistInfo, Any], Any], info: DistInfo, payload: Any) 
         if dist.is_initialized():
             try:
                 dist.destroy_process_group()
-            except Exception:  # a peer already gone: nothing left to tidy
-                pass
+            except (RuntimeError, ValueError):  # a peer already gone (c10d errors are RuntimeErrors)
+                pass  # or the group never formed: nothing left to tidy
 
 
 def _watch_parent(parent: int) -> None:

@@ -10,7 +10,7 @@ levels of randomness:
   invisible downstream; the identity-carrying numbers are therefore mostly *ratios* (leg/torso,
   shoulder/hip width, head size, girth) and *kinematics* (cadence, hip and knee amplitudes, arm
   swing, lean, toe-out, left/right asymmetry).
-* :class:`Walk` -- drawn from ``(seed, id, type)``: one recorded walk. Small jitter on speed,
+* :class:`RecordedWalk` -- drawn from ``(seed, id, type)``: one recorded walk. Small jitter on speed,
   stride and arm swing (so two ``nm`` walks of one person are similar, not identical), plus
   the carried bag (``bg``) or the coat (``cl``) -- the covariates that must make recognition
   harder.
@@ -158,7 +158,7 @@ class Coat:
 
 
 @dataclass(frozen=True)
-class Walk:
+class RecordedWalk:
     """One recorded walk of one person (one ``type-seq``), shared by all views of it."""
 
     cadence_factor: float
@@ -185,7 +185,7 @@ def draw_bag(rng: np.random.Generator) -> Bag:
     return Bag(style=style, side=side, half=(float(half[0]), float(half[1]), float(half[2])))
 
 
-def draw_walk(rng: np.random.Generator, ident: Identity, condition: str) -> Walk:
+def draw_walk(rng: np.random.Generator, ident: Identity, condition: str) -> RecordedWalk:
     """Per-walk jitter (small next to the spread between people) and the covariate of ``condition``."""
     bag = draw_bag(rng) if condition == "bg" else None
     coat = None
@@ -196,7 +196,7 @@ def draw_walk(rng: np.random.Generator, ident: Identity, condition: str) -> Walk
             flare=ident.coat_flare,
             sleeve=ident.sleeve_ease,
         )
-    return Walk(
+    return RecordedWalk(
         cadence_factor=_normal(rng, 1.0, 0.02, 0.95, 1.05),
         amp_factor=_normal(rng, 1.0, 0.03, 0.92, 1.08),
         arm_factor=_normal(rng, 1.0, 0.08, 0.8, 1.2),
@@ -302,7 +302,7 @@ def _yaw_frame(yaw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return fwd, left
 
 
-def _arm_factors(ident: Identity, walk: Walk) -> tuple[list[float], list[float], list[float]]:
+def _arm_factors(ident: Identity, walk: RecordedWalk) -> tuple[list[float], list[float], list[float]]:
     """Swing amplitude, abduction and elbow bend per arm (right, left); bags restrain the carrying arm."""
     amp = ident.arm_amp * walk.arm_factor
     swing = [amp, amp * ident.arm_asym]
@@ -349,7 +349,7 @@ def _leg(
 
 
 def _legs(
-    ident: Identity, walk: Walk, dims: Dimensions, pelvis: np.ndarray, p: np.ndarray
+    ident: Identity, walk: RecordedWalk, dims: Dimensions, pelvis: np.ndarray, p: np.ndarray
 ) -> tuple[list[np.ndarray], list[tuple[np.ndarray, ...]], np.ndarray]:
     """Both legs for a pelvis track; returns hip joints, (knee, ankle, heel, toe) per leg, pelvis yaw."""
     yaw = ident.pelvis_yaw * np.cos(TWO_PI * p)
@@ -364,7 +364,7 @@ def _legs(
     return hips, legs, yaw
 
 
-def walking_speed(ident: Identity, walk: Walk) -> float:
+def walking_speed(ident: Identity, walk: RecordedWalk) -> float:
     """Forward speed (m/s) at which the stance foot does not slide, given cadence and leg swing.
 
     Measured on the kinematics themselves: how far the right ankle travels backward relative to
@@ -382,7 +382,7 @@ def walking_speed(ident: Identity, walk: Walk) -> float:
 Joints = list[np.ndarray]
 
 
-def _arms(ident: Identity, walk: Walk, dims: Dimensions, sc: np.ndarray, tleft: np.ndarray,
+def _arms(ident: Identity, walk: RecordedWalk, dims: Dimensions, sc: np.ndarray, tleft: np.ndarray,
           p: np.ndarray) -> tuple[Joints, Joints, Joints]:
     """Shoulders, elbows and hands of both arms, hanging from the shoulder centre ``sc``."""
     t = p.shape[0]
@@ -405,7 +405,7 @@ def _arms(ident: Identity, walk: Walk, dims: Dimensions, sc: np.ndarray, tleft: 
     return shoulders, elbows, hands
 
 
-def skeleton(ident: Identity, walk: Walk, p: np.ndarray) -> Skeleton:
+def skeleton(ident: Identity, walk: RecordedWalk, p: np.ndarray) -> Skeleton:
     """Pose every joint at gait phases ``p`` (cycles; right heel strike at integers).
 
     The pelvis height is not animated directly: it is whatever keeps the lowest point of either
@@ -490,7 +490,7 @@ def _ring(
     return ring
 
 
-def _torso_hulls(ident: Identity, walk: Walk, dims: Dimensions, sk: Skeleton) -> list[np.ndarray]:
+def _torso_hulls(ident: Identity, walk: RecordedWalk, dims: Dimensions, sk: Skeleton) -> list[np.ndarray]:
     """Torso as four convex segments between five rings (crotch, hip, waist, chest, shoulder top).
 
     A coat adds ease to every ring and a skirt from the hip ring to a hem that spans both thighs.
@@ -589,7 +589,7 @@ def _bag_hull(ident: Identity, dims: Dimensions, bag: Bag, sk: Skeleton, p: np.n
     return [corners]
 
 
-def body_shapes(ident: Identity, walk: Walk, sk: Skeleton, p: np.ndarray) -> Shapes:
+def body_shapes(ident: Identity, walk: RecordedWalk, sk: Skeleton, p: np.ndarray) -> Shapes:
     """Dress a skeleton in solids: capsules for limbs/head/neck/feet, hulls for torso, coat and bag."""
     dims = dimensions(ident)
     h = ident.height

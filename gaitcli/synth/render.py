@@ -23,8 +23,8 @@ import numpy as np
 from gaitcli.synth.body import (
     FPS,
     Identity,
+    RecordedWalk,
     Shapes,
-    Walk,
     body_shapes,
     skeleton,
     walking_speed,
@@ -333,7 +333,7 @@ def _shadow_hulls(shapes: Shapes, shadow: tuple[float, float]) -> list[np.ndarra
 
 
 def walker_frames(
-    ident: Identity, walk: Walk, view_deg: float, frames: int, rng: np.random.Generator
+    ident: Identity, walk: RecordedWalk, view_deg: float, frames: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
     """All frames (uint8 ``[240, 320]``, 0/255) of one walk seen from one view.
 
