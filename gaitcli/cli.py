@@ -459,7 +459,10 @@ def demo(
     if json_out:
         write_json(json_out, result.to_json())
 
+    from gaitcli.fileio import check_writable
 
+    if json_out and json_out != "-":
+        check_writable(json_out, "--json")  # now, not after the whole demo
 # --------------------------------------------------------------------------- deploy (docs/deploy.md)
 @app.command()
 @_handle_errors

@@ -20,7 +20,6 @@ from __future__ import annotations
 from .api import (
     dataset_name_of,
     evaluate_checkpoint,
-    evaluate_feature_file,
     evaluate_features,
     evaluate_model,
     load_test_split,
@@ -54,7 +53,6 @@ __all__ = [
     "dataset_name_of",
     "distance_block",
     "evaluate_checkpoint",
-    "evaluate_feature_file",
     "evaluate_features",
     "evaluate_model",
     "extract_features",

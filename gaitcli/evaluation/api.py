@@ -7,7 +7,11 @@ Each builds an :class:`~.plan.EvalPlan` (everything resolved and checked once) a
   set to its mean rank-1 (%) excluding identical views, which is what the trainer logs.
 * :func:`evaluate_checkpoint` — the same from a checkpoint file (``gait eval CKPT``), optionally
   with several processes.
-* :func:`evaluate_features` / :func:`evaluate_feature_file` — features, no model.
+* :func:`evaluate_features` — features in memory, no model (``gait eval --features`` builds its
+  plan with :func:`~.plan.plan_features` and runs it with :func:`run_plan`).
+
+:func:`run_plan` first checks that every output file can be written (:func:`check_targets`), so a
+full or read-only disk is one line before the extraction, not after it.
 
 Every entry point returns an :class:`~.results.EvalResult`; ``to_json()`` is the ``--json``
 document of docs/eval.md.
@@ -22,6 +26,8 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from gaitcli.fileio import check_writable
+
 from .calibration import Calibration, calibrate, provenance_of
 from .extract import FeatureSet, extract_distributed, extract_features
 from .matching import Progress, match
@@ -35,7 +41,6 @@ from .plan import (
     load_test_split,
     plan_arrays,
     plan_checkpoint,
-    plan_features,
     plan_model,
 )
 from .protocols import ProtocolSpec
@@ -46,9 +51,9 @@ Warn = Callable[[str], None]
 BIG_MATCH = 5e7  # probe x gallery pairs above which matching shows a progress bar
 
 __all__ = [
+    "check_targets",
     "dataset_name_of",
     "evaluate_checkpoint",
-    "evaluate_feature_file",
     "evaluate_features",
     "evaluate_model",
     "load_test_split",
@@ -142,8 +147,25 @@ def _save_features(plan: EvalPlan, feats: FeatureSet) -> None:
         feats.save(target)
 
 
+def check_targets(outputs: EvalOutputs) -> None:
+    """Every file the evaluation will write can be written now (a full disk, a read-only or
+    foreign folder is one line before the extraction, not a lost result after it)."""
+    for option, target in (
+        ("--json", outputs.json),
+        ("--csv", outputs.csv),
+        ("--save-features", outputs.save_features),
+        ("--calibration-out", outputs.calibration_out),
+        ("--heatmap", outputs.heatmap),
+        ("--roc", outputs.roc),
+    ):
+        if target is not None and str(target) != "-":
+            check_writable(target, option)
+
+
 def run_plan(plan: EvalPlan, *, console: Console | None = None, warn: Warn | None = None) -> EvalResult:
-    """Extract (unless the plan holds features), save the features when asked, match."""
+    """Check the output targets, extract (unless the plan holds features), save the features
+    when asked, match."""
+    check_targets(plan.outputs)
     started = time.perf_counter()
     feats = extract(plan, console)
     extracted = time.perf_counter()
@@ -294,31 +316,5 @@ def evaluate_checkpoint(
     opts = _model_options(data, partition, protocol, metric, batch_size, want_map, save_features)
     plan = plan_checkpoint(
         checkpoint, opts, device=device, gpus=gpus, nproc=nproc, overrides=overrides, warn=warn
-    )
-    return run_plan(plan, console=console, warn=warn)
-
-
-def evaluate_feature_file(
-    path: PathLike,
-    *,
-    protocol: str = "auto",
-    metric: str | None = None,
-    overrides: Iterable[str] = (),
-    want_map: bool = False,
-    device: str | None = None,
-    console: Console | None = None,
-    warn: Warn | None = None,
-) -> EvalResult:
-    """``gait eval --features FILE.npz``: evaluate saved features without a model. The data set
-    name stored in the file (or ``--set data_cfg.dataset_name=...``, or the types present)
-    picks the protocol under ``auto``."""
-    plan = plan_features(
-        path,
-        protocol=protocol,
-        metric=metric,
-        overrides=overrides,
-        want_map=want_map,
-        device=device,
-        warn=warn,
     )
     return run_plan(plan, console=console, warn=warn)
