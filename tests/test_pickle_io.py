@@ -94,3 +94,114 @@ def test_non_array_top_level_is_reported(tmp_path):
     path.write_bytes(pickle.dumps([np.zeros(3)]))
     with pytest.raises(DataError, match="expected a numpy array"):
         load_array(path)
+
+
+# ----------------------------------------------------------------------------- pickle bombs
+def _memo_get(i: int) -> bytes:
+    return b"j" + i.to_bytes(4, "little")  # LONG_BINGET
+
+
+def _memo_put(i: int) -> bytes:
+    return b"r" + i.to_bytes(4, "little")  # LONG_BINPUT
+
+
+def _shared_lists(levels: int = 60, refs: int = 2) -> bytes:
+    """Level i is a list of ``refs`` references to level i-1: 2**60 elements once expanded."""
+    out = b"\x80\x02]" + _memo_put(0)  # PROTO 2, EMPTY_LIST, memo[0]
+    for level in range(1, levels + 1):
+        out += b"(" + _memo_get(level - 1) * refs + b"l" + _memo_put(level)  # MARK, GETs, LIST
+    return out + b"."
+
+
+def _shared_tuples(levels: int = 60) -> bytes:
+    """``t = (t, t)`` 60 times with DUP / TUPLE2: 125 bytes."""
+    return b"\x80\x02)" + b"2\x86" * levels + b"."
+
+
+def _nested_lists(depth: int = 200_000) -> bytes:
+    """``[[[...]]]`` 200,000 deep: EMPTY_LIST ... then APPEND each into the one below."""
+    return b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b"."
+
+
+def _tuple_bomb_as_dict_key(levels: int = 60) -> bytes:
+    """A dict whose key is the 2**60 tuple: hashing it is the unpickler's own work."""
+    return b"\x80\x02}" + b")" + b"2\x86" * levels + b"Ns" + b"."  # EMPTY_DICT, key, None, SETITEM
+
+
+_BOMBS = {
+    "shared-lists-60-levels": _shared_lists,
+    "billion-laughs-10x9": lambda: _shared_lists(levels=9, refs=10),
+    "shared-tuples-60-levels": _shared_tuples,
+    "nested-200000": _nested_lists,
+    "tuple-bomb-dict-key": _tuple_bomb_as_dict_key,
+    "self-reference": lambda: b"\x80\x02]q\x00h\x00a.",  # l = []; l.append(l)
+    "memo-index-2**32": lambda: b"\x80\x02Nr\xff\xff\xff\xff.",  # memo array of 2**33 slots
+    "top-heavy-array": lambda: b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+                               b"J\x00\xe4\x0bT\x85U\x01b\x87R.",  # a 1.4 GB array made of nothing
+}
+
+_LOAD_ONE = """
+import sys
+from gaitcli.data.pickle_io import load_array
+from gaitcli.data.pkl_header import HeaderProblem, read_array_header
+from gaitcli.errors import GaitError
+try:
+    if sys.argv[2] == "header":  # gait inspect's reader: opcode walk, then the full-load fallback
+        read_array_header(sys.argv[1])
+    else:  # training, gait embed / identify
+        load_array(sys.argv[1])
+except HeaderProblem as exc:
+    print(exc)
+    sys.exit(3)
+except GaitError as exc:
+    print(exc)
+    sys.exit(exc.exit_code)
+"""
+
+
+@pytest.mark.parametrize("reader", ["load_array", "header"])
+@pytest.mark.parametrize("name", sorted(_BOMBS))
+def test_pickle_bombs_are_refused_promptly_in_one_line(tmp_path, name, reader):
+    """A small hostile pkl must neither hang (billion laughs, a hash of a huge tuple), nor
+    overflow the stack (deep nesting), nor allocate what the file does not hold: one line
+    naming the file, at once. Run in a child so that a hang fails the test instead of the suite."""
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / f"{name}.pkl"
+    path.write_bytes(_BOMBS[name]())
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", _LOAD_ONE, str(path), reader], capture_output=True,
+                          text=True, timeout=30)
+    seconds = time.monotonic() - started
+    assert proc.stderr == ""  # no traceback
+    message = proc.stdout.strip()
+    assert "\n" not in message
+    if reader == "header":
+        assert proc.returncode == 3 and message.startswith(("invalid:", "refused:")), message
+    else:
+        assert proc.returncode == 2 and str(path) in message and "refused" in message, message
+    assert seconds < 20  # loosely: well under a second on an idle core; it hung without the bounds
+
+
+def test_real_sequence_pickles_still_load(tmp_path):
+    """What OpenGait and gaitcli write (a uint8 array), numpy 1 spellings, and the containers the
+    unpickler accepts (lists / dicts / OrderedDicts of arrays, many arrays sharing one dtype)."""
+    from collections import OrderedDict
+
+    rng = np.random.default_rng(1)
+    seq = rng.integers(0, 256, size=(120, 64, 64), dtype=np.uint8)
+    for protocol in range(6):
+        assert np.array_equal(loads_safe(pickle.dumps(seq, protocol=protocol)), seq)
+    numpy1 = pickle.dumps(seq, protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert np.array_equal(loads_safe(numpy1), seq)
+    many = [rng.integers(0, 256, size=(2, 4, 4), dtype=np.uint8) for _ in range(3000)]
+    for protocol in (2, 4, 5):
+        out = loads_safe(pickle.dumps(many, protocol=protocol))
+        assert len(out) == 3000 and all(np.array_equal(a, b) for a, b in zip(out, many, strict=True))
+    nested = OrderedDict(a=[seq[:3], {"b": seq[:1], 7: (1.5, None, "x")}], c=np.float32(2.5))
+    out = loads_safe(pickle.dumps(nested, protocol=2))
+    assert list(out) == ["a", "c"] and np.array_equal(out["a"][1]["b"], seq[:1]) and out["c"] == 2.5
+    same = [seq[:2]] * 50  # one array referenced 50 times: memo references of a leaf are fine
+    assert len(loads_safe(pickle.dumps(same, protocol=4))) == 50

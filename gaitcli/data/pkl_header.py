@@ -38,7 +38,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from gaitcli.data.pickle_io import ALLOWED_GLOBALS, RestrictedUnpickler
+from gaitcli.data.pickle_io import ALLOWED_GLOBALS, RestrictedUnpickler, check_pickle_bounds
 
 __all__ = ["PickledArray", "HeaderProblem", "read_array_header", "parse_array_header", "load_full"]
 
@@ -298,6 +298,8 @@ class _Machine:
             target = {} if name == "DICT" else st[-1]
             if not isinstance(target, dict) or len(pairs) % 2:
                 raise _Unsupported(name)
+            if not all(isinstance(key, (str, int)) for key in pairs[::2]):
+                raise _Unsupported(name)  # hashing a key could cost anything (a tuple bomb)
             try:
                 target.update(zip(pairs[::2], pairs[1::2], strict=True))
             except TypeError:
@@ -429,7 +431,7 @@ def _data_size(data: Any) -> tuple[int, int]:
 def _shape_of(shape: Any) -> tuple[int, ...]:
     if not isinstance(shape, tuple) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise HeaderProblem("invalid", f"array shape {shape!r} is not a tuple of sizes")
+        raise HeaderProblem("invalid", f"array shape ({type(shape).__name__}) is not a tuple of sizes")
     return shape
 
 
@@ -516,6 +518,7 @@ def load_full(path: str | os.PathLike[str]) -> PickledArray:
     except OSError as exc:
         raise HeaderProblem("unreadable", exc.strerror or str(exc)) from None
     try:
+        check_pickle_bounds(data)  # before anything runs: a small file cannot cost unbounded work
         obj = _RefusingUnpickler(io.BytesIO(data)).load()
     except HeaderProblem:
         raise
@@ -528,6 +531,9 @@ def load_full(path: str | os.PathLike[str]) -> PickledArray:
         raise HeaderProblem("invalid", f"expected a numpy array, found a {type(obj).__name__}")
     if obj.dtype.hasobject:
         raise HeaderProblem("refused", "object arrays are not allowed")
+    if obj.nbytes > len(data):
+        raise HeaderProblem("invalid", f"an array of {obj.nbytes:,} bytes cannot come from a file of "
+                                       f"{len(data):,} bytes (its data is missing)")
     protocol = data[1] if data[:1] == b"\x80" and len(data) > 1 else 0
     return PickledArray(tuple(obj.shape), str(obj.dtype), obj.dtype.itemsize, protocol, "full")
 
