@@ -482,15 +482,81 @@ def test_second_writer_on_the_same_output_is_refused(clean_tree, tmp_path):
 def test_overwrite_removes_pkl_of_a_sequence_that_is_now_empty(tmp_path):
     raw = tmp_path / "raw"
     write_png(raw / "001" / "nm-01" / "000" / "0.png", silhouette(0))
-    write_png(raw / "001" / "nm-01" / "090" / "0.png", np.zeros((48, 64), np.uint8))
+    write_png(raw / "001" / "nm-01" / "090" / "0.png", silhouette(1))
     out = tmp_path / "out"
     stale = out / "001" / "nm-01" / "090" / "090.pkl"
-    save_array(stale, np.zeros((1, 64, 64), np.uint8))
+    prepare_dataset(raw, out, workers=1)  # gaitcli writes it (and its manifest lists it)
+    write_png(raw / "001" / "nm-01" / "090" / "0.png", np.zeros((48, 64), np.uint8))  # now empty
     kept = prepare_dataset(raw, out, workers=1)
-    assert stale.exists() and kept.skipped_existing == 1
+    assert stale.exists() and kept.skipped_existing == 2
     summary = prepare_dataset(raw, out, workers=1, overwrite=True)
     assert not stale.exists()
     assert summary.stale_removed == ["001/nm-01/090/090.pkl"] and summary.empty_sequences == ["001/nm-01/090"]
+    assert json.loads((out / prep.MANIFEST_NAME).read_text())["pkls"] == ["001/nm-01/000/000.pkl"]
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_refuses_an_out_gaitcli_did_not_write_and_deletes_nothing(clean_tree, tmp_path):
+    """issue 19 item 14: --overwrite into a folder without a prepare manifest (prepared by
+    OpenGait, or anything else) deleted its pkls. It now refuses in one line; nothing changes."""
+    out = tmp_path / "opengait"
+    save_array(out / "001" / "nm-01" / "090" / "090.pkl", np.ones((3, 64, 64), np.uint8))  # a target path
+    save_array(out / "123" / "cl-02" / "018" / "018.pkl", np.ones((5, 64, 64), np.uint8))  # not from IN
+    (out / "README").write_text("the team's data")
+    before = _snapshot(out)
+    from gaitcli.cli import app
+
+    result = CliRunner().invoke(app, ["prepare", str(clean_tree), str(out), "--overwrite", "--workers", "1"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert str(out) in lines[0] and "manifest" in lines[0] and "did not write" in lines[0]
+    after = _snapshot(out)
+    assert after.pop(prep.LOCK_NAME) == b"" and after == before  # not a byte changed, no manifest
+    (out / prep.MANIFEST_NAME).write_text("{not json")  # an unreadable manifest proves nothing
+    with pytest.raises(DataError, match="cannot be read"):
+        prepare_dataset(clean_tree, out, workers=1, overwrite=True)
+    assert {k: v for k, v in _snapshot(out).items() if not k.startswith(".")} == before
+
+
+def test_overwrite_removes_only_what_the_manifest_lists(clean_tree, tmp_path):
+    out = tmp_path / "out"
+    first = prepare_dataset(clean_tree, out, workers=1)
+    manifest = json.loads((out / prep.MANIFEST_NAME).read_text())
+    assert len(manifest["pkls"]) == first.sequences_written == 8  # what it wrote, by path
+    assert "pkls" not in first.to_json()["settings"]  # the summary stays short
+    mine = out / "900" / "nm-01" / "000" / "000.pkl"  # dropped in by hand later
+    save_array(mine, np.ones((2, 64, 64), np.uint8))
+    before = _snapshot(out)
+    with pytest.raises(DataError, match="does not list.*900/nm-01/000/000.pkl.*did not write"):
+        prepare_dataset(clean_tree, out, workers=1, overwrite=True)
+    assert _snapshot(out) == before
+    mine.rename(tmp_path / "safe.pkl")
+    for folder in ("nm-01", "bg-01"):  # IN loses subject 002: its pkls are gaitcli's, so they go
+        for view in ("000", "090"):
+            for png in (clean_tree / "002" / folder / view).glob("*.png"):
+                png.unlink()
+    redo = prepare_dataset(clean_tree, out, workers=1, overwrite=True)
+    assert redo.stale_removed == [f"002/{t}/{v}/{v}.pkl" for t in ("bg-01", "nm-01") for v in ("000", "090")]
+    assert json.loads((out / prep.MANIFEST_NAME).read_text())["pkls"] == sorted(
+        f"001/{t}/{v}/{v}.pkl" for t in ("bg-01", "nm-01") for v in ("000", "090"))
+
+
+def test_a_pkl_already_in_out_is_not_claimed_by_the_manifest(clean_tree, tmp_path):
+    """A pkl that was there before gaitcli (kept, skipped_existing) is not listed as written, so a
+    later --overwrite refuses rather than replace it."""
+    out = tmp_path / "out"
+    theirs = out / "001" / "nm-01" / "090" / "090.pkl"
+    save_array(theirs, np.ones((3, 64, 64), np.uint8))
+    summary = prepare_dataset(clean_tree, out, workers=1)
+    assert summary.skipped_existing == 1 and summary.sequences_written == 7
+    assert "001/nm-01/090/090.pkl" not in json.loads((out / prep.MANIFEST_NAME).read_text())["pkls"]
+    with pytest.raises(DataError, match="does not list"):
+        prepare_dataset(clean_tree, out, workers=1, overwrite=True)
+    assert load_array(theirs).shape == (3, 64, 64)
 
 
 def test_ctrl_c_reports_what_was_written_and_propagates(clean_tree, tmp_path, monkeypatch):

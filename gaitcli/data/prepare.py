@@ -225,8 +225,13 @@ def _walk_problems(inp: Path, found: TreeScan, summary: PrepareSummary) -> None:
         summary.unreadable.extend(FileSkip(os.path.join(folder, name), _NOT_IMAGE) for name in others)
 
 
+def _pkl_of(key: str) -> str:
+    """The pkl of sequence ``key`` (``id/type/view``), relative to OUT: ``id/type/view/view.pkl``."""
+    return f"{key}/{key.rsplit('/', 1)[-1]}.pkl"
+
+
 def _target(out: Path, key: str) -> str:
-    return os.path.join(str(out), *key.split("/"), key.rsplit("/", 1)[-1] + ".pkl")
+    return os.path.join(str(out), *_pkl_of(key).split("/"))
 
 
 def _plan_target(target: str) -> bool:
@@ -290,7 +295,7 @@ def _process_sequence(job: SequenceJob, img_size: int, overwrite: bool) -> Seque
             ) from None
     elif overwrite and os.path.exists(job.target):
         os.unlink(job.target)  # --overwrite: OUT holds exactly what IN gives, no stale pkl
-        removed = f"{job.key}/{job.key.rsplit('/', 1)[-1]}.pkl"
+        removed = _pkl_of(job.key)
     return SequenceResult(job.key, len(kept), dropped, unreadable, removed)
 
 
@@ -360,19 +365,24 @@ def _interrupted(summary: PrepareSummary, console: Console | None, exc: Keyboard
 
 def _write(found: TreeScan, out: Path, summary: PrepareSummary, overwrite: bool, workers: int | None,
            console: Console | None) -> None:
-    """Under the lock: check OUT, clean it for --overwrite, process, record the manifest."""
-    check_output(out, summary.settings, overwrite)
+    """Under the lock: check OUT, clean it for --overwrite, process, record the manifest.
+
+    The manifest lists every pkl gaitcli wrote into OUT. Before any pkl is written it claims
+    every pkl this run may write; at the end it lists exactly what is there from gaitcli."""
+    old = check_output(out, summary.settings, overwrite)
+    listed = set(old.pkls) if old is not None else set()
     jobs = _plan(found, out, overwrite, summary)
     summary.workers = _worker_count(jobs, workers)
+    planned = {_pkl_of(job.key) for job in jobs}
+    claimed = tuple(sorted(listed | planned))
+    write_manifest(out, replace(summary.settings, complete=not overwrite, pkls=claimed))
     if overwrite:
-        write_manifest(out, replace(summary.settings, complete=False))
-        produced = {f"{seq.key_text}/{seq.key[2]}.pkl" for seq in found.sequences}
-        summary.stale_removed.extend(remove_foreign_pkls(out, produced))
-    else:
-        write_manifest(out, summary.settings)
+        produced = {_pkl_of(seq.key_text) for seq in found.sequences}
+        summary.stale_removed.extend(remove_foreign_pkls(out, produced, listed))
     _run(jobs, summary, overwrite, console)
-    if overwrite:
-        write_manifest(out, summary.settings)
+    written = planned - {_pkl_of(key) for key in summary.empty_sequences}
+    final = (listed | written) - set(summary.stale_removed)
+    write_manifest(out, replace(summary.settings, pkls=tuple(sorted(final))))
 
 
 def prepare_dataset(

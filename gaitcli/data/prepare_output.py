@@ -4,8 +4,10 @@ The manifest ``OUT/.gait-prepare.json`` records where the data came from and how
 (the resolved IN, ``img_size``, the frame size ``[H, W]`` of every pkl, the frame threshold and
 whether directory links were followed). A later run into the same OUT must agree with it, or
 OUT would mix two data sets; an OUT without a manifest (prepared by OpenGait, say) is judged by
-its first pkl's frame size. ``--overwrite`` means "OUT now holds exactly what IN gives": every
-pkl in OUT that IN does not produce is removed (pkls only, nothing else) and listed. See
+its first pkl's frame size. The manifest also lists every pkl gaitcli wrote into OUT, and
+``--overwrite`` ("OUT now holds exactly what IN gives") only ever replaces or removes those: it
+refuses an OUT holding any pkl the manifest does not list (or an OUT with pkls and no readable
+manifest), then removes the listed pkls that IN no longer produces and lists them. See
 docs/prepare.md, "The output folder".
 """
 
@@ -46,9 +48,15 @@ class Manifest:
     """Whether directory links in IN were followed."""
     complete: bool = True
     """False while an ``--overwrite`` run is under way (a rerun must use --overwrite again)."""
+    pkls: tuple[str, ...] = ()
+    """Every pkl gait prepare wrote into OUT (paths relative to OUT, sorted): all that
+    ``--overwrite`` may ever replace or remove. Written before a run writes any pkl."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"tool": "gait prepare", **asdict(self)}
+        """The settings (the summary's ``settings``); the manifest file adds ``pkls``."""
+        data = {"tool": "gait prepare", **asdict(self)}
+        del data["pkls"]
+        return data
 
 
 def read_manifest(out: Path) -> Manifest | None:
@@ -56,17 +64,22 @@ def read_manifest(out: Path) -> Manifest | None:
     try:
         data = json.loads((out / MANIFEST_NAME).read_text())
         size = int(data["img_size"])
+        pkls = data.get("pkls", [])  # manifests written before the list: it claims nothing
+        if not isinstance(pkls, list) or not all(isinstance(p, str) for p in pkls):
+            return None
         return Manifest(
             source=data.get("source"), img_size=size, frame_size=list(data.get("frame_size") or [size, size]),
             min_pixel_sum=int(data.get("min_pixel_sum", MIN_PIXEL_SUM)),
             follow_links=bool(data.get("follow_links", False)), complete=bool(data.get("complete", True)),
+            pkls=tuple(sorted(pkls)),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def write_manifest(out: Path, manifest: Manifest) -> None:
-    atomic_write_bytes(out / MANIFEST_NAME, (json.dumps(manifest.to_json(), indent=1) + "\n").encode())
+    data = {**manifest.to_json(), "pkls": sorted(manifest.pkls)}
+    atomic_write_bytes(out / MANIFEST_NAME, (json.dumps(data, indent=1) + "\n").encode())
 
 
 def pkls_in(out: Path) -> list[str]:
@@ -111,22 +124,44 @@ def _check_foreign(out: Path, new: Manifest) -> None:
         )
 
 
-def check_output(out: Path, new: Manifest, overwrite: bool) -> None:
-    """Refuse an OUT that holds another data set (unless ``overwrite``)."""
-    if overwrite:
+def _check_overwrite(out: Path, old: Manifest | None) -> None:
+    """``--overwrite`` replaces and removes only pkls gaitcli wrote: every pkl in OUT must be
+    listed in its manifest."""
+    existing = pkls_in(out)
+    if not existing:
         return
+    ours = " gaitcli did not write them, and --overwrite only replaces or removes pkls gaitcli wrote"
+    if old is None:
+        why = "its gait prepare manifest cannot be read" if (out / MANIFEST_NAME).exists() else \
+            f"no gait prepare manifest ({MANIFEST_NAME})"
+        raise DataError(f"{out} holds {len(existing)} pkl(s) (e.g. {existing[0]}) and {why}:{ours}; "
+                        "choose an empty OUT, or move those pkls out of it")
+    listed = set(old.pkls)
+    unlisted = [rel for rel in existing if rel not in listed]
+    if unlisted:
+        raise DataError(f"{out} holds {len(unlisted)} pkl(s) that its gait prepare manifest does not list "
+                        f"(e.g. {unlisted[0]}):{ours}; move them out of OUT or choose another OUT")
+
+
+def check_output(out: Path, new: Manifest, overwrite: bool) -> Manifest | None:
+    """Refuse an OUT that holds another data set (unless ``overwrite``), or, with ``overwrite``,
+    pkls gaitcli did not write. Returns OUT's manifest (``None`` when it has none)."""
     old = read_manifest(out)
-    if old is not None:
+    if overwrite:
+        _check_overwrite(out, old)
+    elif old is not None:
         _check_manifest(out, old, new)
     elif not (out / MANIFEST_NAME).exists():
         _check_foreign(out, new)
+    return old
 
 
-def remove_foreign_pkls(out: Path, produced: set[str]) -> list[str]:
-    """Delete every pkl under ``out`` whose relative path is not in ``produced``; returns them."""
+def remove_foreign_pkls(out: Path, produced: set[str], listed: set[str]) -> list[str]:
+    """Delete every pkl under ``out`` that the manifest ``listed`` (gaitcli wrote it) and whose
+    relative path is not in ``produced``; returns them."""
     removed: list[str] = []
     for rel in pkls_in(out):
-        if rel in produced:
+        if rel in produced or rel not in listed:
             continue
         try:
             os.unlink(out / rel)
@@ -136,4 +171,3 @@ def remove_foreign_pkls(out: Path, produced: set[str]) -> list[str]:
             raise DataError(f"cannot remove {out / rel} ({exc.strerror or exc}); check permissions") from None
         removed.append(rel)
     return removed
-
