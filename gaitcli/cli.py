@@ -317,11 +317,13 @@ def evaluate(
         "--verification",
         help="Also genuine/impostor distributions, EER and TAR@FAR per probe set.")] = False,
     calibrate: Annotated[Optional[float], typer.Option(
-        metavar="FAR",
-        help="With --verification: store the threshold for this FAR (--calibration-out).")] = None,
+        metavar="FPIR",
+        help="With --verification: store the open-set threshold for this false positive identification "
+             "rate (leave-one-identity-out searches; --calibration-out).")] = None,
     calibration_out: Annotated[Optional[Path], typer.Option(
         metavar="CAL.json",
-        help="Where --calibrate writes the threshold (read by gait identify --calibration).")] = None,
+        help="Where --calibrate writes the threshold, its FPIR and FNIR (read by gait identify "
+             "--calibration).")] = None,
     roc: Annotated[Optional[Path], typer.Option(
         metavar="FILE.png", help="With --verification: draw ROC and DET curves.")] = None,
 ) -> None:
@@ -480,7 +482,8 @@ def embed(
         help="Partition JSON for a prepared tree INPUT.")] = None,
     split: Annotated[str, typer.Option(help="With --partition: test, train or all.")] = "test",
     img_size: Annotated[Optional[str], typer.Option(
-        "--img-size", metavar="N|HxW", help="Frame size (default: the checkpoint's).")] = None,
+        "--img-size", metavar="N|HxW",
+        help="Frame size of a checkpoint that does not record it (a recorded one is fixed).")] = None,
     device: Annotated[Optional[str], typer.Option(
         help="cpu, cuda or auto (default: cuda when present).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Sequences per inference batch.")] = None,
@@ -511,15 +514,16 @@ def identify(
         metavar="CKPT", help="Embed non-.npz probes with this checkpoint.")] = None,
     top_k: Annotated[int, typer.Option(min=1, help="Identities listed per probe.")] = 5,
     threshold: Annotated[Optional[float], typer.Option(
-        help="Answer 'unknown' when the best distance is above this.")] = None,
+        help="Open set: no answer (known: no) when the best distance is above this.")] = None,
     calibration: Annotated[Optional[Path], typer.Option(
-        metavar="CAL.json", help="Threshold from gait eval --verification --calibrate.")] = None,
+        metavar="CAL.json", help="Open-set threshold: gait eval --verification --calibrate FPIR.")] = None,
     exclude_same_view: Annotated[bool, typer.Option(
         "--exclude-same-view", help="Drop gallery sequences at the probe's view.")] = False,
     gallery_types: Annotated[Optional[str], typer.Option(
         metavar="T1,T2", help="Use only these gallery types, e.g. nm-01,nm-02.")] = None,
     img_size: Annotated[Optional[str], typer.Option(
-        "--img-size", metavar="N|HxW", help="Frame size for embedded probes.")] = None,
+        "--img-size", metavar="N|HxW",
+        help="Frame size of a --checkpoint that does not record it.")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Sequences per inference batch.")] = None,
     json_out: Annotated[Optional[str], typer.Option(
@@ -552,7 +556,8 @@ def export(
     out: Annotated[Path, typer.Argument(
         metavar="MODEL.onnx", help="Where to write the ONNX embedding network.")],
     img_size: Annotated[Optional[str], typer.Option(
-        "--img-size", metavar="N|HxW", help="Frame size (default: the checkpoint's).")] = None,
+        "--img-size", metavar="N|HxW",
+        help="Frame size of a checkpoint that does not record it (a recorded one is fixed).")] = None,
     check: Annotated[bool, typer.Option(
         "--check/--no-check",
         help="Compare onnxruntime with PyTorch on walks of 10, 30, 100 frames.")] = True,

@@ -1,5 +1,7 @@
 """Verification metrics: EER / TAR@FAR against brute force on hand-built distances, the pair
-rule, n/a when a FAR cannot be resolved, the memory-bounded histogram mode, calibration."""
+rule, n/a when a FAR cannot be resolved, the memory-bounded histogram mode; open-set
+identification (FPIR / FNIR) and the calibration of its threshold, which holds its FPIR on
+identities it never saw."""
 
 from __future__ import annotations
 
@@ -9,11 +11,12 @@ import numpy as np
 import pytest
 
 from gaitcli.errors import GaitError
-from gaitcli.evaluation.calibration import Calibration, Provenance, calibrate
+from gaitcli.evaluation.calibration import OPEN_SET, Calibration, Provenance, calibrate
 from gaitcli.evaluation.verification import (
     PairAccumulator,
     VerificationReport,
     csv_text,
+    search_distances,
     table_rows,
     verify_distances,
 )
@@ -91,21 +94,33 @@ def test_tables_csv_and_calibration(tmp_path):
     labels_p = np.repeat(np.arange(5), 4).astype(str)
     labels_g = np.repeat(np.arange(5), 12).astype(str)
     dist[labels_p[:, None] == labels_g[None, :]] *= 0.3
+    fars = (1e-2, 1e-3, 1e-4, 0.05)
     report = VerificationReport(
-        "euc", "test", [verify_distances(dist, labels_p, labels_g, name="NM", fars=(1e-2, 1e-3, 1e-4, 0.05))]
+        "euc",
+        "test",
+        [verify_distances(dist, labels_p, labels_g, name="NM", fars=fars)],
+        [search_distances(dist, labels_p, labels_g, name="NM", fpirs=fars)],
     )
     rows = table_rows(report)
     assert rows[0][0] == "NM" and rows[0][1] == "240" and rows[0][2] == "960" and rows[0][5] == "n/a"
-    assert "verification,NM,240,960" in csv_text(report)
-    prov = Provenance("c.safetensors", "abc", "GaitGL", "euc", "64x64")
+    assert "verification,NM,240,960" in csv_text(report) and "open_set,NM,20,20" in csv_text(report)
+    prov = Provenance("c.safetensors", "ab" * 32, "GaitGL", "euc", "64x64")
     cal = calibrate(report, 0.05, dataset="CASIA-B", provenance=prov)
-    imp = dist[labels_p[:, None] != labels_g[None, :]]
-    assert np.mean(imp <= cal.threshold) <= 0.05
+    # the decision identify makes: a probe's best distance over the other identities' sequences
+    same = labels_p[:, None] == labels_g[None, :]
+    non_mated_best = np.where(same, np.inf, dist).min(axis=1)
+    assert cal.decision == OPEN_SET and cal.negatives == 20 and cal.gallery_identities == 5
+    assert np.mean(non_mated_best <= cal.threshold) <= 0.05
+    next_up = non_mated_best[non_mated_best > cal.threshold].min()  # the largest threshold keeping the rate
+    assert np.mean(non_mated_best <= next_up) > 0.05
+    mate_best = np.where(same, dist, np.inf).min(axis=1)
+    hits = (mate_best < non_mated_best) & (mate_best <= cal.threshold)
+    assert cal.miss_rate == pytest.approx(1 - hits.mean(), abs=1e-12)
     cal.save(tmp_path / "cal.json")
     again = Calibration.load(tmp_path / "cal.json")
-    assert again == cal and "FAR 0.05" in again.meaning() and "CASIA-B" in again.meaning()
-    with pytest.raises(GaitError, match="impostor pairs"):
-        calibrate(report, 1e-4, dataset=None, provenance=prov)
+    assert again == cal and "FPIR 0.05" in again.meaning() and "CASIA-B" in again.meaning()
+    with pytest.raises(GaitError, match="non-mated searches"):
+        calibrate(report, 1e-2, dataset=None, provenance=prov)
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(GaitError, match="not a readable calibration"):
         Calibration.load(tmp_path / "bad.json")
@@ -140,7 +155,7 @@ def test_eval_cli_verification_json_csv_roc_calibration(tmp_path):
             str(tmp_path / "f.npz"),
             "--verification",
             "--calibrate",
-            "0.01",
+            "0.05",
             "--calibration-out",
             str(out / "cal.json"),
             "--roc",
@@ -153,16 +168,25 @@ def test_eval_cli_verification_json_csv_roc_calibration(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert "Verification" in res.output and "TAR@1e-4 %" in res.output and "calibration written" in res.output
+    assert "Open-set identification" in res.output and "FPIR 0.05 for open-set identification" in res.output
     payload = json.loads((out / "r.json").read_text())
     sets = {s["probe_set"]: s for s in payload["verification"]["sets"]}
+    searches = {s["probe_set"]: s for s in payload["verification"]["open_set"]["sets"]}
+    assert searches["NM"]["non_mated_searches"] == 6 * 2 * 2 and searches["NM"]["gallery_identities"] == 6
+    assert payload["calibration"]["decision"] == OPEN_SET and payload["calibration"]["fpir"] == 0.05
     assert set(sets) == {"NM", "BG", "CL", "ALL"}
     # per id: 4 NM probes x 4 gallery sequences at the other view; 5 other ids as impostors
     assert sets["NM"]["genuine"]["count"] == 6 * 4 * 4 and sets["NM"]["impostor"]["count"] == 6 * 4 * 4 * 5
     assert sets["ALL"]["tar_at_far"][2]["tar"] is None and "n/a" in sets["ALL"]["tar_at_far"][2]["note"]
     assert "verification,ALL," in (out / "r.csv").read_text() and "rank1" in (out / "r.csv").read_text()
+    assert "open_set,ALL," in (out / "r.csv").read_text()
     assert (out / "roc.png").read_bytes()[:4] == b"\x89PNG"
     cal = Calibration.load(out / "cal.json")
-    assert cal.far == 0.01 and cal.dataset == "CASIA-B" and cal.probe_sets == "ALL" and cal.metric == "euc"
+    assert cal.rate == 0.05 and cal.dataset == "CASIA-B" and cal.probe_sets == "ALL" and cal.open_set
+    assert cal.provenance.metric == "euc" and cal.negatives == 6 * 2 * 2 * 3
+    short = CliRunner().invoke(app, ["eval", "--features", str(tmp_path / "f.npz"), "--verification",
+                                     "--calibrate", "0.01", "--calibration-out", str(out / "c2.json")])
+    assert short.exit_code == 2 and "72 non-mated searches" in short.output and "100" in short.output
     bad = CliRunner().invoke(app, ["eval", "--features", str(tmp_path / "f.npz"), "--calibrate", "0.01"])
     assert bad.exit_code == 2 and "--verification" in bad.output
 
@@ -186,9 +210,67 @@ def test_verification_is_part_of_the_plan(tmp_path, monkeypatch):
     plan = plan_arrays(emb, [str(i) for i, _, _ in rows], [t for _, t, _ in rows], [v for _, _, v in rows],
                        protocol="generic", cfg={"evaluator_cfg": ev})
     cal_path = tmp_path / "cal.json"
-    plan.outputs = EvalOutputs(verification=True, calibrate=0.1, calibration_out=cal_path)
+    plan.outputs = EvalOutputs(verification=True, calibrate=0.2, calibration_out=cal_path)  # 8 searches
     monkeypatch.setattr(tempfile, "TemporaryDirectory", None)  # a scratch folder would fail here
     result = run_plan(plan)
     assert result.verification is not None and result.calibration is not None
     body = result.to_json()
-    assert body["verification"]["sets"][0]["genuine"]["count"] == 4 * 4 and body["calibration"]["far"] == 0.1
+    assert body["verification"]["sets"][0]["genuine"]["count"] == 4 * 4 and body["calibration"]["fpir"] == 0.2
+
+
+def _people(rng: np.random.Generator, centres: np.ndarray, rows: list[tuple[int, str, str]],
+            noise: float) -> np.ndarray:
+    return np.stack([centres[i] + noise * rng.normal(size=centres.shape[1:]) for i, _, _ in rows]).astype(
+        np.float32
+    )
+
+
+def test_open_set_threshold_holds_its_fpir_on_identities_held_apart(tmp_path):
+    """Calibrate FPIR 0.05 with ``gait eval`` on one set of identities, then search probes of
+    other identities (never seen) against that gallery with ``gait identify``'s decision: the share
+    accepted is the FPIR asked for, within the binomial error of both measurements. (A pairwise
+    FAR threshold, what gaitcli calibrated before, accepts most of them against 1500 identities.)"""
+    from typer.testing import CliRunner
+
+    from gaitcli.cli import app
+    from gaitcli.deploy.identify import Threshold, identify
+    from gaitcli.evaluation import FeatureSet
+
+    rng = np.random.default_rng(12)
+    n_cal, n_new, noise, target = 1500, 4000, 0.4, 0.05
+    centres = rng.normal(size=(n_cal + n_new, 2, 8))
+    views = ("000", "090")
+    # the evaluation: 2 gallery walks and 1 probe per identity (one probe each keeps searches independent)
+    rows = [(i, t, views[k % 2]) for i in range(n_cal) for k, t in enumerate(("nm-01", "nm-02"))]
+    rows += [(i, "nm-05", views[int(rng.integers(2))]) for i in range(n_cal)]
+    emb = _people(rng, centres, rows, noise)
+    feats = FeatureSet(emb, [f"{i:05d}" for i, _, _ in rows], [t for _, t, _ in rows],
+                       [v for _, _, v in rows], meta={"dataset_name": "CASIA-B", "metric": "euc"})
+    feats.save(tmp_path / "eval.npz")
+    res = CliRunner().invoke(app, ["eval", "--features", str(tmp_path / "eval.npz"), "--verification",
+                                   "--calibrate", str(target), "--calibration-out",
+                                   str(tmp_path / "cal.json")])
+    assert res.exit_code == 0, res.output
+    cal = Calibration.load(tmp_path / "cal.json")
+    assert cal.open_set and cal.negatives == n_cal and cal.gallery_identities == n_cal
+    gallery = feats.subset(np.flatnonzero(feats.types != "nm-05"))
+    threshold = Threshold(cal.threshold, cal.meaning())
+
+    # non-mated searches of identities held apart from the calibration
+    new_rows = [(n_cal + i, "nm-05", views[i % 2]) for i in range(n_new)]
+    strangers = FeatureSet(_people(rng, centres, new_rows, noise), [f"{i:05d}" for i, _, _ in new_rows],
+                           ["nm-05"] * n_new, [v for _, _, v in new_rows], meta={"metric": "euc"})
+    accepted = np.mean([a.known for a in identify(gallery, strangers, top_k=1, threshold=threshold).answers])
+    # the calibration's estimate and this measurement each have binomial error sqrt(p(1-p)/n)
+    sigma = math.sqrt(target * (1 - target) * (1 / n_cal + 1 / n_new))
+    assert abs(accepted - target) <= 4 * sigma + 1 / n_cal, (accepted, target, sigma)
+
+    # mated searches: fresh walks of the gallery's identities miss at about the FNIR recorded
+    mated_rows = [(i, "nm-06", views[i % 2]) for i in range(n_cal)]
+    mates = FeatureSet(_people(rng, centres, mated_rows, noise), [f"{i:05d}" for i, _, _ in mated_rows],
+                       ["nm-06"] * n_cal, [v for _, _, v in mated_rows], meta={"metric": "euc"})
+    answers = identify(gallery, mates, top_k=1, threshold=threshold).answers
+    missed = np.mean([a.identity != a.probe for a in answers])
+    assert cal.miss_rate is not None and 0.02 < cal.miss_rate < 0.98  # not a trivial case
+    sigma = math.sqrt(cal.miss_rate * (1 - cal.miss_rate) * 2 / n_cal)
+    assert abs(missed - cal.miss_rate) <= 4 * sigma, (missed, cal.miss_rate)

@@ -3,14 +3,24 @@
 The walks (:mod:`gaitcli.deploy.inputs`) go through the extraction of evaluation,
 :func:`gaitcli.evaluation.extract.extract_features`, with the checkpoint's ``evaluator_cfg``
 sampler and width cut, so a prepared tree gives the embeddings ``gait eval --save-features`` saves.
-The file also records the checkpoint (path and SHA-256), model, metric and frame size.
-``--append G.npz`` adds walks to a gallery without re-embedding those already in it.
+The file records the provenance (checkpoint path and SHA-256, model, metric, frame size) and each
+walk's frames digest (:mod:`gaitcli.evaluation.features`).
+
+* The frame size is the checkpoint's: a different ``--img-size`` is refused; a checkpoint that
+  does not record it needs ``--img-size``, which is tried on the network before anything is read
+  (a size it cannot embed is one line naming the smallest it can).
+* ``--append G.npz`` adds walks to a gallery without re-embedding those already in it. The
+  gallery is written under a lock (:func:`gaitcli.runtime.lock.exclusive_lock`): the new
+  embeddings are merged into the gallery as it is on disk *at that moment*, so two concurrent
+  appends both land.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,18 +30,25 @@ import torch
 from rich.console import Console
 
 from gaitcli.errors import GaitError
-from gaitcli.evaluation.calibration import Provenance, file_sha256
-from gaitcli.evaluation.extract import FeatureSet, extract_features
+from gaitcli.evaluation.calibration import JSONValue, Provenance, file_sha256
+from gaitcli.evaluation.extract import extract_features
+from gaitcli.evaluation.features import FeatureSet, concat_features, require_finite
+from gaitcli.models.base import GaitModel
+from gaitcli.runtime.lock import NETWORK_FILESYSTEMS, LockError, exclusive_lock, filesystem_type
 
-from .compat import check_compatible
+from .compat import Source, check_compatible, feature_file
 from .inputs import Problem, WalkSet, parse_frame_size, resolve_inputs
+
+LOCK_WAIT = 120.0
+"""Seconds ``--append`` waits for another process writing the same gallery."""
+_SCAN_UP_TO = 128  # frame sizes tried to name the smallest one a network embeds
 
 
 @dataclass
 class LoadedModel:
     """A checkpoint ready to embed walks."""
 
-    model: Any
+    model: GaitModel
     """The network (eval mode)."""
     config: dict[str, Any]
     """Its stored config."""
@@ -40,8 +57,18 @@ class LoadedModel:
     frame_size: tuple[int, int]
     """Height and width of the frames before the width cut."""
 
+    @property
+    def evaluator(self) -> dict[str, Any]:
+        """The stored ``evaluator_cfg`` (sampler, transform, metric, enable_float16)."""
+        return dict(self.config.get("evaluator_cfg") or {})
 
-def model_label(model: Any) -> str:
+    @property
+    def data_in_use(self) -> list[bool] | None:
+        value = (self.config.get("data_cfg") or {}).get("data_in_use")
+        return None if value is None else [bool(v) for v in value]
+
+
+def model_label(model: GaitModel) -> str:
     variant = str(getattr(model, "variant", "") or "")
     name = str(getattr(model, "name", type(model).__name__))
     return f"{name} ({variant})" if variant else name
@@ -49,17 +76,65 @@ def model_label(model: Any) -> str:
 
 def frame_size_of(
     checkpoint: str | os.PathLike[str], meta: dict[str, Any], override: str | None
-) -> tuple[int, int]:
-    """``--img-size`` when given, else the checkpoint's ``frame_size``; neither is a one-line error."""
-    if override is not None:
-        return parse_frame_size(override, "--img-size")
+) -> tuple[tuple[int, int], bool]:
+    """The checkpoint's ``frame_size`` (``--img-size`` may only repeat it), or ``--img-size`` when
+    the checkpoint does not record one; neither is a one-line error. Also whether the size came
+    from ``--img-size`` (then it still has to be tried on the network)."""
     stored = meta.get("frame_size")
-    if not stored:
+    if stored:
+        size = parse_frame_size(str(stored), f"{checkpoint} (frame_size)")
+        if override is not None and parse_frame_size(override, "--img-size") != size:
+            raise GaitError(
+                f"--img-size {override}: {checkpoint} was trained on {size[0]}x{size[1]} frames and embeds "
+                f"only those; drop --img-size (and prepare walks with gait prepare --img-size {size[0]})"
+            )
+        return size, False
+    if override is None:
         raise GaitError(
             f"{checkpoint}: the checkpoint does not record its frame size; pass --img-size N "
             "(the --img-size gait prepare used, e.g. 64)"
         )
-    return parse_frame_size(str(stored), f"{checkpoint} (frame_size)")
+    return parse_frame_size(override, "--img-size"), True
+
+
+def _cannot_embed(model: GaitModel, evaluator: dict[str, Any], size: tuple[int, int],
+                  device: torch.device) -> str | None:
+    """Why the network cannot embed a walk of ``size`` frames (None: it can), tried on 3 blank
+    frames through the evaluation transform."""
+    from gaitcli.data.transforms import build_transform
+
+    frames = np.zeros((3, *size), dtype=np.uint8)
+    try:
+        cut = build_transform(evaluator.get("transform"), training=False)(frames, np.random.default_rng(0))
+        with torch.inference_mode():
+            model.embed([cut], batch_size=1, device=device)
+    except (ValueError, RuntimeError, IndexError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
+
+
+def check_frame_size(loaded: LoadedModel, checkpoint: str | os.PathLike[str], text: str,
+                     device: torch.device) -> None:
+    """``--img-size`` for a checkpoint that does not record its frame size: refused in one line
+    when the network cannot embed frames of that size, naming the smallest square size it can."""
+    size = loaded.frame_size
+    reason = _cannot_embed(loaded.model, loaded.evaluator, size, device)
+    if reason is None:
+        return
+    smallest = next(
+        (s for s in range(2, _SCAN_UP_TO + 1) if _cannot_embed(loaded.model, loaded.evaluator, (s, s), device)
+         is None),
+        None,
+    )
+    if smallest is None:
+        hint = f"no square frame size up to {_SCAN_UP_TO}x{_SCAN_UP_TO} works"
+    elif smallest > min(size):
+        hint = f"too small: the smallest frame size it embeds is {smallest}x{smallest}"
+    else:
+        hint = f"the smallest frame size it embeds is {smallest}x{smallest}; give the size it was trained on"
+    raise GaitError(
+        f"--img-size {text}: {checkpoint} cannot embed {size[0]}x{size[1]} frames ({reason}); {hint}"
+    )
 
 
 def load_for_inference(
@@ -75,21 +150,26 @@ def load_for_inference(
     from gaitcli.runtime.distributed import resolve_devices
 
     device_type, _ = resolve_devices(device, None, None)
-    model: Any = load_checkpoint(checkpoint, map_location=device_type)
-    size = frame_size_of(checkpoint, model.checkpoint_meta, img_size)
+    model = load_checkpoint(checkpoint, map_location=device_type)
+    size, from_flag = frame_size_of(checkpoint, model.checkpoint_meta, img_size)
     cfg: dict[str, Any] = dict(model.config or {})
     chosen = check_metric(metric or (cfg.get("evaluator_cfg") or {}).get("metric") or "euc")
     prov = Provenance(
         str(checkpoint), file_sha256(checkpoint), model_label(model), chosen, f"{size[0]}x{size[1]}"
     )
-    return LoadedModel(model, cfg, prov, size)
+    loaded = LoadedModel(model, cfg, prov, size)
+    if from_flag:
+        assert img_size is not None
+        check_frame_size(loaded, checkpoint, img_size, torch.device(device_type))
+    return loaded
 
 
 def embed_walks(
     loaded: LoadedModel, walks: WalkSet, *, batch_size: int | None = None, console: Console | None = None
 ) -> FeatureSet:
-    """Embeddings of ``walks`` with the extraction of ``gait eval``; the provenance in ``meta``."""
-    ev = loaded.config.get("evaluator_cfg") or {}
+    """Embeddings of ``walks`` with the extraction of ``gait eval``; the provenance in ``meta``,
+    each walk's frames digest in ``digests``. Non-finite embeddings are one line."""
+    ev = loaded.evaluator
     sampler = dict(ev.get("sampler") or {})
     bs = int(batch_size or sampler.get("batch_size") or 8)
     if len(walks) == 0:
@@ -105,30 +185,18 @@ def embed_walks(
         progress=console is not None,
     )
     feats.meta = {**loaded.provenance.to_meta(), "iteration": loaded.model.checkpoint_meta.get("iteration")}
+    feats.digests = np.array([walks.digest(i) for i in range(len(walks))], dtype="<U64")
     if walks.from_tree:
         from gaitcli.evaluation.api import dataset_name_of
 
         feats.meta["dataset_name"] = dataset_name_of(loaded.config)
-    return feats
-
-
-def concat_features(base: FeatureSet, extra: FeatureSet) -> FeatureSet:
-    """``base`` followed by ``extra`` (same checkpoint); ``base``'s meta is kept."""
-    if len(base) and len(extra) and base.embeddings.shape[1:] != extra.embeddings.shape[1:]:
-        raise GaitError(
-            f"embeddings of shape {list(extra.embeddings.shape[1:])} cannot join a gallery of "
-            f"{list(base.embeddings.shape[1:])}"
-        )
-    parts = [f for f in (base, extra) if len(f)]
-    if not parts:
-        return base
-    return FeatureSet(
-        np.concatenate([f.embeddings for f in parts]),
-        np.concatenate([f.labels for f in parts]),
-        np.concatenate([f.types for f in parts]),
-        np.concatenate([f.views for f in parts]),
-        meta=dict(base.meta) if len(base) else dict(extra.meta),
+    require_finite(
+        feats,
+        f"checkpoint {loaded.provenance.checkpoint}",
+        "the checkpoint gives NaN or infinite embeddings (damaged, or its training diverged): "
+        "use an earlier checkpoint",
     )
+    return feats
 
 
 @dataclass
@@ -138,13 +206,13 @@ class EmbedResult:
     out: str
     """The feature file written."""
     embedded: int
-    """Walks embedded in this run."""
+    """Walks added in this run."""
     kept: int
-    """Walks already in the ``--append`` gallery (not re-embedded)."""
+    """Sequences the ``--append`` gallery held when it was written."""
     already_present: int
-    """Input walks skipped because the gallery already holds their id/type/view."""
+    """Input walks left out because the gallery already holds them (same name and frames)."""
     skipped: list[Problem] = field(default_factory=list)
-    """Inputs listed and skipped (bad PNG, folder without usable frames, malformed pkl)."""
+    """Inputs listed and skipped (bad PNG, folder without usable frames, malformed pkl, repeats)."""
     provenance: Provenance | None = None
     """Checkpoint, model, metric and frame size of the embeddings."""
     seconds: float = 0.0
@@ -154,14 +222,14 @@ class EmbedResult:
     def total(self) -> int:
         return self.kept + self.embedded
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         return {
             "out": self.out,
             "sequences": self.total,
             "embedded": self.embedded,
             "kept": self.kept,
             "already_present": self.already_present,
-            "skipped": [p.to_json() for p in self.skipped],
+            "skipped": [dict(p.to_json()) for p in self.skipped],
             **(self.provenance.to_meta() if self.provenance else {}),
             "seconds": round(self.seconds, 3),
         }
@@ -173,6 +241,61 @@ def _check_target(out: Path, append: Path | None, overwrite: bool) -> None:
     same = append is not None and out.resolve() == append.resolve()
     if out.exists() and not same and not overwrite:
         raise GaitError(f"--out {out} exists; pass --overwrite to replace it, or --append {out} to add to it")
+
+
+def _held_names(gallery: FeatureSet) -> dict[tuple[str, str, str], set[str]]:
+    """Per (label, type, view) in ``gallery``, the digests of its walks (``""``: unknown)."""
+    held: dict[tuple[str, str, str], set[str]] = {}
+    for key, digest in zip(gallery.keys(), gallery.digest_list, strict=True):
+        held.setdefault(key, set()).add(digest)
+    return held
+
+
+def _is_held(held: dict[tuple[str, str, str], set[str]], key: tuple[str, str, str], digest: str) -> bool:
+    """Same name and same frames; a gallery row without a digest (an older file) matches on its
+    name alone."""
+    digests = held.get(key)
+    return digests is not None and ("" in digests or digest in digests)
+
+
+def new_walks(walks: WalkSet, gallery: FeatureSet) -> WalkSet:
+    """The walks ``gallery`` does not hold. Frames are read (for their digest) only for walks
+    whose name the gallery already has."""
+    held = _held_names(gallery)
+    rows = [i for i, w in enumerate(walks.sequences) if w.key not in held or not _is_held(held, w.key,
+                                                                                             walks.digest(i))]
+    return walks.subset(rows)
+
+
+def _not_held(feats: FeatureSet, gallery: FeatureSet) -> FeatureSet:
+    held = _held_names(gallery)
+    pairs = enumerate(zip(feats.keys(), feats.digest_list, strict=True))
+    rows = [i for i, (key, digest) in pairs if not _is_held(held, key, digest)]
+    return feats.subset(np.array(rows, dtype=np.int64))
+
+
+def _is_network(folder: Path) -> bool:
+    fstype = filesystem_type(folder)
+    return fstype is not None and (fstype in NETWORK_FILESYSTEMS or fstype.startswith("fuse."))
+
+
+@contextmanager
+def gallery_lock(target: Path, wait: float = LOCK_WAIT) -> Iterator[None]:
+    """Hold the lock of feature file ``target`` (``.NAME.lock`` beside it), waiting up to ``wait``
+    seconds for another writer of it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = target.parent / f".{target.name}.lock"
+    deadline = time.monotonic() + wait
+    with ExitStack() as stack:
+        while True:
+            try:
+                stack.enter_context(exclusive_lock(lock, what=f"gait embed writing {target.name}"))
+                break
+            except LockError:
+                if _is_network(target.parent) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+        yield
 
 
 def run_embed(
@@ -188,8 +311,9 @@ def run_embed(
     batch_size: int | None = None,
     overwrite: bool = False,
     console: Console | None = None,
+    lock_wait: float = LOCK_WAIT,
 ) -> EmbedResult:
-    """``gait embed``: resolve the inputs, embed them, write (or extend) the feature file."""
+    """``gait embed``: resolve the inputs, embed the new ones, write (or extend) the feature file."""
     started = time.perf_counter()
     append_path = Path(append) if append is not None else None
     if out is None and append_path is None:
@@ -197,46 +321,46 @@ def run_embed(
     target = Path(out) if out is not None else append_path
     assert target is not None
     _check_target(target, append_path, overwrite)
-    base = FeatureSet.load(append_path) if append_path is not None else None
+    in_place = append_path is not None and target.resolve() == append_path.resolve()
+    base = _gallery(append_path) if append_path is not None else None
     loaded = load_for_inference(
         checkpoint,
         img_size=img_size,
         device=device,
         metric=(base.meta.get("metric") if base is not None else None),
     )
+    me = Source(loaded.provenance, f"checkpoint {checkpoint}")
     if base is not None:
-        check_compatible(
-            Provenance.from_meta(base.meta),
-            f"gallery {append_path}",
-            loaded.provenance,
-            f"checkpoint {checkpoint}",
-        )
-    data_in_use = (loaded.config.get("data_cfg") or {}).get("data_in_use")
-    walks = resolve_inputs(
-        inputs, loaded.frame_size, partition=partition, split=split, data_in_use=data_in_use
-    )
-    present: set[tuple[str, str, str]] = set()
-    if base is not None:
-        present = set(zip(base.labels.tolist(), base.types.tolist(), base.views.tolist(), strict=True))
-    todo = walks.without(present)
-    result = EmbedResult(
-        str(target),
-        len(todo),
-        len(base) if base is not None else 0,
-        len(walks) - len(todo),
-        walks.skipped,
-        loaded.provenance,
-    )
+        check_compatible(feature_file(base.provenance, f"gallery {append_path}"), me)
+    walks = resolve_inputs(inputs, loaded.frame_size, partition=partition, split=split,
+                           data_in_use=loaded.data_in_use)
+    todo = new_walks(walks, base) if base is not None else walks
     if len(todo) == 0 and base is None:
         raise GaitError("nothing to embed")
+    feats: FeatureSet | None = None
     if len(todo):
         with torch.inference_mode():
             feats = embed_walks(loaded, todo, batch_size=batch_size, console=console)
-        merged = concat_features(base, feats) if base is not None else feats
-        if base is not None and not base.meta.get("checkpoint_sha256"):
-            merged.meta.update(loaded.provenance.to_meta())
-        merged.save(target)
-    elif base is not None and append_path is not None and target.resolve() != append_path.resolve():
-        base.save(target)  # nothing new: --out still gets the gallery
+    with gallery_lock(target, lock_wait):
+        if in_place and append_path is not None:  # merge into the gallery as it is now
+            current = _gallery(append_path)
+            check_compatible(feature_file(current.provenance, f"gallery {append_path}"), me)
+            fresh = _not_held(feats, current) if feats is not None else None
+            merged = concat_features(current, fresh) if fresh is not None and len(fresh) else None
+            kept, added = len(current), len(fresh) if fresh is not None else 0
+        else:
+            if base is not None and feats is not None:
+                merged = concat_features(base, feats)
+            else:
+                merged = feats if feats is not None else base
+            kept, added = (len(base) if base is not None else 0), (len(feats) if feats is not None else 0)
+        if merged is not None:
+            merged.save(target)
+    result = EmbedResult(str(target), added, kept, len(walks) - added, walks.skipped, loaded.provenance)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _gallery(path: Path) -> FeatureSet:
+    gallery = FeatureSet.load(path)
+    return require_finite(gallery, f"gallery {path}", "re-create it with gait embed (or leave that walk out)")

@@ -4,8 +4,10 @@ Distances are those of evaluation (:func:`gaitcli.evaluation.metrics.distance_bl
 metric and per-part average), made as chunked matrix products against the gallery, whose norms
 are computed once. Per probe, each identity is represented by its best-matching gallery sequence;
 the k nearest identities are returned. ``exclude_same_view`` drops every gallery sequence at the
-probe's view, ``gallery_types`` keeps only those types. With a threshold, a probe whose best
-distance is above it is answered ``unknown`` (docs/deploy.md).
+probe's view, ``gallery_types`` keeps only those types. With a threshold (open set), a probe whose
+best distance is above it has no answer: ``identity`` None, ``known`` False, JSON ``"answer":
+null``; no gallery identity can be mistaken for that (docs/deploy.md). Embeddings holding NaN or
+infinite values are refused, naming the file and the entry.
 """
 
 from __future__ import annotations
@@ -14,21 +16,23 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 from rich.console import Console
 
 from gaitcli.errors import GaitError
-from gaitcli.evaluation.calibration import Provenance
-from gaitcli.evaluation.extract import FeatureSet
+from gaitcli.evaluation.calibration import JSONValue
+from gaitcli.evaluation.features import FeatureSet, concat_features, require_finite
 from gaitcli.evaluation.metrics import as_features, check_metric, distance_block, part_norms
 
-from .compat import check_compatible
+from .compat import Source, calibration_file, check_compatible, feature_file
+from .inputs import Problem
 
 UNKNOWN = "unknown"
+"""What :attr:`Answer.answer` (display text) shows for a probe without an identity."""
 _BLOCK = 1 << 23  # probe rows x gallery columns per distance block (32 MB of float32)
+_REMAKE_FEATURES = "re-create it with gait embed (or leave that walk out)"
 
 
 @dataclass(frozen=True)
@@ -38,10 +42,14 @@ class Threshold:
     value: float
     """Accept the best identity when its distance is at most this."""
     meaning: str
-    """Where it came from (calibrated FAR and data, or the command line)."""
+    """Where it came from (calibrated FPIR and data, or the command line)."""
+    caveat: str | None = None
+    """Why it may not mean what it says here (e.g. an older, pairwise calibration)."""
+    calibrated_identities: int | None = None
+    """Gallery identities of the calibration's searches (FPIR grows with the gallery)."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {"value": self.value, "meaning": self.meaning}
+    def to_json(self) -> dict[str, JSONValue]:
+        return {"value": self.value, "meaning": self.meaning, "caveat": self.caveat}
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,7 @@ class Match:
     index: int
     """That sequence's row in the gallery file."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         return {
             "label": self.label,
             "distance": self.distance,
@@ -80,20 +88,33 @@ class Answer:
     view: str
     """The probe's view."""
     matches: list[Match]
-    """The nearest identities, best first."""
-    answer: str
-    """The best identity, ``unknown`` above the threshold or when the gallery left nothing."""
+    """The nearest identities, best first (listed whether or not one is accepted)."""
+    identity: str | None
+    """The answer: the best identity, or None when its distance is above the threshold or the
+    gallery left nothing to match."""
 
     @property
     def best(self) -> Match | None:
         return self.matches[0] if self.matches else None
 
-    def to_json(self) -> dict[str, Any]:
+    @property
+    def known(self) -> bool:
+        """Whether the probe was given an identity."""
+        return self.identity is not None
+
+    @property
+    def answer(self) -> str:
+        """Display text: the identity, or ``unknown``. An identity may itself be named
+        ``unknown``: decide with :attr:`identity` / :attr:`known`, never with this."""
+        return self.identity if self.identity is not None else UNKNOWN
+
+    def to_json(self) -> dict[str, JSONValue]:
         return {
             "probe": self.probe,
             "type": self.type,
             "view": self.view,
-            "answer": self.answer,
+            "answer": self.identity,
+            "known": self.known,
             "matches": [m.to_json() for m in self.matches],
         }
 
@@ -120,8 +141,10 @@ class IdentifyResult:
     """Per probe, in input order."""
     seconds: float = 0.0
     """Matching time."""
+    notes: list[str] = field(default_factory=list)
+    """What the reader should know about the threshold here."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         return {
             "gallery": self.gallery,
             "gallery_sequences": self.gallery_sequences,
@@ -131,6 +154,7 @@ class IdentifyResult:
             "exclude_same_view": self.exclude_same_view,
             "threshold": self.threshold.to_json() if self.threshold else None,
             "answers": [a.to_json() for a in self.answers],
+            "notes": list(self.notes),
             "seconds": round(self.seconds, 4),
         }
 
@@ -219,7 +243,7 @@ def answer_probes(
             i = c0 + j
             found = index.matches(best[j], dist[j], top_k)
             accepted = bool(found) and (threshold is None or found[0].distance <= threshold.value)
-            label = found[0].label if accepted else UNKNOWN
+            label = found[0].label if accepted else None
             answers.append(
                 Answer(str(probes.labels[i]), str(probes.types[i]), str(probes.views[i]), found, label)
             )
@@ -244,6 +268,8 @@ def identify(
     chosen = check_metric(metric or gallery.meta.get("metric") or "euc")
     if len(gallery) == 0:
         raise GaitError(f"{gallery_name}: the gallery is empty")
+    require_finite(gallery, f"gallery {gallery_name}", _REMAKE_FEATURES)
+    require_finite(probes, "probes", _REMAKE_FEATURES)
     if probes.embeddings.shape[1:] != gallery.embeddings.shape[1:]:
         raise GaitError(
             f"probe embeddings {list(probes.embeddings.shape[1:])} do not match the gallery's "
@@ -254,6 +280,15 @@ def identify(
     result = IdentifyResult(
         gallery_name, len(index.rows), len(index.names), chosen, top_k, exclude_same_view, threshold
     )
+    if threshold is not None and threshold.caveat:
+        result.notes.append(threshold.caveat)
+    calibrated = threshold.calibrated_identities if threshold is not None else None
+    if calibrated is not None and len(index.names) > calibrated:
+        result.notes.append(
+            f"the threshold was calibrated for a gallery of {calibrated} identities; this one has "
+            f"{len(index.names)}, and more identities accept more impostor probes (recalibrate on a "
+            "larger evaluation to keep the FPIR)"
+        )
     result.answers = answer_probes(
         index, probes, top_k=top_k, exclude_same_view=exclude_same_view, threshold=threshold
     )
@@ -277,12 +312,10 @@ def resolve_threshold(
         return None
     cal = Calibration.load(calibration)
     check_compatible(
-        Provenance.from_meta(gallery.meta),
-        f"gallery {gallery_name}",
-        cal.provenance,
-        f"calibration {calibration}",
+        feature_file(gallery.provenance, f"gallery {gallery_name}"),
+        calibration_file(cal.provenance, f"calibration {calibration}"),
     )
-    return Threshold(float(cal.threshold), cal.meaning())
+    return Threshold(float(cal.threshold), cal.meaning(), cal.caveat(), cal.gallery_identities)
 
 
 def load_probes(
@@ -295,23 +328,21 @@ def load_probes(
     device: str | None,
     batch_size: int | None,
     console: Console | None,
-) -> tuple[FeatureSet, list[Any]]:
+) -> tuple[FeatureSet, list[Problem]]:
     """Probe feature files, plus (with ``checkpoint``) anything ``gait embed`` takes, as one
     feature set checked against the gallery; also the skipped inputs."""
-    from .embed import concat_features, embed_walks, load_for_inference
+    from .embed import embed_walks, load_for_inference
     from .inputs import resolve_inputs
 
-    ref = Provenance.from_meta(gallery.meta)
+    ref = feature_file(gallery.provenance, f"gallery {gallery_name}")
     files = [p for p in probes if str(p).endswith(".npz")]
     walks = [p for p in probes if not str(p).endswith(".npz")]
     parts: list[FeatureSet] = []
     for path in files:
-        feats = FeatureSet.load(path)
-        check_compatible(
-            ref, f"gallery {gallery_name}", Provenance.from_meta(feats.meta), f"probe file {path}"
-        )
+        feats = require_finite(FeatureSet.load(path), f"probe file {path}", _REMAKE_FEATURES)
+        check_compatible(ref, feature_file(feats.provenance, f"probe file {path}"))
         parts.append(feats)
-    skipped: list[Any] = []
+    skipped: list[Problem] = []
     if walks:
         if checkpoint is None:
             raise GaitError(
@@ -320,9 +351,8 @@ def load_probes(
         loaded = load_for_inference(
             checkpoint, img_size=img_size, device=device, metric=gallery.meta.get("metric")
         )
-        check_compatible(ref, f"gallery {gallery_name}", loaded.provenance, f"checkpoint {checkpoint}")
-        data_in_use = (loaded.config.get("data_cfg") or {}).get("data_in_use")
-        walk_set = resolve_inputs(walks, loaded.frame_size, data_in_use=data_in_use)
+        check_compatible(ref, Source(loaded.provenance, f"checkpoint {checkpoint}"))
+        walk_set = resolve_inputs(walks, loaded.frame_size, data_in_use=loaded.data_in_use)
         skipped = list(walk_set.skipped)
         parts.append(embed_walks(loaded, walk_set, batch_size=batch_size, console=console))
     if not parts:

@@ -9,9 +9,12 @@
 * Any other folder is a prepared tree ``id/type/view/*.pkl``: every sequence, or with
   ``--partition P`` the ids of ``--split train|test|all`` (the same listing ``gait eval`` reads).
 
-A walk's label / type / view come from its ``id/type/view`` path when the path has that shape
-(the view a number, the type such as ``nm-01`` or ``00``); otherwise the label is the path and the
-type and view are empty (docs/deploy.md).
+A walk's label / type / view come from its ``id/type/view`` path when the path, made absolute,
+has that shape (the view a number, the type such as ``nm-01`` or ``00``); otherwise the label is the
+walk's resolved path (absolute, symlinks followed) and the type and view are empty. So ``./x``,
+``x`` and ``.`` typed inside ``x`` are one walk, and two folders named ``walk`` are two. Where a
+name could stand for two walks (``--append`` finds the name in the gallery, or an input is given
+twice), the SHA-256 of the frames decides (docs/deploy.md, "Which walk is which").
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from gaitcli.data.partition import load_partition
 from gaitcli.data.pickle_io import load_array
 from gaitcli.data.prepare import IMAGE_EXTENSIONS, pretreat_sequence, read_frame
 from gaitcli.errors import DataError, GaitError
+from gaitcli.evaluation.features import frames_digest
 
 SPLITS = ("train", "test", "all")
 _VIEW = re.compile(r"^\d+(_\d+)?$")
@@ -80,17 +84,46 @@ class WalkSet:
     """Inputs (walks or single frames) that were listed and skipped."""
     from_tree: bool = False
     """True when every walk came from a prepared tree."""
+    digests: dict[int, str] = field(default_factory=dict, repr=False)
+    """SHA-256 of the frames of the walks read so far (by index)."""
 
     def __len__(self) -> int:
         return len(self.sequences)
 
     def load(self, index: int) -> list[np.ndarray]:
-        return self.sequences[index].read()
+        arrays = self.sequences[index].read()
+        self.digests[index] = frames_digest(arrays)
+        return arrays
 
-    def without(self, keys: set[tuple[str, str, str]]) -> WalkSet:
-        """The walks whose (label, type, view) is not in ``keys``."""
-        kept = [w for w in self.sequences if w.key not in keys]
-        return WalkSet(kept, list(self.skipped), self.from_tree)
+    def digest(self, index: int) -> str:
+        """SHA-256 of walk ``index``'s frames (read when not read yet)."""
+        if index not in self.digests:
+            self.load(index)
+        return self.digests[index]
+
+    def subset(self, rows: Sequence[int]) -> WalkSet:
+        """The walks at ``rows`` (digests already known travel with them)."""
+        out = WalkSet([self.sequences[i] for i in rows], list(self.skipped), self.from_tree)
+        out.digests = {j: self.digests[i] for j, i in enumerate(rows) if i in self.digests}
+        return out
+
+    def unique(self) -> WalkSet:
+        """Without the walks given twice (same name and same frames, e.g. ``x`` and ``./x``, or a
+        walk and the tree holding it); each repeat is listed in ``skipped``."""
+        by_key: dict[tuple[str, str, str], list[int]] = {}
+        for i, walk in enumerate(self.sequences):
+            by_key.setdefault(walk.key, []).append(i)
+        drop: set[int] = set()
+        for rows in by_key.values():
+            seen: dict[str, int] = {}
+            for i in rows if len(rows) > 1 else ():
+                first = seen.setdefault(self.digest(i), i)
+                if first != i:
+                    drop.add(i)
+                    self.skipped.append(
+                        Problem(self.sequences[i].source, f"the same walk as {self.sequences[first].source}")
+                    )
+        return self if not drop else self.subset([i for i in range(len(self)) if i not in drop])
 
 
 def parse_frame_size(text: str, source: str) -> tuple[int, int]:
@@ -105,13 +138,21 @@ def parse_frame_size(text: str, source: str) -> tuple[int, int]:
     return height, width
 
 
-def path_identity(path: Path) -> tuple[str, str, str]:
-    """``(label, type, view)`` from ``.../id/type/view`` when the path has that shape, else
-    ``(str(path), "", "")``."""
+def _shaped(path: Path) -> tuple[str, str, str] | None:
     parts = path.parts
-    if len(parts) >= 3 and _VIEW.match(parts[-1]) and _TYPE.match(parts[-2]) and parts[-3] not in ("", "/"):
+    if len(parts) >= 4 and _VIEW.match(parts[-1]) and _TYPE.match(parts[-2]):
         return parts[-3], parts[-2], parts[-1]
-    return str(path), "", ""
+    return None
+
+
+def path_identity(path: Path, walk: Path | None = None) -> tuple[str, str, str]:
+    """``(label, type, view)`` from ``.../id/type/view`` when ``path`` (made absolute, ``.`` and
+    ``..`` removed) has that shape, else ``(resolved walk, "", "")``: the resolved path of
+    ``walk`` (default ``path``), symlinks followed."""
+    shaped = _shaped(Path(os.path.abspath(path))) or _shaped(path.resolve())
+    if shaped is not None:
+        return shaped
+    return str((walk or path).resolve()), "", ""
 
 
 def _check_frames(array: np.ndarray, source: str, frame_size: tuple[int, int]) -> str | None:
@@ -166,7 +207,7 @@ def pkl_walk(path: Path, frame_size: tuple[int, int], problems: list[Problem]) -
     if reason is not None:
         problems.append(Problem(str(path), reason))
         return None
-    label, seq_type, view = path_identity(path.parent)
+    label, seq_type, view = path_identity(path.parent, walk=path)
     return Walk(label, seq_type, view, str(path), lambda: [array])
 
 
@@ -287,6 +328,7 @@ def resolve_inputs(
             out.sequences.extend(tree_walks(path, frame_size, partition, split, data_in_use))
     if partition is not None and not used_tree:
         raise GaitError("--partition applies to a prepared tree, and no INPUT is one; drop --partition")
+    out = out.unique()
     if not out.sequences:
         raise GaitError(
             f"nothing to embed: every input was skipped ({len(out.skipped)} problems, "

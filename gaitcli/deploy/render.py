@@ -48,8 +48,14 @@ def render_identify(result: IdentifyResult, console: Console) -> None:
     )
     if result.threshold is not None:
         console.print(f"open set: {escape(result.threshold.meaning)}", highlight=False, soft_wrap=True)
+    else:
+        console.print("closed set: every probe is answered with its nearest identity", highlight=False)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    # "known" holds only yes / no, never an identity: an identity named like a marker cannot be
+    # mistaken for "no answer"; identities appear only under "nearest" and "next best"
     table = Table(box=None, pad_edge=False)
-    for name in ("probe", "answer", "nearest", "dist", "next best"):
+    for name in ("probe", "known", "nearest", "dist", "next best"):
         table.add_column(name, justify="right" if name == "dist" else "left")
     for a in result.answers:
         probe = "/".join(x for x in (a.probe, a.type, a.view) if x)
@@ -57,10 +63,10 @@ def render_identify(result: IdentifyResult, console: Console) -> None:
         others = ", ".join(f"{m.label} {m.distance:.4g}" for m in a.matches[1:3])
         table.add_row(
             escape(probe),
-            escape(a.answer),
-            escape(best.label) if best else "-",
-            f"{best.distance:.4g}" if best else "-",
-            escape(others),
+            "yes" if a.known else "no",
+            escape(best.label) if best else "",
+            f"{best.distance:.4g}" if best else "",
+            escape(others) if best else "(no gallery sequence left after the exclusions)",
         )
     console.print(table)
 

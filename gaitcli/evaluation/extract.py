@@ -20,8 +20,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,103 +30,18 @@ from rich.console import Console
 from gaitcli.data.collate import frame_indices
 from gaitcli.data.transforms import build_transform
 from gaitcli.errors import ConfigError, GaitError
-from gaitcli.fileio import atomic_writer
 from gaitcli.runtime.distributed import DistInfo
 
-FEATURE_KEYS = ("embeddings", "labels", "types", "views")
-#: optional text fields of a feature file (older files lack the later ones; they load as absent)
-META_TEXT_KEYS = ("dataset_name", "checkpoint", "metric", "model", "frame_size", "checkpoint_sha256")
+from .features import FeatureSet
+
+__all__ = ["FeatureSet", "FramePicker", "extract_distributed", "extract_features"]
+
 _WINDOW_FRAMES = 8192  # frames converted to float at once (about 92 MB at 64x44)
 
 
 # ----------------------------------------------------------------------------------------------
-# the feature set and its .npz file
+# the feature set and its .npz file: gaitcli.evaluation.features (format, versions, provenance)
 # ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class FeatureSet:
-    """Embeddings ``[N, parts, channels]`` (float32) with each sequence's label, type and view."""
-
-    embeddings: np.ndarray
-    labels: np.ndarray
-    types: np.ndarray
-    views: np.ndarray
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.labels = np.asarray(self.labels).astype(str)
-        self.types = np.asarray(self.types).astype(str)
-        self.views = np.asarray(self.views).astype(str)
-        emb = self.embeddings
-        if emb.ndim == 2:
-            emb = emb[:, None, :]
-        if emb.ndim != 3:
-            raise GaitError(f"embeddings must be [N, parts, channels], got shape {list(emb.shape)}")
-        self.embeddings = emb
-        n = emb.shape[0]
-        if not (len(self.labels) == len(self.types) == len(self.views) == n):
-            raise GaitError(
-                f"features: {n} embeddings but {len(self.labels)} labels, {len(self.types)} types, "
-                f"{len(self.views)} views; they must agree"
-            )
-
-    def __len__(self) -> int:
-        return int(self.embeddings.shape[0])
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write an ``.npz`` (``embeddings`` float32, ``labels``/``types``/``views`` as strings,
-        plus ``dataset_name``, ``checkpoint``, ``iteration`` when known), atomically."""
-        path = Path(path)
-        arrays: dict[str, Any] = {
-            "embeddings": np.ascontiguousarray(self.embeddings, dtype=np.float32),
-            "labels": self.labels,
-            "types": self.types,
-            "views": self.views,
-        }
-        for key in META_TEXT_KEYS:
-            if self.meta.get(key) is not None:
-                arrays[key] = np.array(str(self.meta[key]))
-        if self.meta.get("iteration") is not None:
-            arrays["iteration"] = np.array(int(self.meta["iteration"]), dtype=np.int64)
-        with atomic_writer(path) as fh:
-            np.savez(fh, **arrays)
-        return path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> FeatureSet:
-        """Read a feature file written by ``--save-features`` (or any ``.npz`` with the four
-        arrays). Nothing is unpickled."""
-        path = Path(path)
-        if not path.is_file():
-            raise GaitError(f"{path}: no such feature file")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                missing = [k for k in FEATURE_KEYS if k not in data.files]
-                if missing:
-                    raise GaitError(
-                        f"{path}: not a feature file: it lacks {', '.join(missing)} "
-                        f"(expected arrays {', '.join(FEATURE_KEYS)})"
-                    )
-                emb = data["embeddings"]
-                meta: dict[str, Any] = {}
-                for key in META_TEXT_KEYS:
-                    if key in data.files:
-                        meta[key] = str(data[key])
-                if "iteration" in data.files:
-                    meta["iteration"] = int(data["iteration"])
-                labels, types, views = (data[k] for k in ("labels", "types", "views"))
-        except GaitError:
-            raise
-        except ValueError as exc:  # object arrays (pickles) end up here
-            detail = str(exc).splitlines()[0]
-            raise GaitError(f"{path}: cannot read feature file without unpickling ({detail})") from None
-        except Exception as exc:  # zipfile / OSError / bad magic
-            detail = f"{type(exc).__name__}: {exc}"
-            raise GaitError(f"{path}: not a readable .npz feature file ({detail})") from None
-        if not np.issubdtype(emb.dtype, np.floating):
-            raise GaitError(f"{path}: embeddings must be floating point, got {emb.dtype}")
-        return cls(emb.astype(np.float32, copy=False), labels, types, views, meta=meta)
 
 
 # ----------------------------------------------------------------------------------------------

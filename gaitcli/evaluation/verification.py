@@ -13,6 +13,15 @@ genuine, FRR = 1 - TAR.
   :data:`EXACT_LIMIT` pairs; beyond that they go into a histogram of :data:`HIST_BINS` bins
   over ``[0, hi)``, ``hi`` doubling (neighbouring bins merged) whenever a larger distance arrives.
   Thresholds are then bin edges and a pair is accepted below the edge; curves are exact to one bin.
+
+Open-set identification (what ``gait identify`` decides, reported as ISO/IEC 19795-1 and NIST's
+FRVT 1:N do) is measured on the same distances: every probe is a *mated* search against the whole
+gallery (its mate found when the best sequence of its own identity is strictly nearer than every
+other identity's) and a *non-mated* search against the gallery with its own identity held out
+(leave-one-identity-out), over all gallery views. A search is accepted when its best distance is
+at most the threshold: FPIR = accepted non-mated searches / non-mated searches, FNIR = mated
+searches whose mate is not returned at rank 1 within the threshold / mated searches. Only one
+distance per probe and kind is kept, so these are always exact.
 """
 
 from __future__ import annotations
@@ -225,8 +234,129 @@ class VerificationResult:
 
 
 @dataclass
+class OpenSetPoint:
+    """The open-set threshold at a target FPIR, and FNIR there."""
+
+    fpir: float
+    """The target false positive identification rate."""
+    threshold: float | None
+    """Accept a search when its best distance is at most this (None: n/a)."""
+    achieved_fpir: float | None
+    """The FPIR measured at the threshold (at most ``fpir``)."""
+    fnir: float | None
+    """Mated searches whose mate is not at rank 1 within the threshold."""
+    note: str | None = None
+    """Why it is n/a."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fpir": self.fpir,
+            "threshold": self.threshold,
+            "achieved_fpir": self.achieved_fpir,
+            "fnir": self.fnir,
+            "note": self.note,
+        }
+
+
+@dataclass
+class OpenSetResult:
+    """Open-set identification of one probe set: its mated and non-mated searches."""
+
+    probe_set: str
+    """Probe set name (``ALL``: every probe set pooled)."""
+    gallery_identities: int
+    """Identities in the gallery (a non-mated search sees one fewer when its own is there)."""
+    non_mated_best: np.ndarray = field(repr=False)
+    """Per non-mated search, the best distance to the other identities, sorted (inf: none)."""
+    mated_best: np.ndarray = field(repr=False)
+    """Per mated search, the mate's distance when it is the rank-1 identity, else inf; sorted."""
+    fpirs: tuple[float, ...] = FARS
+    """The FPIRs reported in tables and JSON."""
+
+    @property
+    def non_mated(self) -> int:
+        return int(len(self.non_mated_best))
+
+    @property
+    def mated(self) -> int:
+        return int(len(self.mated_best))
+
+    @property
+    def rank1(self) -> float | None:
+        """Mated searches whose mate is the rank-1 identity (FNIR at an infinite threshold is 1 - this)."""
+        return float(np.isfinite(self.mated_best).mean()) if self.mated else None
+
+    def at(self, fpir: float) -> OpenSetPoint:
+        """The largest threshold whose FPIR is at most ``fpir``; n/a with fewer than 1/fpir non-mated
+        searches."""
+        n = self.non_mated
+        if n * fpir < 1:
+            need = math.ceil(1 / fpir - 1e-9)
+            return OpenSetPoint(fpir, None, None, None,
+                                f"n/a: {n} non-mated searches, at least {need} needed to resolve this FPIR")
+        cands = np.unique(np.concatenate([[-np.inf], self.non_mated_best, self.mated_best]))
+        cands = cands[np.isfinite(cands) | (cands < 0)]
+        rates = np.searchsorted(self.non_mated_best, cands, side="right") / n
+        index = int(np.flatnonzero(rates <= fpir + 1e-15)[-1])
+        threshold = float(cands[index])
+        if not math.isfinite(threshold):
+            return OpenSetPoint(fpir, None, None, None, "n/a: no distance threshold reaches this FPIR")
+        hits = np.searchsorted(self.mated_best, threshold, side="right")
+        fnir = 1.0 - hits / self.mated if self.mated else None
+        return OpenSetPoint(fpir, threshold, float(rates[index]), fnir)
+
+    @property
+    def points(self) -> list[OpenSetPoint]:
+        return [self.at(f) for f in self.fpirs]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "probe_set": self.probe_set,
+            "mated_searches": self.mated,
+            "non_mated_searches": self.non_mated,
+            "gallery_identities": self.gallery_identities,
+            "rank1": self.rank1,
+            "fnir_at_fpir": [p.to_json() for p in self.points],
+        }
+
+
+class SearchTally:
+    """The best distances of open-set searches, filled a probe chunk at a time."""
+
+    def __init__(self) -> None:
+        self.non_mated: list[np.ndarray] = []
+        self.mated: list[np.ndarray] = []
+
+    def add(self, dist: np.ndarray, same: np.ndarray) -> None:
+        """``dist`` ``[probes, gallery]`` over the whole gallery; ``same``: same identity."""
+        if dist.shape[0] == 0:
+            return
+        other = np.where(same, np.inf, dist).min(axis=1) if dist.shape[1] else np.full(len(dist), np.inf)
+        mate = np.where(same, dist, np.inf).min(axis=1) if dist.shape[1] else np.full(len(dist), np.inf)
+        self.non_mated.append(other.astype(np.float64))
+        has_mate = same.any(axis=1)
+        self.mated.append(np.where(mate < other, mate, np.inf)[has_mate].astype(np.float64))
+
+    def extend(self, other: SearchTally) -> None:
+        self.non_mated.extend(other.non_mated)
+        self.mated.extend(other.mated)
+
+    def result(self, name: str, identities: int, fpirs: Sequence[float] = FARS) -> OpenSetResult:
+        def joined(parts: list[np.ndarray]) -> np.ndarray:
+            return np.sort(np.concatenate(parts)) if parts else np.empty(0, np.float64)
+
+        return OpenSetResult(name, identities, joined(self.non_mated), joined(self.mated), tuple(fpirs))
+
+
+OPEN_SET_RULE = (
+    "each probe searched against the whole gallery (mated) and with its own identity held out "
+    "(non-mated), all gallery views"
+)
+
+
+@dataclass
 class VerificationReport:
-    """Verification of every probe set of a protocol."""
+    """Verification of every probe set of a protocol, and its open-set identification."""
 
     metric: str
     """Distance metric."""
@@ -234,12 +364,19 @@ class VerificationReport:
     """Which pairs were counted."""
     results: list[VerificationResult] = field(default_factory=list)
     """Per probe set, then ``ALL`` (pooled) when there are several."""
+    open_set: list[OpenSetResult] = field(default_factory=list)
+    """Open-set identification per probe set, then ``ALL`` (pooled) when there are several."""
 
     def get(self, name: str) -> VerificationResult | None:
         return next((r for r in self.results if r.probe_set == name), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"metric": self.metric, "pairs": self.rule, "sets": [r.to_json() for r in self.results]}
+        return {
+            "metric": self.metric,
+            "pairs": self.rule,
+            "sets": [r.to_json() for r in self.results],
+            "open_set": {"searches": OPEN_SET_RULE, "sets": [r.to_json() for r in self.open_set]},
+        }
 
 
 class PairAccumulator:
@@ -350,6 +487,17 @@ def verify_distances(
     return acc.result(name, fars)
 
 
+def search_distances(
+    dist: Any, probe_labels: Any, gallery_labels: Any, *, name: str = "probe", fpirs: Sequence[float] = FARS
+) -> OpenSetResult:
+    """Open-set identification from a full distance matrix ``[probes, gallery]`` (small sets, tests)."""
+    d = np.asarray(dist, dtype=np.float32)
+    _, (pl, gl) = encode_labels(probe_labels, gallery_labels)
+    tally = SearchTally()
+    tally.add(d, pl[:, None] == gl[None, :])
+    return tally.result(name, len(np.unique(gl)), fpirs)
+
+
 PAIR_RULE = "probe x gallery pairs of the protocol, identical views excluded"
 
 
@@ -378,12 +526,13 @@ def verify_protocol(
         raise GaitError("verification: no gallery sequences of type " + ", ".join(gallery_types))
     gallery = feats[torch.from_numpy(g_rows)]
     g_norms = part_norms(gallery, metric)
-    pooled = PairAccumulator()
+    identities = len(np.unique(labels_np[g_rows]))
+    pooled, pooled_searches = PairAccumulator(), SearchTally()
     report = VerificationReport(metric, PAIR_RULE)
     sets = {k: np.flatnonzero(np.isin(types_np, list(v))) for k, v in probe_sets.items()}
     steps, done = sum(-(-len(r) // chunk) for r in sets.values()), 0
     for name, rows in sets.items():
-        acc = PairAccumulator()
+        acc, searches = PairAccumulator(), SearchTally()
         for c0 in range(0, len(rows), chunk):
             r = rows[c0 : c0 + chunk]
             d = distance_block(feats[torch.from_numpy(r)], gallery, metric, y_norms=g_norms).cpu().numpy()
@@ -391,12 +540,16 @@ def verify_protocol(
             keep = views_np[r][:, None] != views_np[g_rows][None, :]
             acc.add(d, same, keep)
             pooled.add(d, same, keep)
+            searches.add(d, same)
             done += 1
             if progress is not None:
                 progress(done, steps)
         report.results.append(acc.result(name, fars))
+        report.open_set.append(searches.result(name, identities, fars))
+        pooled_searches.extend(searches)
     if len(sets) > 1:
         report.results.append(pooled.result(POOLED, fars))
+        report.open_set.append(pooled_searches.result(POOLED, identities, fars))
     return report
 
 
@@ -418,6 +571,27 @@ def table_rows(report: VerificationReport) -> list[list[str]]:
             point = r.point(far)
             row.append(_pct(point.tar if point is not None else None))
         rows.append(row + ["exact" if r.exact else "histogram"])
+    return rows
+
+
+OPEN_SET_HEADER = [
+    "probe set",
+    "mated",
+    "non-mated",
+    "rank-1 %",
+    "FNIR@FPIR 1e-2 %",
+    "1e-3 %",
+    "1e-4 %",
+]
+
+
+def open_set_rows(report: VerificationReport) -> list[list[str]]:
+    """``probe set, mated, non-mated, rank-1 %, FNIR at FPIR = 1e-2, 1e-3, 1e-4 (%)`` per set."""
+    rows = []
+    for r in report.open_set:
+        row = [r.probe_set, str(r.mated), str(r.non_mated), _pct(r.rank1)]
+        row += [_pct(r.at(f).fnir) for f in FARS]
+        rows.append(row)
     return rows
 
 
@@ -455,6 +629,22 @@ def csv_text(report: VerificationReport) -> str:
     )
     for row in table_rows(report):
         writer.writerow(["verification", *[("" if c == "n/a" else c) for c in row]])
+    if report.open_set:
+        writer.writerow([])
+        writer.writerow(
+            [
+                "table",
+                "probe_set",
+                "mated_searches",
+                "non_mated_searches",
+                "rank1",
+                "fnir_fpir_1e-2",
+                "fnir_fpir_1e-3",
+                "fnir_fpir_1e-4",
+            ]
+        )
+        for row in open_set_rows(report):
+            writer.writerow(["open_set", *[("" if c == "n/a" else c) for c in row]])
     return buf.getvalue()
 
 
@@ -462,7 +652,7 @@ def save_roc(report: VerificationReport, path: str | os.PathLike[str]) -> None:
     """ROC (FAR vs TAR, log FAR) and DET (FAR vs FRR, log-log) per probe set into one image."""
     from gaitcli.imaging import figure_class, save_figure
 
-    fig = figure_class("--roc")(figsize=(10, 4.2))
+    fig = figure_class("roc")(figsize=(10, 4.2))
     roc, det = fig.subplots(1, 2)
     for r in report.results:
         far = np.asarray(r.roc["far"], dtype=float)
@@ -477,7 +667,7 @@ def save_roc(report: VerificationReport, path: str | os.PathLike[str]) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    save_figure(fig, path, "--roc", dpi=110)
+    save_figure(fig, path, "roc", dpi=110)
 
 
 def verification_for_results(
@@ -521,5 +711,32 @@ def render_verification(report: VerificationReport, console: Console) -> None:
             pairs = ", ".join(f"{r.probe_set} {r.impostor.count}" for r in missing)
             console.print(
                 f"  TAR@FAR={far:g} n/a: at least {round(1 / far)} impostor pairs needed (have {pairs})",
+                highlight=False,
+            )
+    if not report.open_set:
+        return
+    table = Table(
+        title=f"Open-set identification, what gait identify decides ({OPEN_SET_RULE})",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+    )
+    for name in OPEN_SET_HEADER:
+        table.add_column(name, justify="left" if name == "probe set" else "right")
+    for row in open_set_rows(report):
+        table.add_row(*row)
+    console.print(table)
+    console.print(
+        "  FPIR: non-mated searches accepted; FNIR: mated searches whose mate is not rank 1 within the "
+        "threshold (pairwise TAR/FAR above are per pair, not per search)",
+        highlight=False,
+    )
+    for fpir in FARS:
+        short = [r for r in report.open_set if r.at(fpir).fnir is None and r.at(fpir).note]
+        if short:
+            have = ", ".join(f"{r.probe_set} {r.non_mated}" for r in short)
+            console.print(
+                f"  FNIR@FPIR={fpir:g} n/a: at least {round(1 / fpir)} non-mated searches needed "
+                f"(have {have})",
                 highlight=False,
             )
