@@ -84,3 +84,20 @@ def test_cli_prints_difference_and_refuses_bad_input(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_onnx)
     with pytest.raises(GaitError, match=r"'export' extra"):
         export_onnx(ckpt, tmp_path / "n.onnx", img_size="64")
+
+
+def test_img_size_cannot_change_the_frame_size_and_a_size_too_small_is_named(tmp_path):
+    """The checkpoint's frame size is the truth: another --img-size is one line (no GeM traceback,
+    no file); for a checkpoint that does not record it, a size its network cannot embed is one line
+    naming the smallest it can."""
+    runner = CliRunner()
+    ckpt, _ = checkpoint(tmp_path, "GaitGL", {}, frame_size="64x64")
+    res = runner.invoke(app, ["export", str(ckpt), str(tmp_path / "m.onnx"), "--img-size", "16"])
+    assert one_error_line(res), res.output
+    assert "--img-size 16" in res.output and "trained on 64x64" in res.output
+    assert not (tmp_path / "m.onnx").exists()
+    bare, _ = checkpoint(tmp_path, "MetaGait", {"variant": "paper"})  # no frame size; 64 parts
+    res = runner.invoke(app, ["export", str(bare), str(tmp_path / "m.onnx"), "--img-size", "16"])
+    assert one_error_line(res), res.output
+    assert "16x16" in res.output and "too small: the smallest frame size it embeds is 64x64" in res.output
+    assert not (tmp_path / "m.onnx").exists()

@@ -21,7 +21,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -29,9 +29,11 @@ from torch import nn
 
 from gaitcli import __version__
 from gaitcli.errors import GaitError
+from gaitcli.evaluation.calibration import JSONValue
 from gaitcli.fileio import atomic_write_bytes
+from gaitcli.models.base import GaitModel
 
-from .embed import load_for_inference
+from .embed import LoadedModel, load_for_inference
 
 CHECK_LENGTHS = (10, 30, 100)
 TOLERANCE = 1e-4
@@ -42,7 +44,7 @@ class EmbeddingNetwork(nn.Module):
     """``frames [1, T, H, W'] -> embedding [parts, channels]`` for GaitGL-family models, whose
     temporal layers see the frames and, after the stride-3 temporal aggregation, ``T // 3``."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: GaitModel) -> None:
         super().__init__()
         self.model = model
         probe = model.temporal_masks(torch.tensor([4]), 6, torch.device("cpu"))
@@ -69,17 +71,17 @@ class ExportResult:
     seconds: float = 0.0
     """Wall time."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         return {
             "out": self.out,
-            "metadata": self.metadata,
+            "metadata": dict(self.metadata),
             "max_abs_difference": {str(k): v for k, v in self.differences.items()},
             "tolerance": TOLERANCE,
             "seconds": round(self.seconds, 3),
         }
 
 
-def _require_onnx() -> tuple[Any, Any]:
+def _require_onnx() -> tuple[ModuleType, ModuleType]:
     try:
         import onnx
         import onnxruntime
@@ -88,7 +90,7 @@ def _require_onnx() -> tuple[Any, Any]:
     return onnx, onnxruntime
 
 
-def _describe(items: list[Any]) -> str:
+def _describe(items: list[dict[str, object]]) -> str:
     """``Resize size [32, 32], BaseSilCuttingTransform cutting 5``: a transform chain in words."""
     words = []
     for item in items:
@@ -97,7 +99,9 @@ def _describe(items: list[Any]) -> str:
     return ", ".join(words)
 
 
-def _metadata(loaded: Any, input_hw: tuple[int, int], cut: int, chain: list[Any]) -> dict[str, str]:
+def _metadata(
+    loaded: LoadedModel, input_hw: tuple[int, int], cut: int, chain: list[dict[str, object]]
+) -> dict[str, str]:
     prov = loaded.provenance
     model = loaded.model
     resized = any(item.get("type") == "Resize" for item in chain)
@@ -184,7 +188,7 @@ def export_onnx(
     if target.exists() and not overwrite:
         raise GaitError(f"{target} exists; pass --overwrite to replace it")
     loaded = load_for_inference(checkpoint, img_size=img_size, device="cpu")
-    ev = loaded.config.get("evaluator_cfg") or {}
+    ev = loaded.evaluator
     height, width = loaded.frame_size
     chain = [dict(item) for item in flat_transforms(ev.get("transform"))]
     transform = build_transform(ev.get("transform"), training=False)  # built once: size and cut

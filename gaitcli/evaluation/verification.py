@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from rich.console import Console
 
@@ -464,12 +465,12 @@ def summarise(
 
 
 def verify_distances(
-    dist: Any,
-    probe_labels: Any,
-    gallery_labels: Any,
+    dist: npt.ArrayLike,
+    probe_labels: npt.ArrayLike,
+    gallery_labels: npt.ArrayLike,
     *,
-    probe_views: Any = None,
-    gallery_views: Any = None,
+    probe_views: npt.ArrayLike | None = None,
+    gallery_views: npt.ArrayLike | None = None,
     exclude_same_view: bool = True,
     name: str = "probe",
     fars: Sequence[float] = FARS,
@@ -488,7 +489,12 @@ def verify_distances(
 
 
 def search_distances(
-    dist: Any, probe_labels: Any, gallery_labels: Any, *, name: str = "probe", fpirs: Sequence[float] = FARS
+    dist: npt.ArrayLike,
+    probe_labels: npt.ArrayLike,
+    gallery_labels: npt.ArrayLike,
+    *,
+    name: str = "probe",
+    fpirs: Sequence[float] = FARS,
 ) -> OpenSetResult:
     """Open-set identification from a full distance matrix ``[probes, gallery]`` (small sets, tests)."""
     d = np.asarray(dist, dtype=np.float32)
@@ -502,10 +508,10 @@ PAIR_RULE = "probe x gallery pairs of the protocol, identical views excluded"
 
 
 def verify_protocol(
-    embeddings: Any,
-    labels: Any,
-    types: Any,
-    views: Any,
+    embeddings: np.ndarray | torch.Tensor,
+    labels: npt.ArrayLike,
+    types: npt.ArrayLike,
+    views: npt.ArrayLike,
     gallery_types: Iterable[str],
     probe_sets: dict[str, Sequence[str]],
     metric: str = "euc",
@@ -672,10 +678,10 @@ def save_roc(report: VerificationReport, path: str | os.PathLike[str]) -> None:
 
 def verification_for_results(
     results: dict[str, Any],
-    embeddings: Any,
-    labels: Any,
-    types: Any,
-    views: Any,
+    embeddings: np.ndarray | torch.Tensor,
+    labels: npt.ArrayLike,
+    types: npt.ArrayLike,
+    views: npt.ArrayLike,
     *,
     device: torch.device | str | None = None,
     extra_fars: Sequence[float] = (),
