@@ -301,7 +301,7 @@ def test_concurrent_appends_both_land(setup, monkeypatch):
     monkeypatch.setattr(embed_module, "embed_walks", meanwhile)
     result = embed_module.run_embed(setup["ckpt"], [str(first)], None, append=g)
     grown = FeatureSet.load(g)
-    keys = set(grown.keys())
+    keys = set(zip(grown.labels.tolist(), grown.types.tolist(), grown.views.tolist(), strict=True))
     assert ("002", "nm-01", "000") in keys and ("002", "bg-01", "090") in keys
     assert len(grown) == len(IDS[:1]) * len(TYPES) * len(VIEWS) + 2 and result.total == len(grown)
 
