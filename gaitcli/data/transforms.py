@@ -7,6 +7,11 @@ affine) apply in training only, drawing from the per-sequence RNG the collator s
 seed, so a resumed run and a 2-process run see the same pixels. Warps are one ``grid_sample`` per
 sequence with the frames as channels (bilinear); ``Resize`` uses area averaging (``area``
 interpolation: the mean of each source block, like cv2's INTER_AREA).
+
+Every argument is checked when a transform is built (config validation builds them, so ``gait
+config`` refuses what ``gait train`` would trip on): its type (a number, a whole number, true /
+false, ``[h, w]``), finiteness and range, each refusal one :class:`ConfigError` line naming the
+transform and the argument (docs/recipes.md, "Transforms").
 """
 
 from __future__ import annotations
@@ -37,16 +42,73 @@ class SilTransform:
         return height, width
 
 
-def _check_divisor(divsor: float) -> None:
-    if float(divsor) != 255.0:
-        raise ConfigError(f"transform: divsor {divsor} is not supported; frames are always divided by 255")
+MAX_RESIZE = 4096
+"""The largest ``Resize`` height or width (silhouettes are 64 or 128 high)."""
+
+
+def _show(value: Any) -> str:
+    """``repr`` for messages: short, and safe for ints too long to print."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's digit limit
+        return f"an integer of about {int(value.bit_length() * math.log10(2))} digits"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _bad(owner: str, key: str, want: str, value: Any) -> ConfigError:
+    got = f"{_show(value)} ({type(value).__name__})" if not isinstance(value, (int, float)) else _show(value)
+    return ConfigError(f"transform: {owner}.{key} must be {want}, got {got}")
+
+
+def _number(owner: str, key: str, value: Any, low: float, high: float, *, low_open: bool = False,
+            high_open: bool = False) -> float:
+    """A real number in the interval (an int or a float, finite; not true / false or text)."""
+    low_mark, high_mark = "(" if low_open else "[", ")" if high_open else "]"
+    want = f"a number in {low_mark}{low:g}, {high:g}{high_mark}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _bad(owner, key, want, value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _bad(owner, key, want, value)
+    # compare before converting: a huge int is out of range, never an OverflowError
+    below = value <= low if low_open else value < low
+    above = value >= high if high_open else value > high
+    if below or above:
+        raise _bad(owner, key, want, value)
+    return float(value)
+
+
+def _whole(owner: str, key: str, value: Any, low: int, high: int | None = None) -> int:
+    """A whole number (an int, not true / false) in ``[low, high]``."""
+    want = f"a whole number >= {low}" if high is None else f"a whole number in [{low}, {high}]"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(owner, key, want, value)
+    if value < low or (high is not None and value > high):
+        raise _bad(owner, key, want, value)
+    return value
+
+
+def _flag(owner: str, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _bad(owner, key, "true or false", value)
+    return value
+
+
+def _check_divisor(owner: str, divsor: Any) -> None:
+    if isinstance(divsor, bool) or not isinstance(divsor, (int, float)) or divsor != 255:
+        raise ConfigError(f"transform: {owner}.divsor must be 255 (frames are always divided by 255), "
+                          f"got {_show(divsor)}")
 
 
 class BaseSilTransform(SilTransform):
     """OpenGait's plain silhouette transform: only the division by ``divsor`` (done on the device)."""
 
     def __init__(self, divsor: float = 255.0, img_shape: Any = None) -> None:
-        _check_divisor(divsor)
+        _check_divisor("BaseSilTransform", divsor)
+        if img_shape is not None:  # accepted (OpenGait's argument) and unused
+            if not isinstance(img_shape, (list, tuple)) or not 1 <= len(img_shape) <= 3:
+                raise _bad("BaseSilTransform", "img_shape", "null or a list of 1 to 3 sizes", img_shape)
+            for size in img_shape:
+                _whole("BaseSilTransform", "img_shape", size, 1)
 
 
 class NoOperation(SilTransform):
@@ -57,10 +119,8 @@ class BaseSilCuttingTransform(SilTransform):
     """Removes ``cutting`` columns from each side; ``cutting: null`` means ``10 * (W // 64)``."""
 
     def __init__(self, divsor: float = 255.0, cutting: int | None = None) -> None:
-        _check_divisor(divsor)
-        if cutting is not None and int(cutting) < 0:
-            raise ConfigError(f"transform: BaseSilCuttingTransform.cutting must be >= 0, got {cutting}")
-        self.cutting = None if cutting is None else int(cutting)
+        _check_divisor("BaseSilCuttingTransform", divsor)
+        self.cutting = None if cutting is None else _whole("BaseSilCuttingTransform", "cutting", cutting, 0)
 
     def cut(self, width: int) -> int:
         """Columns removed from each side of ``width``-wide frames."""
@@ -83,8 +143,12 @@ class Resize(SilTransform):
     """Resizes every frame to ``size`` ``[h, w]`` by area averaging (deterministic)."""
 
     def __init__(self, size: Sequence[int]) -> None:
-        if not isinstance(size, (list, tuple)) or len(size) != 2 or any(int(v) < 1 for v in size):
-            raise ConfigError(f"transform: Resize.size must be [height, width], positive, got {size!r}")
+        want = f"[height, width], whole numbers in [1, {MAX_RESIZE}]"
+        if not isinstance(size, (list, tuple)) or len(size) != 2:
+            raise _bad("Resize", "size", want, size)
+        for value in size:
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RESIZE:
+                raise _bad("Resize", "size", want, list(size))
         self.size = (int(size[0]), int(size[1]))
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -119,9 +183,7 @@ class _Random(SilTransform):
     random = True
 
     def __init__(self, prob: float = 0.5) -> None:
-        if not 0.0 <= float(prob) <= 1.0:
-            raise ConfigError(f"transform: {type(self).__name__}.prob must be in [0, 1], got {prob}")
-        self.prob = float(prob)
+        self.prob = _number(type(self).__name__, "prob", prob, 0.0, 1.0)
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() >= self.prob:
@@ -147,9 +209,13 @@ class RandomErasing(_Random):
     def __init__(self, prob: float = 0.5, sl: float = 0.05, sh: float = 0.2, r1: float = 0.3,
                  per_frame: bool = False) -> None:
         super().__init__(prob)
-        if not 0 < sl <= sh < 1 or not 0 < r1 <= 1:
-            raise ConfigError("transform: RandomErasing needs 0 < sl <= sh < 1 and 0 < r1 <= 1")
-        self.sl, self.sh, self.r1, self.per_frame = float(sl), float(sh), float(r1), bool(per_frame)
+        self.sl = _number("RandomErasing", "sl", sl, 0.0, 1.0, low_open=True, high_open=True)
+        self.sh = _number("RandomErasing", "sh", sh, 0.0, 1.0, low_open=True, high_open=True)
+        if self.sl > self.sh:
+            raise ConfigError(f"transform: RandomErasing needs sl <= sh (the smallest erased area "
+                              f"first), got sl {_show(sl)} and sh {_show(sh)}")
+        self.r1 = _number("RandomErasing", "r1", r1, 0.0, 1.0, low_open=True)
+        self.per_frame = _flag("RandomErasing", "per_frame", per_frame)
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         s, h, w = frames.shape
@@ -174,7 +240,7 @@ class RandomRotate(_Random):
 
     def __init__(self, prob: float = 0.5, degree: float = 10) -> None:
         super().__init__(prob)
-        self.degree = float(degree)
+        self.degree = _number("RandomRotate", "degree", degree, 0.0, 180.0)
 
     def apply(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         a = math.radians(rng.uniform(-self.degree, self.degree))
@@ -194,7 +260,7 @@ class RandomAffine(_Random):
 
     def __init__(self, prob: float = 0.5, degree: float = 10) -> None:
         super().__init__(prob)
-        self.degree = float(degree)
+        self.degree = _number("RandomAffine", "degree", degree, 0.0, 180.0)  # accepted, unused
 
     def apply(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         _, h, w = frames.shape
@@ -276,42 +342,54 @@ class Compose(SilTransform):
 
 def flat_transforms(spec: Any) -> list[Mapping[str, Any]]:
     """The ``{type: ...}`` items of a ``transform`` value, ``Compose`` nesting removed (``None``:
-    the default cutting transform)."""
+    the default cutting transform; a bare name stands for ``{type: name}``)."""
     if spec is None:
         return [{"type": "BaseSilCuttingTransform"}]
     items = spec if isinstance(spec, (list, tuple)) else [spec]
     out: list[Mapping[str, Any]] = []
     for item in items:
-        item = item if isinstance(item, Mapping) else {"type": str(item)}
+        if isinstance(item, str):
+            item = {"type": item}
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"transform: each transform must be a {{type: ..., arguments}} mapping, "
+                              f"got {_show(item)} ({type(item).__name__})")
         if item.get("type") == "Compose":
-            out += flat_transforms(list(item.get("trf_cfg") or []))
+            trf_cfg = item.get("trf_cfg")
+            if trf_cfg is not None and not isinstance(trf_cfg, (list, tuple)):
+                raise _bad("Compose", "trf_cfg", "a list of transforms", trf_cfg)
+            out += flat_transforms(list(trf_cfg or []))
         else:
             out.append(item)
     return out
 
 
-def _build_one(item: Mapping[str, Any], section: str) -> SilTransform:
-    kind = str(item.get("type"))
+def _build_one(item: Mapping[str, Any]) -> SilTransform:
+    kind = item.get("type")
+    if not isinstance(kind, str):
+        raise ConfigError(f"transform: a transform's type must be one of {', '.join(TRANSFORM_NAMES)}, "
+                          f"got {_show(kind)}")
     cls = TRANSFORM_TYPES.get(kind)
     if cls is None:
         close = difflib.get_close_matches(kind, TRANSFORM_NAMES, n=1, cutoff=0.4)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"{section}: unknown transform type {kind!r}{hint}")
+        raise ConfigError(f"transform: unknown transform type {_show(kind)}{hint}")
     args = {k: v for k, v in item.items() if k != "type"}
     try:
         return cls(**args)
-    except TypeError as exc:
-        raise ConfigError(f"{section}: {kind} does not take these arguments: {exc}") from None
-    except ConfigError as exc:
-        raise ConfigError(f"{section}: {str(exc).removeprefix('transform: ')}") from None
+    except TypeError as exc:  # an argument it does not take (or a key that is not a name)
+        raise ConfigError(f"transform: {kind} does not take these arguments: {exc}") from None
 
 
 def build_transform(spec: Any, *, training: bool, section: str | None = None) -> Compose:
     """The :class:`Compose` of a ``transform`` value: a list, one mapping or a ``Compose``;
-    ``None`` means the default ``[BaseSilCuttingTransform]``. With ``training=False`` a random
-    transform is refused with one line (evaluation applies only deterministic ones)."""
+    ``None`` means the default ``[BaseSilCuttingTransform]``. Every argument's type and range is
+    checked (:class:`ConfigError` naming ``section`` and the argument); with ``training=False`` a
+    random transform is refused with one line (evaluation applies only deterministic ones)."""
     section = section or ("trainer_cfg.transform" if training else "evaluator_cfg.transform")
-    built = Compose([_build_one(item, section) for item in flat_transforms(spec)])
+    try:
+        built = Compose([_build_one(item) for item in flat_transforms(spec)])
+    except ConfigError as exc:
+        raise ConfigError(f"{section}: {str(exc).removeprefix('transform: ')}") from None
     if not training and built.random:
         name = next(type(t).__name__ for t in built.items if t.random)
         raise ConfigError(f"{section}: {name} is random and evaluation applies only deterministic "
