@@ -580,23 +580,30 @@ def table_rows(report: VerificationReport) -> list[list[str]]:
     return rows
 
 
-OPEN_SET_HEADER = [
-    "probe set",
-    "mated",
-    "non-mated",
-    "rank-1 %",
-    "FNIR@FPIR 1e-2 %",
-    "1e-3 %",
-    "1e-4 %",
-]
+def open_set_fpirs(report: VerificationReport) -> list[float]:
+    """The FPIRs of the open-set table: 1e-2, 1e-3, 1e-4 and any asked for (``--calibrate``),
+    largest first."""
+    asked = {f for r in report.open_set for f in r.fpirs} | set(FARS)
+    return sorted(asked, reverse=True)
 
 
-def open_set_rows(report: VerificationReport) -> list[list[str]]:
-    """``probe set, mated, non-mated, rank-1 %, FNIR at FPIR = 1e-2, 1e-3, 1e-4 (%)`` per set."""
+def _short(rate: float) -> str:
+    """``0.05`` → ``5e-2``."""
+    mantissa, exponent = f"{rate:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def open_set_header(fpirs: Sequence[float]) -> list[str]:
+    rates = [("FNIR" if i == 0 else "") + f"@{_short(f)} %" for i, f in enumerate(fpirs)]
+    return ["probe set", "mated", "non-mated", "rank-1 %", *rates]
+
+
+def open_set_rows(report: VerificationReport, fpirs: Sequence[float] = FARS) -> list[list[str]]:
+    """``probe set, mated, non-mated, rank-1 %, FNIR (%) at each of fpirs`` per set."""
     rows = []
     for r in report.open_set:
         row = [r.probe_set, str(r.mated), str(r.non_mated), _pct(r.rank1)]
-        row += [_pct(r.at(f).fnir) for f in FARS]
+        row += [_pct(r.at(f).fnir) for f in fpirs]
         rows.append(row)
     return rows
 
@@ -649,7 +656,7 @@ def csv_text(report: VerificationReport) -> str:
                 "fnir_fpir_1e-4",
             ]
         )
-        for row in open_set_rows(report):
+        for row in open_set_rows(report, FARS):
             writer.writerow(["open_set", *[("" if c == "n/a" else c) for c in row]])
     return buf.getvalue()
 
@@ -721,28 +728,20 @@ def render_verification(report: VerificationReport, console: Console) -> None:
             )
     if not report.open_set:
         return
+    fpirs = open_set_fpirs(report)
     table = Table(
-        title=f"Open-set identification, what gait identify decides ({OPEN_SET_RULE})",
+        title="Open-set identification (what gait identify decides; leave-one-identity-out)",
         title_justify="left",
         box=None,
         pad_edge=False,
     )
-    for name in OPEN_SET_HEADER:
+    for name in open_set_header(fpirs):
         table.add_column(name, justify="left" if name == "probe set" else "right")
-    for row in open_set_rows(report):
+    for row in open_set_rows(report, fpirs):
         table.add_row(*row)
     console.print(table)
     console.print(
-        "  FPIR: non-mated searches accepted; FNIR: mated searches whose mate is not rank 1 within the "
-        "threshold (pairwise TAR/FAR above are per pair, not per search)",
+        "  FNIR@f: mated searches whose mate is not rank 1 within the threshold that accepts at most "
+        "a share f of the non-mated searches (FPIR = f; n/a with fewer than 1/f of them)",
         highlight=False,
     )
-    for fpir in FARS:
-        short = [r for r in report.open_set if r.at(fpir).fnir is None and r.at(fpir).note]
-        if short:
-            have = ", ".join(f"{r.probe_set} {r.non_mated}" for r in short)
-            console.print(
-                f"  FNIR@FPIR={fpir:g} n/a: at least {round(1 / fpir)} non-mated searches needed "
-                f"(have {have})",
-                highlight=False,
-            )
