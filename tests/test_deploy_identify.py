@@ -166,6 +166,8 @@ def test_cli_json_and_refusals(tmp_path):
     assert res.exit_code == 0 and "FPIR 0.01 for open-set identification" in res.output
     assert "X test split" in res.output
     assert one_error_line(run("identify", tmp_path / "walk", "--gallery", gallery))  # no --checkpoint
+    assert one_error_line(res := run("identify", probe, "--gallery", gallery, "--img-size", "64"))
+    assert "--checkpoint" in res.output  # --img-size without a network to feed is not silently ignored
     assert one_error_line(run("identify", probe, "--gallery", tmp_path / "missing.npz"))
     assert one_error_line(run("identify", probe, "--gallery", gallery, "--gallery-types", "xx-01"))
 

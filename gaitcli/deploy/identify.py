@@ -334,6 +334,8 @@ def load_probes(
     from .embed import embed_walks, load_for_inference
     from .inputs import resolve_inputs
 
+    if checkpoint is None and img_size is not None:
+        raise GaitError("--img-size applies to walks embedded with --checkpoint; drop it or add --checkpoint")
     ref = feature_file(gallery.provenance, f"gallery {gallery_name}")
     files = [p for p in probes if str(p).endswith(".npz")]
     walks = [p for p in probes if not str(p).endswith(".npz")]
