@@ -118,6 +118,7 @@ def train_step(
     steps: int = 5,
 ) -> StepResult:
     """Time full training steps (forward, triplet + cross-entropy, backward, Adam) of MetaGait."""
+    from gaitcli.config_types import CrossEntropyLossConfig, TripletLossConfig
     from gaitcli.training.losses import LossAggregator
 
     if precision not in PRECISIONS:
@@ -130,8 +131,9 @@ def train_step(
     model.train()
     losses = LossAggregator(
         [
-            {"type": "TripletLoss", "margin": 0.2, "loss_term_weight": 1.0},
-            {"type": "CrossEntropyLoss", "scale": 16, "loss_term_weight": 1.0},
+            TripletLossConfig(loss_term_weight=1.0, margin=0.2, log_prefix="triplet"),
+            CrossEntropyLossConfig(loss_term_weight=1.0, scale=16.0, label_smooth=True, eps=0.1,
+                                   log_accuracy=False, log_prefix="softmax"),
         ]
     )
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gaitcli import __version__
-from gaitcli.errors import GaitError
+from gaitcli.errors import GaitError, render, set_option_renderer
 
 app = typer.Typer(
     name="gait",
@@ -32,6 +32,19 @@ app = typer.Typer(
 
 console = Console(stderr=True)
 out_console = Console()
+
+# The one place that knows how options are spelt here: messages from the layers below name a
+# parameter (gaitcli.errors.option); the flag is "--" + its name with dashes, except these.
+_FLAGS = {"set_": "--set", "json_out": "--json", "csv_out": "--csv", "map_": "--map", "input_dir": "IN",
+          "output_dir": "OUT", "config_path": "--config", "checkpoint_arg": "CKPT"}
+
+
+def _flag(name: str, value: Optional[str]) -> str:
+    flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
+    return flag if value is None else f"{flag} {value}"
+
+
+set_option_renderer(_flag)
 
 
 def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -52,16 +65,16 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    console.print(f"[yellow]warning:[/] {escape(render(message))}", highlight=False, soft_wrap=True)
 
 
 def _warn_wrapped(message: str) -> None:
     """A warning wrapped at the terminal's width (``gait demo`` reads well at 80 columns)."""
-    console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+    console.print(f"[yellow]warning:[/] {escape(render(message))}", highlight=False)
 
 
 def _note(message: str) -> None:
-    console.print(f"[cyan]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    console.print(f"[cyan]note:[/] {escape(render(message))}", highlight=False, soft_wrap=True)
 
 
 def write_json(target: str, payload: Any) -> None:
@@ -128,6 +141,13 @@ def synth(
         f"wrote {summary.sequences_written} sequences, {summary.frames_written} frames to {out}"
         + (f" ({summary.skipped_existing} already there)" if summary.skipped_existing else "")
     )
+
+
+def _set_overrides(texts: Optional[list[str]]) -> list[Any]:
+    """``--set KEY=VALUE`` options as typed overrides whose messages name the option."""
+    from gaitcli.config import parse_override
+
+    return [parse_override(text, source=f"--set {text}") for text in texts or []]
 
 
 def _split_list(value: Optional[str]) -> Optional[list[str]]:
@@ -218,7 +238,7 @@ def show_config(
     """Validate a config and print it fully resolved (defaults merged, overrides applied)."""
     from gaitcli.config import dump_config, load_config
 
-    cfg = load_config(config, set_ or (), warn=_warn)
+    cfg = load_config(config, _set_overrides(set_), warn=_warn)
     out_console.print(dump_config(cfg), end="", highlight=False, markup=False)
 
 
@@ -253,18 +273,17 @@ def train(
              "(trainer_cfg.time_budget).")] = None,
 ) -> None:
     """Train a model from a config (single process or distributed)."""
-    from gaitcli.config import load_config
+    from gaitcli.config import Override, load_config
     from gaitcli.training.trainer import train as run_training
 
-    overrides = list(set_ or [])
-    if iters is not None:
-        overrides.append(f"trainer_cfg.total_iter={iters}")
-    if seed is not None:
-        overrides.append(f"trainer_cfg.seed={seed}")
-    if data is not None:
-        overrides.append(f"data_cfg.dataset_root={data}")
-    if time_budget is not None:
-        overrides.append(f"trainer_cfg.time_budget={time_budget}")
+    overrides = _set_overrides(set_)
+    # options reach the config as typed values, never as text read again as YAML ('#' in a path)
+    for key, value, flag in ((("trainer_cfg", "total_iter"), iters, "--iters"),
+                             (("trainer_cfg", "seed"), seed, "--seed"),
+                             (("data_cfg", "dataset_root"), None if data is None else str(data), "--data"),
+                             (("trainer_cfg", "time_budget"), time_budget, "--time-budget")):
+        if value is not None:
+            overrides.append(Override(key, value, source=f"{flag} {value}"))
     cfg = load_config(config, overrides, warn=_warn)
     summary = run_training(cfg, output=output, device=device, gpus=gpus, nproc=nproc, resume=resume,
                            overwrite=overwrite, console=console, verbose=verbose)
@@ -346,14 +365,14 @@ def evaluate(
         unused = [name for name, value in given if value is not None]
         if unused:
             raise GaitError(f"{', '.join(unused)}: no effect with --features (no model runs); drop them")
-        plan = plan_features(features, protocol=protocol, metric=metric, overrides=set_ or (), want_map=map_,
-                             device=device, outputs=outputs, warn=_warn)
+        plan = plan_features(features, protocol=protocol, metric=metric, overrides=_set_overrides(set_),
+                             want_map=map_, device=device, outputs=outputs, warn=_warn)
     else:
         assert checkpoint is not None  # one of the two, checked above
         opts = ModelOptions(data=data, partition=partition, protocol=protocol, metric=metric,
                             batch_size=batch_size, want_map=map_, outputs=outputs)
-        plan = plan_checkpoint(checkpoint, opts, device=device, gpus=gpus, nproc=nproc, overrides=set_ or (),
-                               warn=_warn)
+        plan = plan_checkpoint(checkpoint, opts, device=device, gpus=gpus, nproc=nproc,
+                               overrides=_set_overrides(set_), warn=_warn)
     result = run_plan(plan, console=console, warn=_warn)
     tables_to = out_console if json_out != "-" and csv_out != "-" else console  # keep stdout pure JSON / CSV
     render_results(result, tables_to, rank5=rank5, show_map=map_)
@@ -399,11 +418,11 @@ def lr_plot(
     )
 
     if out is not None:
-        check_image_target(out)
+        check_image_target(out, "out")
     schedule = schedule_from_options(
         config, scheduler=scheduler, lr=lr, milestones=parse_milestones(milestones), gamma=gamma,
         warmup_iters=warmup_iters, warmup_factor=warmup_factor, warmup_method=warmup_method,
-        total_iters=total_iters, overrides=set_ or (), warn=_warn,
+        total_iters=total_iters, overrides=_set_overrides(set_), warn=_warn,
     )
     render_lr_plot(schedule, console if json_out == "-" else out_console, log=log, width=width, height=height)
     if out is not None:
@@ -455,16 +474,16 @@ def demo(
     """Run the whole pipeline on synthetic data on a laptop CPU: synth, prepare, inspect, train, eval,
     identify."""
     from gaitcli.demo import run_demo
+    from gaitcli.fileio import check_writable
 
+    if json_out and json_out != "-":
+        check_writable(json_out, "--json")  # now, not after the whole demo
     result = run_demo(workdir, subjects=subjects, iters=iters, console=console,
                       out=console if json_out == "-" else out_console, warn=_warn_wrapped, verbose=verbose)
     if json_out:
         write_json(json_out, result.to_json())
 
-    from gaitcli.fileio import check_writable
 
-    if json_out and json_out != "-":
-        check_writable(json_out, "--json")  # now, not after the whole demo
 # --------------------------------------------------------------------------- deploy (docs/deploy.md)
 @app.command()
 @_handle_errors

@@ -16,6 +16,7 @@ import difflib
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from gaitcli.config_schema import (
     schema_defaults,
     section_defaults,
 )
+from gaitcli.config_types import CONFIG_FORMAT, ConfigValue, GaitConfig
 from gaitcli.data.transforms import build_transform
 from gaitcli.errors import ConfigError
 from gaitcli.models.checkpoint import config_text
@@ -82,6 +84,13 @@ def _yaml_load(text: str) -> Any:
 
 
 __all__ = [
+    "GaitConfig",
+    "Override",
+    "config_from_stored",
+    "find_config_file",
+    "migrate_config",
+    "resolve_mapping",
+    "stored_config",
     "default_config",
     "resolve_config",
     "load_config",
@@ -94,8 +103,31 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- public API
+@dataclass(frozen=True)
+class Override:
+    """One change to one key: ``path`` is the key's dotted path split (``("trainer_cfg",
+    "total_iter")``), ``value`` the typed value. Command-line options (``--data``, ``--iters``...)
+    arrive as these, never as text; ``--set KEY=VALUE`` text becomes one through
+    :func:`parse_override`."""
+
+    path: tuple[str, ...]
+    """The key, e.g. ``("data_cfg", "dataset_root")`` or ``("loss_cfg", "0", "margin")``."""
+    value: ConfigValue
+    """The new value, as YAML would hold it (paths as strings)."""
+    source: str = ""
+    """How the user gave it, for messages (default: ``KEY=VALUE``)."""
+    text: str | None = None
+    """``--set`` only: the text after ``=``. String and path keys take it verbatim (a ``#`` or
+    ``: `` in a path stays in the path); other keys take ``value``, the text read as YAML."""
+
+    @property
+    def label(self) -> str:
+        shown = self.text if self.text is not None else self.value
+        return self.source or f"{'.'.join(self.path)}={shown}"
+
+
 def default_config() -> dict[str, Any]:
-    """A fresh copy of the packaged defaults (the MetaGait CASIA-B recipe)."""
+    """A fresh copy of the packaged defaults (the MetaGait CASIA-B recipe), as plain data."""
     return schema_defaults()
 
 
@@ -112,22 +144,40 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
 
 
 def resolve_config(
-    partial: Mapping[str, Any] | None = None,
+    partial: Mapping[str, Any] | GaitConfig | None = None,
     source: str = "<config>",
     *,
-    overrides: Iterable[str] = (),
+    overrides: Iterable[str | Override] = (),
+    base_dir: Path | None = None,
+    warn: Warn | None = None,
+) -> GaitConfig:
+    """Validate ``partial``, merge it over the defaults, apply ``overrides`` and validate the
+    result; the typed value of it. Relative data paths are taken from ``base_dir`` (default: the
+    working folder)."""
+    return GaitConfig.from_dict(
+        resolve_mapping(partial, source, overrides=overrides, base_dir=base_dir, warn=warn)
+    )
+
+
+def resolve_mapping(
+    partial: Mapping[str, Any] | GaitConfig | None = None,
+    source: str = "<config>",
+    *,
+    overrides: Iterable[str | Override] = (),
     base_dir: Path | None = None,
     warn: Warn | None = None,
 ) -> dict[str, Any]:
-    """Validate ``partial``, merge it over the defaults, apply ``overrides`` and validate the
-    result. Relative data paths are taken from ``base_dir`` (default: the working folder)."""
+    """:func:`resolve_config` as plain data (what is stored and printed)."""
     warn = warn or _silent
+    if isinstance(partial, GaitConfig):
+        partial = partial.to_dict()
+    partial = migrate_config(partial or {}, source, warn) if isinstance(partial, Mapping) else partial
     user = _validate_partial(partial or {}, source, warn)
     _resolve_paths(user, base_dir or Path.cwd())
     cfg = _merge_over_defaults(default_config(), user)
     _resolve_paths(cfg, Path.cwd())  # defaults still relative: from the working folder (idempotent)
-    for text in overrides:
-        cfg = _apply_override(cfg, text, warn)
+    for item in overrides:
+        cfg = _apply_override(cfg, parse_override(item) if isinstance(item, str) else item, warn)
     validate_config(cfg, source, warn)
     _apply_packaged_partition(cfg, warn)
     return cfg
@@ -135,14 +185,15 @@ def resolve_config(
 
 def load_config(
     path: str | Path | None = None,
-    overrides: Iterable[str] = (),
+    overrides: Iterable[str | Override] = (),
     warn: Warn | None = None,
-) -> dict[str, Any]:
-    """Load a YAML config (or the defaults when ``path`` is None), apply ``--set`` overrides,
-    and validate. ``path`` may also name a packaged config (``metagait``, ``gaitgl.yaml``)."""
+) -> GaitConfig:
+    """Load a YAML config (or the defaults when ``path`` is None), apply overrides (``--set``
+    text or typed :class:`Override` values), and validate. ``path`` may also name a packaged
+    config (``metagait``): see :func:`find_config_file` for the rule."""
     if path is None:
         return resolve_config({}, "<defaults>", overrides=overrides, warn=warn)
-    file = _find_config_file(Path(path))
+    file = find_config_file(str(path))
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
@@ -163,9 +214,19 @@ def load_config(
     return resolve_config(data, str(file), overrides=overrides, base_dir=file.parent, warn=warn)
 
 
-def dump_config(cfg: Mapping[str, Any]) -> str:
-    """The config as YAML text, in schema order (what checkpoints and output folders store)."""
-    return config_text(cfg)
+def dump_config(cfg: GaitConfig) -> str:
+    """The config as YAML text, its ``config_format`` first, then the sections in schema order
+    (what ``gait config`` prints and run folders store)."""
+    return config_text(stored_config(cfg))
+
+
+def config_from_stored(stored: Mapping[str, Any], source: str) -> GaitConfig:
+    """The typed value of a complete config stored by gaitcli (a checkpoint's, a run folder's
+    ``config.yaml``): migrated from an older format when needed (:func:`migrate_config`) and
+    validated quietly, never completed from the defaults."""
+    migrated = migrate_config(stored, source)
+    validate_config(migrated, source)
+    return GaitConfig.from_dict(migrated)
 
 
 def packaged_config_names() -> list[str]:
@@ -173,21 +234,23 @@ def packaged_config_names() -> list[str]:
     return sorted(p.stem for p in configs_dir().glob("*.yaml"))
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``section.key=value`` into its key path and YAML-typed value."""
+def parse_override(text: str, source: str | None = None) -> Override:
+    """``section.key=value`` as an :class:`Override`: the key path, the value read as YAML (so
+    ``1e-4``, ``[4,4]`` and ``true`` have their natural types) and the raw text (which string and
+    path keys take verbatim, docs/config.md)."""
     if "=" not in text:
-        raise ConfigError(f"--set {text}: expected section.key=value, e.g. trainer_cfg.total_iter=1000")
+        raise ConfigError(f"{text}: expected section.key=value, e.g. trainer_cfg.total_iter=1000")
     dotted, raw = text.split("=", 1)
-    parts = [p for p in dotted.strip().split(".")]
+    parts = tuple(p for p in dotted.strip().split("."))
     if len(parts) < 2 or any(not p for p in parts):
-        raise ConfigError(f"--set {text}: expected section.key=value, e.g. trainer_cfg.total_iter=1000")
+        raise ConfigError(f"{text}: expected section.key=value, e.g. trainer_cfg.total_iter=1000")
     try:
         value = _yaml_load(raw) if raw.strip() else None
     except DuplicateKeyError as exc:
-        raise ConfigError(f"--set {text}: key {exc.key!r} is given twice; keep one") from None
+        raise ConfigError(f"{text}: key {exc.key!r} is given twice; keep one") from None
     except yaml.YAMLError:
         value = raw
-    return parts, value
+    return Override(parts, value, source=source or text, text=raw)
 
 
 def validate_config(cfg: Mapping[str, Any], source: str = "<config>", warn: Warn | None = None) -> None:
@@ -230,7 +293,8 @@ def validate_config(cfg: Mapping[str, Any], source: str = "<config>", warn: Warn
             )
     if not cfg["loss_cfg"]:
         raise ConfigError(f"{source}: loss_cfg must name at least one loss")
-    for note in check_optimisation(cfg, source).notes:
+    total = cfg["trainer_cfg"].get("total_iter")
+    for note in check_optimisation(cfg["optimizer_cfg"], cfg["scheduler_cfg"], total, source).notes:
         (warn or _silent)(note)
 
 
@@ -539,9 +603,53 @@ def _merge_over_defaults(defaults: dict[str, Any], user: Mapping[str, Any]) -> d
     return merge(defaults, user)
 
 
-def _apply_override(cfg: dict[str, Any], text: str, warn: Warn) -> dict[str, Any]:
-    parts, value = parse_override(text)
-    source = f"--set {text}"
+def _key_at(cfg: Mapping[str, Any], parts: tuple[str, ...]) -> Key | None:
+    """The schema key an override path names (None: a free-form or unknown key)."""
+    section = parts[0]
+    if section == "loss_cfg":
+        losses = cfg.get("loss_cfg") or []
+        index = parts[1] if len(parts) == 3 else ""
+        if not index.isdigit() or int(index) >= len(losses):
+            return None
+        return LOSS_SCHEMAS.get(str(losses[int(index)].get("type")), {}).get(parts[2])
+    if section == "model_cfg":
+        try:
+            keys: Mapping[str, Key] = model_keys(str(cfg["model_cfg"].get("model", default_model_name())))
+        except ConfigError:
+            return None
+    else:
+        keys = SCHEMA.get(section, {})
+    key: Key | None = None
+    for part in parts[1:]:
+        key = keys.get(part)
+        if key is None:
+            return None
+        keys = key.children or {}
+    return key
+
+
+_NULL_TEXT = ("", "null", "~", "Null", "NULL")
+
+
+def _override_value(cfg: Mapping[str, Any], item: Override) -> Any:
+    """The value an override sets: string and path keys take ``--set`` text verbatim (``null``
+    clears a nullable one); everything else the value read as YAML."""
+    if item.text is None:
+        return item.value
+    key = _key_at(cfg, item.path)
+    if key is not None and key.type in ("str", "path"):
+        if key.nullable and item.text.strip() in _NULL_TEXT:
+            return None
+        return item.text
+    return item.value
+
+
+def _apply_override(cfg: dict[str, Any], item: Override, warn: Warn) -> dict[str, Any]:
+    parts = list(item.path)
+    if len(parts) < 2 or any(not p for p in parts):
+        raise ConfigError(f"{item.label}: expected section.key=value, e.g. trainer_cfg.total_iter=1000")
+    value = _override_value(cfg, item)
+    source = item.label
     section = parts[0]
     if section not in SCHEMA:
         raise ConfigError(_unknown(source, section, SCHEMA.keys()))
@@ -639,18 +747,69 @@ def _apply_packaged_partition(cfg: dict[str, Any], warn: Warn) -> None:
     )
 
 
-def _find_config_file(path: Path) -> Path:
+def find_config_file(text: str) -> Path:
+    """The file a ``--config`` value names (docs/config.md, "Naming a config"): an existing
+    file is that file; otherwise a value with a folder separator or a ``.yaml`` / ``.yml``
+    suffix is a path; a bare word is a packaged config's name, even when a folder of that name
+    is in the working folder (``gait train -c demo`` beside ``./demo/``)."""
+    path = Path(text)
     if path.is_file():
         return path
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a folder; pass a YAML config file")
-    name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
-    if len(path.parts) == 1:
+    bare = len(path.parts) == 1 and "/" not in text and "\\" not in text
+    if bare:
+        name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
         packaged = configs_dir() / name
         if packaged.is_file():
             return packaged
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; pass a YAML config file")
     names = ", ".join(packaged_config_names())
     raise ConfigError(f"config file not found: {path} (packaged configs: {names})")
+
+
+# ----------------------------------------------------------------------------- stored configs
+def migrate_config(stored: Mapping[str, Any], source: str, warn: Warn | None = None) -> dict[str, Any]:
+    """A config (a user's file or one gaitcli stored) brought to the current shape
+    (:data:`CONFIG_FORMAT`), one step per version; ``config_format`` is taken off. Version 1
+    (no ``config_format`` key; every file before gaitcli 0.6 and OpenGait's own): a ``model_cfg``
+    may carry keys of another registered model (older GaitGL checkpoints stored MetaGait's
+    ``variant``), which are dropped with a warning. A config newer than this gaitcli is refused."""
+    out: dict[str, Any] = copy_tree(dict(stored))
+    version = out.pop("config_format", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ConfigError(f"{source}: config_format must be a positive integer, got {version!r}")
+    if version > CONFIG_FORMAT:
+        raise ConfigError(
+            f"{source}: written by a newer gaitcli (config format {version}, this one reads up to "
+            f"{CONFIG_FORMAT}); upgrade gaitcli to read it"
+        )
+    while version < CONFIG_FORMAT:
+        out = _MIGRATIONS[version](out, source, warn or _silent)
+        version += 1
+    return out
+
+
+def _migrate_1_to_2(cfg: dict[str, Any], source: str, warn: Warn) -> dict[str, Any]:
+    model = cfg.get("model_cfg")
+    if isinstance(model, dict):
+        name = model.get("model", default_model_name())
+        try:
+            keys = model_keys(str(name))
+        except ConfigError:
+            return cfg  # validation names the unknown model
+        others = {k for entry in model_entries().values() for k in entry.defaults()}
+        for key in [k for k in model if k not in keys and k in others]:
+            warn(f"{source}: ignoring model_cfg.{key} ({name} does not take it)")
+            del model[key]
+    return cfg
+
+
+_MIGRATIONS: dict[int, Callable[[dict[str, Any], str, Warn], dict[str, Any]]] = {1: _migrate_1_to_2}
+
+
+def stored_config(cfg: GaitConfig) -> dict[str, Any]:
+    """What checkpoints and run folders store: the plain mapping with its ``config_format``."""
+    return {"config_format": CONFIG_FORMAT, **cfg.to_dict()}
 
 
 # ----------------------------------------------------------------------------- helpers

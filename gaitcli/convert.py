@@ -10,7 +10,6 @@ line (docs/models.md, "Converting"): never torch's own advice to load with ``wei
 
 from __future__ import annotations
 
-import copy
 import pickle
 import re
 import zipfile
@@ -23,7 +22,8 @@ import torch
 from safetensors import safe_open
 
 from .build import build_model
-from .config import load_config, resolve_config, validate_config
+from .config import config_from_stored, load_config, resolve_config, stored_config
+from .config_types import GaitConfig
 from .errors import GaitError
 from .models.checkpoint import (
     FORMAT,
@@ -342,12 +342,13 @@ def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
 
 def _config_from_file(
     config_path: str | Path, state: Mapping[str, torch.Tensor], note: Warn
-) -> dict[str, Any]:
+) -> GaitConfig:
     """The ``--config`` file, with ``model`` / ``variant`` corrected to what the weights are (the
     MetaGait authors' config says ``model: GaitGL``)."""
     found_model, found_variant = weights_model(state)
-    cfg = copy.deepcopy(load_config(config_path, warn=note))
+    cfg = load_config(config_path, warn=note).to_dict()
     mcfg = cfg["model_cfg"]
+    assert isinstance(mcfg, dict)
     if mcfg["model"] != found_model:
         keys = {"MetaGait": "eca./se. keys", "GaitGL": "no attention keys"}[found_model]
         note(
@@ -361,18 +362,18 @@ def _config_from_file(
             f"{found_variant} variant; converting as {found_variant}"
         )
         mcfg["variant"] = found_variant
-    validate_config(cfg, str(config_path))
-    return cfg
+    return config_from_stored(cfg, str(config_path))
 
 
 def _pick_config(
     source: SourceWeights, src: Path, config_path: str | Path | None, note: Warn
-) -> tuple[dict[str, Any], str]:
+) -> tuple[GaitConfig, str]:
     """``(config, where it came from)``: ``--config``, else the embedded one, else inferred."""
     if config_path is not None:
         return _config_from_file(config_path, source.state, note), str(config_path)
     if source.config is not None:
-        return source.config, f"embedded in {src.name}"
+        where = f"embedded in {src.name}"
+        return config_from_stored(source.config, f"{src} ({where})"), where
     model_cfg, dataset_name = infer_model_cfg(source.state, src)
     note(
         f"no --config given: inferred {model_cfg['model']} channels {model_cfg['channels']} "
@@ -408,24 +409,25 @@ def convert_checkpoint(
     _check_paths(src, dst, overwrite)
     source = read_source(src)
     cfg, config_source = _pick_config(source, src, config_path, note)
-    model = build_model(cfg, source=config_source, resolved=True)
+    model = build_model(cfg, source=config_source)
     load_state_dict_checked(model, source.state, source=f"{src} (converting with config: {config_source})")
     iteration = source.iteration
     if iteration is None:
         note(f"{src}: no iteration recorded; storing 0")
         iteration = 0
-    save_checkpoint(dst, model, cfg, iteration=iteration, labels=source.labels, converted_from=src.name,
-                    config_source=config_source)
+    save_checkpoint(dst, model, stored_config(cfg), iteration=iteration, labels=source.labels,
+                    converted_from=src.name, config_source=config_source)
     return _summary(src, dst, cfg, model, source, int(iteration), config_source, notes)
 
 
-def _summary(src: Path, dst: Path, cfg: Mapping[str, Any], model: torch.nn.Module, source: SourceWeights,
+def _summary(src: Path, dst: Path, cfg: GaitConfig, model: torch.nn.Module, source: SourceWeights,
              iteration: int, config_source: str, notes: list[str]) -> ConvertSummary:
-    mcfg = cfg["model_cfg"]
+    channels = cfg.model.values.get("channels")
     return ConvertSummary(
-        src=str(src), dst=str(dst), model=str(mcfg["model"]), variant=getattr(model, "variant", None),
-        dataset_name=str(cfg["data_cfg"]["dataset_name"]), channels=[int(c) for c in mcfg["channels"]],
-        class_num=int(mcfg["class_num"]), parts=model_parts(model), iteration=iteration,
+        src=str(src), dst=str(dst), model=cfg.model.name, variant=getattr(model, "variant", None),
+        dataset_name=cfg.data.dataset_name,
+        channels=[int(c) for c in channels] if isinstance(channels, list) else [],
+        class_num=cfg.model.settings.class_num, parts=model_parts(model), iteration=iteration,
         tensors=len(source.state), parameters=sum(p.numel() for p in model.parameters()),
         config_source=config_source, warnings=notes,
     )

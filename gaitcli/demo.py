@@ -2,23 +2,28 @@
 
 synth → prepare → inspect → train (``configs/demo.yaml``) → eval → identify, each stage with a
 heading and its own progress. Every stage records what it was run with in
-``WORKDIR/.demo-stages.json``; a re-run reuses a stage whose inputs did not change (and says so),
-resumes an interrupted training run, and redoes only what changed. The last stage embeds the
+``WORKDIR/.demo-stages.json``, with a fingerprint of the files it wrote; a re-run reuses a stage
+whose inputs did not change and whose files are all still there (and says so), redoes a stage
+whose files were deleted or changed together with the stages after it, resumes an interrupted
+training run, and never deletes a training run it cannot continue (it refuses, before any stage,
+a request that would replace one). The last stage embeds the
 test ids into a gallery (``gait embed``) and identifies one held-back walk of a test walker,
 straight from its PNG frames (``gait identify``). Everything lives under the work folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from gaitcli.config_types import GaitConfig
 from gaitcli.errors import GaitError
 from gaitcli.evaluation.results import EvalResult
 from gaitcli.fileio import atomic_write_bytes
@@ -33,8 +38,25 @@ GALLERY_TYPES = ["nm-01", "nm-02", "nm-03", "nm-04"]
 HELD_BACK = ("nm-05", "090")  # the type and view of the walk the last stage identifies
 
 
+Fingerprint = dict[str, int]
+"""``{"files": N, "bytes": B}`` of the files a stage wrote."""
+
+
+def fingerprint(files: Iterable[Path]) -> Fingerprint:
+    """How many of ``files`` exist and their total size: a deleted, added or truncated file
+    changes it."""
+    count = size = 0
+    for path in files:
+        try:
+            size += path.stat().st_size
+        except OSError:
+            continue
+        count += 1
+    return {"files": count, "bytes": size}
+
+
 class DemoStages:
-    """The record of finished stages: name -> {"params": ..., "seconds": ...}."""
+    """The record of finished stages: name -> {"params": ..., "seconds": ..., "outputs": ...}."""
 
     def __init__(self, workdir: Path) -> None:
         self.path = workdir / STATE_FILE
@@ -44,12 +66,17 @@ class DemoStages:
             loaded = {}
         self.done: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
 
-    def finished(self, name: str, params: dict[str, Any]) -> bool:
+    def finished(self, name: str, params: dict[str, Any]) -> Fingerprint | None:
+        """The fingerprint of the files a finished run of stage ``name`` with ``params`` wrote
+        (None when there was none)."""
         entry = self.done.get(name)
-        return isinstance(entry, dict) and entry.get("params") == params
+        if not isinstance(entry, dict) or entry.get("params") != params:
+            return None
+        outputs = entry.get("outputs")
+        return outputs if isinstance(outputs, dict) else None
 
-    def record(self, name: str, params: dict[str, Any], seconds: float) -> None:
-        self.done[name] = {"params": params, "seconds": round(seconds, 2)}
+    def record(self, name: str, params: dict[str, Any], seconds: float, outputs: Fingerprint) -> None:
+        self.done[name] = {"params": params, "seconds": round(seconds, 2), "outputs": outputs}
         atomic_write_bytes(self.path, json.dumps(self.done, indent=2).encode())
 
     def forget_from(self, names: list[str]) -> None:
@@ -135,18 +162,23 @@ class _Demo:
     def heading(self, name: str, what: str) -> None:
         self.console.rule(f"[bold cyan]{STAGES.index(name) + 1}/{len(STAGES)}  {name}[/]  {what}")
 
-    def reuse(self, name: str, params: dict[str, Any]) -> bool:
-        if self.stages.finished(name, params):
+    def reuse(self, name: str, params: dict[str, Any], outputs: Callable[[], Fingerprint]) -> bool:
+        """Whether stage ``name`` finished with ``params`` and its files (``outputs()``, their
+        fingerprint now) are all as it left them; otherwise it and every later stage are redone."""
+        recorded = self.stages.finished(name, params)
+        if recorded is not None and outputs() == recorded:
             self.console.print(f"[green]reusing[/] the finished {name} stage "
                                f"(delete {self.stages.path.name} to redo it)")
             self.timings[name] = 0.0
             return True
+        if recorded is not None:
+            self.console.print(f"[yellow]redoing[/] the {name} stage: files it wrote were deleted or changed")
         self.stages.forget_from(STAGES[STAGES.index(name):])  # every later stage is stale
         return False
 
-    def done(self, name: str, params: dict[str, Any], started: float) -> None:
+    def done(self, name: str, params: dict[str, Any], started: float, outputs: Fingerprint) -> None:
         self.timings[name] = time.perf_counter() - started
-        self.stages.record(name, params, self.timings[name])
+        self.stages.record(name, params, self.timings[name], outputs)
 
 
 def split_ids(subjects: int) -> tuple[list[str], list[str]]:
@@ -174,10 +206,12 @@ def run_demo(
     console = console or Console(stderr=True)
     demo = _Demo(workdir, subjects, iters, console, verbose, warn, DemoStages(workdir))
     out = out or Console()
+    train_cfg = _train_config(demo, split_ids(subjects)[0])
+    _check_run_kept(demo, train_cfg)  # before any stage: a refusal changes nothing
     _synth(demo)
     _prepare(demo)
     _inspect(demo)
-    checkpoint = _train(demo)
+    checkpoint = _train(demo, train_cfg)
     result = _evaluate(demo, checkpoint, out)
     identification = _identify(demo, checkpoint, out)
     stages = {name: round(demo.timings.get(name, 0.0), 2) for name in STAGES}
@@ -199,11 +233,14 @@ def _synth(demo: _Demo) -> None:
     params = {"subjects": demo.subjects, "views": DEMO_VIEWS, "types": CASIA_B_TYPES,
               "frames": DEMO_FRAMES, "seed": 0}
     demo.heading("synth", f"{demo.subjects} walkers x {len(CASIA_B_TYPES)} walks x {len(DEMO_VIEWS)} views")
-    if not demo.reuse("synth", params):
+    def outputs() -> Fingerprint:
+        return fingerprint(demo.path("raw").rglob("*.png"))
+
+    if not demo.reuse("synth", params, outputs):
         started = time.perf_counter()
         synthesize(demo.path("raw"), subjects=demo.subjects, views=DEMO_VIEWS, types=CASIA_B_TYPES,
                    frames=DEMO_FRAMES, seed=0, overwrite=True, console=demo.console)
-        demo.done("synth", params, started)
+        demo.done("synth", params, started, outputs())
 
 
 def _prepare(demo: _Demo) -> None:
@@ -211,11 +248,14 @@ def _prepare(demo: _Demo) -> None:
 
     params = {"img_size": DEMO_IMG_SIZE}
     demo.heading("prepare", f"PNG frames -> one pkl per walk, {DEMO_IMG_SIZE}x{DEMO_IMG_SIZE}")
-    if not demo.reuse("prepare", params):
+    def outputs() -> Fingerprint:
+        return fingerprint(demo.path("pkl").rglob("*.pkl"))
+
+    if not demo.reuse("prepare", params, outputs):
         started = time.perf_counter()
         prepare_dataset(demo.path("raw"), demo.path("pkl"), img_size=DEMO_IMG_SIZE, overwrite=True,
                         console=demo.console)
-        demo.done("prepare", params, started)
+        demo.done("prepare", params, started, outputs())
 
 
 def _inspect(demo: _Demo) -> None:
@@ -234,53 +274,92 @@ def _inspect(demo: _Demo) -> None:
     demo.timings["inspect"] = time.perf_counter() - started
 
 
-def _train_config(demo: _Demo, train_ids: list[str]) -> dict[str, Any]:
-    from gaitcli.config import load_config
+def _train_config(demo: _Demo, train_ids: list[str]) -> GaitConfig:
+    from gaitcli.config import Override, load_config
 
-    overrides = [f"data_cfg.dataset_root={demo.path('pkl').resolve()}",
-                 f"data_cfg.dataset_partition={demo.path('partition').resolve()}",
-                 f"model_cfg.class_num={len(train_ids)}"]
+    overrides = [Override(("data_cfg", "dataset_root"), str(demo.path("pkl").resolve())),
+                 Override(("data_cfg", "dataset_partition"), str(demo.path("partition").resolve())),
+                 Override(("model_cfg", "class_num"), len(train_ids))]
     if demo.iters is not None:
-        overrides.append(f"trainer_cfg.total_iter={demo.iters}")
+        overrides.append(Override(("trainer_cfg", "total_iter"), demo.iters))
     cfg = load_config("demo", overrides, warn=demo.warn)
-    batch = cfg["trainer_cfg"]["sampler"]["batch_size"]
-    batch[0] = min(batch[0], len(train_ids))  # tiny demos: fewer ids per batch than the recipe's P
-    return cfg
+    p, k = cfg.trainer.sampler.batch_size
+    # tiny demos: fewer ids per batch than the recipe's P
+    sampler = dataclasses.replace(cfg.trainer.sampler, batch_size=(min(p, len(train_ids)), k))
+    return cfg.replace(trainer=dataclasses.replace(cfg.trainer, sampler=sampler))
 
 
-def _train(demo: _Demo) -> Path:
+def _check_run_kept(demo: _Demo, cfg: GaitConfig) -> None:
+    """Refuse a request whose training stage would have to delete the training run in the work
+    folder: one of other settings, or one that got further than this request's length (a
+    shorter run is not its prefix once the schedule differs). Such a run is kept; the user picks
+    another --workdir (or deletes it)."""
+    from gaitcli.training.trainer import list_checkpoints
+
+    run = demo.path("run")
+    existing = list_checkpoints(run / "checkpoints")
+    if not existing:
+        return
+    stored, reached, total = _stored_config(run), existing[-1][0], cfg.trainer.total_iter
+    changed = _changed_settings(stored, cfg)
+    if changed:
+        raise GaitError(
+            f"{run} holds a training run with other settings ({', '.join(changed)}), which this demo would "
+            f"delete; gait demo keeps it: use another --workdir (or delete {run} to start over here)"
+        )
+    if reached > total:
+        stored_total = (stored.get("trainer_cfg") or {}).get("total_iter")
+        what = f"a finished {reached}-iteration" if stored_total == reached else f"a {reached}-iteration"
+        raise GaitError(
+            f"{run} holds {what} training run, which this {total}-iteration demo would delete; gait demo "
+            f"keeps it: give --iters {reached} or more to reuse or continue it, or another --workdir "
+            f"for a {total}-iteration demo"
+        )
+
+
+def _changed_settings(stored: Mapping[str, Any], cfg: GaitConfig) -> list[str]:
+    """The model and trainer keys (but the length) in which a stored run differs from ``cfg``;
+    a stored config that cannot be read differs in everything."""
+    plain = cfg.to_dict()
+    changed: list[str] = []
+    for section in ("model_cfg", "trainer_cfg"):
+        old, new = stored.get(section), plain[section]
+        if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+            return ["its config.yaml is missing or unreadable"]
+        changed += [f"{section}.{key}" for key in sorted(set(old) | set(new), key=str)
+                    if key != "total_iter" and old.get(key) != new.get(key)]
+    return changed
+
+
+def _train(demo: _Demo, cfg: GaitConfig) -> Path:
+    from gaitcli.training.state import state_path
     from gaitcli.training.trainer import checkpoint_name, list_checkpoints, train
 
     train_ids, test_ids = split_ids(demo.subjects)
     partition = {"TRAIN_SET": train_ids, "TEST_SET": test_ids}
     atomic_write_bytes(demo.path("partition"), json.dumps(partition).encode())
-    cfg = _train_config(demo, train_ids)
-    total = cfg["trainer_cfg"]["total_iter"]
-    params = {"config": cfg["model_cfg"], "trainer": dict(cfg["trainer_cfg"]), "train_ids": train_ids}
-    demo.heading("train", f"{cfg['model_cfg']['model']} on {len(train_ids)} ids, {total} iterations")
+    total = cfg.trainer.total_iter
+    plain = cfg.to_dict()
+    params = {"config": plain["model_cfg"], "trainer": plain["trainer_cfg"], "train_ids": train_ids}
+    demo.heading("train", f"{cfg.model.name} on {len(train_ids)} ids, {total} iterations")
     run, ckpt_dir = demo.path("run"), demo.path("run") / "checkpoints"
-    if not demo.reuse("train", params):
+    checkpoint = ckpt_dir / checkpoint_name(cfg, total)
+
+    def outputs() -> Fingerprint:
+        return fingerprint([checkpoint, state_path(checkpoint)])
+
+    if not demo.reuse("train", params, outputs):
         started = time.perf_counter()
         existing = list_checkpoints(ckpt_dir)
-        if existing and existing[-1][0] <= total and _same_run(_stored_config(run), cfg):
+        if existing:  # _check_run_kept: same settings, not past this length: continue it
             demo.console.print(f"[green]resuming[/] the training run at iteration {existing[-1][0]}")
             train(cfg, output=run, device="cpu", resume="latest", console=demo.console, verbose=demo.verbose)
-        else:
+        else:  # a run that never saved (or none): start over
             train(cfg, output=run, device="cpu", overwrite=True, console=demo.console, verbose=demo.verbose)
-        demo.done("train", params, started)
-    checkpoint = ckpt_dir / checkpoint_name(cfg, total)
-    if not checkpoint.exists():
-        raise GaitError(f"the training stage left no checkpoint at {checkpoint}; "
-                        f"delete {run} and run gait demo again")
+        demo.done("train", params, started, outputs())
+    if not checkpoint.exists():  # a training run ends with its last checkpoint: a bug if not
+        raise GaitError(f"the training stage left no checkpoint at {checkpoint}; run gait demo again")
     return checkpoint
-
-
-def _same_run(stored: dict[str, Any], cfg: dict[str, Any]) -> bool:
-    """Same settings apart from the length: continue that run."""
-    def trainer(c: dict[str, Any]) -> dict[str, Any]:
-        return {**(c.get("trainer_cfg") or {}), "total_iter": None}
-
-    return stored.get("model_cfg") == cfg["model_cfg"] and trainer(stored) == trainer(cfg)
 
 
 def _evaluate(demo: _Demo, checkpoint: Path, out: Console) -> EvalResult:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gaitcli.errors import GaitError
+from gaitcli.errors import GaitError, option
 from gaitcli.fileio import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -23,51 +23,54 @@ if TYPE_CHECKING:
 _INSTALL = "pip install matplotlib (the gaitcli 'plot' extra)"
 
 
-def figure_class(option: str) -> type[Figure]:
-    """matplotlib's ``Figure`` (no pyplot, no GUI backend); one line when it is not installed."""
+def figure_class(name: str) -> type[Figure]:
+    """matplotlib's ``Figure`` (no pyplot, no GUI backend); one line naming the option ``name``
+    that asked for an image when it is not installed."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise GaitError(f"{option} needs matplotlib, which is not installed: {_INSTALL}") from None
+        raise GaitError(f"{option(name)} needs matplotlib, which is not installed: {_INSTALL}") from None
     return Figure
 
 
-def supported_suffixes(option: str) -> list[str]:
+def supported_suffixes(name: str) -> list[str]:
     """The file types matplotlib writes (png, svg, pdf, ...)."""
     try:
         from matplotlib.backend_bases import FigureCanvasBase
     except ImportError:
-        raise GaitError(f"{option} needs matplotlib, which is not installed: {_INSTALL}") from None
+        raise GaitError(f"{option(name)} needs matplotlib, which is not installed: {_INSTALL}") from None
     return sorted(FigureCanvasBase.get_supported_filetypes())
 
 
-def check_image_target(path: str | os.PathLike[str], option: str = "--out") -> None:
+def check_image_target(path: str | os.PathLike[str], name: str = "out") -> None:
     """Fail before any work when the image cannot be written: matplotlib missing, a file
-    extension matplotlib does not write, or a folder where the file should go."""
-    supported = supported_suffixes(option)
+    extension matplotlib does not write, or a folder where the file should go. ``name`` is the
+    option that gave ``path`` (messages name it)."""
+    supported = supported_suffixes(name)
     target = Path(path)
     if target.is_dir():
         raise GaitError(
-            f"{option} {path}: is a folder; give an image file name such as {target / 'plot.png'}"
+            f"{option(name, path)}: is a folder; give an image file name such as {target / 'plot.png'}"
         )
     suffix = target.suffix.lower().lstrip(".")
     if suffix not in supported:
         raise GaitError(
-            f"{option} {path}: unknown image type {suffix or '(none)'!r}; use one of {', '.join(supported)}"
+            f"{option(name, path)}: unknown image type {suffix or '(none)'!r}; "
+            f"use one of {', '.join(supported)}"
         )
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str], option: str, *, dpi: int = 150) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike[str], name: str, *, dpi: int = 150) -> Path:
     """Render ``fig`` in the format of ``path``'s extension and write it atomically."""
     target = Path(path)
-    check_image_target(target, option)
+    check_image_target(target, name)
     buffer = io.BytesIO()
     try:
         fig.savefig(buffer, format=target.suffix.lower().lstrip("."), dpi=dpi)
     except ValueError as exc:  # a format matplotlib lists but cannot write here
-        raise GaitError(f"{option} {target}: {str(exc).splitlines()[0]}") from None
+        raise GaitError(f"{option(name, target)}: {str(exc).splitlines()[0]}") from None
     try:
         atomic_write_bytes(target, buffer.getvalue())
     except OSError as exc:
-        raise GaitError(f"{option} {target}: cannot write the image ({exc.strerror or exc})") from None
+        raise GaitError(f"{option(name, target)}: cannot write the image ({exc.strerror or exc})") from None
     return target

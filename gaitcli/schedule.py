@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from gaitcli.config_schema import ARGUMENT_RANGES, check_number
+from gaitcli.config_types import GaitConfig
 from gaitcli.errors import ConfigError
 
 _NAME_KEYS = {"solver", "scheduler"}
@@ -195,17 +196,23 @@ def _check_arguments(section: str, body: Mapping[str, Any], source: str) -> None
             check_number(item, source, dotted, ARGUMENT_RANGES.get(str(key)))
 
 
+def check_config_optimisation(cfg: GaitConfig, source: str = "<config>") -> OptimisationCheck:
+    """:func:`check_optimisation` of a resolved config, for its run of ``trainer.total_iter``."""
+    return check_optimisation(cfg.optimizer.as_mapping(), cfg.scheduler.as_mapping(), cfg.trainer.total_iter,
+                              source)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
 
-def check_optimisation(cfg: Mapping[str, Any], source: str = "<config>") -> OptimisationCheck:
-    """Validate ``optimizer_cfg`` and ``scheduler_cfg`` of a resolved config for a run of
-    ``trainer_cfg.total_iter`` iterations: ranges, ordering, then the real optimiser and scheduler
-    built on a dummy parameter. Any failure is one :class:`ConfigError` line naming the key."""
-    ocfg, scfg = cfg["optimizer_cfg"], cfg["scheduler_cfg"]
-    total = cfg.get("trainer_cfg", {}).get("total_iter")
+def check_optimisation(
+    ocfg: Mapping[str, Any], scfg: Mapping[str, Any], total: int | None, source: str = "<config>"
+) -> OptimisationCheck:
+    """Validate ``optimizer_cfg`` and ``scheduler_cfg`` (as YAML holds them) for a run of
+    ``total`` iterations: ranges, ordering, then the real optimiser and scheduler built on a
+    dummy parameter. Any failure is one :class:`ConfigError` line naming the key."""
     _check_arguments("optimizer_cfg", ocfg, source)
     _check_arguments("scheduler_cfg", scfg, source)
     try:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gaitcli.data.collate import Collator, cut_width, frame_indices, to_model_input
+from gaitcli.data.collate import Collator, FrameSampling, cut_width, frame_indices, to_model_input
 
 
 def rng(seed=0):
@@ -58,7 +58,7 @@ def make_items(lengths, batch=0, w=64):
 def test_collate_fixed_cuts_width_and_keeps_uint8():
     items = make_items([40, 50, 7])
     views = {"000": 0, "001": 1, "002": 2}
-    batch = Collator({"sample_type": "fixed_ordered", "frames_num_fixed": 30}, views)(items)
+    batch = Collator(FrameSampling(sample_type="fixed_ordered", frames_num_fixed=30), views)(items)
     assert batch.sils.dtype == torch.uint8 and batch.sils.shape == (3, 30, 64, 44)
     assert batch.seq_lens is None and batch.labels.tolist() == [0, 1, 2]
     assert cut_width(64) == 10 and cut_width(128) == 20
@@ -66,7 +66,7 @@ def test_collate_fixed_cuts_width_and_keeps_uint8():
 
 def test_collate_all_ordered_pads_and_reports_lengths():
     items = make_items([5, 9])
-    batch = Collator({"sample_type": "all_ordered"})(items)
+    batch = Collator(FrameSampling(sample_type="all_ordered"))(items)
     assert batch.sils.shape == (2, 9, 64, 44) and batch.seq_lens.tolist() == [5, 9]
     assert np.array_equal(batch.sils[0, :5].numpy(), items[0][0][0][:, :, 10:54])
     assert batch.sils[0, 5:].sum() == 0
@@ -74,12 +74,13 @@ def test_collate_all_ordered_pads_and_reports_lengths():
 
 def test_collate_unfixed_lengths_in_range():
     items = make_items([60, 60, 60, 60])
-    batch = Collator({"sample_type": "unfixed_ordered", "frames_num_min": 10, "frames_num_max": 20})(items)
+    sampling = FrameSampling(sample_type="unfixed_ordered", frames_num_min=10, frames_num_max=20)
+    batch = Collator(sampling)(items)
     assert all(10 <= n <= 20 for n in batch.seq_lens.tolist())
 
 
 def test_collate_is_deterministic_per_batch_number():
-    cfg = {"sample_type": "fixed_ordered", "frames_num_fixed": 10}
+    cfg = FrameSampling(sample_type="fixed_ordered", frames_num_fixed=10)
     a = Collator(cfg, seed=1)(make_items([50, 50], batch=4))
     b = Collator(cfg, seed=1)(make_items([50, 50], batch=4))
     c = Collator(cfg, seed=1)(make_items([50, 50], batch=5))
@@ -87,7 +88,7 @@ def test_collate_is_deterministic_per_batch_number():
 
 
 def test_to_model_input_scales_on_device():
-    batch = Collator({"sample_type": "all_ordered"})(make_items([3]))
+    batch = Collator(FrameSampling(sample_type="all_ordered"))(make_items([3]))
     sils, labels, lens = to_model_input(batch, "cpu")
     assert sils.dtype == torch.float32 and 0 <= sils.min() and sils.max() <= 1
     assert torch.allclose(sils * 255, batch.sils.float())
@@ -96,7 +97,7 @@ def test_to_model_input_scales_on_device():
 @pytest.mark.parametrize("sample_type",
                          ["fixed_ordered", "fixed_unordered", "unfixed_unordered", "all_unordered"])
 def test_every_sample_type_collates(sample_type):
-    cfg = {"sample_type": sample_type, "frames_num_fixed": 8, "frames_num_min": 4, "frames_num_max": 6}
+    cfg = FrameSampling(sample_type=sample_type, frames_num_fixed=8, frames_num_min=4, frames_num_max=6)
     batch = Collator(cfg)(make_items([3, 20]))
     assert batch.sils.shape[0] == 2
 
@@ -113,5 +114,5 @@ def test_transform_cut_variants():
     with pytest.raises(ConfigError):
         transform_cut([{"type": "BaseSilCuttingTransform", "cutting": 40}], 64)
     cut = [{"type": "BaseSilCuttingTransform", "cutting": 5}]
-    batch = Collator({"sample_type": "all_ordered"}, transform=cut)(make_items([3], w=32))
+    batch = Collator(FrameSampling(sample_type="all_ordered"), transform=cut)(make_items([3], w=32))
     assert batch.sils.shape[-1] == 22

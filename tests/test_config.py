@@ -34,7 +34,7 @@ def test_merge_mappings_merge_and_lists_replace():
 def test_user_file_is_merged_over_defaults(tmp_path):
     cfg = load_config(
         write(tmp_path, "trainer_cfg:\n  total_iter: 500\n  sampler:\n    batch_size: [4, 2]\n")
-    )
+    ).to_dict()
     defaults = default_config()
     assert cfg["trainer_cfg"]["total_iter"] == 500
     assert cfg["trainer_cfg"]["sampler"]["batch_size"] == [4, 2]
@@ -47,7 +47,7 @@ def test_user_file_is_merged_over_defaults(tmp_path):
 
 
 def test_loss_list_replaces_and_is_filled_per_type(tmp_path):
-    cfg = load_config(write(tmp_path, "loss_cfg:\n  type: TripletLoss\n  margin: 0.3\n"))
+    cfg = load_config(write(tmp_path, "loss_cfg:\n  type: TripletLoss\n  margin: 0.3\n")).to_dict()
     assert len(cfg["loss_cfg"]) == 1
     assert cfg["loss_cfg"][0] == {
         "type": "TripletLoss",
@@ -58,19 +58,20 @@ def test_loss_list_replaces_and_is_filled_per_type(tmp_path):
 
 
 def test_other_scheduler_replaces_section(tmp_path):
-    cfg = load_config(write(tmp_path, "scheduler_cfg:\n  scheduler: MultiStepLR\n  milestones: [10]\n"))
+    path = write(tmp_path, "scheduler_cfg:\n  scheduler: MultiStepLR\n  milestones: [10]\n")
+    cfg = load_config(path).to_dict()
     assert cfg["scheduler_cfg"] == {"scheduler": "MultiStepLR", "milestones": [10]}
 
 
 def test_floats_accept_yaml_ints_and_scientific_notation(tmp_path):
-    cfg = load_config(write(tmp_path, "optimizer_cfg:\n  lr: 1\n  weight_decay: 5.0e-4\n"))
+    cfg = load_config(write(tmp_path, "optimizer_cfg:\n  lr: 1\n  weight_decay: 5.0e-4\n")).to_dict()
     assert cfg["optimizer_cfg"]["lr"] == 1.0 and isinstance(cfg["optimizer_cfg"]["lr"], float)
 
 
 # ----------------------------------------------------------------------------- packaged files
 def test_reference_configs_load_unchanged_with_warnings():
     warnings: list[str] = []
-    cfg = load_config(FIXTURES / "metagait_authors.yaml", warn=warnings.append)
+    cfg = load_config(FIXTURES / "metagait_authors.yaml", warn=warnings.append).to_dict()
     assert cfg["model_cfg"]["model"] == "GaitGL"  # the quirk is kept; convert recognises the weights
     assert cfg["scheduler_cfg"]["scheduler"] == "warmup"
     assert "wandb" not in cfg["trainer_cfg"]
@@ -80,25 +81,25 @@ def test_reference_configs_load_unchanged_with_warnings():
     assert Path(cfg["data_cfg"]["dataset_partition"]).name == "CASIA-B.json"
     assert any("packaged CASIA-B.json" in w for w in warnings)
 
-    cfg = load_config(FIXTURES / "opengait_gaitgl.yaml")
+    cfg = load_config(FIXTURES / "opengait_gaitgl.yaml").to_dict()
     assert cfg["scheduler_cfg"] == {"scheduler": "MultiStepLR", "milestones": [70000], "gamma": 0.1}
     assert cfg["evaluator_cfg"]["sampler"]["batch_size"] == 4
 
 
 @pytest.mark.parametrize("name", ["metagait", "gaitgl", "metagait-paper", "demo"])
 def test_shipped_configs(name):
-    cfg = load_config(REPO / "configs" / f"{name}.yaml")
+    cfg = load_config(REPO / "configs" / f"{name}.yaml").to_dict()
     assert cfg["model_cfg"]["model"] == {"gaitgl": "GaitGL"}.get(name, "MetaGait")
     if name == "gaitgl":  # model_cfg holds the keys of the model it names, no others
         assert "variant" not in cfg["model_cfg"] and cfg["model_cfg"]["init"] == "reference"
     else:
         assert cfg["model_cfg"]["variant"] == ("paper" if name == "metagait-paper" else "reference")
     # the packaged name works from anywhere too
-    assert load_config(name) == cfg
+    assert load_config(name).to_dict() == cfg
 
 
 def test_metagait_recipe_numbers():
-    cfg = load_config(REPO / "configs" / "metagait.yaml")
+    cfg = load_config(REPO / "configs" / "metagait.yaml").to_dict()
     assert cfg["optimizer_cfg"] == {"solver": "Adam", "lr": 3.5e-4, "weight_decay": 5e-4}
     sched = cfg["scheduler_cfg"]
     assert sched["milestones"] == [80000, 100000] and sched["warmup_iters"] == 10000
@@ -121,14 +122,14 @@ def test_packaged_partitions(name, train, test):
 
 def test_dataset_root_relative_to_config_file(tmp_path):
     (tmp_path / "sub" / "data").mkdir(parents=True)
-    cfg = load_config(write(tmp_path / "sub", "data_cfg:\n  dataset_root: data\n"))
+    cfg = load_config(write(tmp_path / "sub", "data_cfg:\n  dataset_root: data\n")).to_dict()
     assert cfg["data_cfg"]["dataset_root"] == str((tmp_path / "sub" / "data").resolve())
 
 
 def test_missing_data_paths_are_not_an_error_when_loading(tmp_path):
     cfg = load_config(
         write(tmp_path, "data_cfg:\n  dataset_root: /nowhere/at/all\n  dataset_partition: /nowhere/x.json\n")
-    )
+    ).to_dict()
     assert cfg["data_cfg"]["dataset_root"] == "/nowhere/at/all"
     assert cfg["data_cfg"]["dataset_partition"] == "/nowhere/x.json"
 
@@ -151,7 +152,7 @@ def test_overrides_are_yaml_typed():
             "model_cfg.model=MetaGait",
             "loss_cfg.1.scale=16",
         ],
-    )
+    ).to_dict()
     assert cfg["trainer_cfg"]["total_iter"] == 1000
     assert cfg["trainer_cfg"]["sampler"]["batch_size"] == [2, 4]
     assert cfg["optimizer_cfg"]["lr"] == 1e-3
@@ -166,15 +167,99 @@ def test_override_switching_scheduler():
         "metagait",
         ["scheduler_cfg.scheduler=CosineAnnealingLR", "scheduler_cfg.T_max=500"],
         warn=warnings.append,
-    )
+    ).to_dict()
     assert cfg["scheduler_cfg"] == {"scheduler": "CosineAnnealingLR", "T_max": 500}
     assert any("dropping" in w for w in warnings)
 
 
 def test_parse_override():
-    assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
-    assert parse_override("a.b=hello world") == (["a", "b"], "hello world")
-    assert parse_override("a.b.c=") == (["a", "b", "c"], None)
+    def parsed(text):
+        item = parse_override(text)
+        return list(item.path), item.value
+
+    assert parsed("a.b=[1, 2]") == (["a", "b"], [1, 2])
+    assert parsed("a.b=hello world") == (["a", "b"], "hello world")
+    assert parsed("a.b.c=") == (["a", "b", "c"], None)
+
+
+@pytest.mark.parametrize("path", ["/x/pkl #1", "/x/a: b", "/x/on", "/x/null", "*star", "&anchor", "/x/[1]"])
+def test_path_and_string_values_are_never_read_as_yaml(path):
+    """issue 19.2: '#' and other YAML-significant text in a path (or a run name) stay in it,
+    whether the path comes as --set text or as a typed option."""
+    from gaitcli.config import Override
+
+    cfg = load_config(None, [f"data_cfg.dataset_root={path}", f"trainer_cfg.save_name=run {path}"])
+    assert cfg.data.dataset_root == Path(path).resolve() if not path.startswith("/") else Path(path)
+    assert cfg.trainer.save_name == f"run {path}"
+    typed = load_config(None, [Override(("data_cfg", "dataset_root"), path)])
+    assert typed.data.dataset_root == cfg.data.dataset_root
+    # a nullable string still takes null, and numbers / lists keep their YAML reading
+    cfg = load_config(None, ["data_cfg.test_dataset_name=null", "trainer_cfg.sampler.batch_size=[2, 3]"])
+    assert cfg.data.test_dataset_name is None and cfg.trainer.sampler.batch_size == (2, 3)
+
+
+def test_a_folder_named_like_a_packaged_config_does_not_hide_it(tmp_path, monkeypatch):
+    """issue 19.1: './demo/' (gait demo's default work folder) in the working folder."""
+    from gaitcli.config import find_config_file
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()
+    assert load_config("demo").model.name == "MetaGait"
+    assert find_config_file("demo").parent.name in ("configs", "_configs")
+    (tmp_path / "mine.yaml").write_text("trainer_cfg: {total_iter: 7}\n")
+    assert load_config("mine.yaml").trainer.total_iter == 7  # an existing file is that file
+    (tmp_path / "metagait").write_text("trainer_cfg: {total_iter: 9}\n")
+    assert load_config("metagait").trainer.total_iter == 9  # ... even when it shadows a name
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config("./demo")  # a slash makes it a path
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("sub/metagait.yaml")
+
+
+def test_typed_config_round_trips_and_is_frozen():
+    import dataclasses
+
+    from gaitcli.config_types import GaitConfig
+
+    for name in ("metagait", "gaitgl", "casia-b-cpu", "demo"):
+        cfg = load_config(name)
+        assert GaitConfig.from_dict(cfg.to_dict()) == cfg
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            cfg.trainer.total_iter = 3  # type: ignore[misc]
+
+
+def test_every_schema_key_has_a_typed_field():
+    import dataclasses
+
+    from gaitcli.config_schema import SCHEMA
+    from gaitcli.config_types import SECTION_FIELDS, GaitConfig
+
+    cfg = load_config(None)
+    for section, keys in SCHEMA.items():
+        if section in ("loss_cfg", "model_cfg", "optimizer_cfg", "scheduler_cfg"):
+            continue  # a list / the model's own dataclass / torch keyword arguments
+        value = getattr(cfg, SECTION_FIELDS[section])
+        fields = {f.name for f in dataclasses.fields(value)}
+        assert fields == set(keys), section
+        for key, spec in keys.items():
+            if spec.children:
+                assert {f.name for f in dataclasses.fields(getattr(value, key))} == set(spec.children)
+    assert {f.name for f in dataclasses.fields(GaitConfig)} == set(SECTION_FIELDS.values())
+
+
+def test_stored_config_migrates_from_format_1_and_refuses_a_newer_one():
+    from gaitcli.config import config_from_stored, migrate_config
+    from gaitcli.config_types import CONFIG_FORMAT
+
+    old = yaml.safe_load((FIXTURES / "stored_config_v1.yaml").read_text())
+    assert "config_format" not in old and old["model_cfg"]["variant"] == "reference"  # a GaitGL with variant
+    cfg = config_from_stored(old, "old.safetensors")
+    assert cfg.model.name == "GaitGL" and "variant" not in cfg.model.values
+    newer = {**old, "config_format": CONFIG_FORMAT + 1}
+    with pytest.raises(ConfigError, match="newer gaitcli"):
+        migrate_config(newer, "new.safetensors")
+    assert dump_config(cfg).startswith(f"config_format: {CONFIG_FORMAT}\n")
+    assert config_from_stored(yaml.safe_load(dump_config(cfg)), "x") == cfg
 
 
 # ----------------------------------------------------------------------------- errors
@@ -221,9 +306,9 @@ ERROR_CASES = [
     (
         "",
         ["trainer_cfg.totl_iter=5"],
-        ["--set trainer_cfg.totl_iter=5", "did you mean 'trainer_cfg.total_iter'"],
+        ["trainer_cfg.totl_iter=5", "did you mean 'trainer_cfg.total_iter'"],
     ),
-    ("", ["trainer_cfg.total_iter=ten"], ["--set trainer_cfg.total_iter=ten", "must be an integer"]),
+    ("", ["trainer_cfg.total_iter=ten"], ["trainer_cfg.total_iter=ten", "must be an integer"]),
     ("", ["trainer_cfg"], ["expected section.key=value"]),
     ("", ["loss_cfg.7.margin=1"], ["no loss at index '7'"]),
     ("", ["nosuch.key=1"], ["unknown section 'nosuch'"]),

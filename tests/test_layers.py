@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, int]] = [
     ("gaitcli.synth", 1),
     ("gaitcli.models", 1),
     ("gaitcli.config_schema", 2),
+    ("gaitcli.config_types", 2),
     ("gaitcli.config", 2),
     ("gaitcli.config_doc", 2),
     ("gaitcli.schedule", 2),

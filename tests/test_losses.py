@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gaitcli.config_types import CrossEntropyLossConfig, TripletLossConfig
 from gaitcli.training.losses import (
     CrossEntropyLoss,
     LossAggregator,
@@ -92,9 +93,9 @@ def test_cross_entropy_matches_reference_layout(scale, smooth):
 
 def test_aggregator_weights_and_names():
     cfg = [
-        {"type": "TripletLoss", "loss_term_weight": 2.0, "margin": 0.2, "log_prefix": "triplet"},
-        {"type": "CrossEntropyLoss", "loss_term_weight": 0.5, "scale": 1.0, "label_smooth": False, "eps": 0.1,
-         "log_accuracy": True, "log_prefix": "softmax"},
+        TripletLossConfig(loss_term_weight=2.0, margin=0.2, log_prefix="triplet"),
+        CrossEntropyLossConfig(loss_term_weight=0.5, scale=1.0, label_smooth=False, eps=0.1,
+                               log_accuracy=True, log_prefix="softmax"),
     ]
     torch.manual_seed(0)
     outputs = {"embeddings": torch.randn(8, 3, 4), "logits": torch.randn(8, 3, 4)}

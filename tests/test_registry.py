@@ -94,7 +94,7 @@ def test_a_third_model_is_in_schema_validation_and_docs(toy):
     assert list(keys) == ["model", "width", "parts", "class_num", "init", "channels_last", "compile"]
     assert keys["width"].default == 6
     assert "ToyGait" in keys["model"].choices
-    cfg = load_config(None, ["model_cfg.model=ToyGait", "model_cfg.width=3"])
+    cfg = load_config(None, ["model_cfg.model=ToyGait", "model_cfg.width=3"]).to_dict()
     assert cfg["model_cfg"] == {
         "model": "ToyGait",
         "class_num": 74,
@@ -129,7 +129,7 @@ def test_a_third_model_trains_two_iterations_by_config_alone(toy, tiny_data, tmp
 
 
 def test_switching_model_starts_from_that_models_defaults():
-    cfg = resolve_config({"model_cfg": {"model": "GaitGL", "channels": [4, 8, 8]}})
+    cfg = resolve_config({"model_cfg": {"model": "GaitGL", "channels": [4, 8, 8]}}).to_dict()
     assert set(cfg["model_cfg"]) == {
         "model",
         "class_num",
@@ -140,11 +140,11 @@ def test_switching_model_starts_from_that_models_defaults():
         "bin_num",
     }
     notes: list[str] = []
-    back = load_config("gaitgl", ["model_cfg.model=MetaGait"], warn=notes.append)
+    back = load_config("gaitgl", ["model_cfg.model=MetaGait"], warn=notes.append).to_dict()
     assert back["model_cfg"]["variant"] == "reference" and back["model_cfg"]["channels"] == [32, 64, 128]
     # keys another model takes (older GaitGL checkpoints carry MetaGait's) are ignored, not fatal
     old = resolve_config({"model_cfg": {"model": "GaitGL", "variant": "reference"}}, warn=notes.append)
-    assert "variant" not in old["model_cfg"] and any("GaitGL does not take it" in n for n in notes)
+    assert "variant" not in old.model.values and any("GaitGL does not take it" in n for n in notes)
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -227,7 +227,7 @@ def test_init_lever(name):
 def test_a_models_defaults_live_in_its_config_dataclass():
     for name in ("GaitGL", "MetaGait"):
         entry = get_model_entry(name)
-        resolved = resolve_config({"model_cfg": {"model": name}})["model_cfg"]
+        resolved = resolve_config({"model_cfg": {"model": name}}).to_dict()["model_cfg"]
         assert resolved == entry.defaults()
         model = build_model({"model_cfg": {"model": name}})  # the constructor reads the same defaults
         assert model.channels == resolved["channels"] and model.class_num == resolved["class_num"]

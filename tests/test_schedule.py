@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from gaitcli.config import load_config
+from gaitcli.config_types import OptimizerConfig
 from gaitcli.errors import ConfigError
 from gaitcli.schedule import (
     build_optimizer,
     build_scheduler,
-    check_optimisation,
+    check_config_optimisation,
     check_schedule,
     lr_values,
     schedule_boundaries,
@@ -33,7 +36,7 @@ METAGAIT = load_config("metagait")
     ],
 )
 def test_metagait_worked_examples(t, expected):
-    (lr,) = lr_values(METAGAIT["optimizer_cfg"], METAGAIT["scheduler_cfg"], [t])
+    (lr,) = lr_values(METAGAIT.optimizer.as_mapping(), METAGAIT.scheduler.as_mapping(), [t])
     assert lr == pytest.approx(expected, rel=1e-12)
 
 
@@ -84,7 +87,7 @@ def test_lr_values_any_order_and_repeats():
 
 
 def test_boundaries():
-    assert schedule_boundaries(METAGAIT["scheduler_cfg"], 120000) == [
+    assert schedule_boundaries(METAGAIT.scheduler.as_mapping(), 120000) == [
         0,
         10000,
         79999,
@@ -156,10 +159,10 @@ def test_optimiser_arguments_are_range_checked_and_built():
 
 def test_check_optimisation_is_what_validation_runs():
     cfg = _cfg("scheduler_cfg.milestones=[50, 500]")
-    assert "never take effect" in " ".join(check_optimisation(cfg).notes)
-    bad = dict(cfg, optimizer_cfg={"solver": "Adam", "lr": -1.0})
+    assert "never take effect" in " ".join(check_config_optimisation(cfg).notes)
+    bad = dataclasses.replace(cfg, optimizer=OptimizerConfig("Adam", {"lr": -1.0}))
     with pytest.raises(ConfigError, match="optimizer_cfg.lr must be > 0"):
-        check_optimisation(bad)
+        check_config_optimisation(bad)
 
 
 def test_warmup_cosine_closed_form_and_validation():

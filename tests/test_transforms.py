@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gaitcli.data.collate import Collator
+from gaitcli.data.collate import Collator, FrameSampling
 from gaitcli.data.transforms import build_transform
 from gaitcli.errors import ConfigError
 
@@ -75,7 +75,7 @@ def test_evaluation_refuses_random_and_unknown_names_one_line():
 def test_collator_augments_per_sequence_from_the_batch_seed():
     arr = clip(20)
     items = [([arr], f"{i:03d}", "nm-01", "090", i, 5, i) for i in range(4)]
-    cfg = {"sample_type": "fixed_ordered", "frames_num_fixed": 8}
+    cfg = FrameSampling(sample_type="fixed_ordered", frames_num_fixed=8)
     spec = [{"type": "RandomRotate", "prob": 1.0, "degree": 30}, {"type": "BaseSilCuttingTransform"}]
     one = Collator(cfg, seed=1, transform=spec)(items).sils
     again = Collator(cfg, seed=1, transform=spec)(items).sils

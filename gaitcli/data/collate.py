@@ -80,23 +80,42 @@ class Batch:
         return self
 
 
+@dataclass(frozen=True)
+class FrameSampling:
+    """How frames are drawn from each sequence (the frame keys of a ``sampler`` section,
+    docs/config.md)."""
+
+    sample_type: str = "all_ordered"
+    """fixed_*, unfixed_* or all_* with _ordered / _unordered."""
+    frames_num_fixed: int = 30
+    """Frames per sequence for fixed_* sampling."""
+    frames_skip_num: int = 0
+    """Extra frames in the window from which fixed_ordered picks."""
+    frames_num_min: int = 25
+    """Lower bound of the frame count for unfixed_* sampling."""
+    frames_num_max: int = 50
+    """Upper bound of the frame count for unfixed_* sampling."""
+    frames_all_limit: int | None = 720
+    """all_* sampling keeps at most this many leading frames (None: all)."""
+
+
 class Collator:
     """Turns ``[(arrays, label, type, view, index, batch, position), ...]`` into a :class:`Batch`.
 
     Each sequence's frames come from its own RNG, seeded by (seed, batch number, position in the
     global batch): the same frames whichever rank or DataLoader worker collates it."""
 
-    def __init__(self, sampler_cfg: Mapping[str, Any], label_index: Mapping[str, int] | None = None, *,
+    def __init__(self, sampling: FrameSampling, label_index: Mapping[str, int] | None = None, *,
                  seed: int = 0, transform: Any = None) -> None:
-        self.sample_type = sampler_cfg.get("sample_type", "all_ordered")
+        self.sample_type = sampling.sample_type
         kind = self.sample_type.split("_")[0]
         if kind not in ("fixed", "unfixed", "all"):
             raise ConfigError(f"sample_type {self.sample_type!r} is not one of fixed_*, unfixed_*, all_*")
-        self.frames = int(sampler_cfg.get("frames_num_fixed", 30))
-        self.skip = int(sampler_cfg.get("frames_skip_num", 0))
-        self.frames_min = int(sampler_cfg.get("frames_num_min", 25))
-        self.frames_max = int(sampler_cfg.get("frames_num_max", 50))
-        self.limit = sampler_cfg.get("frames_all_limit")
+        self.frames = sampling.frames_num_fixed
+        self.skip = sampling.frames_skip_num
+        self.frames_min = sampling.frames_num_min
+        self.frames_max = sampling.frames_num_max
+        self.limit = sampling.frames_all_limit
         self.label_index = dict(label_index or {})
         self.seed, self.transform = seed, transform
         self.compose = build_transform(transform, training=True)

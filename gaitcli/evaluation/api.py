@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from gaitcli.config_types import GaitConfig
 from gaitcli.fileio import check_writable
 
 from .calibration import Calibration, calibrate, provenance_of
@@ -86,7 +87,7 @@ def extract(plan: EvalPlan, console: Console | None = None) -> FeatureSet:
             ex.model,
             ex.dataset,
             batch_size=ex.batch_size,
-            sampler_cfg=ex.sampler_cfg,
+            sampler_cfg=ex.sampling,
             transform=ex.transform,
             device=plan.device,
             enable_float16=ex.enable_float16,
@@ -270,7 +271,7 @@ def _model_options(
 
 def evaluate_model(
     model: torch.nn.Module,
-    cfg: Mapping[str, Any],
+    cfg: GaitConfig,
     *,
     device: torch.device | str | None = None,
     data: PathLike | None = None,

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from gaitcli.data.collate import frame_indices
+from gaitcli.config_types import GaitConfig
+from gaitcli.data.collate import FrameSampling, frame_indices
 from gaitcli.data.transforms import build_transform
 from gaitcli.errors import ConfigError, GaitError
 from gaitcli.runtime.distributed import DistInfo
@@ -52,9 +53,13 @@ _WINDOW_FRAMES = 8192  # frames converted to float at once (about 92 MB at 64x44
 class FramePicker:
     """The inference frames of one sequence (uint8 ``[s, h, w']``), per ``evaluator_cfg``."""
 
-    def __init__(self, sampler_cfg: Mapping[str, Any] | None = None, transform: Any = None,
+    def __init__(self, sampling: FrameSampling | Mapping[str, Any] | None = None, transform: Any = None,
                  seed: int = 0) -> None:
-        sampler_cfg = dict(sampler_cfg or {})
+        if isinstance(sampling, FrameSampling):
+            sampling = {"sample_type": sampling.sample_type, "frames_all_limit": sampling.frames_all_limit,
+                        "frames_num_fixed": sampling.frames_num_fixed,
+                        "frames_skip_num": sampling.frames_skip_num}
+        sampler_cfg = dict(sampling or {})
         self.sample_type = str(sampler_cfg.get("sample_type", "all_ordered"))
         kind = self.sample_type.split("_")[0]
         if kind not in ("all", "fixed", "unfixed") or "_" not in self.sample_type:
@@ -122,7 +127,7 @@ def extract_features(
     dataset: Any,
     *,
     batch_size: int = 8,
-    sampler_cfg: Mapping[str, Any] | None = None,
+    sampler_cfg: FrameSampling | Mapping[str, Any] | None = None,
     transform: Any = None,
     device: torch.device | str | None = None,
     enable_float16: bool = False,
@@ -234,7 +239,7 @@ class ExtractJob:
 
     checkpoint: str
     """The checkpoint each rank loads its model from."""
-    cfg: dict[str, Any]
+    cfg: GaitConfig
     """The resolved config (``evaluator_cfg`` sampler / transform, ``data_cfg.data_in_use``)."""
     root: str
     """The data set root."""
@@ -265,14 +270,15 @@ def _extract_rank(info: DistInfo, job: ExtractJob) -> np.ndarray | None:
     from gaitcli.runtime.distributed import gather_to_main
 
     device = _rank_device(info, job.threads)
-    ev = job.cfg["evaluator_cfg"]
-    dataset = GaitDataset(job.root, job.partition, "test", data_in_use=job.cfg["data_cfg"].get("data_in_use"))
+    ev = job.cfg.evaluator
+    use = job.cfg.data.data_in_use
+    dataset = GaitDataset(job.root, job.partition, "test", data_in_use=None if use is None else list(use))
     model = load_checkpoint(job.checkpoint, map_location=device)
     mine = InferenceSampler(len(dataset), job.batch_size, rank=info.rank, world_size=info.world_size).indices
     console = Console(stderr=True) if job.show_progress and info.is_main else None
-    feats = extract_features(model, dataset, batch_size=job.batch_size, sampler_cfg=ev.get("sampler"),
-                             transform=ev.get("transform"), device=device,
-                             enable_float16=bool(ev.get("enable_float16")), indices=mine.tolist(),
+    feats = extract_features(model, dataset, batch_size=job.batch_size,
+                             sampler_cfg=ev.sampler.frame_sampling(), transform=list(ev.transform),
+                             device=device, enable_float16=ev.enable_float16, indices=mine.tolist(),
                              console=console, progress=console is not None)
     parts = gather_to_main(feats.embeddings if len(mine) else None)
     if parts is None:
@@ -283,7 +289,7 @@ def _extract_rank(info: DistInfo, job: ExtractJob) -> np.ndarray | None:
 
 def extract_distributed(
     checkpoint: str | os.PathLike[str],
-    cfg: Mapping[str, Any],
+    cfg: GaitConfig,
     dataset: Any,
     *,
     root: str,
@@ -300,7 +306,7 @@ def extract_distributed(
 
     started = time.perf_counter()
     threads = max(1, (os.cpu_count() or 1) // nproc)
-    job = ExtractJob(str(checkpoint), dict(cfg), str(root), str(partition), batch_size, progress, threads)
+    job = ExtractJob(str(checkpoint), cfg, str(root), str(partition), batch_size, progress, threads)
     out = launch(_extract_rank, job, nproc, device)
     if out is None or len(out) != len(dataset):
         got = 0 if out is None else len(out)

@@ -19,8 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from gaitcli.config import Override
+from gaitcli.config_types import GaitConfig, TransformSpec
+from gaitcli.data.collate import FrameSampling
 from gaitcli.data.dataset import GaitDataset
-from gaitcli.errors import GaitError
+from gaitcli.errors import ConfigError, GaitError
+from gaitcli.models.checkpoint import CheckpointError
 
 from .extract import FeatureSet
 from .metrics import check_metric
@@ -69,9 +73,9 @@ class Extraction:
     """Its partition file."""
     batch_size: int
     """Sequences per forward pass."""
-    sampler_cfg: dict[str, Any]
-    """``evaluator_cfg.sampler``."""
-    transform: Any
+    sampling: FrameSampling
+    """``evaluator_cfg.sampler``'s frame keys."""
+    transform: list[TransformSpec]
     """``evaluator_cfg.transform``."""
     enable_float16: bool
     """fp16 autocast on CUDA."""
@@ -85,8 +89,8 @@ class Extraction:
 class EvalPlan:
     """One evaluation, fully resolved."""
 
-    cfg: dict[str, Any]
-    """The config (the checkpoint's, with ``--set`` applied)."""
+    cfg: GaitConfig
+    """The config (the checkpoint's, with overrides applied)."""
     spec: ProtocolSpec
     """The protocol, resolved to type lists."""
     fit: ProtocolFit
@@ -120,8 +124,10 @@ class EvalPlan:
 # ----------------------------------------------------------------------------------------------
 
 
-def dataset_name_of(cfg: Mapping[str, Any]) -> str | None:
+def dataset_name_of(cfg: GaitConfig | Mapping[str, Any]) -> str | None:
     """The test set's name: ``data_cfg.test_dataset_name`` when set, else ``dataset_name``."""
+    if isinstance(cfg, GaitConfig):
+        return cfg.data.test_name or None
     dcfg = cfg.get("data_cfg", {}) or {}
     name = dcfg.get("test_dataset_name") or dcfg.get("dataset_name")
     return str(name) if name else None
@@ -202,31 +208,33 @@ def check_outputs(outputs: EvalOutputs, spec: ProtocolSpec) -> None:
 
 
 def _protocol(
-    cfg: Mapping[str, Any],
+    cfg: GaitConfig,
     protocol: str | ProtocolSpec,
     name: str | None,
     types: np.ndarray,
     warn: Warn | None,
 ) -> tuple[ProtocolSpec, ProtocolFit]:
-    ev = cfg.get("evaluator_cfg", {}) or {}
+    ev = cfg.to_dict()["evaluator_cfg"]
+    assert isinstance(ev, dict)
     spec = resolve_protocol(protocol, dataset_name=name, evaluator_cfg=ev, types=types.tolist())
     return spec, check_fit(spec, types, warn)
 
 
 def load_test_split(
-    cfg: Mapping[str, Any],
+    cfg: GaitConfig,
     data: PathLike | None = None,
     partition: PathLike | None = None,
     *,
     warn: Warn | None = None,
 ) -> GaitDataset:
     """The test split named by ``cfg`` (``data`` / ``partition`` override its paths)."""
-    dcfg = cfg["data_cfg"]
-    root = Path(data) if data is not None else Path(dcfg["dataset_root"])
-    part = partition if partition is not None else dcfg["dataset_partition"]
+    dcfg = cfg.data
+    root = Path(data) if data is not None else dcfg.dataset_root
+    part = partition if partition is not None else dcfg.dataset_partition
     if not root.is_dir():
-        raise GaitError(f"data folder not found: {root} (pass --data DIR or set data_cfg.dataset_root)")
-    dataset = GaitDataset(root, part, "test", cache=False, data_in_use=dcfg.get("data_in_use"))
+        raise GaitError(f"data folder not found: {root} (give the data folder or set data_cfg.dataset_root)")
+    use = None if dcfg.data_in_use is None else list(dcfg.data_in_use)
+    dataset = GaitDataset(root, part, "test", cache=False, data_in_use=use)
     if warn is not None and dataset.missing_ids:
         shown = ", ".join(dataset.missing_ids[:8]) + (", ..." if len(dataset.missing_ids) > 8 else "")
         warn(
@@ -256,24 +264,23 @@ class ModelOptions:
 
 
 def _extraction(
-    cfg: Mapping[str, Any], opts: ModelOptions, model: torch.nn.Module | None, nproc: int, warn: Warn | None
+    cfg: GaitConfig, opts: ModelOptions, model: torch.nn.Module | None, nproc: int, warn: Warn | None
 ) -> Extraction:
-    ev = cfg["evaluator_cfg"]
-    sampler = dict(ev.get("sampler") or {})
-    bs = int(opts.batch_size or sampler.get("batch_size") or 8)
+    ev = cfg.evaluator
+    bs = int(opts.batch_size or ev.sampler.batch_size)
     if bs < 1:
-        raise GaitError(f"--batch-size must be at least 1, got {bs}")
+        raise GaitError(f"batch size must be at least 1, got {bs}")
     dataset = load_test_split(cfg, opts.data, opts.partition, warn=warn)
-    dcfg = cfg["data_cfg"]
-    root = str(opts.data if opts.data is not None else dcfg["dataset_root"])
-    part = str(opts.partition if opts.partition is not None else dcfg["dataset_partition"])
+    root = str(opts.data if opts.data is not None else cfg.data.dataset_root)
+    part = str(opts.partition if opts.partition is not None else cfg.data.dataset_partition)
     return Extraction(
-        dataset, root, part, bs, sampler, ev.get("transform"), bool(ev.get("enable_float16")), nproc, model
+        dataset, root, part, bs, ev.sampler.frame_sampling(), list(ev.transform), ev.enable_float16, nproc,
+        model,
     )
 
 
 def _model_plan(
-    cfg: dict[str, Any],
+    cfg: GaitConfig,
     opts: ModelOptions,
     extraction: Extraction,
     device: torch.device | None,
@@ -282,7 +289,7 @@ def _model_plan(
     iteration: int | None,
 ) -> EvalPlan:
     # a --metric was checked before the checkpoint was read; the config's one is checked here
-    metric = opts.metric or check_metric(cfg["evaluator_cfg"].get("metric") or "euc")
+    metric = opts.metric or check_metric(cfg.evaluator.metric)
     types = np.array([s.type for s in extraction.dataset.sequences], dtype=str)
     name = dataset_name_of(cfg)
     spec, fit = _protocol(cfg, opts.protocol, name, types, warn)
@@ -294,7 +301,7 @@ def _model_plan(
         metric=metric,
         device=device,
         want_map=opts.want_map,
-        remove_no_gallery=bool(cfg["data_cfg"].get("remove_no_gallery", False)),
+        remove_no_gallery=cfg.data.remove_no_gallery,
         outputs=opts.outputs,
         dataset_name=name,
         checkpoint=checkpoint,
@@ -305,7 +312,7 @@ def _model_plan(
 
 def plan_model(
     model: torch.nn.Module,
-    cfg: Mapping[str, Any],
+    cfg: GaitConfig,
     opts: ModelOptions = ModelOptions(),
     *,
     device: torch.device | str | None = None,
@@ -321,20 +328,26 @@ def plan_model(
     extraction = _extraction(cfg, opts, model, 1, warn)
     dev = torch.device(device) if device is not None else None
     return _model_plan(
-        dict(cfg), opts, extraction, dev, warn, checkpoint, int(iteration) if iteration is not None else None
+        cfg, opts, extraction, dev, warn, checkpoint, int(iteration) if iteration is not None else None
     )
 
 
 def _stored_config(
-    checkpoint: Path, stored: Mapping[str, Any], overrides: list[str], warn: Warn | None
-) -> dict[str, Any]:
-    """The checkpoint's config with ``--set`` applied (a checkpoint without a config never gets
-    this far: :func:`gaitcli.models.load_checkpoint` refuses it rather than assume defaults)."""
-    from gaitcli.config import resolve_config
+    checkpoint: Path, stored: Mapping[str, Any], overrides: list[str | Override], warn: Warn | None
+) -> GaitConfig:
+    """The checkpoint's config (migrated from an older format) with the overrides applied (a
+    checkpoint without a config never gets this far: :func:`gaitcli.models.load_checkpoint`
+    refuses it rather than assume defaults)."""
+    from gaitcli.config import config_from_stored, resolve_config
 
+    source = f"{checkpoint} (stored config)"
+    try:
+        cfg = config_from_stored(stored, source)
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
     if not overrides:
-        return dict(stored)
-    return resolve_config(stored, f"{checkpoint} (stored config)", overrides=overrides, warn=warn)
+        return cfg
+    return resolve_config(cfg, source, overrides=overrides, warn=warn)
 
 
 def _attribute(model: torch.nn.Module, name: str) -> dict[str, Any]:
@@ -350,7 +363,7 @@ def plan_checkpoint(
     device: str | None = None,
     gpus: int | None = None,
     nproc: int | None = None,
-    overrides: Iterable[str] = (),
+    overrides: Iterable[str | Override] = (),
     warn: Warn | None = None,
 ) -> EvalPlan:
     """The plan for ``gait eval CKPT``: the model is rebuilt from the checkpoint's stored config
@@ -381,7 +394,7 @@ def plan_checkpoint(
 
 def _features_plan(
     feats: FeatureSet,
-    cfg: dict[str, Any],
+    cfg: GaitConfig,
     *,
     protocol: str | ProtocolSpec,
     metric: str,
@@ -403,7 +416,7 @@ def _features_plan(
         metric=metric,
         device=device,
         want_map=want_map,
-        remove_no_gallery=bool(cfg["data_cfg"].get("remove_no_gallery", False)),
+        remove_no_gallery=cfg.data.remove_no_gallery,
         outputs=outputs,
         dataset_name=name,
         checkpoint=feats.meta.get("checkpoint"),
@@ -413,8 +426,8 @@ def _features_plan(
     )
 
 
-def _named(overrides: list[str], *keys: str) -> bool:
-    return any(o.split("=", 1)[0].strip() in keys for o in overrides)
+def _named(overrides: list[Override], *keys: str) -> bool:
+    return any(".".join(o.path) in keys for o in overrides)
 
 
 def plan_features(
@@ -422,7 +435,7 @@ def plan_features(
     *,
     protocol: str = "auto",
     metric: str | None = None,
-    overrides: Iterable[str] = (),
+    overrides: Iterable[str | Override] = (),
     want_map: bool = False,
     device: str | None = None,
     outputs: EvalOutputs = EvalOutputs(),
@@ -430,18 +443,18 @@ def plan_features(
 ) -> EvalPlan:
     """The plan for ``gait eval --features FILE.npz``. The data set name and metric stored in the
     file apply unless ``--set`` / ``--metric`` name others."""
-    from gaitcli.config import resolve_config
+    from gaitcli.config import parse_override, resolve_config
     from gaitcli.runtime.distributed import resolve_devices
 
     check_protocol_name(protocol)
     check_output_files(outputs)
-    overrides = list(overrides)
+    given = [parse_override(o) if isinstance(o, str) else o for o in overrides]
     feats = check_finite(FeatureSet.load(path), str(path))
-    cfg = resolve_config({}, "<defaults>", overrides=overrides)
-    named = _named(overrides, "data_cfg.dataset_name", "data_cfg.test_dataset_name")
+    cfg = resolve_config({}, "<defaults>", overrides=given)
+    named = _named(given, "data_cfg.dataset_name", "data_cfg.test_dataset_name")
     name = dataset_name_of(cfg) if named else feats.meta.get("dataset_name")
-    stored = None if _named(overrides, "evaluator_cfg.metric") else feats.meta.get("metric")
-    metric = check_metric(metric or stored or cfg["evaluator_cfg"].get("metric") or "euc")
+    stored = None if _named(given, "evaluator_cfg.metric") else feats.meta.get("metric")
+    metric = check_metric(metric or stored or cfg.evaluator.metric)
     device_type, _ = resolve_devices(device, None, None)
     return _features_plan(
         feats,
@@ -465,20 +478,23 @@ def plan_arrays(
     *,
     protocol: str | ProtocolSpec = "auto",
     metric: str | None = None,
-    cfg: Mapping[str, Any] | None = None,
+    cfg: GaitConfig | Mapping[str, Any] | None = None,
     dataset_name: str | None = None,
     want_map: bool = False,
     device: torch.device | str | None = None,
     warn: Warn | None = None,
 ) -> EvalPlan:
-    """The plan for features in memory (``evaluate_features``); ``cfg`` supplies
-    ``evaluator_cfg`` and ``data_cfg.remove_no_gallery``."""
+    """The plan for features in memory (``evaluate_features``); ``cfg`` (a whole config, or a
+    partial mapping resolved over the defaults) supplies ``evaluator_cfg`` and
+    ``data_cfg.remove_no_gallery``."""
+    from gaitcli.config import resolve_config
+
     check_protocol_name(protocol)
-    base: dict[str, Any] = {"evaluator_cfg": {}, "data_cfg": {}, **dict(cfg or {})}
+    base = cfg if isinstance(cfg, GaitConfig) else resolve_config(dict(cfg or {}), "<config>")
     feats = check_finite(
         FeatureSet(np.asarray(embeddings, dtype=np.float32), labels, types, views), "features"
     )
-    metric = check_metric(metric or base["evaluator_cfg"].get("metric") or "euc")
+    metric = check_metric(metric or base.evaluator.metric)
     if dataset_name is None and cfg is not None:
         dataset_name = dataset_name_of(cfg)
     dev = torch.device(device) if device is not None else None

@@ -218,7 +218,7 @@ def save_heatmap(result: Results, path: str | os.PathLike[str], key: str = "rank
         )
     views, names = list(results["views"]), list(matrices)
     size = max(3.2, 0.42 * len(views) + 1.6)
-    fig = figure_class("--heatmap")(figsize=(size * len(names), size + 0.4), layout="constrained")
+    fig = figure_class("heatmap")(figsize=(size * len(names), size + 0.4), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     image = None
     for ax, name in zip(axes, names, strict=True):
@@ -227,7 +227,7 @@ def save_heatmap(result: Results, path: str | os.PathLike[str], key: str = "rank
     if image is not None:
         fig.colorbar(image, ax=list(axes), shrink=0.8, label="%")
     fig.suptitle(f"{results.get('protocol')} · {results.get('metric')} · gallery view x probe view")
-    return save_figure(fig, path, "--heatmap")
+    return save_figure(fig, path, "heatmap")
 
 
 def _panel_title(name: str, key: str, mean: float | None) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from gaitcli.errors import GaitError
+from gaitcli.errors import GaitError, option
 
 DEFAULT_TIMEOUT_S = 1800.0
 
@@ -92,23 +92,29 @@ def resolve_devices(device: str | None, gpus: int | None, nproc: int | None) -> 
     if gpus is not None:
         if device == "cpu":
             raise GaitError(
-                "--gpus and --device cpu contradict each other; use --device cpu --nproc N for CPU processes"
+                f"{option('gpus')} and {option('device', 'cpu')} contradict each other; use "
+                f"{option('device', 'cpu')} {option('nproc', 'N')} for CPU processes"
             )
         if not cuda:
             raise GaitError(
-                f"--gpus {gpus}: no CUDA device is visible on this machine; "
-                f"run on the CPU with --device cpu --nproc {gpus}"
+                f"{option('gpus', gpus)}: no CUDA device is visible on this machine; "
+                f"run on the CPU with {option('device', 'cpu')} {option('nproc', gpus)}"
             )
         available = torch.cuda.device_count()
         if gpus > available:
-            raise GaitError(f"--gpus {gpus}: only {available} CUDA device(s) visible (CUDA_VISIBLE_DEVICES?)")
+            raise GaitError(
+                f"{option('gpus', gpus)}: only {available} CUDA device(s) visible (CUDA_VISIBLE_DEVICES?)"
+            )
         return "cuda", gpus
     if device in (None, "auto"):
         device = "cuda" if cuda else "cpu"
     if device == "cuda" and not cuda:
-        raise GaitError("--device cuda: no CUDA device is visible on this machine; use --device cpu")
+        raise GaitError(
+            f"{option('device', 'cuda')}: no CUDA device is visible on this machine; "
+            f"use {option('device', 'cpu')}"
+        )
     if device not in ("cpu", "cuda"):
-        raise GaitError(f"--device {device}: expected cpu, cuda or auto")
+        raise GaitError(f"{option('device', device)}: expected cpu, cuda or auto")
     return device, max(1, nproc or 1)
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import random
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from gaitcli.config_types import GaitConfig
 from gaitcli.data.collate import Collator, IndexedDataset
 from gaitcli.data.dataset import GaitDataset
 from gaitcli.data.samplers import TripletSampler
@@ -55,16 +56,16 @@ class TrainData:
     """The sampler's seed."""
 
 
-def build_data(cfg: Mapping[str, Any], log: Log) -> TrainData:
+def build_data(cfg: GaitConfig, log: Log) -> TrainData:
     """Open the training split, say what is missing, check ``class_num`` against it."""
-    data = cfg["data_cfg"]
+    data = cfg.data
     dataset = GaitDataset(
-        data["dataset_root"],
-        data["dataset_partition"],
+        data.dataset_root,
+        data.dataset_partition,
         "train",
-        cache=data["cache"],
-        data_in_use=data["data_in_use"],
-        min_frames=data["min_frames"],
+        cache=data.cache,
+        data_in_use=None if data.data_in_use is None else list(data.data_in_use),
+        min_frames=data.min_frames,
     )
     if dataset.missing_ids:
         log(
@@ -74,16 +75,14 @@ def build_data(cfg: Mapping[str, Any], log: Log) -> TrainData:
     if dataset.skipped_short:
         log(f"min_frames: left out {len(dataset.skipped_short)} short sequences")
     classes = len(dataset.label_set)
-    class_num = cfg["model_cfg"]["class_num"]
+    class_num = cfg.model.settings.class_num
     if class_num < classes:
         raise ConfigError(
             f"model_cfg.class_num is {class_num} but the training split has {classes} ids; "
-            f"set --set model_cfg.class_num={classes}"
+            f"set model_cfg.class_num={classes}"
         )
-    batch = cfg["trainer_cfg"]["sampler"]["batch_size"]
-    return TrainData(
-        dataset, frame_size_of(dataset), int(batch[0]) * int(batch[1]), int(cfg["trainer_cfg"]["seed"])
-    )
+    sampler = cfg.trainer.sampler
+    return TrainData(dataset, frame_size_of(dataset), sampler.sequences_per_batch, cfg.trainer.seed)
 
 
 def frame_size_of(dataset: GaitDataset) -> str:
@@ -98,22 +97,22 @@ def frame_size_of(dataset: GaitDataset) -> str:
 
 
 def build_loader(
-    cfg: Mapping[str, Any], data: TrainData, info: DistInfo, start_batch: int, device: torch.device
+    cfg: GaitConfig, data: TrainData, info: DistInfo, start_batch: int, device: torch.device
 ) -> torch.utils.data.DataLoader[Any]:
     """The endless loader from batch ``start_batch`` on (a resumed run continues the stream)."""
-    tcfg = cfg["trainer_cfg"]
-    sampler_cfg = tcfg["sampler"]
+    sampler_cfg = cfg.trainer.sampler
     sampler = TripletSampler(
         data.dataset.labels,
-        sampler_cfg["batch_size"],
-        shuffle=sampler_cfg["batch_shuffle"],
+        list(sampler_cfg.batch_size),
+        shuffle=sampler_cfg.batch_shuffle,
         seed=data.seed,
         rank=info.rank,
         world_size=info.world_size,
         start_batch=start_batch,
     )
-    collate = Collator(sampler_cfg, data.dataset.label_index, seed=data.seed, transform=tcfg["transform"])
-    workers = int(cfg["data_cfg"]["num_workers"])
+    collate = Collator(sampler_cfg.frame_sampling(), data.dataset.label_index, seed=data.seed,
+                       transform=list(cfg.trainer.transform))
+    workers = cfg.data.num_workers
     # its own generator: starting an iterator must not draw from the global RNG, or a resumed run
     # (which starts one more iterator) would continue with a shifted torch RNG
     generator = torch.Generator().manual_seed(data.seed + info.rank)
@@ -148,16 +147,16 @@ class TrainNetwork:
     """Number of parameters."""
 
 
-def build_network(cfg: Mapping[str, Any], info: DistInfo, device: torch.device) -> TrainNetwork:
+def build_network(cfg: GaitConfig, info: DistInfo, device: torch.device) -> TrainNetwork:
     from gaitcli.build import build_model
 
     model = build_model(cfg).to(device)
     net: torch.nn.Module = model
     if info.distributed:
-        if device.type == "cuda" and cfg["trainer_cfg"]["sync_BN"]:
+        if device.type == "cuda" and cfg.trainer.sync_BN:
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)  # type: ignore[no-untyped-call]
         # without a cross-entropy term the classifier head gets no gradient; DDP must know
-        unused = not any(item["type"] == "CrossEntropyLoss" for item in cfg["loss_cfg"])
+        unused = not cfg.has_cross_entropy
         net = torch.nn.parallel.DistributedDataParallel(
             net,
             device_ids=[info.local_rank] if device.type == "cuda" else None,
@@ -199,20 +198,19 @@ def cpu_bf16_warning(bf16: bool, device: torch.device) -> str | None:
 
 
 def build_optimisation(
-    cfg: Mapping[str, Any], info: DistInfo, net: torch.nn.Module, device: torch.device
+    cfg: GaitConfig, info: DistInfo, net: torch.nn.Module, device: torch.device
 ) -> Optimisation:
-    tcfg = cfg["trainer_cfg"]
     losses = LossAggregator(
-        cfg["loss_cfg"], gather=gather_with_grad if info.distributed else None, world_size=info.world_size
+        cfg.losses, gather=gather_with_grad if info.distributed else None, world_size=info.world_size
     )
-    optimizer = build_optimizer(net.parameters(), cfg["optimizer_cfg"])
-    scheduler = build_scheduler(optimizer, cfg["scheduler_cfg"])
-    fp16 = bool(tcfg["enable_float16"]) and device.type == "cuda"
+    optimizer = build_optimizer(net.parameters(), cfg.optimizer.as_mapping())
+    scheduler = build_scheduler(optimizer, cfg.scheduler.as_mapping())
+    fp16 = cfg.trainer.enable_float16 and device.type == "cuda"
     return Optimisation(
         losses,
         optimizer,
         scheduler,
         torch.amp.GradScaler("cuda", enabled=fp16),
         fp16,
-        bool(tcfg["enable_bfloat16"]),
+        cfg.trainer.enable_bfloat16,
     )

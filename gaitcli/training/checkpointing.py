@@ -14,7 +14,10 @@ from typing import Any
 
 import torch
 
+from gaitcli.config import stored_config
+from gaitcli.config_types import GaitConfig
 from gaitcli.errors import GaitError
+from gaitcli.fileio import WriteError
 from gaitcli.runtime.distributed import DistInfo, barrier, gather_objects
 from gaitcli.training.builders import Optimisation, TrainNetwork
 from gaitcli.training.run_folder import Pruner, RunFolder, check_world_size, checkpoint_name
@@ -44,13 +47,25 @@ class Progress:
     schedule: dict[str, Any] | None = None
     """The schedule a time budget derived (:class:`gaitcli.training.time_budget.DerivedSchedule`
     as JSON), or None: a resumed run follows it exactly."""
+    budget: dict[str, Any] | None = None
+    """The run's time budget (``{"minutes", "probe"}``), or None: a resumed run keeps it."""
+
+
+def read_training_state(path: Path) -> dict[str, Any]:
+    """The training state beside the weights checkpoint ``path`` (one line when it is missing)."""
+    spath = state_path(path)
+    if not spath.exists():
+        raise GaitError(
+            f"{path}: its training state {spath.name} is missing; it can be evaluated but not resumed"
+        )
+    return load_state(spath)
 
 
 class CheckpointConnector:
     """Saving and restoring one run's checkpoints."""
 
     def __init__(
-        self, folder: RunFolder, cfg: Mapping[str, Any], info: DistInfo, labels: list[str], frame_size: str
+        self, folder: RunFolder, cfg: GaitConfig, info: DistInfo, labels: list[str], frame_size: str
     ) -> None:
         self.folder, self.cfg, self.info = folder, cfg, info
         self.labels, self.frame_size = labels, frame_size
@@ -58,7 +73,7 @@ class CheckpointConnector:
         self.last_saved: Path | None = None
 
     def start(self, resumed_at: int | None) -> None:
-        self.pruner = Pruner(self.folder.checkpoints, self.cfg["trainer_cfg"]["keep_last"], resumed_at)
+        self.pruner = Pruner(self.folder.checkpoints, self.cfg.trainer.keep_last, resumed_at)
 
     def save(self, progress: Progress, network: TrainNetwork, opt: Optimisation) -> Path:
         """Write weights and state of ``progress.iteration`` (rank 0; every rank must call)."""
@@ -78,6 +93,8 @@ class CheckpointConnector:
             }
             if progress.schedule is not None:
                 state["derived_schedule"] = progress.schedule
+            if progress.budget is not None:
+                state["time_budget"] = progress.budget
             self._write(path, state, network.model, progress.iteration)
         barrier()
         self.last_saved = path
@@ -90,39 +107,37 @@ class CheckpointConnector:
         try:
             save_state(state_path(path), state)
             save_checkpoint(
-                path, model, self.cfg, iteration=iteration, labels=self.labels, frame_size=self.frame_size
+                path, model, stored_config(self.cfg), iteration=iteration, labels=self.labels,
+                frame_size=self.frame_size,
             )
-        except OSError as exc:
+        except (OSError, WriteError) as exc:
             state_path(path).unlink(missing_ok=True)  # never leave a state without its weights
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             raise CheckpointWriteError(
                 f"could not write the checkpoint of iteration {iteration} to {self.folder.checkpoints} "
-                f"({exc.strerror or exc}); the last good checkpoint {self.last_saved or '(none yet)'} "
-                "is intact; "
+                f"({reason or exc}); the last good checkpoint {self.last_saved or '(none yet)'} is intact; "
                 "free disk space and continue with --resume latest"
             ) from None
         if self.pruner is not None:
             self.pruner.saved(path)
 
-    def restore(self, path: Path, network: TrainNetwork, opt: Optimisation) -> Progress:
-        """Load weights, optimiser, scheduler, scaler and this rank's RNG from ``path``."""
+    def restore(
+        self, path: Path, state: Mapping[str, Any], network: TrainNetwork, opt: Optimisation
+    ) -> Progress:
+        """Load weights, optimiser, scheduler, scaler and this rank's RNG from ``path`` and its
+        training ``state`` (:func:`read_training_state`)."""
         from gaitcli.models import load_state_dict_checked, read_checkpoint
 
-        tcfg = self.cfg["trainer_cfg"]
-        spath = state_path(path)
-        if not spath.exists():
-            raise GaitError(
-                f"{path}: its training state {spath.name} is missing; it can be evaluated but not resumed"
-            )
-        state = load_state(spath)
+        tcfg = self.cfg.trainer
         check_world_size(state.get("world_size"), self.info.world_size, path)
         weights, _meta = read_checkpoint(path)
-        if tcfg["restore_ckpt_strict"]:
+        if tcfg.restore_ckpt_strict:
             load_state_dict_checked(network.model, weights, source=str(path))
         else:
             network.model.load_state_dict(weights, strict=False)
-        if not tcfg["optimizer_reset"]:
+        if not tcfg.optimizer_reset:
             opt.optimizer.load_state_dict(state["optimizer"])
-        if not tcfg["scheduler_reset"]:
+        if not tcfg.scheduler_reset:
             opt.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             opt.scaler.load_state_dict(state["scaler"])
@@ -130,4 +145,4 @@ class CheckpointConnector:
         set_rng_state(ranks[self.info.rank] if len(ranks) == self.info.world_size else state["rng"])
         self.last_saved = path
         return Progress(int(state["iteration"]), int(state["next_batch"]), dict(state["window"]),
-                        state.get("derived_schedule"))
+                        state.get("derived_schedule"), state.get("time_budget"))

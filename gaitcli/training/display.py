@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
+from gaitcli.config_types import GaitConfig
 from gaitcli.progress import make_progress
 
 
@@ -45,22 +46,23 @@ class TrainDisplay:
 
 
 def config_summary(
-    cfg: Mapping[str, Any], *, sequences: int, ids: int, frame_size: str, params: int, world: str, out: str
+    cfg: GaitConfig, *, sequences: int, ids: int, frame_size: str, params: int, world: str, out: str
 ) -> list[str]:
     """A few lines (each well under 80 columns apart from paths) that say what is trained."""
-    model, tcfg = cfg["model_cfg"], cfg["trainer_cfg"]
-    sampler, opt, sched = tcfg["sampler"], cfg["optimizer_cfg"], cfg["scheduler_cfg"]
+    model, tcfg = cfg.model.values, cfg.trainer
+    sampler = tcfg.sampler
     variant = f" ({model['variant']})" if model.get("variant") not in (None, "", "reference") else ""
-    batch = sampler["batch_size"]
-    frames = sampler.get("frames_num_fixed", "all")
-    precision = "bf16" if tcfg.get("enable_bfloat16") else "fp16" if tcfg.get("enable_float16") else "fp32"
+    batch = sampler.batch_size
+    channels = model.get("channels")
+    widths = list(channels) if isinstance(channels, (list, tuple)) else []
+    precision = "bf16" if tcfg.enable_bfloat16 else "fp16" if tcfg.enable_float16 else "fp32"
     return [
-        f"model   {model['model']}{variant} {list(model.get('channels', []))}, "
-        f"{params / 1e6:.2f} M parameters",
+        f"model   {cfg.model.name}{variant} {widths}, {params / 1e6:.2f} M parameters",
         f"data    {sequences} sequences of {ids} ids, frames {frame_size or '?'}",
-        f"batch   {batch[0]}x{batch[1]}, {frames} frames, {precision}, on {world}",
-        f"optim   {opt.get('solver')} lr {opt.get('lr')}, {_schedule_words(sched)}",
-        f"run     {tcfg['total_iter']} iterations, save every {tcfg['save_iter']}, output {out}",
+        f"batch   {batch[0]}x{batch[1]}, {sampler.frames_num_fixed} frames, {precision}, on {world}",
+        f"optim   {cfg.optimizer.solver} lr {cfg.optimizer.arguments.get('lr')}, "
+        f"{_schedule_words(cfg.scheduler.as_mapping())}",
+        f"run     {tcfg.total_iter} iterations, save every {tcfg.save_iter}, output {out}",
     ]
 
 

@@ -13,11 +13,12 @@ identities, while the averaged loss itself can stay flat ("my loss does not conv
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from gaitcli.config_types import LossConfig, TripletLossConfig
 
 Gather = Callable[[Tensor], Tensor]
 
@@ -137,15 +138,18 @@ LOSSES: dict[str, type[nn.Module]] = {"TripletLoss": TripletLoss, "CrossEntropyL
 class LossAggregator(nn.Module):
     """All losses of ``loss_cfg``: total = sum of weight x loss; logged terms ``{prefix}/{name}``."""
 
-    def __init__(self, loss_cfg: Sequence[Mapping[str, Any]], gather: Gather | None = None,
+    def __init__(self, loss_cfg: Sequence[LossConfig], gather: Gather | None = None,
                  world_size: int = 1) -> None:
         super().__init__()
-        losses = []
+        losses: list[nn.Module] = []
         for item in loss_cfg:
-            kwargs = {k: v for k, v in item.items() if k != "type"}
-            if item["type"] == "TripletLoss":
-                kwargs.update(gather=gather, world_size=world_size)
-            losses.append(LOSSES[item["type"]](**kwargs))
+            if isinstance(item, TripletLossConfig):
+                losses.append(TripletLoss(margin=item.margin, loss_term_weight=item.loss_term_weight,
+                                          log_prefix=item.log_prefix, gather=gather, world_size=world_size))
+            else:
+                losses.append(CrossEntropyLoss(scale=item.scale, label_smooth=item.label_smooth, eps=item.eps,
+                                               loss_term_weight=item.loss_term_weight,
+                                               log_accuracy=item.log_accuracy, log_prefix=item.log_prefix))
         self.losses = nn.ModuleList(losses)
 
     def forward(self, outputs: Mapping[str, Tensor], labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

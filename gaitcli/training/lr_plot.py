@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gaitcli.errors import ConfigError, GaitError
+from gaitcli.config import Override
+from gaitcli.errors import ConfigError, GaitError, option
 from gaitcli.imaging import figure_class, save_figure
 from gaitcli.schedule import lr_values, schedule_boundaries
 
@@ -94,36 +95,39 @@ def parse_milestones(text: str | None) -> list[int] | None:
         values = [int(t) for t in items]
     except ValueError:
         raise GaitError(
-            f"--milestones {text!r}: expected comma-separated iterations, e.g. 80000,100000"
+            f"{option('milestones', repr(text))}: expected comma-separated iterations, e.g. 80000,100000"
         ) from None
     return values
 
 
-_OPTION_KEYS = {  # lr-plot option -> (config key, option as typed)
-    "scheduler": ("scheduler_cfg.scheduler", "--scheduler"),
-    "lr": ("optimizer_cfg.lr", "--lr"),
-    "milestones": ("scheduler_cfg.milestones", "--milestones"),
-    "gamma": ("scheduler_cfg.gamma", "--gamma"),
-    "warmup_iters": ("scheduler_cfg.warmup_iters", "--warmup-iters"),
-    "warmup_factor": ("scheduler_cfg.warmup_factor", "--warmup-factor"),
-    "warmup_method": ("scheduler_cfg.warmup_method", "--warmup-method"),
-    "total_iters": ("trainer_cfg.total_iter", "--total-iters"),
+_OPTION_KEYS = {  # lr-plot option -> the config key it sets
+    "scheduler": ("scheduler_cfg", "scheduler"),
+    "lr": ("optimizer_cfg", "lr"),
+    "milestones": ("scheduler_cfg", "milestones"),
+    "gamma": ("scheduler_cfg", "gamma"),
+    "warmup_iters": ("scheduler_cfg", "warmup_iters"),
+    "warmup_factor": ("scheduler_cfg", "warmup_factor"),
+    "warmup_method": ("scheduler_cfg", "warmup_method"),
+    "total_iters": ("trainer_cfg", "total_iter"),
 }
 _INT_OPTIONS = ("warmup_iters", "total_iters")
 _FLOAT_OPTIONS = ("lr", "gamma", "warmup_factor")
 
 
-def _option_override(name: str, value: Any) -> tuple[str, str]:
-    """One lr-plot option as a ``--set`` override, and as the user typed it (for messages)."""
-    key, flag = _OPTION_KEYS[name]
+def _option_override(name: str, value: object) -> Override:
+    """One lr-plot option as a typed override whose messages name the option."""
+    key = _OPTION_KEYS[name]
     if name == "milestones":
-        joined = ",".join(str(int(m)) for m in value)
-        return f"{key}=[{joined}]", f"{flag} {joined}"
+        assert isinstance(value, Sequence)
+        items = [int(m) for m in value]
+        return Override(key, list(items), source=option(name, ",".join(str(m) for m in items)))
     if name in _INT_OPTIONS:
-        return f"{key}={int(value)}", f"{flag} {int(value)}"
+        assert isinstance(value, int)
+        return Override(key, int(value), source=option(name, int(value)))
     if name in _FLOAT_OPTIONS:
-        return f"{key}={_yaml_number(value)}", f"{flag} {value:g}"
-    return f"{key}={value}", f"{flag} {value}"
+        assert isinstance(value, (int, float))
+        return Override(key, float(value), source=option(name, f"{value:g}"))
+    return Override(key, str(value), source=option(name, value))
 
 
 def schedule_from_options(
@@ -137,12 +141,12 @@ def schedule_from_options(
     warmup_factor: float | None = None,
     warmup_method: str | None = None,
     total_iters: int | None = None,
-    overrides: Iterable[str] = (),
+    overrides: Iterable[str | Override] = (),
     warn: Warn | None = None,
 ) -> Schedule:
     """The schedule of ``config`` (default: the MetaGait recipe) with the given options applied
     on top, validated like a training run would validate it."""
-    from gaitcli.config import load_config
+    from gaitcli.config import load_config, parse_override
 
     given = {
         "scheduler": scheduler,
@@ -154,30 +158,21 @@ def schedule_from_options(
         "warmup_method": warmup_method,
         "total_iters": total_iters,
     }
-    # (override text, the option the user typed)
     options = [_option_override(name, value) for name, value in given.items() if value is not None]
-    options.extend((text, f"--set {text}") for text in overrides)
-
-    def spoken(message: str) -> str:
-        for text, option in options:
-            message = message.replace(f"--set {text}", option)
-        return message
+    options.extend(parse_override(o) if isinstance(o, str) else o for o in overrides)
 
     def relay(message: str) -> None:
         # data paths mean nothing to a schedule: keep only what concerns it
         if warn is not None and "partition" not in message and "dataset_root" not in message:
-            warn(spoken(message))
+            warn(message)
 
-    try:
-        cfg = load_config(None if config is None else Path(config), [text for text, _ in options], warn=relay)
-    except ConfigError as exc:
-        raise ConfigError(spoken(str(exc))) from None
-    total = int(cfg["trainer_cfg"]["total_iter"])
+    cfg = load_config(None if config is None else Path(config), options, warn=relay)
+    total = cfg.trainer.total_iter
     if total < 1:
         raise ConfigError(f"trainer_cfg.total_iter must be at least 1 to draw a schedule, got {total}")
-    scfg = dict(cfg["scheduler_cfg"])  # validated by load_config (gaitcli.schedule.check_optimisation)
+    scfg = cfg.scheduler.as_mapping()  # validated by load_config (gaitcli.schedule.check_optimisation)
     schedule = Schedule(
-        dict(cfg["optimizer_cfg"]), scfg, total, str(config) if config else "<defaults: MetaGait recipe>"
+        cfg.optimizer.as_mapping(), scfg, total, str(config) if config else "<defaults: MetaGait recipe>"
     )
     try:
         schedule.lr([0])
@@ -345,7 +340,7 @@ def _scaled_frame(schedule: Schedule, cols: int, rows: int, log: bool) -> tuple[
     if not np.isfinite(values).all():
         raise GaitError("the schedule reaches a non-finite lr; check the learning rate and the factors")
     if log and (values <= 0).any():
-        raise GaitError("--log: the schedule reaches lr 0, which has no logarithm; drop --log")
+        raise GaitError(f"{option('log')}: the schedule reaches lr 0, which has no logarithm; drop it")
     top = frame.f(float(values.max()))
     bottom = frame.f(float(values.min())) if log else min(0.0, float(values.min()))
     if top <= bottom:
@@ -478,7 +473,7 @@ def render_lr_plot(
 
 def save_lr_image(schedule: Schedule, path: str | os.PathLike[str], *, log: bool = False) -> Path:
     """Draw the schedule with matplotlib into ``path`` (png, svg or pdf by its extension)."""
-    Figure = figure_class("--out")
+    Figure = figure_class("out")
     its = sample_iterations(schedule, 2000)
     values = schedule.lr(its)
     fig = Figure(figsize=(8, 4.2), layout="constrained")
@@ -486,7 +481,7 @@ def save_lr_image(schedule: Schedule, path: str | os.PathLike[str], *, log: bool
     ax.plot(its, values, color="#1f77b4", linewidth=1.6)
     if log:
         if (values <= 0).any():
-            raise GaitError("--log: the schedule reaches lr 0, which has no logarithm; drop --log")
+            raise GaitError(f"{option('log')}: the schedule reaches lr 0, which has no logarithm; drop it")
         ax.set_yscale("log")
     else:
         ax.set_ylim(bottom=0, top=float(values.max()) * 1.08 or 1.0)
@@ -507,4 +502,4 @@ def save_lr_image(schedule: Schedule, path: str | os.PathLike[str], *, log: bool
     ax.set_ylabel("learning rate")
     ax.grid(True, alpha=0.3)
     ax.set_title(schedule_title(schedule), fontsize=8)
-    return save_figure(fig, path, "--out")
+    return save_figure(fig, path, "out")

@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gaitcli.fileio import append_line, write_error
 from gaitcli.runtime.distributed import DistInfo
-from gaitcli.training.run_folder import RunFolder, append_line
+from gaitcli.training.run_folder import RunFolder
 
 Echo = Callable[[str], None]
 TIMING_KEYS = ("seconds", "sequences_per_s", "data_wait")
@@ -64,7 +65,10 @@ class MetricsLogger:
             return
         if self.echo is not None and (self.echo_routine or not routine):
             self.echo(message)
-        self.folder.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(self.folder.log, exc) from None
         append_line(self.folder.log, time.strftime("%Y-%m-%d %H:%M:%S ") + message)
 
     def add(self, terms: Mapping[str, float]) -> None:

@@ -7,6 +7,9 @@ Layout (rank 0 writes it)::
     OUT/checkpoints/{save_name}-{iter:05d}.state.safetensors  optimiser, scheduler, RNG, sampler
     OUT/metrics.jsonl  OUT/train.log  OUT/tensorboard/
 
+- ``config.yaml`` is only ever written over when gaitcli wrote it: the folder records the
+  SHA-256 of every ``config.yaml`` it writes (:data:`RECORD_FILE`), and a fresh run,
+  ``--overwrite`` and ``--resume`` refuse a ``config.yaml`` it did not write (:meth:`RunFolder.check_config`).
 - ``--overwrite`` removes exactly the previous run's files (:data:`RUN_FILES`, the checkpoint
   files and error files of older versions) before the first new write; nothing else in OUT.
 - ``--resume`` finds its checkpoint here, and refuses a config that differs from the stored one
@@ -16,6 +19,7 @@ Layout (rank 0 writes it)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,12 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gaitcli.config_types import GaitConfig
 from gaitcli.errors import ConfigError, GaitError
 from gaitcli.fileio import atomic_write_bytes
 from gaitcli.runtime.lock import exclusive_lock
 from gaitcli.training.state import state_path
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "train.log")
+RECORD_FILE = ".gaitcli-run.json"
+"""What gaitcli wrote into the folder: ``{"config.yaml": [sha256, ...]}`` (the current
+config.yaml's digest, and the one before it while a new one is being written)."""
 RUN_DIRS = ("checkpoints", "tensorboard")
 ERROR_FILE_GLOB = ".train-error-rank*"  # left by gaitcli versions before the runtime launcher
 HARMLESS_KEYS = (
@@ -49,20 +57,15 @@ HARMLESS_KEYS = (
 """Config keys (or whole sections) a resumed run may change: they do not alter what is trained."""
 
 
-def output_dir_for(cfg: Mapping[str, Any], output: str | os.PathLike[str] | None = None) -> Path:
-    """``--output``, or ``output/{dataset_name}/{model}/{save_name}``."""
+def output_dir_for(cfg: GaitConfig, output: str | os.PathLike[str] | None = None) -> Path:
+    """The chosen output folder, or ``output/{dataset_name}/{model}/{save_name}``."""
     if output is not None:
         return Path(output)
-    return Path(
-        "output",
-        str(cfg["data_cfg"]["dataset_name"]),
-        str(cfg["model_cfg"]["model"]),
-        str(cfg["trainer_cfg"]["save_name"]),
-    )
+    return Path("output", cfg.data.dataset_name, cfg.model.name, cfg.trainer.save_name)
 
 
-def checkpoint_name(cfg: Mapping[str, Any], iteration: int) -> str:
-    return f"{cfg['trainer_cfg']['save_name']}-{iteration:05d}.safetensors"
+def checkpoint_name(cfg: GaitConfig, iteration: int) -> str:
+    return f"{cfg.trainer.save_name}-{iteration:05d}.safetensors"
 
 
 def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
@@ -106,6 +109,55 @@ class RunFolder:
     def tensorboard(self) -> Path:
         return self.root / "tensorboard"
 
+    @property
+    def record(self) -> Path:
+        return self.root / RECORD_FILE
+
+    def _recorded(self) -> list[str]:
+        try:
+            data = json.loads(self.record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        digests = data.get("config.yaml") if isinstance(data, dict) else None
+        return [d for d in digests if isinstance(d, str)] if isinstance(digests, list) else []
+
+    def _config_digest(self) -> str | None:
+        try:
+            return hashlib.sha256(self.config.read_bytes()).hexdigest()
+        except FileNotFoundError:
+            return None
+
+    def config_is_ours(self) -> bool:
+        """Whether ``config.yaml`` is absent or exactly what a gaitcli run of this folder wrote.
+        A folder of an older gaitcli (no record) counts as ours while it holds that run's
+        checkpoints."""
+        digest = self._config_digest()
+        if digest is None:
+            return True
+        if self.record.exists():
+            return digest in self._recorded()
+        return bool(list_checkpoints(self.checkpoints))
+
+    def check_config(self) -> None:
+        """Refuse, in one line and before anything is written, a ``config.yaml`` that gaitcli did
+        not write (a user's config kept in the output folder, or the run's config edited)."""
+        if not self.config_is_ours():
+            raise GaitError(
+                f"{self.config} was not written by a gaitcli run of this folder (or was edited since), and "
+                "gaitcli never replaces or removes such a file: move it out of the folder (it can stay "
+                "your --config elsewhere) or train into another --output"
+            )
+
+    def write_config(self, text: str) -> None:
+        """Write ``config.yaml`` and record its digest (recorded first: a crash in between leaves
+        a config.yaml that the record still names)."""
+        data = text.encode()
+        current = self._config_digest()
+        kept = [current] if current is not None and current in self._recorded() else []
+        record = {"config.yaml": [*kept, hashlib.sha256(data).hexdigest()]}
+        atomic_write_bytes(self.record, (json.dumps(record) + "\n").encode())
+        atomic_write_bytes(self.config, data)
+
     def previous_run(self) -> list[Path]:
         """What ``--overwrite`` removes: the previous run's files, nothing else."""
         found = [self.root / name for name in (*RUN_FILES, *RUN_DIRS) if (self.root / name).exists()]
@@ -122,7 +174,7 @@ class RunFolder:
         return removed
 
 
-def find_resume_checkpoint(hint: Any, cfg: Mapping[str, Any], ckpt_dir: Path) -> Path | None:
+def find_resume_checkpoint(hint: Any, cfg: GaitConfig, ckpt_dir: Path) -> Path | None:
     """Resolve ``restore_hint`` / ``--resume``: 0 (fresh), an iteration, a path, or 'latest'."""
     if not resume_requested(hint):
         return None
@@ -213,7 +265,7 @@ class Pruner:
     """``keep_last`` by save order: the run's checkpoints up to the resume point (in iteration
     order, which was their save order), then every checkpoint this run saves, in order."""
 
-    def __init__(self, ckpt_dir: Path, keep_last: int, resumed_at: int | None) -> None:
+    def __init__(self, ckpt_dir: Path, keep_last: int | None, resumed_at: int | None) -> None:
         self.keep = int(keep_last or 0)
         earlier = list_checkpoints(ckpt_dir) if resumed_at is not None else []
         self.order: list[Path] = [path for it, path in earlier if it <= (resumed_at or 0)]
@@ -246,16 +298,6 @@ def truncate_metrics(path: Path, iteration: int) -> None:
         if at < iteration or (at == iteration and not entry.get("partial")):
             kept.append(line)
     atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
-
-
-def append_line(path: Path, line: str) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
-
-
-def read_stored_config(path: Path, load: Callable[[Path], Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The run's stored config.yaml, or None when there is none."""
-    return load(path) if path.is_file() else None
 
 
 # ------------------------------------------------------------------------------------------ lock

@@ -10,6 +10,10 @@ little), until 75 % of the run, and switches to the re-derived schedule when the
 by more than 1 %. The derived schedule is stored in every later checkpoint's state,
 so a resumed run follows it exactly instead of measuring again. When the clock passes the budget
 the run saves a checkpoint and stops.
+
+The budget itself (minutes and probe) is stored in the state too, so a run resumed before its
+pace was measured keeps it and measures again. A budget is at most :data:`MAX_MINUTES`, and
+nothing is sized by the run length it derives: :func:`follow_schedule` computes lr(t) when asked.
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from gaitcli.schedule import scale_schedule
+import torch
+
+from gaitcli.config_types import GaitConfig
+from gaitcli.errors import ConfigError
+from gaitcli.schedule import build_scheduler, lr_values, scale_schedule
 
 MARGIN = 0.02
 """Share of the time left kept free when the run length is derived, so that a slightly slower
@@ -32,6 +40,9 @@ RECHECK_UNTIL = 0.75
 milestone, the end of a cosine) stays put."""
 RECHECK_TOLERANCE = 0.01
 """A re-derived run length within this share of the current one changes nothing."""
+
+MAX_MINUTES = 43200.0
+"""The largest budget (30 days); a longer run is given by ``total_iter`` instead."""
 
 UNTIMED = 5
 """Iterations after start-up (or a resume) before the timing starts: the first steps are slow."""
@@ -64,16 +75,31 @@ class DerivedSchedule:
                    int(data["derived_at"]))
 
 
+def check_minutes(minutes: float | None) -> None:
+    """A budget lies in (0, :data:`MAX_MINUTES`]: one line otherwise."""
+    if minutes is not None and not 0 < minutes <= MAX_MINUTES:
+        raise ConfigError(
+            f"trainer_cfg.time_budget (--time-budget) {minutes:g}: a time budget is more than 0 and at most "
+            f"{MAX_MINUTES:g} minutes (30 days); for a longer run set trainer_cfg.total_iter instead"
+        )
+
+
 class TimeBudget:
     """Measures the pace and says when to derive the schedule and when the time is up."""
 
     def __init__(self, minutes: float, probe: int, started: float) -> None:
+        check_minutes(minutes)
+        self.minutes = minutes
         self.deadline = started + 60.0 * minutes
         self.probe = probe
         self.first: int | None = None
         self.timed_from: tuple[int, float] | None = None
         self.origin: tuple[int, float] | None = None  # iteration and clock of the first derivation
         self.next_check = 0
+
+    def to_state(self) -> dict[str, Any]:
+        """What a checkpoint's state stores, so a resumed run keeps the budget."""
+        return {"minutes": self.minutes, "probe": self.probe}
 
     def expired(self) -> bool:
         """Whether the clock has passed the budget."""
@@ -102,7 +128,7 @@ class TimeBudget:
             return None
         return max(clock() - origin_t, 1e-9) / (iteration - origin_it)
 
-    def derive(self, iteration: int, seconds_per_iter: float, cfg: Mapping[str, Any]) -> DerivedSchedule:
+    def derive(self, iteration: int, seconds_per_iter: float, cfg: GaitConfig) -> DerivedSchedule:
         """The run length that fits and the schedule scaled to it."""
         now = clock()
         if self.origin is None:
@@ -110,6 +136,47 @@ class TimeBudget:
         left = max(self.deadline - now, 0.0) * (1.0 - MARGIN)
         total = max(iteration + int(math.floor(left / seconds_per_iter)), iteration)
         self.next_check = iteration + max(self.probe, math.ceil(RECHECK_EVERY * total))
-        configured = int(cfg["trainer_cfg"]["total_iter"])
-        scaled = scale_schedule(cfg["scheduler_cfg"], configured, total)
+        configured = cfg.trainer.total_iter
+        scaled = scale_schedule(cfg.scheduler.as_mapping(), configured, total)
         return DerivedSchedule(total, scaled, seconds_per_iter, iteration)
+
+
+def follow_schedule(
+    optimizer: torch.optim.Optimizer,
+    optimizer_cfg: Mapping[str, Any],
+    scheduler_cfg: Mapping[str, Any],
+    total_iter: int,
+    start: int,
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A scheduler following ``scheduler_cfg`` over ``total_iter`` iterations, positioned at
+    iteration ``start`` (every param group's lr set to its value there), so a derived schedule
+    can be switched to mid-run and resumed exactly.
+
+    lr(t) is computed when the scheduler asks for it, never tabulated: a budget that derives
+    billions of iterations allocates nothing for them. ``warmup`` has a closed form; any other
+    scheduler is a shadow copy on a one-parameter optimiser, stepped forward as t grows (as
+    :func:`gaitcli.schedule.lr_values` steps it), so the lrs are the ones lr-plot shows.
+    """
+    base = float(optimizer_cfg.get("lr", 1e-3))
+    closed_form = scheduler_cfg.get("scheduler", "warmup") == "warmup"
+    shadow: list[Any] = []  # [optimiser, scheduler, iteration] of the stepped copy
+
+    def factor(t: int) -> float:
+        t = min(t, total_iter)
+        if closed_form:
+            return float(lr_values(optimizer_cfg, scheduler_cfg, (t,))[0]) / base
+        if not shadow or t < shadow[2]:
+            dummy = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base)
+            shadow[:] = [dummy, build_scheduler(dummy, scheduler_cfg), 0]
+        while shadow[2] < t:
+            shadow[0].step()  # keeps torch from warning about the call order; the grad is None
+            shadow[1].step()
+            shadow[2] += 1
+        return float(shadow[0].param_groups[0]["lr"]) / base
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scheduler.last_epoch = start  # each group's lr from its initial lr, as a step would set it
+    for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = base_lr * factor(start)
+    scheduler._last_lr = [float(group["lr"]) for group in optimizer.param_groups]
+    return scheduler

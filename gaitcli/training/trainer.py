@@ -11,6 +11,7 @@ the same final tensors as a run that never stopped (CPU, same seed).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -23,11 +24,12 @@ import torch
 import yaml
 from rich.console import Console
 
-from gaitcli.config import dump_config
+from gaitcli.config import dump_config, migrate_config
+from gaitcli.config_types import GaitConfig
 from gaitcli.data.collate import to_model_input
 from gaitcli.data.transforms import build_transform
 from gaitcli.errors import ConfigError, GaitError
-from gaitcli.fileio import atomic_write_bytes
+from gaitcli.fileio import WriteError, check_writable
 from gaitcli.runtime.distributed import (
     DistInfo,
     all_ranks,
@@ -37,7 +39,7 @@ from gaitcli.runtime.distributed import (
     resolve_devices,
 )
 from gaitcli.runtime.launch import launch
-from gaitcli.schedule import check_optimisation, fast_forward_scheduler
+from gaitcli.schedule import check_config_optimisation
 from gaitcli.training import time_budget
 from gaitcli.training.builders import (
     Optimisation,
@@ -51,7 +53,12 @@ from gaitcli.training.builders import (
     device_of,
     seed_everything,
 )
-from gaitcli.training.checkpointing import CheckpointConnector, Progress, TrainingStopped
+from gaitcli.training.checkpointing import (
+    CheckpointConnector,
+    Progress,
+    TrainingStopped,
+    read_training_state,
+)
 from gaitcli.training.display import TrainDisplay, config_summary, print_full_config
 from gaitcli.training.metrics_log import MetricsLogger, Window, last_metrics
 from gaitcli.training.run_folder import (
@@ -66,7 +73,13 @@ from gaitcli.training.run_folder import (
     truncate_metrics,
 )
 from gaitcli.training.signals import InterruptGuard
-from gaitcli.training.time_budget import RECHECK_TOLERANCE, DerivedSchedule, TimeBudget
+from gaitcli.training.time_budget import (
+    RECHECK_TOLERANCE,
+    DerivedSchedule,
+    TimeBudget,
+    check_minutes,
+    follow_schedule,
+)
 
 __all__ = [
     "Trainer",
@@ -105,7 +118,7 @@ class Trainer:
 
     def __init__(
         self,
-        cfg: Mapping[str, Any],
+        cfg: GaitConfig,
         info: DistInfo,
         out_dir: Path,
         *,
@@ -115,9 +128,9 @@ class Trainer:
         progress: bool = True,
         verbose: bool = False,
     ) -> None:
-        self.cfg, self.info, self.tcfg = cfg, info, cfg["trainer_cfg"]
+        self.cfg, self.info, self.tcfg = cfg, info, cfg.trainer
         self.folder = RunFolder(Path(out_dir))
-        self.resume_hint = resume if resume is not None else self.tcfg["restore_hint"]
+        self.resume_hint = resume if resume is not None else self.tcfg.restore_hint
         self.resume_option = "--resume" if resume is not None else "trainer_cfg.restore_hint"
         self.overwrite, self.verbose = overwrite, verbose
         self.console = console if info.is_main else None
@@ -129,25 +142,34 @@ class Trainer:
         self.metrics = MetricsLogger(self.folder, info, echo, echo_routine=verbose or not shows_bar)
         self.state = Progress(0, 0, Window().to_state())
         self._release_lock: Callable[[], None] | None = None
-        self.total_iter = int(self.tcfg["total_iter"])
-        minutes = self.tcfg.get("time_budget")
-        probe = int(self.tcfg.get("time_budget_probe") or 30)
-        self.budget = None if minutes is None else TimeBudget(float(minutes), probe, time_budget.clock())
+        self.total_iter = self.tcfg.total_iter
+        self.started = time_budget.clock()  # a time budget counts from here, start-up included
+        minutes = self.tcfg.time_budget if self.total_iter > 0 else None  # 0 iterations win
+        probe = self.tcfg.time_budget_probe
+        self.budget = None if minutes is None else TimeBudget(minutes, probe, self.started)
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
-        cfg = self.cfg
         if self.overwrite and resume_requested(self.resume_hint):
             raise ConfigError(
                 f"--overwrite starts over and {self.resume_option} {self.resume_hint} continues "
                 "a run: give one of them"
             )
-        for note in check_optimisation(cfg).notes:  # e.g. a warm-up longer than a short smoke run
+        if self.info.is_main:  # before anything is written into the folder
+            check_writable(self.folder.root, "output folder", folder=True)
+            self.folder.check_config()
+        cfg = self.cfg
+        if self.tcfg.total_iter == 0 and self.tcfg.time_budget is not None:
+            self.metrics.log("note: total_iter is 0: nothing is trained, the time budget has no effect")
+        for note in check_config_optimisation(cfg).notes:  # e.g. a warm-up longer than a short smoke run
             self.metrics.log(f"note: {note}")
-        seed_everything(int(self.tcfg["seed"]), self.info)
+        seed_everything(self.tcfg.seed, self.info)
         if self.info.is_main:  # first: a folder in use is the answer, whatever else is asked
             self._release_lock = acquire_output_lock(self.folder.root)
         resume_path = find_resume_checkpoint(self.resume_hint, cfg, self.folder.checkpoints)
+        resumed = read_training_state(resume_path) if resume_path is not None else None
+        if resumed is not None:
+            cfg = self._keep_budget(resumed.get("time_budget"))
         if self.info.is_main:
             self._prepare_folder(resume_path)
         barrier()
@@ -161,8 +183,8 @@ class Trainer:
         self.ckpt = CheckpointConnector(
             self.folder, cfg, self.info, self.data.dataset.label_set, self.data.frame_size
         )
-        if resume_path is not None:
-            self._restore(resume_path)
+        if resume_path is not None and resumed is not None:
+            self._restore(resume_path, resumed)
         if self.budget is not None and self.state.schedule is None:
             self.total_iter = UNBOUNDED  # until the pace gives the run length
         self.ckpt.start(self.state.iteration if resume_path is not None else None)
@@ -190,13 +212,28 @@ class Trainer:
             folder.metrics.unlink(missing_ok=True)  # a run that never saved: its windows are not kept
         else:
             stored = yaml.safe_load(folder.config.read_text()) if folder.config.is_file() else None
-            harmless = check_resumed_config(stored, yaml.safe_load(dump_config(self.cfg)), folder.config)
+            if isinstance(stored, dict):
+                stored = migrate_config(stored, str(folder.config))
+            harmless = check_resumed_config(stored, self.cfg.to_dict(), folder.config)
             if harmless:
                 self.metrics.log(f"note: resuming with {'; '.join(harmless)}")
-        atomic_write_bytes(folder.config, dump_config(self.cfg).encode())
+        folder.write_config(dump_config(self.cfg))
 
-    def _restore(self, path: Path) -> None:
-        self.state = self.ckpt.restore(path, self.network, self.opt)
+    def _keep_budget(self, stored: Any) -> GaitConfig:
+        """A run resumed without a time budget keeps the one its state stores (the run's own,
+        counted again from this start): before the pace was measured it measures again, after
+        that it follows the stored schedule and still stops at the budget."""
+        if self.budget is not None or self.tcfg.time_budget is not None or not stored or self.total_iter == 0:
+            return self.cfg
+        minutes, probe = float(stored["minutes"]), int(stored["probe"])
+        trainer = dataclasses.replace(self.tcfg, time_budget=minutes, time_budget_probe=probe)
+        self.cfg, self.tcfg = self.cfg.replace(trainer=trainer), trainer
+        self.budget = TimeBudget(minutes, probe, self.started)
+        self.metrics.log(f"note: the resumed run keeps its time budget of {minutes:g} minutes (from now)")
+        return self.cfg
+
+    def _restore(self, path: Path, state: Mapping[str, Any]) -> None:
+        self.state = self.ckpt.restore(path, state, self.network, self.opt)
         if self.state.schedule is not None:  # a time budget derived it: follow it exactly
             self._follow(DerivedSchedule.from_json(self.state.schedule))
         total = self.total_iter
@@ -212,10 +249,10 @@ class Trainer:
 
     def _announce(self) -> None:
         data, cfg = self.data, self.cfg
-        batch = self.tcfg["sampler"]["batch_size"]
+        batch = self.tcfg.sampler.batch_size
         world = f"{self.info.world_size} x {self.device.type}"
         self.metrics.log(
-            f"model {cfg['model_cfg']['model']} ({self.network.param_count / 1e6:.2f} M parameters) "
+            f"model {cfg.model.name} ({self.network.param_count / 1e6:.2f} M parameters) "
             f"on {world}; {len(data.dataset)} training sequences of {len(data.dataset.label_set)} ids; "
             f"batch {batch[0]}x{batch[1]}; "
             f"output {self.folder.root}",
@@ -250,7 +287,7 @@ class Trainer:
         sils, labels, seq_lens = to_model_input(batch, self.device)
         net, opt = self.network.net, self.opt
         net.train()
-        if self.tcfg["fix_BN"]:
+        if self.tcfg.fix_BN:
             for module in net.modules():
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
@@ -275,7 +312,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainSummary:
-        total = self.total_iter if self.total_iter != UNBOUNDED else int(self.tcfg["total_iter"])
+        total = self.total_iter if self.total_iter != UNBOUNDED else self.tcfg.total_iter
         display = TrainDisplay(self.console, total, self.state.iteration) if self.progress_bar else None
         announce = (
             (
@@ -294,6 +331,12 @@ class Trainer:
                 f"interrupted at iteration {self.state.iteration} without saving it; last "
                 f"checkpoint: {self.ckpt.last_saved or 'none yet'}; continue with --resume latest",
                 exit_code=130,
+            ) from None
+        except WriteError as exc:  # train.log / metrics.jsonl on a full disk: stop, say where to go on
+            raise TrainingStopped(
+                f"{exc}; training stopped at iteration {self.state.iteration}; the last good checkpoint "
+                f"is {self.ckpt.last_saved or 'none yet'}; make room, then continue with --resume latest",
+                exit_code=1,
             ) from None
         finally:
             if display is not None:
@@ -314,7 +357,7 @@ class Trainer:
             skipped = self._count_skip(skipped, stepped)
             if stepped:
                 self._complete_iteration(self.total_iter, lr, terms, display)
-                if self._budget_spent(display):
+                if self._budget_spent(lr, display):
                     return
             if any_rank(guard.requested):  # every rank stops after the same completed iteration
                 self._stop_interrupted()
@@ -327,21 +370,21 @@ class Trainer:
         self.state.iteration += 1
         it = self.state.iteration
         self.metrics.add(terms)
-        log_iter = int(self.tcfg["log_iter"])
+        log_iter = self.tcfg.log_iter
         if it % log_iter == 0 or it == total:
             # a run ending mid-window logs it as partial and keeps the window in its saved
             # state, so a resumed run completes the same window an unbroken run would
             self.metrics.write_window(it, lr, self.data.global_batch, partial=it % log_iter != 0)
         if display is not None:
             display.update(it, lr, terms)
-        if it % int(self.tcfg["save_iter"]) == 0 or it == total:
+        if it % self.tcfg.save_iter == 0 or it == total:
             self.save()
 
     def _follow(self, derived: DerivedSchedule) -> None:
         """Switch to a derived schedule at the current iteration (fresh or resumed: same lrs)."""
         self.total_iter, self.state.schedule = derived.total_iter, derived.to_json()
-        self.opt.scheduler = fast_forward_scheduler(
-            self.opt.optimizer, self.cfg["optimizer_cfg"], derived.scheduler_cfg, derived.total_iter,
+        self.opt.scheduler = follow_schedule(
+            self.opt.optimizer, self.cfg.optimizer.as_mapping(), derived.scheduler_cfg, derived.total_iter,
             self.state.iteration,
         )
 
@@ -361,9 +404,9 @@ class Trainer:
         if display is not None:
             display.progress.update(display.task, total=derived.total_iter)
 
-    def _budget_spent(self, display: TrainDisplay | None) -> bool:
+    def _budget_spent(self, lr: float, display: TrainDisplay | None) -> bool:
         """Time budget (docs/train.md): derive the schedule once the pace is known; at the budget,
-        save and stop. Returns True to stop."""
+        log the window so far (partial), save and stop. Returns True to stop."""
         budget, it = self.budget, self.state.iteration
         if budget is None:
             return False
@@ -378,6 +421,8 @@ class Trainer:
         expired = any_rank(budget.expired())
         if not expired and it < self.total_iter:
             return False
+        if self.metrics.window_iters > 0:  # stopped mid-window (not yet logged as partial)
+            self.metrics.write_window(it, lr, self.data.global_batch, partial=True)
         last = self.ckpt.last_saved
         if last is None or last.name != checkpoint_name(self.cfg, it):
             self.save()
@@ -411,9 +456,10 @@ class Trainer:
 
     def save(self, test: bool = True) -> Path:
         self.state.window = self.metrics.window.to_state()
+        self.state.budget = self.budget.to_state() if self.budget is not None else None
         path = self.ckpt.save(self.state, self.network, self.opt)
         self.metrics.log(f"saved {path}", routine=True)
-        if test and self.tcfg["with_test"]:
+        if test and self.tcfg.with_test:
             self.run_test()
         return path
 
@@ -443,13 +489,13 @@ class Trainer:
             self._release_lock = None
 
 
-def check_input_height(cfg: Mapping[str, Any], frame_size: str) -> None:
+def check_input_height(cfg: GaitConfig, frame_size: str) -> None:
     """``model_cfg.bin_num: null`` means one part per row of a 64-high input: a transform that
     gives another height (``Resize``, docs/recipes.md) needs ``bin_num`` set, said in one line."""
-    if "bin_num" not in cfg["model_cfg"] or cfg["model_cfg"]["bin_num"] is not None:
+    if "bin_num" not in cfg.model.values or cfg.model.values["bin_num"] is not None:
         return
     height, width = (int(v) for v in frame_size.split("x"))
-    out_h, out_w = build_transform(cfg["trainer_cfg"]["transform"], training=True).out_size(height, width)
+    out_h, out_w = build_transform(list(cfg.trainer.transform), training=True).out_size(height, width)
     if out_h != 64:
         raise ConfigError(
             f"trainer_cfg.transform gives {out_h}x{out_w} frames but model_cfg.bin_num null means 64 "
@@ -473,7 +519,7 @@ def _names(paths: list[Path]) -> list[str]:
 class TrainJob:
     """What every rank needs to run: plain, picklable values (the console stays in this process)."""
 
-    cfg: dict[str, Any]
+    cfg: GaitConfig
     """The resolved config."""
     out_dir: str
     """The run folder."""
@@ -517,7 +563,7 @@ def run_rank(info: DistInfo, job: TrainJob) -> TrainSummary:
 
 
 def train(
-    cfg: Mapping[str, Any],
+    cfg: GaitConfig,
     *,
     output: str | os.PathLike[str] | None = None,
     device: str | None = None,
@@ -531,15 +577,16 @@ def train(
 ) -> TrainSummary:
     """Train ``cfg`` in this process or in ``nproc`` / ``gpus`` processes; returns rank 0's summary."""
     device_type, procs = resolve_devices(device, gpus, nproc)
-    batch = cfg["trainer_cfg"]["sampler"]["batch_size"]
+    batch = cfg.trainer.sampler.batch_size
     if (batch[0] * batch[1]) % procs:
         raise ConfigError(
             f"trainer_cfg.sampler.batch_size {batch[0]}x{batch[1]} cannot be split over {procs} "
             "processes; make P*K a multiple of the process count"
         )
-    check_optimisation(cfg)  # the check gait config and gait lr-plot run too
+    check_config_optimisation(cfg)  # the check gait config and gait lr-plot run too
+    check_minutes(cfg.trainer.time_budget)
     out_dir = output_dir_for(cfg, output)
     job = TrainJob(
-        dict(cfg), str(out_dir), resume, overwrite, progress, verbose, console is not None, console
+        cfg, str(out_dir), resume, overwrite, progress, verbose, console is not None, console
     )
     return launch(run_rank, job, procs, device_type)

@@ -16,7 +16,7 @@ from gaitcli.cli import app
 from gaitcli.config import load_config
 from gaitcli.config_schema import SCHEMA, model_keys
 from gaitcli.errors import ConfigError
-from gaitcli.schedule import build_optimizer, build_scheduler, check_optimisation
+from gaitcli.schedule import build_optimizer, build_scheduler, check_config_optimisation
 
 SECTIONS = list(SCHEMA) + ["model", "trainer", "extra_cfg"]
 KEYS = sorted({k for keys in [*SCHEMA.values(), model_keys()] for k in keys}) + [
@@ -206,13 +206,13 @@ def test_fuzzed_training_setup_is_one_line_or_builds(overrides):
     with _no_hang():
         try:
             cfg = load_config("metagait", overrides)
-            check_optimisation(cfg)  # what gaitcli.training.trainer.train runs before launching
+            check_config_optimisation(cfg)  # what gaitcli.training.trainer.train runs before launching
         except ConfigError as exc:
             assert "\n" not in str(exc)
             return
         model = torch.nn.Linear(2, 2)  # then the trainer's own construction must not fail
-        optimizer = build_optimizer(model.parameters(), cfg["optimizer_cfg"])
-        build_scheduler(optimizer, cfg["scheduler_cfg"])
+        optimizer = build_optimizer(model.parameters(), cfg.optimizer.as_mapping())
+        build_scheduler(optimizer, cfg.scheduler.as_mapping())
         assert optimizer.param_groups[0]["lr"] >= 0
 
 
