@@ -6,6 +6,17 @@ behind. While held, the file names its owner (pid, host, command, start time); a
 is refused with that owner in one line. ``flock`` is only trustworthy on a local file system:
 on NFS, SMB/CIFS, sshfs and other network or FUSE file systems two machines may both "hold"
 it, so there the lock refuses instead of pretending.
+
+The lock dies with the process that took it. A ``flock`` belongs to the open file description,
+which a forked child shares (``O_CLOEXEC`` only helps across ``exec``), so a DataLoader worker
+forked by ``gait train`` would keep the lock alive after the trainer is killed. Every lock's file
+descriptor is therefore registered here, and :func:`os.register_at_fork` closes them in each
+child as it starts (``multiprocessing``, DataLoader workers and ``os.fork`` all run that hook);
+a child leaving the ``with`` block neither releases nor empties its parent's lock. POSIX record
+locks (``F_SETLK``) are not inherited either, but any ``close`` of the file in the holder drops
+them, which reading the lock file would do. Should a lock still be held while its recorded owner
+has exited (a child forked without the hook), the refusal names the process that holds the file
+open, not the dead owner.
 """
 
 from __future__ import annotations
@@ -93,6 +104,80 @@ def _read_owner(path: Path) -> LockOwner | None:
         return None
 
 
+_HELD: dict[int, int] = {}
+"""File descriptor of every lock this process holds (or is taking) -> the pid that opened it."""
+
+
+def _close_inherited_locks() -> None:
+    """In a freshly forked child: close the lock descriptors inherited from the parent, so the
+    parent's locks end with the parent."""
+    for fd in list(_HELD):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` (on this host) still runs; a zombie has already let go of its files."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _openers(path: Path) -> list[int]:
+    """Pids of the processes (other than this one) that hold ``path`` open, from /proc."""
+    target = os.path.realpath(path)
+    found: list[int] = []
+    try:
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        if pid == os.getpid():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                    found.append(pid)
+                    break
+            except OSError:
+                continue
+    return sorted(found)
+
+
+def _holder(path: Path) -> str:
+    """Who holds the lock on ``path``, for the refusal: its recorded owner, unless that owner has
+    exited (then the live processes that hold the file open)."""
+    owner = _read_owner(path)
+    if owner is None:
+        return "held by another process"
+    if owner.host != socket.gethostname() or _alive(owner.pid):
+        return f"held by {owner.describe()}"
+    openers = _openers(path)
+    who = f"pid {', '.join(map(str, openers))}" if openers else "another process"
+    return (f"held by {who}, which inherited it from pid {owner.pid} ({owner.command}), "
+            "which has exited; it is released when that process ends")
+
+
 def _me() -> LockOwner:
     command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -125,13 +210,13 @@ def exclusive_lock(path: Path, *, what: str) -> Iterator[LockOwner]:
     except OSError as exc:
         reason = exc.strerror or exc
         raise LockError(f"cannot create {path} ({reason}); check that the folder is writable") from None
+    taker = os.getpid()
+    _HELD[fd] = taker  # before the flock: a child forked from now on closes it at once
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            owner = _read_owner(path)
-            held = f"held by {owner.describe()}" if owner else "held by another process"
-            message = f"another {what} is using {path.parent} ({held}); wait for it to finish"
+            message = f"another {what} is using {path.parent} ({_holder(path)}); wait for it to finish"
             raise LockError(message) from None
         owner = _me()
         os.ftruncate(fd, 0)
@@ -139,7 +224,9 @@ def exclusive_lock(path: Path, *, what: str) -> Iterator[LockOwner]:
         try:
             yield owner
         finally:
-            os.ftruncate(fd, 0)
+            if os.getpid() == taker:  # a forked child leaving the block: not its lock (fd closed)
+                os.ftruncate(fd, 0)
     finally:
-        os.close(fd)
-
+        if os.getpid() == taker:
+            _HELD.pop(fd, None)
+            os.close(fd)
