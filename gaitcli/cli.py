@@ -35,8 +35,8 @@ out_console = Console()
 
 # The one place that knows how options are spelt here: messages from the layers below name a
 # parameter (gaitcli.errors.option); the flag is "--" + its name with dashes, except these.
-_FLAGS = {"set_": "--set", "json_out": "--json", "csv_out": "--csv", "map_": "--map", "input_dir": "IN",
-          "output_dir": "OUT", "config_path": "--config", "checkpoint_arg": "CKPT"}
+_FLAGS = {"set_": "--set", "overrides": "--set", "json_out": "--json", "json": "--json", "csv_out": "--csv",
+          "map_": "--map", "input_dir": "IN", "output_dir": "OUT", "config_path": "--config"}
 
 
 def _flag(name: str, value: Optional[str]) -> str:

@@ -289,7 +289,7 @@ def validate_config(cfg: Mapping[str, Any], source: str = "<config>", warn: Warn
         if absent:
             raise ConfigError(
                 f"{source}: {section}: {name} needs {', '.join(absent)} "
-                f"(e.g. --set {section}.{absent[0]}=...)"
+                f"(e.g. {section}.{absent[0]}=...)"
             )
     if not cfg["loss_cfg"]:
         raise ConfigError(f"{source}: loss_cfg must name at least one loss")

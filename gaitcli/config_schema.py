@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gaitcli.data.transforms import TRANSFORM_NAMES
-from gaitcli.errors import ConfigError
+from gaitcli.errors import ConfigError, option
 from gaitcli.models.registry import (
     AT_LEAST_ONE,
     NON_NEGATIVE,
@@ -201,7 +201,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "save_name": Key("str", "MetaGait", "Run name used to find checkpoints."),
         "eval_func": Key(
-            "str", "evaluate_indoor_dataset", "Reference evaluation function name (mapped onto --protocol)."
+            "str", "evaluate_indoor_dataset", "Reference evaluation function name (mapped onto the evaluation protocol)."
         ),
         "sampler": Key("section", None, "Inference sampler.", children=_EVAL_SAMPLER),
         "transform": Key(
@@ -301,7 +301,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "time_budget": Key(
             "float",
             None,
-            "Minutes of wall time (gait train --time-budget): after time_budget_probe iterations the "
+            "Minutes of wall time (also an option of gait train): after time_budget_probe iterations the "
             "run length and every schedule length are scaled to the iterations that fit (docs/train.md).",
             nullable=True,
             range=POSITIVE,
@@ -348,8 +348,8 @@ DEFAULT_LOSSES = [
 # Keys other tools put in their configs that gaitcli does not use: a warning, not an error.
 FOREIGN_KEYS = {
     ("trainer_cfg", "wandb"): "Weights & Biases logging is not built in",
-    ("trainer_cfg", "enable_distributed"): "distribution is chosen with --gpus / --nproc",
-    ("evaluator_cfg", "enable_distributed"): "distribution is chosen with --gpus / --nproc",
+    ("trainer_cfg", "enable_distributed"): f"distribution is chosen with {option('gpus')} / {option('nproc')}",
+    ("evaluator_cfg", "enable_distributed"): f"distribution is chosen with {option('gpus')} / {option('nproc')}",
 }
 
 PATH_KEYS = (("data_cfg", "dataset_root"), ("data_cfg", "dataset_partition"))

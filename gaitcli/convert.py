@@ -24,7 +24,7 @@ from safetensors import safe_open
 from .build import build_model
 from .config import config_from_stored, load_config, resolve_config, stored_config
 from .config_types import GaitConfig
-from .errors import GaitError
+from .errors import GaitError, option
 from .models.checkpoint import (
     FORMAT,
     is_training_state,
@@ -234,7 +234,7 @@ def _out_channels(state: Mapping[str, torch.Tensor], key: str, src: Path) -> int
     if key not in state:
         raise ConvertError(
             f"{src}: cannot infer the architecture: weight {key} is missing; "
-            "pass the training config with --config"
+            f"pass the training config with {option('config_path')}"
         )
     return int(state[key].shape[0])
 
@@ -259,7 +259,7 @@ def infer_model_cfg(state: Mapping[str, torch.Tensor], src: Path) -> tuple[dict[
     if "Head1.fc_bin" not in state:
         raise ConvertError(
             f"{src}: cannot infer the class count: weight Head1.fc_bin is missing; "
-            "pass the training config with --config"
+            f"pass the training config with {option('config_path')}"
         )
     parts, _, class_num = (int(d) for d in state["Head1.fc_bin"].shape)
     model_cfg: dict[str, Any] = {
@@ -335,7 +335,7 @@ def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
         example = dst / (src.stem + ".safetensors")
         raise ConvertError(f"{dst}: is a folder; give the output file name, e.g. {example}")
     if dst.exists() and not overwrite:
-        raise ConvertError(f"{dst} already exists; pass --overwrite to replace it")
+        raise ConvertError(f"{dst} already exists; pass {option('overwrite')} to replace it")
     if dst.exists() and dst.resolve() == src.resolve():
         raise ConvertError(f"{dst}: the output would replace the source; choose another name")
 
@@ -376,7 +376,7 @@ def _pick_config(
         return config_from_stored(source.config, f"{src} ({where})"), where
     model_cfg, dataset_name = infer_model_cfg(source.state, src)
     note(
-        f"no --config given: inferred {model_cfg['model']} channels {model_cfg['channels']} "
+        f"no {option('config_path')} given: inferred {model_cfg['model']} channels {model_cfg['channels']} "
         f"class_num {model_cfg['class_num']} from the weights; every other setting is the packaged default"
     )
     cfg = resolve_config({"model_cfg": model_cfg, "data_cfg": {"dataset_name": dataset_name}}, str(src))

@@ -28,7 +28,7 @@ from gaitcli.data.validity import (
     size_reasons,
 )
 from gaitcli.data.walker import SequenceFolder, walk_sequences
-from gaitcli.errors import DataError
+from gaitcli.errors import DataError, option
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def scan_tree(root: str | os.PathLike[str], ids: Sequence[str] | None = None,
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"data folder not found: {root} (set data_cfg.dataset_root or --data)")
+        raise DataError(f"data folder not found: {root} (set data_cfg.dataset_root or {option('data')})")
     wanted = set(ids) if ids is not None else None
     found = walk_sequences(root, {".pkl"}, follow_links=True)
     chosen: list[tuple[SequenceFolder, list[str]]] = []

@@ -19,6 +19,7 @@ from rich.text import Text
 from gaitcli.data.inspect import natural_key, nsorted
 from gaitcli.data.inspect_model import FileProblem, InspectReport, PartitionCheck
 from gaitcli.data.validity import format_shape
+from gaitcli.errors import option, render
 
 __all__ = ["render_report", "compact_ids"]
 
@@ -57,7 +58,8 @@ def _print_table(console: Console, table: Table, total: int, what: str = "",
         table.width = width
     console.print(table)
     if total > _MAX_ROWS:
-        console.print(Text(f"… and {total - _MAX_ROWS:,} more{what} (see --json)", style="dim"))
+        more = render(f"… and {total - _MAX_ROWS:,} more{what} (see {option('json_out')})")
+        console.print(Text(more, style="dim"))
     console.print()
 
 
@@ -124,7 +126,8 @@ class _Grid:
         shown = len(self.views)
         while shown > 1 and not self.fits(self.build(True, shown, 0)):
             shown -= 1
-        title = f"sequences per type × view (first {shown} of {len(self.views)} columns; see --json)"
+        title = render(f"sequences per type × view (first {shown} of {len(self.views)} columns; "
+                       f"see {option('json_out')})")
         return title, self.build(True, shown, 0)
 
 

@@ -55,7 +55,7 @@ class TripletSampler:
         if len(self.ids) < p:
             raise ConfigError(
                 f"trainer_cfg.sampler.batch_size asks for P={p} ids per batch but the training set has "
-                f"{len(self.ids)}; lower P (e.g. --set trainer_cfg.sampler.batch_size=[{len(self.ids)},{k}])"
+                f"{len(self.ids)}; lower P (e.g. trainer_cfg.sampler.batch_size=[{len(self.ids)},{k}])"
             )
         order = np.argsort(labels, kind="stable")
         bounds = np.searchsorted(labels[order], self.ids)

@@ -76,8 +76,8 @@ def size_reasons(files: Sequence[tuple[str, int, PickledArray]]) -> list[Refusal
         if header.shape[1:] != expected:
             refusals.append(Refusal(path, (
                 f"frame size {format_shape(header.shape[1:])} differs from the majority "
-                f"{format_shape(expected)} of the data set; prepare every sequence with one --img-size "
-                "('gait prepare --overwrite')"), header.shape))
+                f"{format_shape(expected)} of the data set; prepare every sequence with one frame size "
+                "(gait prepare again, starting over)"), header.shape))
     return refusals
 
 

@@ -30,7 +30,7 @@ from rich.console import Console
 from gaitcli.config_types import GaitConfig
 from gaitcli.data.collate import FrameSampling, frame_indices
 from gaitcli.data.transforms import build_transform
-from gaitcli.errors import ConfigError, GaitError
+from gaitcli.errors import ConfigError, GaitError, option
 from gaitcli.runtime.distributed import DistInfo
 
 from .features import FeatureSet
@@ -146,7 +146,7 @@ def extract_features(
     if _model_device(net) != dev:
         net.to(dev)
     if batch_size < 1:
-        raise GaitError(f"--batch-size must be at least 1, got {batch_size}")
+        raise GaitError(f"{option('batch_size', batch_size)}: must be at least 1")
     picker = FramePicker(sampler_cfg, transform)
     order = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
     infos = [dataset.sequences[i] for i in order]

@@ -23,7 +23,7 @@ from gaitcli.config import Override
 from gaitcli.config_types import GaitConfig, TransformSpec
 from gaitcli.data.collate import FrameSampling
 from gaitcli.data.dataset import GaitDataset
-from gaitcli.errors import ConfigError, GaitError
+from gaitcli.errors import ConfigError, GaitError, option
 from gaitcli.models.checkpoint import CheckpointError
 
 from .extract import FeatureSet
@@ -157,26 +157,29 @@ def check_finite(feats: FeatureSet, source: str) -> FeatureSet:
     return feats
 
 
-def _check_file_target(option: str, target: PathLike | None) -> None:
+def _check_file_target(name: str, target: PathLike | None) -> None:
     if target is None or str(target) == "-":
         return
     path = Path(target)
     if path.is_dir():
-        raise GaitError(f"{option} {path}: is a folder; give a file name")
+        raise GaitError(f"{option(name, path)}: is a folder; give a file name")
     parent = next((p for p in path.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
-        raise GaitError(f"{option} {path}: {parent} is a file, not a folder")
+        raise GaitError(f"{option(name, path)}: {parent} is a file, not a folder")
 
 
 def check_verification_options(outputs: EvalOutputs) -> None:
     """The verification options go together (docs/eval.md, "Verification")."""
     given = outputs.calibrate is not None or outputs.calibration_out is not None or outputs.roc is not None
     if given and not outputs.verification:
-        raise GaitError("--calibrate, --calibration-out and --roc need --verification")
+        raise GaitError(f"{option('calibrate')}, {option('calibration_out')} and {option('roc')} need "
+                        f"{option('verification')}")
     if (outputs.calibrate is None) != (outputs.calibration_out is None):
-        raise GaitError("--calibrate FAR and --calibration-out CAL.json go together")
+        raise GaitError(
+            f"{option('calibrate', 'FPIR')} and {option('calibration_out', 'CAL.json')} go together"
+        )
     if outputs.calibrate is not None and not 0 < outputs.calibrate < 1:
-        raise GaitError(f"--calibrate {outputs.calibrate}: a FAR lies between 0 and 1, e.g. 1e-3")
+        raise GaitError(f"{option('calibrate', outputs.calibrate)}: a rate lies between 0 and 1, e.g. 1e-3")
 
 
 def check_output_files(outputs: EvalOutputs) -> None:
@@ -186,24 +189,24 @@ def check_output_files(outputs: EvalOutputs) -> None:
     from gaitcli.imaging import check_image_target
 
     check_verification_options(outputs)
-    for option, target in (
-        ("--json", outputs.json),
-        ("--csv", outputs.csv),
-        ("--save-features", outputs.save_features),
-        ("--calibration-out", outputs.calibration_out),
+    for name, target in (
+        ("json", outputs.json),
+        ("csv", outputs.csv),
+        ("save_features", outputs.save_features),
+        ("calibration_out", outputs.calibration_out),
     ):
-        _check_file_target(option, target)
-    for option, image in (("--heatmap", outputs.heatmap), ("--roc", outputs.roc)):
+        _check_file_target(name, target)
+    for name, image in (("heatmap", outputs.heatmap), ("roc", outputs.roc)):
         if image is not None:
-            check_image_target(image, option)
+            check_image_target(image, name)
 
 
 def check_outputs(outputs: EvalOutputs, spec: ProtocolSpec) -> None:
     """The output options against the resolved protocol (``auto`` included), before extraction."""
     if outputs.heatmap is not None and spec.kind == "cross-view":
         raise GaitError(
-            f"--heatmap: the {spec.name} protocol has no gallery-view x probe-view matrix "
-            "(use --protocol casia-b, ou-mvlp or generic, or drop --heatmap)"
+            f"{option('heatmap')}: the {spec.name} protocol has no gallery-view x probe-view matrix "
+            f"(use {option('protocol', 'casia-b')}, ou-mvlp or generic, or drop {option('heatmap')})"
         )
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from gaitcli.errors import GaitError
+from gaitcli.errors import GaitError, option
 
 PROTOCOLS = ("auto", "casia-b", "ou-mvlp", "cross-view", "generic")
 Warn = Callable[[str], None]
@@ -134,9 +134,10 @@ def _auto_name(ev: Mapping[str, Any], family: str | None, generic: _Sets | None,
     if generic is not None:
         return "generic", family
     raise GaitError(
-        f"cannot pick an evaluation protocol for data set {dataset_name or '(unnamed)'}: pass --protocol "
-        "casia-b, ou-mvlp or cross-view, or --protocol generic with evaluator_cfg.gallery_types and "
-        "evaluator_cfg.probe_sets set (--set evaluator_cfg.gallery_types=[...])"
+        f"cannot pick an evaluation protocol for data set {dataset_name or '(unnamed)'}: pass "
+        f"{option('protocol')} casia-b, ou-mvlp or cross-view, or {option('protocol', 'generic')} with "
+        f"evaluator_cfg.gallery_types and evaluator_cfg.probe_sets set "
+        f"({option('overrides', 'evaluator_cfg.gallery_types=[...]')})"
     )
 
 
@@ -144,8 +145,9 @@ def _generic_spec(generic: _Sets | None) -> ProtocolSpec:
     if generic is None:
         raise GaitError(
             "the generic protocol needs evaluator_cfg.gallery_types (a list of types) and "
-            "evaluator_cfg.probe_sets ({name: [types]}), e.g. --set evaluator_cfg.gallery_types=[nm-01] "
-            "--set 'evaluator_cfg.probe_sets={NM: [nm-02]}'"
+            "evaluator_cfg.probe_sets ({name: [types]}), e.g. "
+            f"{option('overrides', 'evaluator_cfg.gallery_types=[nm-01]')} "
+            f"{option('overrides', repr('evaluator_cfg.probe_sets={NM: [nm-02]}'))}"
         )
     return ProtocolSpec("generic", "single-view", generic[0], generic[1])
 
@@ -210,13 +212,13 @@ def check_fit(spec: ProtocolSpec, types: Sequence[str] | np.ndarray, warn: Warn 
     if not gallery_mask.any():
         raise GaitError(
             f"features do not match the {spec.name} protocol: no gallery sequences of type "
-            f"{', '.join(spec.gallery_types)} (types present: {present}); choose another --protocol"
+            f"{', '.join(spec.gallery_types)} (types present: {present}); choose another {option('protocol')}"
         )
     if not any(mask.any() for mask in set_masks.values()):
         raise GaitError(
             f"features do not match the {spec.name} protocol: no probe sequences of type "
             f"{', '.join(t for ts in spec.probe_sets.values() for t in ts)} (types present: {present}); "
-            "choose another --protocol"
+            f"choose another {option('protocol')}"
         )
     if warn is not None:
         for name, mask in set_masks.items():
