@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from gaitcli.build import build_model
 from gaitcli.cli import app
+from gaitcli.config import resolve_config
 from gaitcli.evaluation import FeatureSet, evaluate_model, extract_features, load_test_split
 from gaitcli.models import save_checkpoint
 
@@ -130,7 +131,7 @@ def test_eval_checkpoint_writes_json_csv_features_heatmap(setup):
     with np.load(out / "f.npz", allow_pickle=False) as f:
         assert f["embeddings"].dtype == np.float32 and f["embeddings"].shape == (30, 64, 8)
         assert f["labels"].dtype.kind == "U" and list(f["views"][:2]) == ["000", "090"]
-        assert str(f["dataset_name"]) == "CASIA-B"
+        assert json.loads(str(f["header"]))["dataset_name"] == "CASIA-B"
 
     # the saved features give the same numbers without a model
     again = run("eval", "--features", out / "f.npz", "--json", out / "r2.json", "--map")
@@ -147,7 +148,7 @@ def test_eval_checkpoint_writes_json_csv_features_heatmap(setup):
 
 def test_extraction_equals_embedding_each_sequence_alone(setup):
     model = setup["model"]
-    ds = load_test_split(model.config)
+    ds = load_test_split(resolve_config(model.config))
     feats = extract_features(model, ds, batch_size=16)
     assert feats.embeddings.shape == (len(ds), 64, 8)
     assert list(feats.labels[:2]) == ["001", "001"] and list(feats.types[:2]) == ["bg-01", "bg-01"]
@@ -169,7 +170,7 @@ def test_extraction_equals_embedding_each_sequence_alone(setup):
 def test_evaluate_model_is_what_the_trainer_calls(setup):
     model = setup["model"]
     model.train()
-    results = evaluate_model(model, model.config, device="cpu", batch_size=32)
+    results = evaluate_model(model, resolve_config(model.config), device="cpu", batch_size=32)
     assert model.training  # mode restored
     assert set(results.rank1) <= {"NM", "BG", "CL"} and results.rank1
     assert all(isinstance(v, float) for v in results.rank1.values())

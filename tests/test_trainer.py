@@ -155,6 +155,7 @@ def test_overwrite_after_a_longer_run_leaves_exactly_the_new_run(tiny_data, tmp_
     (out / "notes.txt").write_text("mine")  # not the run's: must survive
     summary = run(tiny_config(*tiny_data, total_iter=4, save_iter=4, keep_last=2), out, overwrite=True)
     assert files_under(out) == [
+        ".gaitcli-run.json",  # the digest of the config.yaml gaitcli wrote (item 20 of issue 19)
         ".train.lock",  # the run folder's lock file stays, empty once released
         "checkpoints/tiny-00004.safetensors",
         "checkpoints/tiny-00004.state.safetensors",
