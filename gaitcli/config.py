@@ -15,10 +15,10 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeGuard
 
 import yaml
 
@@ -30,6 +30,7 @@ from gaitcli.config_schema import (
     SCHEMA,
     Key,
     check_number,
+    copy_mapping,
     copy_tree,
     model_keys,
     schema_defaults,
@@ -48,7 +49,7 @@ Warn = Callable[[str], None]
 class DuplicateKeyError(yaml.YAMLError):
     """A mapping names the same key twice (YAML would silently keep the last value)."""
 
-    def __init__(self, key: Any, line: int, first_line: int) -> None:
+    def __init__(self, key: object, line: int, first_line: int) -> None:
         super().__init__(f"duplicate key {key!r}")
         self.key, self.line, self.first_line = key, line, first_line
 
@@ -57,9 +58,9 @@ class _Loader(yaml.SafeLoader):
     """YAML 1.1 reads ``1e-4`` as a string; people (and YAML 1.2) mean a number. A key given
     twice in one mapping is refused rather than silently overwritten."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, object]:
         if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
+            seen: dict[Hashable, int] = {}
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=True)
                 try:
@@ -79,7 +80,7 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _yaml_load(text: str) -> Any:
+def _yaml_load(text: str) -> object:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
@@ -112,8 +113,9 @@ class Override:
 
     path: tuple[str, ...]
     """The key, e.g. ``("data_cfg", "dataset_root")`` or ``("loss_cfg", "0", "margin")``."""
-    value: ConfigValue
-    """The new value, as YAML would hold it (paths as strings)."""
+    value: object
+    """The new value, as YAML would hold it (paths as strings); from ``--set`` text, whatever
+    YAML reads it as (a date, say), which validation then accepts or refuses."""
     source: str = ""
     """How the user gave it, for messages (default: ``KEY=VALUE``)."""
     text: str | None = None
@@ -126,25 +128,26 @@ class Override:
         return self.source or f"{'.'.join(self.path)}={shown}"
 
 
-def default_config() -> dict[str, Any]:
+def default_config() -> dict[str, object]:
     """A fresh copy of the packaged defaults (the MetaGait CASIA-B recipe), as plain data."""
     return schema_defaults()
 
 
-def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+def merge(base: Mapping[str, object], override: Mapping[str, object]) -> dict[str, object]:
     """Merge ``override`` into a copy of ``base``: mappings merge recursively, anything else
     (lists included) replaces."""
-    out: dict[str, Any] = copy_tree(base)
+    out = copy_mapping(base)
     for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(out[key], value)
+        current = out.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            out[key] = merge(current, value)
         else:
             out[key] = copy_tree(value)
     return out
 
 
 def resolve_config(
-    partial: Mapping[str, Any] | GaitConfig | None = None,
+    partial: Mapping[str, object] | GaitConfig | None = None,
     source: str = "<config>",
     *,
     overrides: Iterable[str | Override] = (),
@@ -160,13 +163,13 @@ def resolve_config(
 
 
 def resolve_mapping(
-    partial: Mapping[str, Any] | GaitConfig | None = None,
+    partial: Mapping[str, object] | GaitConfig | None = None,
     source: str = "<config>",
     *,
     overrides: Iterable[str | Override] = (),
     base_dir: Path | None = None,
     warn: Warn | None = None,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """:func:`resolve_config` as plain data (what is stored and printed)."""
     warn = warn or _silent
     if isinstance(partial, GaitConfig):
@@ -209,8 +212,10 @@ def load_config(
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{file}: not valid YAML{where}: {problem}") from None
-    if data is None:
-        data = {}
+    if not isinstance(data, Mapping):
+        if data:
+            raise ConfigError(f"{file}: the top level must be a mapping of sections, got {_tname(data)}")
+        data = {}  # an empty document (or an empty list, 0, ...) is the defaults
     return resolve_config(data, str(file), overrides=overrides, base_dir=file.parent, warn=warn)
 
 
@@ -220,7 +225,7 @@ def dump_config(cfg: GaitConfig) -> str:
     return config_text(stored_config(cfg))
 
 
-def config_from_stored(stored: Mapping[str, Any], source: str) -> GaitConfig:
+def config_from_stored(stored: Mapping[str, object], source: str) -> GaitConfig:
     """The typed value of a complete config stored by gaitcli (a checkpoint's, a run folder's
     ``config.yaml``): migrated from an older format when needed (:func:`migrate_config`) and
     validated quietly, never completed from the defaults."""
@@ -253,7 +258,7 @@ def parse_override(text: str, source: str | None = None) -> Override:
     return Override(parts, value, source=source or text, text=raw)
 
 
-def validate_config(cfg: Mapping[str, Any], source: str = "<config>", warn: Warn | None = None) -> None:
+def validate_config(cfg: Mapping[str, object], source: str = "<config>", warn: Warn | None = None) -> None:
     """Check a complete, merged config (every section present) and its cross-key rules, then
     build its optimiser and scheduler on a dummy parameter (:func:`gaitcli.schedule.check_optimisation`,
     the check ``gait train`` runs too); harmless oddities it finds go to ``warn``."""
@@ -263,47 +268,66 @@ def validate_config(cfg: Mapping[str, Any], source: str = "<config>", warn: Warn
     missing = [name for name in SCHEMA if name not in cfg]
     if missing:
         raise ConfigError(f"{source}: missing section '{missing[0]}'")
-    sampler = cfg["trainer_cfg"]["sampler"]
+    trainer = _section(cfg, "trainer_cfg")
+    sampler = _section(trainer, "sampler")
     batch = sampler["batch_size"]
+    assert isinstance(batch, list), batch  # validated: a list of integers
     if len(batch) != 2 or any(b < 1 for b in batch):
         raise ConfigError(
             f"{source}: trainer_cfg.sampler.batch_size must be [P, K] with P, K >= 1, got {batch}"
         )
-    if sampler["frames_num_min"] > sampler["frames_num_max"]:
+    if _integer(sampler, "frames_num_min") > _integer(sampler, "frames_num_max"):
         raise ConfigError(f"{source}: trainer_cfg.sampler.frames_num_min is larger than frames_num_max")
     for name in ("log_iter", "save_iter"):
-        if cfg["trainer_cfg"][name] < 1:
+        if _integer(trainer, name) < 1:
             raise ConfigError(f"{source}: trainer_cfg.{name} must be at least 1")
-    if cfg["trainer_cfg"]["total_iter"] < 0:
+    total = _integer(trainer, "total_iter")
+    if total < 0:
         raise ConfigError(f"{source}: trainer_cfg.total_iter must not be negative")
-    model = cfg["model_cfg"]
+    model = _section(cfg, "model_cfg")
     if "channels" in model and not model["channels"]:
         raise ConfigError(f"{source}: model_cfg.channels must be a non-empty list of positive widths")
     for section, name_key in (("optimizer_cfg", "solver"), ("scheduler_cfg", "scheduler")):
-        body = cfg[section]
-        name = body.get(name_key)
-        if name is None:
+        body = _section(cfg, section)
+        named = body.get(name_key)
+        if named is None:
             raise ConfigError(f"{source}: {section}.{name_key} is required")
-        required = _required_params(section, name)
+        required = _required_params(section, str(named))  # validated: a string
         absent = [p for p in required if p not in body]
         if absent:
             raise ConfigError(
-                f"{source}: {section}: {name} needs {', '.join(absent)} "
+                f"{source}: {section}: {named} needs {', '.join(absent)} "
                 f"(e.g. {section}.{absent[0]}=...)"
             )
     if not cfg["loss_cfg"]:
         raise ConfigError(f"{source}: loss_cfg must name at least one loss")
-    total = cfg["trainer_cfg"].get("total_iter")
-    for note in check_optimisation(cfg["optimizer_cfg"], cfg["scheduler_cfg"], total, source).notes:
+    optimizer, scheduler = _section(cfg, "optimizer_cfg"), _section(cfg, "scheduler_cfg")
+    for note in check_optimisation(optimizer, scheduler, total, source).notes:
         (warn or _silent)(note)
 
 
+def _section(cfg: Mapping[str, object], name: str) -> Mapping[str, object]:
+    """``cfg[name]``, a section (or nested section) that validation has checked is a mapping."""
+    body = cfg[name]
+    assert isinstance(body, Mapping), name
+    return body
+
+
+def _integer(body: Mapping[str, object], key: str) -> int:
+    """``body[key]``, a key that validation has checked is an integer."""
+    value = body[key]
+    assert isinstance(value, int), key
+    return value
+
+
 # ----------------------------------------------------------------------------- validation
-def _validate_partial(cfg: Any, source: str, warn: Warn, *, allow_foreign: bool = True) -> dict[str, Any]:
+def _validate_partial(
+    cfg: object, source: str, warn: Warn, *, allow_foreign: bool = True
+) -> dict[str, object]:
     """Validate the sections present in ``cfg``; return a normalised copy."""
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"{source}: the top level must be a mapping of sections, got {_tname(cfg)}")
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for section, body in cfg.items():
         if section not in SCHEMA:
             raise ConfigError(_unknown(source, str(section), SCHEMA.keys()))
@@ -320,7 +344,7 @@ def _validate_partial(cfg: Any, source: str, warn: Warn, *, allow_foreign: bool 
     return out
 
 
-def _validate_model_section(body: Any, source: str, warn: Warn, allow_foreign: bool) -> dict[str, Any]:
+def _validate_model_section(body: object, source: str, warn: Warn, allow_foreign: bool) -> dict[str, object]:
     """model_cfg: the keys of the model it names (the registry's config dataclass). Keys that
     only another registered model takes (a GaitGL config carrying MetaGait's ``variant``, as
     older checkpoints do) are ignored with a warning."""
@@ -336,7 +360,7 @@ def _validate_model_section(body: Any, source: str, warn: Warn, allow_foreign: b
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     others = {k for entry in model_entries().values() for k in entry.defaults()}
-    kept: dict[str, Any] = {}
+    kept: dict[str, object] = {}
     for key, value in body.items():
         if key not in keys and key in others:
             warn(f"{source}: ignoring model_cfg.{key} ({name} does not take it)")
@@ -346,13 +370,13 @@ def _validate_model_section(body: Any, source: str, warn: Warn, allow_foreign: b
 
 
 def _validate_keys(
-    body: Any, keys: Mapping[str, Key], source: str, prefix: str, warn: Warn, allow_foreign: bool
-) -> dict[str, Any]:
+    body: object, keys: Mapping[str, Key], source: str, prefix: str, warn: Warn, allow_foreign: bool
+) -> dict[str, object]:
     if body is None:
         return {}
     if not isinstance(body, Mapping):
         raise ConfigError(f"{source}: {prefix} must be a mapping, got {_tname(body)}")
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     section = prefix.split(".")[0]
     for name, value in body.items():
         dotted = f"{prefix}.{name}"
@@ -370,7 +394,7 @@ def _validate_keys(
     return out
 
 
-def _check_value(key: Key, value: Any, source: str, dotted: str) -> Any:
+def _check_value(key: Key, value: object, source: str, dotted: str) -> object:
     if value is None:
         if key.nullable:
             return None
@@ -394,16 +418,16 @@ def _check_value(key: Key, value: Any, source: str, dotted: str) -> Any:
 _INVALID = object()
 
 
-def _check_numbers(key: Key, value: Any, source: str, dotted: str) -> None:
+def _check_numbers(key: Key, value: object, source: str, dotted: str) -> None:
     for item in value if isinstance(value, list) else [value]:
         check_number(item, source, dotted, key.range)
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: object) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _coerce(kind: str, value: Any) -> Any:
+def _coerce(kind: str, value: object) -> object:
     """Return ``value`` normalised to ``kind``, or ``_INVALID``."""
     if kind == "int":
         return value if _is_int(value) else _INVALID
@@ -416,16 +440,19 @@ def _coerce(kind: str, value: Any) -> Any:
     if kind == "int|str":
         return value if (_is_int(value) or isinstance(value, str)) else _INVALID
     if kind == "list[int]":
-        ok = isinstance(value, list) and all(_is_int(v) for v in value)
-        return list(value) if ok else _INVALID
+        if isinstance(value, list) and all(_is_int(v) for v in value):
+            return list(value)
+        return _INVALID
     if kind == "list[str]":
-        ok = isinstance(value, list) and all(
+        if isinstance(value, list) and all(
             isinstance(v, (str, int)) and not isinstance(v, bool) for v in value
-        )
-        return [str(v) for v in value] if ok else _INVALID
+        ):
+            return [str(v) for v in value]
+        return _INVALID
     if kind == "list[bool]":
-        ok = isinstance(value, list) and all(isinstance(v, bool) for v in value)
-        return list(value) if ok else _INVALID
+        if isinstance(value, list) and all(isinstance(v, bool) for v in value):
+            return list(value)
+        return _INVALID
     if kind == "mapping":
         return copy_tree(value) if isinstance(value, Mapping) else _INVALID
     if kind == "list[mapping]":
@@ -452,7 +479,7 @@ def _describe(kind: str) -> str:
     }[kind]
 
 
-def _validate_losses(body: Any, source: str) -> list[dict[str, Any]]:
+def _validate_losses(body: object, source: str) -> list[dict[str, object]]:
     items = [body] if isinstance(body, Mapping) else body
     if not isinstance(items, list):
         raise ConfigError(f"{source}: loss_cfg must be a list of losses, got {_tname(body)}")
@@ -462,7 +489,7 @@ def _validate_losses(body: Any, source: str) -> list[dict[str, Any]]:
     return out
 
 
-def _validate_loss(item: Any, source: str, where: str) -> dict[str, Any]:
+def _validate_loss(item: object, source: str, where: str) -> dict[str, object]:
     if not isinstance(item, Mapping):
         raise ConfigError(f"{source}: {where} must be a mapping with a 'type', got {_tname(item)}")
     kind = item.get("type")
@@ -471,7 +498,7 @@ def _validate_loss(item: Any, source: str, where: str) -> dict[str, Any]:
         hint = f" (did you mean '{close[0]}'?)" if close else f" (one of {', '.join(LOSS_TYPES)})"
         raise ConfigError(f"{source}: {where}.type: unknown loss {kind!r}{hint}")
     keys = LOSS_SCHEMAS[kind]
-    out = {name: key.default for name, key in keys.items()}
+    out: dict[str, object] = {name: key.default for name, key in keys.items()}
     for name, value in item.items():
         dotted = f"{where}.{name}"
         if name not in keys:
@@ -481,12 +508,12 @@ def _validate_loss(item: Any, source: str, where: str) -> dict[str, Any]:
 
 
 def _validate_callable_section(
-    body: Any,
+    body: object,
     source: str,
     section: str,
     name_key: str,
     params_of: Callable[[str, str], set[str]],
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """optimizer_cfg / scheduler_cfg: keys are checked against the named torch class."""
     if body is None:
         return {}
@@ -497,7 +524,7 @@ def _validate_callable_section(
     if not isinstance(name, str):
         raise ConfigError(f"{source}: {section}.{name_key} must be a string, got {name!r}")
     allowed = params_of(name, source)
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for key, value in body.items():
         dotted = f"{section}.{key}"
         if key == name_key:
@@ -589,32 +616,39 @@ def _unknown(source: str, dotted: str, candidates: Iterable[str], what: str = "k
 
 
 # ----------------------------------------------------------------------------- merging
-def _merge_over_defaults(defaults: dict[str, Any], user: Mapping[str, Any]) -> dict[str, Any]:
+def _merge_over_defaults(defaults: dict[str, object], user: Mapping[str, object]) -> dict[str, object]:
     """Mappings merge and lists replace, except that naming a different optimiser or scheduler
     replaces that section wholesale (Adam's defaults mean nothing to SGD)."""
     user = dict(user)
     for section, name_key in (("optimizer_cfg", "solver"), ("scheduler_cfg", "scheduler")):
-        body = user.get(section)
-        if body and name_key in body and body[name_key] != defaults[section][name_key]:
+        body = user.get(section)  # validated: a mapping when present
+        if (
+            isinstance(body, Mapping)
+            and body
+            and name_key in body
+            and body[name_key] != _section(defaults, section)[name_key]
+        ):
             defaults[section] = {}
     model = user.get("model_cfg") or {}
-    if "model" in model and model["model"] != defaults["model_cfg"]["model"]:
+    assert isinstance(model, Mapping)  # validated
+    if "model" in model and model["model"] != _section(defaults, "model_cfg")["model"]:
         defaults["model_cfg"] = section_defaults(model_keys(model["model"]))  # that model's own defaults
     return merge(defaults, user)
 
 
-def _key_at(cfg: Mapping[str, Any], parts: tuple[str, ...]) -> Key | None:
+def _key_at(cfg: Mapping[str, object], parts: tuple[str, ...]) -> Key | None:
     """The schema key an override path names (None: a free-form or unknown key)."""
     section = parts[0]
     if section == "loss_cfg":
         losses = cfg.get("loss_cfg") or []
         index = parts[1] if len(parts) == 3 else ""
-        if not index.isdigit() or int(index) >= len(losses):
+        if not isinstance(losses, list) or not index.isdigit() or int(index) >= len(losses):
             return None
         return LOSS_SCHEMAS.get(str(losses[int(index)].get("type")), {}).get(parts[2])
     if section == "model_cfg":
         try:
-            keys: Mapping[str, Key] = model_keys(str(cfg["model_cfg"].get("model", default_model_name())))
+            name = _section(cfg, "model_cfg").get("model", default_model_name())
+            keys: Mapping[str, Key] = model_keys(str(name))
         except ConfigError:
             return None
     else:
@@ -631,7 +665,7 @@ def _key_at(cfg: Mapping[str, Any], parts: tuple[str, ...]) -> Key | None:
 _NULL_TEXT = ("", "null", "~", "Null", "NULL")
 
 
-def _override_value(cfg: Mapping[str, Any], item: Override) -> Any:
+def _override_value(cfg: Mapping[str, object], item: Override) -> object:
     """The value an override sets: string and path keys take ``--set`` text verbatim (``null``
     clears a nullable one); everything else the value read as YAML."""
     if item.text is None:
@@ -644,7 +678,7 @@ def _override_value(cfg: Mapping[str, Any], item: Override) -> Any:
     return item.value
 
 
-def _apply_override(cfg: dict[str, Any], item: Override, warn: Warn) -> dict[str, Any]:
+def _apply_override(cfg: dict[str, object], item: Override, warn: Warn) -> dict[str, object]:
     parts = list(item.path)
     if len(parts) < 2 or any(not p for p in parts):
         raise ConfigError(f"{item.label}: expected section.key=value, e.g. trainer_cfg.total_iter=1000")
@@ -655,8 +689,8 @@ def _apply_override(cfg: dict[str, Any], item: Override, warn: Warn) -> dict[str
         raise ConfigError(_unknown(source, section, SCHEMA.keys()))
     if section == "loss_cfg":
         return _apply_loss_override(cfg, parts, value, source)
-    nested: Any = value
-    for part in reversed(parts[1:]):
+    nested: dict[str, object] = {parts[-1]: value}
+    for part in reversed(parts[1:-1]):
         nested = {part: nested}
     if section == "model_cfg":
         return _apply_model_override(cfg, parts, nested, value, source, warn)
@@ -664,8 +698,8 @@ def _apply_override(cfg: dict[str, Any], item: Override, warn: Warn) -> dict[str
     if name_key:
         # checked against the optimiser / scheduler the section names after this override;
         # naming a different one starts from an empty section, as in a file
-        changed = parts[1] == name_key and value != cfg[section].get(name_key)
-        base = cfg[section]
+        base = _section(cfg, section)
+        changed = parts[1] == name_key and value != base.get(name_key)
         if changed and isinstance(value, str):
             params_of = _optimizer_params if section == "optimizer_cfg" else _scheduler_params
             accepted = params_of(value, source)
@@ -674,31 +708,40 @@ def _apply_override(cfg: dict[str, Any], item: Override, warn: Warn) -> dict[str
                 warn(f"{source}: dropping {', '.join(dropped)} ({value} does not take them)")
             base = {k: v for k, v in base.items() if k in accepted}
         checked = _validate_partial({section: merge(base, nested)}, source, warn)
-        return {**copy_tree(cfg), section: checked[section]}
+        return {**copy_mapping(cfg), section: checked[section]}
     checked = _validate_partial({section: nested}, source, warn)
     _resolve_paths(checked, Path.cwd())
     return merge(cfg, checked)
 
 
 def _apply_model_override(
-    cfg: dict[str, Any], parts: list[str], nested: Any, value: Any, source: str, warn: Warn
-) -> dict[str, Any]:
+    cfg: dict[str, object],
+    parts: list[str],
+    nested: dict[str, object],
+    value: object,
+    source: str,
+    warn: Warn,
+) -> dict[str, object]:
     """model_cfg overrides are checked against the model the section names after them; naming
     another model keeps the keys it takes and completes the rest from its defaults."""
-    base = copy_tree(cfg["model_cfg"])
+    base = copy_mapping(_section(cfg, "model_cfg"))
     if parts[1] == "model" and len(parts) == 2 and value != base.get("model"):
-        checked_name = _validate_partial({"model_cfg": {"model": value}}, source, warn)["model_cfg"]["model"]
+        checked = _validate_partial({"model_cfg": {"model": value}}, source, warn)
+        checked_name = str(_section(checked, "model_cfg")["model"])  # validated: a model's name
         fresh = section_defaults(model_keys(checked_name))
         dropped = sorted(k for k in base if k not in fresh)
         if dropped:
             warn(f"{source}: dropping model_cfg {', '.join(dropped)} ({checked_name} does not take them)")
         base = {**fresh, **{k: v for k, v in base.items() if k in fresh and k != "model"}}
     checked = _validate_partial({"model_cfg": merge(base, nested)}, source, warn)
-    return {**copy_tree(cfg), "model_cfg": checked["model_cfg"]}
+    return {**copy_mapping(cfg), "model_cfg": checked["model_cfg"]}
 
 
-def _apply_loss_override(cfg: dict[str, Any], parts: list[str], value: Any, source: str) -> dict[str, Any]:
+def _apply_loss_override(
+    cfg: dict[str, object], parts: list[str], value: object, source: str
+) -> dict[str, object]:
     losses = cfg["loss_cfg"]
+    assert isinstance(losses, list)  # validated
     if len(parts) < 3:
         raise ConfigError(f"{source}: use loss_cfg.INDEX.key=value (INDEX 0..{len(losses) - 1})")
     index = parts[1]
@@ -708,17 +751,21 @@ def _apply_loss_override(cfg: dict[str, Any], parts: list[str], value: Any, sour
         raise ConfigError(f"{source}: loss settings are one level deep (loss_cfg.{index}.key=value)")
     item = dict(losses[int(index)])
     item[parts[2]] = value
-    out: dict[str, Any] = copy_tree(cfg)
-    out["loss_cfg"][int(index)] = _validate_loss(item, source, f"loss_cfg[{index}]")
+    out = copy_mapping(cfg)
+    copied = out["loss_cfg"]
+    assert isinstance(copied, list)
+    copied[int(index)] = _validate_loss(item, source, f"loss_cfg[{index}]")
     return out
 
 
 # ----------------------------------------------------------------------------- paths
-def _resolve_paths(user: dict[str, Any], base_dir: Path) -> None:
+def _resolve_paths(user: dict[str, object], base_dir: Path) -> None:
     """Make relative data paths absolute: relative to the config file's folder, or to the
     working folder when only that one exists (OpenGait configs are written cwd-relative)."""
     for section, key in PATH_KEYS:
-        value = user.get(section, {}).get(key)
+        body = user.get(section, {})
+        assert isinstance(body, dict), section  # validated
+        value = body.get(key)
         if not isinstance(value, str):
             continue
         path = Path(value).expanduser()
@@ -726,11 +773,14 @@ def _resolve_paths(user: dict[str, Any], base_dir: Path) -> None:
             from_config = (base_dir / path).resolve()
             from_cwd = (Path.cwd() / path).resolve()
             path = from_cwd if (not from_config.exists() and from_cwd.exists()) else from_config
-        user[section][key] = str(path)
+        body[key] = str(path)
 
 
-def _apply_packaged_partition(cfg: dict[str, Any], warn: Warn) -> None:
-    value = cfg["data_cfg"]["dataset_partition"]
+def _apply_packaged_partition(cfg: dict[str, object], warn: Warn) -> None:
+    data = cfg["data_cfg"]
+    assert isinstance(data, dict)  # validated
+    value = data["dataset_partition"]
+    assert isinstance(value, str), value  # validated: a path
     path = Path(value)
     if path.exists():
         return
@@ -739,7 +789,7 @@ def _apply_packaged_partition(cfg: dict[str, Any], warn: Warn) -> None:
         return  # checked by the commands that read data
     from gaitcli.data.partition import load_partition
 
-    cfg["data_cfg"]["dataset_partition"] = str(packaged)
+    data["dataset_partition"] = str(packaged)
     split = load_partition(packaged)
     warn(
         f"partition {value} not found; using the packaged {packaged.name} "
@@ -768,13 +818,13 @@ def find_config_file(text: str) -> Path:
 
 
 # ----------------------------------------------------------------------------- stored configs
-def migrate_config(stored: Mapping[str, Any], source: str, warn: Warn | None = None) -> dict[str, Any]:
+def migrate_config(stored: Mapping[str, object], source: str, warn: Warn | None = None) -> dict[str, object]:
     """A config (a user's file or one gaitcli stored) brought to the current shape
     (:data:`CONFIG_FORMAT`), one step per version; ``config_format`` is taken off. Version 1
     (no ``config_format`` key; every file before gaitcli 0.6 and OpenGait's own): a ``model_cfg``
     may carry keys of another registered model (older GaitGL checkpoints stored MetaGait's
     ``variant``), which are dropped with a warning. A config newer than this gaitcli is refused."""
-    out: dict[str, Any] = copy_tree(dict(stored))
+    out = copy_mapping(stored)
     version = out.pop("config_format", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ConfigError(f"{source}: config_format must be a positive integer, got {version!r}")
@@ -789,7 +839,7 @@ def migrate_config(stored: Mapping[str, Any], source: str, warn: Warn | None = N
     return out
 
 
-def _migrate_1_to_2(cfg: dict[str, Any], source: str, warn: Warn) -> dict[str, Any]:
+def _migrate_1_to_2(cfg: dict[str, object], source: str, warn: Warn) -> dict[str, object]:
     model = cfg.get("model_cfg")
     if isinstance(model, dict):
         name = model.get("model", default_model_name())
@@ -804,10 +854,10 @@ def _migrate_1_to_2(cfg: dict[str, Any], source: str, warn: Warn) -> dict[str, A
     return cfg
 
 
-_MIGRATIONS: dict[int, Callable[[dict[str, Any], str, Warn], dict[str, Any]]] = {1: _migrate_1_to_2}
+_MIGRATIONS: dict[int, Callable[[dict[str, object], str, Warn], dict[str, object]]] = {1: _migrate_1_to_2}
 
 
-def stored_config(cfg: GaitConfig) -> dict[str, Any]:
+def stored_config(cfg: GaitConfig) -> dict[str, ConfigValue]:
     """What checkpoints and run folders store: the plain mapping with its ``config_format``."""
     return {"config_format": CONFIG_FORMAT, **cfg.to_dict()}
 
@@ -817,7 +867,8 @@ def _silent(_: str) -> None:
     return None
 
 
-def _tname(value: Any) -> str:
+def _tname(value: object) -> str:
+
     return {
         dict: "mapping",
         list: "list",

@@ -14,7 +14,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 from gaitcli.data.transforms import TRANSFORM_NAMES
 from gaitcli.errors import ConfigError, option
@@ -40,11 +40,11 @@ class Key:
 
     type: str
     """The value's type name (see above)."""
-    default: Any
+    default: object
     """The packaged default."""
     doc: str
     """One line of help (docs/config.md)."""
-    choices: tuple[Any, ...] | None = None
+    choices: tuple[object, ...] | None = None
     """The allowed values, when only a few are."""
     nullable: bool = False
     """Whether null is allowed."""
@@ -201,7 +201,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "save_name": Key("str", "MetaGait", "Run name used to find checkpoints."),
         "eval_func": Key(
-            "str", "evaluate_indoor_dataset", "Reference evaluation function name (mapped onto the evaluation protocol)."
+            "str",
+            "evaluate_indoor_dataset",
+            "Reference evaluation function name (mapped onto the evaluation protocol).",
         ),
         "sampler": Key("section", None, "Inference sampler.", children=_EVAL_SAMPLER),
         "transform": Key(
@@ -346,18 +348,19 @@ DEFAULT_LOSSES = [
 ]
 
 # Keys other tools put in their configs that gaitcli does not use: a warning, not an error.
+_DISTRIBUTION = f"distribution is chosen with {option('gpus')} / {option('nproc')}"
 FOREIGN_KEYS = {
     ("trainer_cfg", "wandb"): "Weights & Biases logging is not built in",
-    ("trainer_cfg", "enable_distributed"): f"distribution is chosen with {option('gpus')} / {option('nproc')}",
-    ("evaluator_cfg", "enable_distributed"): f"distribution is chosen with {option('gpus')} / {option('nproc')}",
+    ("trainer_cfg", "enable_distributed"): _DISTRIBUTION,
+    ("evaluator_cfg", "enable_distributed"): _DISTRIBUTION,
 }
 
 PATH_KEYS = (("data_cfg", "dataset_root"), ("data_cfg", "dataset_partition"))
 
 
-def section_defaults(keys: dict[str, Key]) -> dict[str, Any]:
+def section_defaults(keys: dict[str, Key]) -> dict[str, object]:
     """The default mapping for a group of keys (nested sections included)."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for name, key in keys.items():
         if key.type == "section":
             out[name] = section_defaults(key.children or {})
@@ -366,16 +369,24 @@ def section_defaults(keys: dict[str, Key]) -> dict[str, Any]:
     return out
 
 
-def copy_tree(value: Any) -> Any:
+def copy_tree(value: object) -> object:
     """A deep copy of nested dicts and lists (config values are plain data)."""
     if isinstance(value, Mapping):
-        return {k: copy_tree(v) for k, v in value.items()}
+        return copy_mapping(value)
     if isinstance(value, list):
         return [copy_tree(v) for v in value]
     return value
 
 
-def _key_from_field(item: dataclasses.Field[Any]) -> Key:
+def copy_mapping(value: Mapping[str, object]) -> dict[str, object]:
+    """:func:`copy_tree` of a mapping."""
+    return {k: copy_tree(v) for k, v in value.items()}
+
+
+_T = TypeVar("_T")
+
+
+def _key_from_field(item: dataclasses.Field[_T]) -> Key:
     meta = item.metadata
     if "kind" not in meta:
         raise TypeError(
@@ -405,9 +416,9 @@ def model_keys(name: str | None = None) -> dict[str, Key]:
     return keys
 
 
-def schema_defaults() -> dict[str, Any]:
+def schema_defaults() -> dict[str, object]:
     """The complete packaged default configuration."""
-    cfg: dict[str, Any] = {}
+    cfg: dict[str, object] = {}
     for name, keys in SCHEMA.items():  # schema order (losses last): the order dumped configs show
         if name == "model_cfg":
             cfg[name] = section_defaults(model_keys())
@@ -424,7 +435,8 @@ def schema_defaults() -> dict[str, Any]:
 _INT64 = 2**63
 
 
-def check_number(value: Any, source: str, dotted: str, allowed: Range | None = None) -> None:
+def check_number(value: object, source: str, dotted: str, allowed: Range | None = None) -> None:
+
     """A finite number (an int that fits 64 bits) inside ``allowed``, or one
     :class:`~gaitcli.errors.ConfigError` line naming the key; other values pass."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
