@@ -416,11 +416,14 @@ def _render_artefacts(result: DemoResult, out: Console) -> None:
 
 
 def _stored_config(run: Path) -> dict[str, Any]:
-    """The config a previous training stage wrote (empty when there is none or it is unreadable)."""
+    """The config a previous training stage wrote, in the current shape (empty when there is none
+    or it is unreadable)."""
     import yaml
+
+    from gaitcli.config import migrate_config
 
     try:
         stored = yaml.safe_load((run / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
+        return migrate_config(stored, str(run / "config.yaml")) if isinstance(stored, dict) else {}
+    except (OSError, yaml.YAMLError, GaitError):
         return {}
-    return stored if isinstance(stored, dict) else {}
