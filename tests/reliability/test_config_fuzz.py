@@ -1,5 +1,7 @@
 """Property-based fuzzing of config files, --set overrides, the training setup and lr-plot: every
-input ends in success or one error line with exit 2, never a traceback or a hang."""
+input ends in success or one error line with exit 2, never a traceback or a hang. The oracle
+tests at the end also know which answer is right (valid overrides accepted, one invalid override
+refused naming its key), so a validator refusing everything or accepting everything fails them."""
 
 from __future__ import annotations
 
@@ -249,3 +251,94 @@ def test_train_refuses_what_config_and_lr_plot_refuse(tmp_path):
         messages.append([line for line in result.output.splitlines() if line.startswith("error:")][0])
     assert len(set(messages)) == 1 and "scheduler_cfg.gamma must be in (0, 1]" in messages[0]
     assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------- with an oracle
+# The tests above only check the form of the answer (success, or one error line), so a validator
+# that refused everything, or accepted everything, would pass them. These know the answer: a set
+# of overrides that are each valid must be accepted, and the same set plus one known-invalid
+# override must be refused in one line that names that key.
+def _decimal(value: float) -> str:
+    return f"{value:.6f}"  # YAML reads it as a float (PyYAML takes "1e-06" for text)
+
+
+valid_overrides = st.lists(
+    st.one_of(
+        st.builds(lambda v: f"optimizer_cfg.lr={_decimal(v)}", st.floats(1e-5, 1.0)),
+        st.builds(lambda v: f"optimizer_cfg.weight_decay={_decimal(v)}", st.floats(0, 0.1)),
+        st.builds(lambda v: f"scheduler_cfg.gamma={_decimal(v)}", st.floats(1e-5, 1.0)),
+        st.builds(lambda v: f"trainer_cfg.log_iter={v}", st.integers(1, 10**6)),
+        st.builds(lambda v: f"trainer_cfg.save_iter={v}", st.integers(1, 10**6)),
+        st.builds(lambda p, k: f"trainer_cfg.sampler.batch_size=[{p}, {k}]", st.integers(2, 32),
+                  st.integers(2, 16)),
+        st.builds(lambda v: f"evaluator_cfg.sampler.batch_size={v}", st.integers(1, 64)),
+        st.builds(lambda v: f"data_cfg.num_workers={v}", st.integers(0, 8)),
+        st.builds(lambda v: f"trainer_cfg.with_test={str(v).lower()}", st.booleans()),
+        st.builds(lambda p, d: f"trainer_cfg.transform=[{{type: RandomRotate, prob: {_decimal(p)}, "
+                               f"degree: {_decimal(d)}}}, {{type: BaseSilCuttingTransform}}]",
+                  st.floats(0, 1), st.floats(0, 180)),
+        st.builds(lambda s: f"evaluator_cfg.transform=[{{type: Resize, size: [{s}, {s}]}}, "
+                            "{type: BaseSilCuttingTransform, cutting: 0}]", st.integers(8, 128)),
+    ),
+    max_size=4,
+)
+# (override, what the one error line must name)
+invalid_override = st.one_of(
+    st.sampled_from([
+        ("optimizer_cfg.lr=abc", "optimizer_cfg.lr"),
+        ("optimizer_cfg.lr=.nan", "optimizer_cfg.lr"),
+        ("optimizer_cfg.weight_decay=-0.5", "optimizer_cfg.weight_decay"),
+        ("scheduler_cfg.gamma=0", "scheduler_cfg.gamma"),
+        ("trainer_cfg.log_iter=x", "trainer_cfg.log_iter"),
+        ("trainer_cfg.sampler.batch_size=[0, 4]", "trainer_cfg.sampler.batch_size"),
+        ("data_cfg.num_workers=-1", "data_cfg.num_workers"),
+        ("trainer_cfg.typo_key=1", "trainer_cfg.typo_key"),
+        ("evaluator_cfg.metric=manhattan", "evaluator_cfg.metric"),
+        ("trainer_cfg.transform=[{type: RandomRotate, degree: .nan}]", "RandomRotate.degree"),
+        ("evaluator_cfg.transform=[{type: RandomHorizontalFlip}]", "RandomHorizontalFlip"),
+    ]),
+    st.builds(lambda v: (f"optimizer_cfg.lr={_yaml_number(v)}", "optimizer_cfg.lr"),
+              st.floats(max_value=0) | st.just(float("inf"))),
+    st.builds(lambda v: (f"scheduler_cfg.gamma={_decimal(v)}", "scheduler_cfg.gamma"), st.floats(1.001, 1e6)),
+    st.builds(lambda v: (f"trainer_cfg.log_iter={v}", "trainer_cfg.log_iter"), st.integers(max_value=0)),
+)
+
+
+def _config(overrides: list[str], via: str, folder) -> object:
+    """``gait config metagait`` with ``overrides`` as --set options, or written into a YAML file."""
+    args = ["config", "metagait"]
+    if via == "set":
+        for text in overrides:
+            args += ["--set", text]
+    else:
+        tree: dict = {}
+        for text in overrides:
+            dotted, value = text.split("=", 1)
+            *parents, leaf = dotted.split(".")
+            node = tree
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = yaml.safe_load(value)
+        path = folder / "oracle.yaml"
+        path.write_text(yaml.safe_dump(tree))
+        args = ["config", str(path)]
+    result = CliRunner().invoke(app, args)
+    check(result)
+    return result
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(overrides=valid_overrides, via=st.sampled_from(["set", "file"]))
+def test_fuzzed_valid_overrides_are_accepted(tmp_path, overrides, via):
+    result = _config(overrides, via, tmp_path)
+    assert result.exit_code == 0, result.output
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(overrides=valid_overrides, bad=invalid_override, via=st.sampled_from(["set", "file"]))
+def test_fuzzed_one_invalid_override_is_refused_naming_its_key(tmp_path, overrides, bad, via):
+    text, key = bad
+    result = _config([*overrides, text], via, tmp_path)
+    assert result.exit_code == 2, result.output
+    error = next(line for line in result.output.splitlines() if line.startswith("error:"))
+    assert key in error, error
