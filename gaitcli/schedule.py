@@ -30,7 +30,7 @@ import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import SupportsFloat, SupportsIndex, SupportsInt, TypedDict
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ class OptimisationCheck:
     notes: tuple[str, ...]
     """Harmless oddities, one line each (a warm-up longer than the run, milestones after it)."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, list[str]]:
         """``{"notes": [...]}``."""
         return {"notes": list(self.notes)}
 
@@ -58,7 +58,7 @@ class OptimisationCheck:
 def warmup_factor_at(
     t: int,
     *,
-    milestones: Sequence[int],
+    milestones: Sequence[float],
     gamma: float = 0.1,
     warmup_iters: int = 0,
     warmup_factor: float = 0.01,
@@ -86,16 +86,55 @@ def warmup_factor_at(
     raise ConfigError(f"scheduler_cfg.warmup_method must be linear or constant, got {warmup_method!r}")
 
 
-def _warmup_args(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def _float(value: object) -> float:
+    """``float(value)`` of a number (or numeric text) the config holds."""
+    if isinstance(value, (SupportsFloat, SupportsIndex, str)):
+        return float(value)
+    raise TypeError(f"float() argument must be a string or a real number, not {type(value).__name__!r}")
+
+
+def _int(value: object) -> int:
+    """``int(value)`` of a number (or numeric text) the config holds."""
+    if isinstance(value, (SupportsInt, SupportsIndex, str)):
+        return int(value)
+    raise TypeError(f"int() argument must be a string or a real number, not {type(value).__name__!r}")
+
+
+def _numbers(value: object) -> list[int | float]:
+    """The numbers of a list argument (``milestones``)."""
+    if not isinstance(value, Sequence):
+        raise TypeError(f"expected a list of numbers, got {value!r}")
+    out: list[int | float] = []
+    for item in value:
+        if not isinstance(item, (int, float)):
+            raise TypeError(f"expected a list of numbers, got {list(value)!r}")
+        out.append(item)
+    return out
+
+
+class _WarmupArgs(TypedDict):
+    """The keyword arguments of :func:`warmup_factor_at` but ``t``."""
+
+    milestones: list[int | float]
+    gamma: float
+    warmup_iters: int
+    warmup_factor: float
+    warmup_method: str
+    decay: str
+    cosine_iters: int
+    min_factor: float
+
+
+def _warmup_args(cfg: Mapping[str, object]) -> _WarmupArgs:
     return {
-        "milestones": list(cfg.get("milestones", [])),
-        "gamma": float(cfg.get("gamma", 0.1)),
-        "warmup_iters": int(cfg.get("warmup_iters", 0)),
-        "warmup_factor": float(cfg.get("warmup_factor", 0.01)),
-        "warmup_method": cfg.get("warmup_method", "linear"),
-        "decay": cfg.get("decay", "multistep"),
-        "cosine_iters": int(cfg.get("cosine_iters") or 0),
-        "min_factor": float(cfg.get("min_factor", 0.0)),
+        "milestones": _numbers(cfg.get("milestones", [])),
+        "gamma": _float(cfg.get("gamma", 0.1)),
+        "warmup_iters": _int(cfg.get("warmup_iters", 0)),
+        "warmup_factor": _float(cfg.get("warmup_factor", 0.01)),
+        "warmup_method": str(cfg.get("warmup_method", "linear")),
+        "decay": str(cfg.get("decay", "multistep")),
+        "cosine_iters": _int(cfg.get("cosine_iters") or 0),
+        "min_factor": _float(cfg.get("min_factor", 0.0)),
     }
 
 
@@ -106,7 +145,7 @@ LENGTH_KEYS = (
 """Scheduler arguments counted in iterations: what :func:`scale_schedule` stretches."""
 
 
-def scale_schedule(scheduler_cfg: Mapping[str, Any], old_total: int, new_total: int) -> dict[str, Any]:
+def scale_schedule(scheduler_cfg: Mapping[str, object], old_total: int, new_total: int) -> dict[str, object]:
     """``scheduler_cfg`` with every length (:data:`LENGTH_KEYS`) multiplied by
     ``new_total / old_total`` (rounded; lengths that must be positive stay >= 1), so the schedule
     has the same shape over a run of ``new_total`` iterations."""
@@ -120,22 +159,24 @@ def scale_schedule(scheduler_cfg: Mapping[str, Any], old_total: int, new_total: 
         if isinstance(value, (list, tuple)):
             scaled = sorted({max(round(v * ratio), floor) for v in value})
             out[key] = scaled
-        else:
+        elif isinstance(value, (int, float)):
             out[key] = max(round(value * ratio), floor)
+        else:
+            raise TypeError(f"scheduler_cfg.{key} is not a number: {value!r}")
     return out
 
 
 def fast_forward_scheduler(
     optimizer: torch.optim.Optimizer,
-    optimizer_cfg: Mapping[str, Any],
-    scheduler_cfg: Mapping[str, Any],
+    optimizer_cfg: Mapping[str, object],
+    scheduler_cfg: Mapping[str, object],
     total_iter: int,
     start: int,
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """A scheduler following ``scheduler_cfg`` over ``total_iter`` iterations, positioned at
     iteration ``start`` (the lr of every param group set to its value there): the factors come
     from :func:`lr_values`, so any schedule can be switched to mid-run and resumed exactly."""
-    base = float(optimizer_cfg.get("lr", 1e-3))
+    base = _float(optimizer_cfg.get("lr", 1e-3))
     table = (lr_values(optimizer_cfg, scheduler_cfg, range(total_iter + 1)) / base).tolist()
     last = len(table) - 1
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: table[min(t, last)])
@@ -146,11 +187,12 @@ def fast_forward_scheduler(
     return scheduler
 
 
-def check_schedule(scheduler_cfg: Mapping[str, Any], total_iter: int | None = None) -> tuple[str, ...]:
+def check_schedule(scheduler_cfg: Mapping[str, object], total_iter: int | None = None) -> tuple[str, ...]:
     """Ordering rules of the schedule (one error line each); returns the notes for a run of
     ``total_iter`` iterations (one rule for training and lr-plot: a warm-up longer than the run
     is allowed, with a note)."""
-    milestones = scheduler_cfg.get("milestones")
+    given = scheduler_cfg.get("milestones")
+    milestones = None if given is None else _numbers(given)
     if milestones is not None:
         if any(b <= a for a, b in zip(milestones, milestones[1:], strict=False)):
             raise ConfigError(f"scheduler_cfg.milestones must be strictly increasing, got {list(milestones)}")
@@ -162,7 +204,7 @@ def check_schedule(scheduler_cfg: Mapping[str, Any], total_iter: int | None = No
         if scheduler_cfg.get("decay") == "cosine" and not scheduler_cfg.get("cosine_iters"):
             raise ConfigError("scheduler_cfg.cosine_iters must be set with decay: cosine "
                               "(usually trainer_cfg.total_iter)")
-        warmup = int(scheduler_cfg.get("warmup_iters", 0))
+        warmup = _int(scheduler_cfg.get("warmup_iters", 0))
         if warmup < 0:
             raise ConfigError("scheduler_cfg.warmup_iters must not be negative")
         if total_iter is not None and warmup > total_iter:
@@ -185,7 +227,7 @@ def check_schedule(scheduler_cfg: Mapping[str, Any], total_iter: int | None = No
     return tuple(notes)
 
 
-def _check_arguments(section: str, body: Mapping[str, Any], source: str) -> None:
+def _check_arguments(section: str, body: Mapping[str, object], source: str) -> None:
     """Every numeric argument in range (by argument name, whichever class takes it)."""
     for key, value in body.items():
         if key in _NAME_KEYS:
@@ -208,7 +250,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def check_optimisation(
-    ocfg: Mapping[str, Any], scfg: Mapping[str, Any], total: int | None, source: str = "<config>"
+    ocfg: Mapping[str, object], scfg: Mapping[str, object], total: int | None, source: str = "<config>"
 ) -> OptimisationCheck:
     """Validate ``optimizer_cfg`` and ``scheduler_cfg`` (as YAML holds them) for a run of
     ``total`` iterations: ranges, ordering, then the real optimiser and scheduler built on a
@@ -247,11 +289,11 @@ def check_optimisation(
 
 
 def build_optimizer(
-    params: Iterable[torch.nn.Parameter], optimizer_cfg: Mapping[str, Any]
+    params: Iterable[torch.nn.Parameter], optimizer_cfg: Mapping[str, object]
 ) -> torch.optim.Optimizer:
     """``optimizer_cfg.solver`` from ``torch.optim`` with the other keys as its arguments."""
     name = optimizer_cfg.get("solver", "Adam")
-    cls = getattr(torch.optim, name, None)
+    cls = getattr(torch.optim, name, None) if isinstance(name, str) else None
     if cls is None:
         raise ConfigError(f"optimizer_cfg.solver: unknown optimiser {name!r}")
     kwargs = {k: v for k, v in optimizer_cfg.items() if k not in _NAME_KEYS}
@@ -260,14 +302,14 @@ def build_optimizer(
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, scheduler_cfg: Mapping[str, Any]
+    optimizer: torch.optim.Optimizer, scheduler_cfg: Mapping[str, object]
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """The scheduler of ``scheduler_cfg``; step it once per iteration."""
     name = scheduler_cfg.get("scheduler", "warmup")
     if name == "warmup":
         args = _warmup_args(scheduler_cfg)
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: warmup_factor_at(t, **args))
-    cls = getattr(torch.optim.lr_scheduler, name, None)
+    cls = getattr(torch.optim.lr_scheduler, name, None) if isinstance(name, str) else None
     if cls is None:
         raise ConfigError(f"scheduler_cfg.scheduler: unknown scheduler {name!r}")
     kwargs = {k: v for k, v in scheduler_cfg.items() if k not in _NAME_KEYS}
@@ -276,7 +318,7 @@ def build_scheduler(
 
 
 def lr_values(
-    optimizer_cfg: Mapping[str, Any], scheduler_cfg: Mapping[str, Any], iterations: Iterable[int]
+    optimizer_cfg: Mapping[str, object], scheduler_cfg: Mapping[str, object], iterations: Iterable[int]
 ) -> np.ndarray:
     """The learning rate at each requested iteration (float64), computed the way training sees it.
 
@@ -287,7 +329,7 @@ def lr_values(
     its = np.asarray(list(iterations), dtype=np.int64)
     if its.size and its.min() < 0:
         raise ValueError("iterations must not be negative")
-    base_lr = float(optimizer_cfg.get("lr", 1e-3))
+    base_lr = _float(optimizer_cfg.get("lr", 1e-3))
     name = scheduler_cfg.get("scheduler", "warmup")
     if name == "warmup":
         args = _warmup_args(scheduler_cfg)
@@ -312,15 +354,16 @@ def lr_values(
     return np.array([found[int(t)] for t in its], dtype=np.float64)
 
 
-def schedule_boundaries(scheduler_cfg: Mapping[str, Any], total_iter: int) -> list[int]:
+def schedule_boundaries(scheduler_cfg: Mapping[str, object], total_iter: int) -> list[int]:
     """Iterations where the schedule changes: 0, warm-up end, each milestone and the iteration
     before it, and the last iteration (``total_iter - 1``)."""
     last = max(total_iter - 1, 0)
     points = {0, last}
     if scheduler_cfg.get("scheduler") == "warmup":
-        points.add(int(scheduler_cfg.get("warmup_iters", 0)))
+        points.add(_int(scheduler_cfg.get("warmup_iters", 0)))
         if scheduler_cfg.get("decay") == "cosine" and scheduler_cfg.get("cosine_iters"):
-            points.add(int(scheduler_cfg["cosine_iters"]))
-    for m in scheduler_cfg.get("milestones", []) or []:
+            points.add(_int(scheduler_cfg["cosine_iters"]))
+    for m in _numbers(scheduler_cfg.get("milestones", []) or []):
+
         points.update({int(m) - 1, int(m)})
     return sorted(p for p in points if 0 <= p <= last)
