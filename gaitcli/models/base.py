@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
@@ -20,7 +21,7 @@ from .registry import ModelConfig, parse_model_config
 CPU_FRAME_BUDGET = 128  # padded frames per forward call in embed() on the CPU
 
 
-def _as_lengths(seq_lens: Any, n: int, s: int) -> torch.Tensor:
+def _as_lengths(seq_lens: torch.Tensor | npt.ArrayLike, n: int, s: int) -> torch.Tensor:
     lens = torch.as_tensor(seq_lens if not isinstance(seq_lens, torch.Tensor) else seq_lens.detach())
     lens = lens.to(device="cpu", dtype=torch.long).reshape(-1)
     if lens.numel() != n:
@@ -50,7 +51,7 @@ def repeat_short(sils: torch.Tensor, lens: torch.Tensor | None) -> tuple[torch.T
     return sils[rows, index], new_lens
 
 
-def _to_float_frames(item: Any) -> torch.Tensor:
+def _to_float_frames(item: torch.Tensor | npt.ArrayLike) -> torch.Tensor:
     if isinstance(item, np.ndarray):
         t = torch.from_numpy(np.ascontiguousarray(item))
     elif isinstance(item, torch.Tensor):
@@ -90,12 +91,12 @@ class GaitModel(nn.Module):
 
     name = "GaitModel"
 
-    def __init__(self, model_cfg: Mapping[str, Any], dataset_name: str = "CASIA-B") -> None:
+    def __init__(self, model_cfg: Mapping[str, object], dataset_name: str = "CASIA-B") -> None:
         super().__init__()
         self.model_cfg = dict(model_cfg)
         self.dataset_name = str(dataset_name)
-        self.config: dict[str, Any] | None = None  # the full resolved config (set by build_model)
-        self.checkpoint_meta: dict[str, Any] = {}
+        self.config: Mapping[str, object] | None = None  # the full resolved config (set by build_model)
+        self.checkpoint_meta: dict[str, object] = {}
         self.channels_last = bool(parse_model_config(ModelConfig, model_cfg).channels_last)
         self._compiled_core: Callable[..., dict[str, torch.Tensor]] | None = None
         self._compile_kwargs: dict[str, Any] | None = None
@@ -140,7 +141,9 @@ class GaitModel(nn.Module):
         return self._compile_kwargs is not None
 
     # -- forward ---------------------------------------------------------------------------
-    def forward(self, sils: torch.Tensor, seq_lens: Any = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, sils: torch.Tensor, seq_lens: torch.Tensor | npt.ArrayLike | None = None
+    ) -> dict[str, torch.Tensor]:
         """``sils`` ``[n, s, h, w]`` in [0, 1] (``[n, 1, s, h, w]`` also accepted), optional
         ``seq_lens`` (length n) for a batch padded along time.
 
@@ -197,7 +200,8 @@ class GaitModel(nn.Module):
     @torch.no_grad()
     def embed(
         self,
-        sequences: Sequence[Any],
+        sequences: Sequence[torch.Tensor | npt.ArrayLike],
+
         batch_size: int = 8,
         *,
         max_frames: int | str | None = "auto",

@@ -10,9 +10,8 @@ State-dict names and shapes are those of OpenGait's GaitGL (docs/models.md), for
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -40,12 +39,14 @@ def _stem(c_in: int, c_out: int) -> list[nn.Module]:
     return [BasicConv3d(c_in, c_out, (3, 3, 3), (1, 1, 1), (1, 1, 1)), nn.LeakyReLU(inplace=True)]
 
 
-def parts_from_cfg(model_cfg: Mapping[str, Any]) -> int:
+def parts_from_cfg(model_cfg: Mapping[str, object]) -> int:
     """Number of horizontal parts: ``sum(bin_num)``, or 64 (one per feature row of a 64-high
     input) when ``bin_num`` is null."""
     bins = model_cfg.get("bin_num")
     if bins is None:
         return DEFAULT_PARTS
+    if not isinstance(bins, Iterable):
+        raise TypeError(f"model_cfg.bin_num must be a list of bin counts, got {bins!r}")
     return int(sum(int(b) for b in bins))
 
 
@@ -77,7 +78,7 @@ class GaitGL(GaitModel):
     name = "GaitGL"
     config_class: type[GaitGLConfig] = GaitGLConfig
 
-    def __init__(self, model_cfg: Mapping[str, Any], dataset_name: str = "CASIA-B") -> None:
+    def __init__(self, model_cfg: Mapping[str, object], dataset_name: str = "CASIA-B") -> None:
         super().__init__(model_cfg, dataset_name)
         self.cfg = parse_model_config(self.config_class, model_cfg)
         channels = [int(c) for c in self.cfg.channels]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -161,7 +161,7 @@ class MetaGait(GaitGL):
     name = "MetaGait"
     config_class = MetaGaitConfig
 
-    def __init__(self, model_cfg: Mapping[str, Any], dataset_name: str = "CASIA-B") -> None:
+    def __init__(self, model_cfg: Mapping[str, object], dataset_name: str = "CASIA-B") -> None:
         variant = parse_model_config(MetaGaitConfig, model_cfg).variant
         if variant not in VARIANTS:
             raise ConfigError(f"model_cfg.variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
@@ -176,9 +176,11 @@ class MetaGait(GaitGL):
             self.use_mtp = False
             return
 
-        mta = self.cfg.mta
+        cfg = self.cfg
+        assert isinstance(cfg, MetaGaitConfig)  # parsed with config_class
+        mta = cfg.mta
         self.mta = MetaTripleAttention(c, channel=mta.channel, spatial=mta.spatial, temporal=mta.temporal)
-        self.use_mtp = bool(self.cfg.mtp)
+        self.use_mtp = bool(cfg.mtp)
         if self.use_mtp:
             self.mtp = MetaTemporalPooling(c)
 

@@ -18,12 +18,17 @@ import importlib.metadata
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar, overload
 
 from ..errors import ConfigError
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 ENTRY_POINT_GROUP = "gaitcli.models"
 T = TypeVar("T", bound=type)
+_V = TypeVar("_V")
+_C = TypeVar("_C", bound="DataclassInstance")
 
 
 @dataclass(frozen=True)
@@ -64,20 +69,47 @@ AT_LEAST_ONE = Range(1)
 NON_NEGATIVE = Range(0)
 
 
+@overload
 def option(
-    default: Any,
+    default: _V,
     help: str,
     *,
     kind: str,
-    choices: tuple[Any, ...] | None = None,
+    choices: tuple[object, ...] | None = None,
+    range: Range | None = None,
+    nullable: bool = False,
+    children: None = None,
+) -> _V: ...
+
+
+@overload
+def option(
+    default: None,
+    help: str,
+    *,
+    kind: str,
+    choices: tuple[object, ...] | None = None,
+    range: Range | None = None,
+    nullable: bool = False,
+    children: type[_C],
+) -> _C: ...
+
+
+def option(
+    default: object,
+    help: str,
+    *,
+    kind: str,
+    choices: tuple[object, ...] | None = None,
     range: Range | None = None,
     nullable: bool = False,
     children: type | None = None,
-) -> Any:
+) -> object:
     """A field of a model's config dataclass: its default and, as metadata, its schema type
     (``kind``, a type name of docs/config.md), one-line help, choices and range. A nested
     section (``kind="section"``) names its own dataclass as ``children``; its default is that
-    dataclass's defaults."""
+    dataclass's defaults. Like :func:`dataclasses.field`, it is typed as returning the field's
+    value (what the class attribute's annotation names)."""
     meta = {
         "kind": kind,
         "help": help,
@@ -93,7 +125,7 @@ def option(
     return dataclasses.field(default=default, metadata=meta)
 
 
-def _copy(value: Any) -> Any:
+def _copy(value: object) -> object:
     if isinstance(value, dict):
         return {k: _copy(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -136,15 +168,15 @@ class ModelEntry:
     """The ``model_cfg.model`` value that selects it."""
     cls: type
     """The model class, called as ``cls(model_cfg, dataset_name=...)``."""
-    config: type
+    config: type[ModelConfig]
     """The dataclass of its ``model_cfg`` keys (a :class:`ModelConfig` subclass)."""
 
-    def defaults(self) -> dict[str, Any]:
+    def defaults(self) -> dict[str, object]:
         """The complete default ``model_cfg`` of this model (``model`` first)."""
         instance = dataclasses.asdict(self.config())
         return {"model": self.name, **{item.name: instance[item.name] for item in self.fields()}}
 
-    def fields(self) -> list[dataclasses.Field[Any]]:
+    def fields(self) -> list[dataclasses.Field[object]]:
         """The config dataclass's fields: the model's own keys in declaration order, then the
         keys every model takes (:class:`ModelConfig`)."""
         common = {item.name for item in dataclasses.fields(ModelConfig)}
@@ -157,7 +189,9 @@ _DEFAULT: list[str] = [""]
 _plugins_loaded = False
 
 
-def register_model(name: str, config: type = ModelConfig, *, default: bool = False) -> Callable[[T], T]:
+def register_model(
+    name: str, config: type[ModelConfig] = ModelConfig, *, default: bool = False
+) -> Callable[[T], T]:
     """Class decorator: make ``name`` usable as ``model_cfg.model``, with ``config`` (a
     :class:`ModelConfig` dataclass subclass) describing its ``model_cfg`` keys. The one entry
     registered with ``default=True`` is the model of the packaged default configuration."""
@@ -240,10 +274,11 @@ def default_model_name() -> str:
     return _DEFAULT[0]
 
 
-def parse_model_config(config: type, model_cfg: Mapping[str, Any]) -> Any:
+def parse_model_config(config: type[_C], model_cfg: Mapping[str, object]) -> _C:
     """An instance of the config dataclass ``config`` from a ``model_cfg`` mapping: absent keys
     take the dataclass's defaults, keys it does not declare (``model``) are left out."""
-    values: dict[str, Any] = {}
+    values: dict[str, object] = {}
+
     for item in dataclasses.fields(config):
         if item.name not in model_cfg:
             continue
