@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from gaitcli.errors import GaitError
@@ -347,7 +347,15 @@ def _headline(spec: ProtocolSpec, tables: Tables) -> dict[str, float]:
 
 
 def _inputs(
-    feats: torch.Tensor, labels: np.ndarray, views: np.ndarray, fit: ProtocolFit, metric: str, **options: Any
+    feats: torch.Tensor,
+    labels: np.ndarray,
+    views: np.ndarray,
+    fit: ProtocolFit,
+    metric: str,
+    *,
+    chunk: int,
+    want_map: bool,
+    progress: Progress | None,
 ) -> MatchInputs:
     probe_mask = np.zeros(len(labels), dtype=bool)
     for mask in fit.probe_sets.values():
@@ -365,12 +373,14 @@ def _inputs(
         dict(fit.probe_sets),
         view_list,
         metric,
-        **options,
+        chunk=chunk,
+        want_map=want_map,
+        progress=progress,
     )
 
 
 def match(
-    embeddings: Any,
+    embeddings: torch.Tensor | npt.ArrayLike,
     labels: np.ndarray,
     views: np.ndarray,
     spec: ProtocolSpec,
@@ -421,7 +431,7 @@ def match(
 
 
 def run_protocol(
-    embeddings: Any,
+    embeddings: torch.Tensor | np.ndarray,
     labels: Sequence[str] | np.ndarray,
     types: Sequence[str] | np.ndarray,
     views: Sequence[str] | np.ndarray,

@@ -22,9 +22,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 METRICS = ("euc", "cos")
@@ -39,7 +39,7 @@ def check_metric(metric: str) -> str:
     return metric
 
 
-def as_features(x: Any, device: torch.device | str | None = None) -> torch.Tensor:
+def as_features(x: torch.Tensor | npt.ArrayLike, device: torch.device | str | None = None) -> torch.Tensor:
     """``x`` as a float32 tensor ``[n, parts, channels]`` on ``device`` (no copy when it already is)."""
     t = torch.from_numpy(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
     if t.dim() == 2:
@@ -261,8 +261,14 @@ def blockwise_topk_hits(x: torch.Tensor, y: torch.Tensor, probe_labels: torch.Te
     return {k: same[:, : min(k, y.shape[0])].any(dim=1) for k in ks}
 
 
-def pairwise_distances(x: Any, y: Any, metric: str = "euc", *, device: torch.device | str | None = None,
-                       chunk: int = 4096) -> np.ndarray:
+def pairwise_distances(
+    x: torch.Tensor | npt.ArrayLike,
+    y: torch.Tensor | npt.ArrayLike,
+    metric: str = "euc",
+    *,
+    device: torch.device | str | None = None,
+    chunk: int = 4096,
+) -> np.ndarray:
     """The full distance matrix ``[n, m]`` as numpy float32 (for small sets and tests; the
     protocols work on blocks instead)."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
@@ -323,7 +329,9 @@ def average_precision(matches: torch.Tensor) -> np.ndarray:
     return ap
 
 
-def rank_k_accuracy(dist: Any, probe_labels: Any, gallery_labels: Any, k: int = 1) -> float:
+def rank_k_accuracy(
+    dist: npt.ArrayLike, probe_labels: npt.ArrayLike, gallery_labels: npt.ArrayLike, k: int = 1
+) -> float:
     """Share (in %) of probes with a correct match among their ``k`` nearest gallery items."""
     d = torch.as_tensor(np.asarray(dist))
     codes, (pl, gl) = encode_labels(probe_labels, gallery_labels)
@@ -332,7 +340,9 @@ def rank_k_accuracy(dist: Any, probe_labels: Any, gallery_labels: Any, k: int = 
     return float(hit.double().mean() * 100) if len(hit) else float("nan")
 
 
-def mean_average_precision(dist: Any, probe_labels: Any, gallery_labels: Any) -> float:
+def mean_average_precision(
+    dist: npt.ArrayLike, probe_labels: npt.ArrayLike, gallery_labels: npt.ArrayLike
+) -> float:
     """mAP (in %) over the probes with at least one relevant gallery item."""
     d = torch.as_tensor(np.asarray(dist))
     _, (pl, gl) = encode_labels(probe_labels, gallery_labels)
@@ -342,7 +352,7 @@ def mean_average_precision(dist: Any, probe_labels: Any, gallery_labels: Any) ->
     return float(np.mean(ap) * 100) if ap.size else float("nan")
 
 
-def encode_labels(*arrays: Any) -> tuple[np.ndarray, list[np.ndarray]]:
+def encode_labels(*arrays: npt.ArrayLike) -> tuple[np.ndarray, list[np.ndarray]]:
     """Map string (or any) labels of several arrays onto shared int64 codes."""
     flat = [np.asarray(a).astype(str) for a in arrays]
     uniq, inverse = np.unique(np.concatenate(flat) if flat else np.array([], dtype=str), return_inverse=True)

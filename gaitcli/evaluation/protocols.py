@@ -22,9 +22,8 @@ reference is defined (every cell present), the numbers are the reference's.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -92,7 +91,7 @@ def resolve_protocol(
     requested: str | ProtocolSpec | None = "auto",
     *,
     dataset_name: str | None = None,
-    evaluator_cfg: Mapping[str, Any] | None = None,
+    evaluator_cfg: Mapping[str, object] | None = None,
     types: Sequence[str] | None = None,
 ) -> ProtocolSpec:
     """The protocol to run. ``auto`` takes ``evaluator_cfg.protocol`` when set, else picks from
@@ -106,7 +105,7 @@ def resolve_protocol(
     if name not in PROTOCOLS:
         raise GaitError(f"unknown protocol {name!r}: use one of {', '.join(PROTOCOLS)}")
     if name == "auto":
-        name = ev.get("protocol") or "auto"
+        name = str(ev.get("protocol") or "auto")
     family = dataset_family(dataset_name)
     generic = _generic_sets(ev)
     if name == "auto":
@@ -123,7 +122,7 @@ def resolve_protocol(
 _Sets = tuple[tuple[str, ...], dict[str, tuple[str, ...]]]
 
 
-def _auto_name(ev: Mapping[str, Any], family: str | None, generic: _Sets | None, dataset_name: str | None,
+def _auto_name(ev: Mapping[str, object], family: str | None, generic: _Sets | None, dataset_name: str | None,
                types: Sequence[str] | None) -> tuple[str, str | None]:
     """``auto``: the data set's family (cross-view with ``cross_view_gallery``), else generic,
     else the family the types present suggest."""
@@ -164,7 +163,7 @@ def _cross_view_spec(generic: _Sets | None, family: str | None, dataset_name: st
     return CROSS_VIEW[family]
 
 
-def _generic_sets(ev: Mapping[str, Any]) -> _Sets | None:
+def _generic_sets(ev: Mapping[str, object]) -> _Sets | None:
     gallery, probes = ev.get("gallery_types"), ev.get("probe_sets")
     if not gallery or not probes:
         return None
@@ -176,6 +175,8 @@ def _generic_sets(ev: Mapping[str, Any]) -> _Sets | None:
     for key, value in probes.items():
         items = [value] if isinstance(value, str) else list(value or [])
         sets[str(key)] = tuple(str(v) for v in items)
+    if not isinstance(gallery, Iterable):
+        raise TypeError(f"evaluator_cfg.gallery_types must be a list of types, got {gallery!r}")
     return tuple(str(g) for g in gallery), sets
 
 
