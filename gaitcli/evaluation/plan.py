@@ -14,9 +14,9 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from gaitcli.config import Override
@@ -124,11 +124,13 @@ class EvalPlan:
 # ----------------------------------------------------------------------------------------------
 
 
-def dataset_name_of(cfg: GaitConfig | Mapping[str, Any]) -> str | None:
+def dataset_name_of(cfg: GaitConfig | Mapping[str, object]) -> str | None:
     """The test set's name: ``data_cfg.test_dataset_name`` when set, else ``dataset_name``."""
     if isinstance(cfg, GaitConfig):
         return cfg.data.test_name or None
     dcfg = cfg.get("data_cfg", {}) or {}
+    if not isinstance(dcfg, Mapping):
+        return None
     name = dcfg.get("test_dataset_name") or dcfg.get("dataset_name")
     return str(name) if name else None
 
@@ -327,16 +329,16 @@ def plan_model(
     check_output_files(opts.outputs)
     if opts.metric is not None:
         check_metric(opts.metric)
-    iteration = _attribute(model, "checkpoint_meta").get("iteration")
+    iteration = _iteration(model)
     extraction = _extraction(cfg, opts, model, 1, warn)
     dev = torch.device(device) if device is not None else None
     return _model_plan(
-        cfg, opts, extraction, dev, warn, checkpoint, int(iteration) if iteration is not None else None
+        cfg, opts, extraction, dev, warn, checkpoint, iteration
     )
 
 
 def _stored_config(
-    checkpoint: Path, stored: Mapping[str, Any], overrides: list[str | Override], warn: Warn | None
+    checkpoint: Path, stored: Mapping[str, object], overrides: list[str | Override], warn: Warn | None
 ) -> GaitConfig:
     """The checkpoint's config (migrated from an older format) with the overrides applied (a
     checkpoint without a config never gets this far: :func:`gaitcli.models.load_checkpoint`
@@ -353,10 +355,20 @@ def _stored_config(
     return resolve_config(cfg, source, overrides=overrides, warn=warn)
 
 
-def _attribute(model: torch.nn.Module, name: str) -> dict[str, Any]:
+def _attribute(model: torch.nn.Module, name: str) -> dict[str, object]:
     """``model.config`` / ``model.checkpoint_meta``, which :func:`~gaitcli.models.load_checkpoint` sets."""
     value = getattr(model, name, None)
     return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _iteration(model: torch.nn.Module) -> int | None:
+    """``model.checkpoint_meta["iteration"]`` (an integer in the checkpoint's metadata)."""
+    value = _attribute(model, "checkpoint_meta").get("iteration")
+    if value is None:
+        return None
+    if not isinstance(value, (int, float, str)):
+        raise TypeError(f"checkpoint iteration is not a number: {value!r}")
+    return int(value)
 
 
 def plan_checkpoint(
@@ -382,7 +394,7 @@ def plan_checkpoint(
     path = Path(checkpoint)
     model = load_checkpoint(path, map_location="cpu")
     cfg = _stored_config(path, _attribute(model, "config"), list(overrides), warn)
-    iteration = _attribute(model, "checkpoint_meta").get("iteration")
+    iteration = _iteration(model)
     extraction = _extraction(cfg, opts, model if procs == 1 else None, procs, warn)
     return _model_plan(
         cfg,
@@ -474,14 +486,14 @@ def plan_features(
 
 
 def plan_arrays(
-    embeddings: Any,
-    labels: Any,
-    types: Any,
-    views: Any,
+    embeddings: torch.Tensor | npt.ArrayLike,
+    labels: npt.ArrayLike,
+    types: npt.ArrayLike,
+    views: npt.ArrayLike,
     *,
     protocol: str | ProtocolSpec = "auto",
     metric: str | None = None,
-    cfg: GaitConfig | Mapping[str, Any] | None = None,
+    cfg: GaitConfig | Mapping[str, object] | None = None,
     dataset_name: str | None = None,
     want_map: bool = False,
     device: torch.device | str | None = None,
@@ -494,9 +506,8 @@ def plan_arrays(
 
     check_protocol_name(protocol)
     base = cfg if isinstance(cfg, GaitConfig) else resolve_config(dict(cfg or {}), "<config>")
-    feats = check_finite(
-        FeatureSet(np.asarray(embeddings, dtype=np.float32), labels, types, views), "features"
-    )
+    arrays = (np.asarray(labels), np.asarray(types), np.asarray(views))
+    feats = check_finite(FeatureSet(np.asarray(embeddings, dtype=np.float32), *arrays), "features")
     metric = check_metric(metric or base.evaluator.metric)
     if dataset_name is None and cfg is not None:
         dataset_name = dataset_name_of(cfg)
