@@ -24,7 +24,7 @@ from typing import Any
 from rich.console import Console
 
 from gaitcli.config_types import GaitConfig
-from gaitcli.errors import GaitError
+from gaitcli.errors import GaitError, option
 from gaitcli.evaluation.results import EvalResult
 from gaitcli.fileio import atomic_write_bytes
 
@@ -305,15 +305,16 @@ def _check_run_kept(demo: _Demo, cfg: GaitConfig) -> None:
     if changed:
         raise GaitError(
             f"{run} holds a training run with other settings ({', '.join(changed)}), which this demo would "
-            f"delete; gait demo keeps it: use another --workdir (or delete {run} to start over here)"
+            f"delete; gait demo keeps it: use another {option('workdir')} "
+            f"(or delete {run} to start over here)"
         )
     if reached > total:
         stored_total = (stored.get("trainer_cfg") or {}).get("total_iter")
         what = f"a finished {reached}-iteration" if stored_total == reached else f"a {reached}-iteration"
         raise GaitError(
             f"{run} holds {what} training run, which this {total}-iteration demo would delete; gait demo "
-            f"keeps it: give --iters {reached} or more to reuse or continue it, or another --workdir "
-            f"for a {total}-iteration demo"
+            f"keeps it: give {option('iters', reached)} or more to reuse or continue it, or another "
+            f"{option('workdir')} for a {total}-iteration demo"
         )
 
 

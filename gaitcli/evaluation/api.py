@@ -27,6 +27,7 @@ import torch
 from rich.console import Console
 
 from gaitcli.config_types import GaitConfig
+from gaitcli.errors import option
 from gaitcli.fileio import check_writable
 
 from .calibration import Calibration, calibrate, provenance_of
@@ -151,16 +152,16 @@ def _save_features(plan: EvalPlan, feats: FeatureSet) -> None:
 def check_targets(outputs: EvalOutputs) -> None:
     """Every file the evaluation will write can be written now (a full disk, a read-only or
     foreign folder is one line before the extraction, not a lost result after it)."""
-    for option, target in (
-        ("--json", outputs.json),
-        ("--csv", outputs.csv),
-        ("--save-features", outputs.save_features),
-        ("--calibration-out", outputs.calibration_out),
-        ("--heatmap", outputs.heatmap),
-        ("--roc", outputs.roc),
+    for name, target in (
+        ("json", outputs.json),
+        ("csv", outputs.csv),
+        ("save_features", outputs.save_features),
+        ("calibration_out", outputs.calibration_out),
+        ("heatmap", outputs.heatmap),
+        ("roc", outputs.roc),
     ):
         if target is not None and str(target) != "-":
-            check_writable(target, option)
+            check_writable(target, option(name))
 
 
 def run_plan(plan: EvalPlan, *, console: Console | None = None, warn: Warn | None = None) -> EvalResult:

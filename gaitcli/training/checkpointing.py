@@ -16,7 +16,7 @@ import torch
 
 from gaitcli.config import stored_config
 from gaitcli.config_types import GaitConfig
-from gaitcli.errors import GaitError
+from gaitcli.errors import GaitError, option
 from gaitcli.fileio import WriteError
 from gaitcli.runtime.distributed import DistInfo, barrier, gather_objects
 from gaitcli.training.builders import Optimisation, TrainNetwork
@@ -116,7 +116,7 @@ class CheckpointConnector:
             raise CheckpointWriteError(
                 f"could not write the checkpoint of iteration {iteration} to {self.folder.checkpoints} "
                 f"({reason or exc}); the last good checkpoint {self.last_saved or '(none yet)'} is intact; "
-                "free disk space and continue with --resume latest"
+                f"free disk space and continue with {option('resume', 'latest')}"
             ) from None
         if self.pruner is not None:
             self.pruner.saved(path)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from gaitcli.config_types import GaitConfig
-from gaitcli.errors import ConfigError, GaitError
+from gaitcli.errors import ConfigError, GaitError, option
 from gaitcli.fileio import atomic_write_bytes
 from gaitcli.runtime.lock import exclusive_lock
 from gaitcli.training.state import state_path
@@ -145,7 +145,7 @@ class RunFolder:
             raise GaitError(
                 f"{self.config} was not written by a gaitcli run of this folder (or was edited since), and "
                 "gaitcli never replaces or removes such a file: move it out of the folder (it can stay "
-                "your --config elsewhere) or train into another --output"
+                f"your {option('config')} elsewhere) or train into another {option('output')}"
             )
 
     def write_config(self, text: str) -> None:

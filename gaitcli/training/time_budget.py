@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from gaitcli.config_types import GaitConfig
-from gaitcli.errors import ConfigError
+from gaitcli.errors import ConfigError, option
 from gaitcli.schedule import build_scheduler, lr_values, scale_schedule
 
 MARGIN = 0.02
@@ -79,8 +79,8 @@ def check_minutes(minutes: float | None) -> None:
     """A budget lies in (0, :data:`MAX_MINUTES`]: one line otherwise."""
     if minutes is not None and not 0 < minutes <= MAX_MINUTES:
         raise ConfigError(
-            f"trainer_cfg.time_budget (--time-budget) {minutes:g}: a time budget is more than 0 and at most "
-            f"{MAX_MINUTES:g} minutes (30 days); for a longer run set trainer_cfg.total_iter instead"
+            f"trainer_cfg.time_budget ({option('time_budget')}) {minutes:g}: a time budget is more than "
+            f"0 and at most {MAX_MINUTES:g} minutes (30 days); for a longer run set trainer_cfg.total_iter"
         )
 
 

@@ -28,7 +28,7 @@ from gaitcli.config import dump_config, migrate_config
 from gaitcli.config_types import GaitConfig
 from gaitcli.data.collate import to_model_input
 from gaitcli.data.transforms import build_transform
-from gaitcli.errors import ConfigError, GaitError
+from gaitcli.errors import ConfigError, GaitError, option
 from gaitcli.fileio import WriteError, check_writable
 from gaitcli.runtime.distributed import (
     DistInfo,
@@ -335,7 +335,8 @@ class Trainer:
         except WriteError as exc:  # train.log / metrics.jsonl on a full disk: stop, say where to go on
             raise TrainingStopped(
                 f"{exc}; training stopped at iteration {self.state.iteration}; the last good checkpoint "
-                f"is {self.ckpt.last_saved or 'none yet'}; make room, then continue with --resume latest",
+                f"is {self.ckpt.last_saved or 'none yet'}; make room, then continue with "
+                f"{option('resume', 'latest')}",
                 exit_code=1,
             ) from None
         finally:
