@@ -110,7 +110,7 @@ def test_evaluation_frames_are_resized_and_config_refuses_random_eval_transform(
     with pytest.raises(ConfigError, match="evaluator_cfg.transform: RandomHorizontalFlip is random"):
         resolve_config(cfg)
     cfg["evaluator_cfg"] = {"transform": {"type": "Compose", "trf_cfg": spec}}  # OpenGait's form
-    assert resolve_config(cfg)["evaluator_cfg"]["transform"][0]["type"] == "Compose"
+    assert resolve_config(cfg).evaluator.transform[0]["type"] == "Compose"
 
 
 def test_erasing_per_frame_draws_each_frame():
