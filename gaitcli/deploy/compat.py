@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gaitcli.errors import GaitError
-from gaitcli.evaluation.calibration import Provenance
+from gaitcli.evaluation.calibration import CALIBRATE_COMMAND, Provenance
+from gaitcli.evaluation.features import EMBED_COMMAND
 
 
 class MismatchError(GaitError):
@@ -39,12 +40,11 @@ class Source:
 
 
 def feature_file(provenance: Provenance, what: str) -> Source:
-    remake = "gait embed CKPT INPUT... --out FILE (or gait eval CKPT --save-features FILE)"
-    return Source(provenance, what, remake)
+    return Source(provenance, what, EMBED_COMMAND)
 
 
 def calibration_file(provenance: Provenance, what: str) -> Source:
-    return Source(provenance, what, "gait eval CKPT --verification --calibrate FPIR --calibration-out FILE")
+    return Source(provenance, what, CALIBRATE_COMMAND)
 
 
 def _short(sha: str | None) -> str:

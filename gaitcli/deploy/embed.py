@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from rich.console import Console
 
-from gaitcli.errors import GaitError
+from gaitcli.errors import GaitError, option
 from gaitcli.evaluation.calibration import JSONValue, Provenance, file_sha256
 from gaitcli.evaluation.extract import extract_features
 from gaitcli.evaluation.features import FeatureSet, concat_features, require_finite
@@ -50,7 +49,7 @@ class LoadedModel:
 
     model: GaitModel
     """The network (eval mode)."""
-    config: dict[str, Any]
+    config: dict[str, object]
     """Its stored config."""
     provenance: Provenance
     """Checkpoint, model, metric and frame size."""
@@ -58,14 +57,26 @@ class LoadedModel:
     """Height and width of the frames before the width cut."""
 
     @property
-    def evaluator(self) -> dict[str, Any]:
+    def evaluator(self) -> dict[str, object]:
         """The stored ``evaluator_cfg`` (sampler, transform, metric, enable_float16)."""
-        return dict(self.config.get("evaluator_cfg") or {})
+        return section(self.config, "evaluator_cfg")
 
     @property
     def data_in_use(self) -> list[bool] | None:
-        value = (self.config.get("data_cfg") or {}).get("data_in_use")
-        return None if value is None else [bool(v) for v in value]
+        value = section(self.config, "data_cfg").get("data_in_use")
+        if value is None:
+            return None
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"data_cfg.data_in_use must be a list, got {type(value).__name__}")
+        return [bool(v) for v in value]
+
+
+def section(cfg: Mapping[str, object], name: str) -> dict[str, object]:
+    """A copy of the mapping ``cfg[name]`` (empty when it is absent or null)."""
+    value = cfg.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping, got {type(value).__name__}")
+    return {str(k): v for k, v in value.items()}
 
 
 def model_label(model: GaitModel) -> str:
@@ -75,7 +86,7 @@ def model_label(model: GaitModel) -> str:
 
 
 def frame_size_of(
-    checkpoint: str | os.PathLike[str], meta: dict[str, Any], override: str | None
+    checkpoint: str | os.PathLike[str], meta: Mapping[str, object], override: str | None
 ) -> tuple[tuple[int, int], bool]:
     """The checkpoint's ``frame_size`` (``--img-size`` may only repeat it), or ``--img-size`` when
     the checkpoint does not record one; neither is a one-line error. Also whether the size came
@@ -83,21 +94,22 @@ def frame_size_of(
     stored = meta.get("frame_size")
     if stored:
         size = parse_frame_size(str(stored), f"{checkpoint} (frame_size)")
-        if override is not None and parse_frame_size(override, "--img-size") != size:
+        if override is not None and parse_frame_size(override, option("img_size")) != size:
             raise GaitError(
-                f"--img-size {override}: {checkpoint} was trained on {size[0]}x{size[1]} frames and embeds "
-                f"only those; drop --img-size (and prepare walks with gait prepare --img-size {size[0]})"
+                f"{option('img_size', override)}: {checkpoint} was trained on {size[0]}x{size[1]} frames and "
+                f"embeds only those; drop {option('img_size')} (and prepare walks with gait prepare "
+                f"{option('img_size', size[0])})"
             )
         return size, False
     if override is None:
         raise GaitError(
-            f"{checkpoint}: the checkpoint does not record its frame size; pass --img-size N "
-            "(the --img-size gait prepare used, e.g. 64)"
+            f"{checkpoint}: the checkpoint does not record its frame size; pass {option('img_size', 'N')} "
+            f"(the {option('img_size')} gait prepare used, e.g. 64)"
         )
-    return parse_frame_size(override, "--img-size"), True
+    return parse_frame_size(override, option("img_size")), True
 
 
-def _cannot_embed(model: GaitModel, evaluator: dict[str, Any], size: tuple[int, int],
+def _cannot_embed(model: GaitModel, evaluator: Mapping[str, object], size: tuple[int, int],
                   device: torch.device) -> str | None:
     """Why the network cannot embed a walk of ``size`` frames (None: it can), tried on 3 blank
     frames through the evaluation transform."""
@@ -133,7 +145,7 @@ def check_frame_size(loaded: LoadedModel, checkpoint: str | os.PathLike[str], te
     else:
         hint = f"the smallest frame size it embeds is {smallest}x{smallest}; give the size it was trained on"
     raise GaitError(
-        f"--img-size {text}: {checkpoint} cannot embed {size[0]}x{size[1]} frames ({reason}); {hint}"
+        f"{option('img_size', text)}: {checkpoint} cannot embed {size[0]}x{size[1]} frames ({reason}); {hint}"
     )
 
 
@@ -152,8 +164,8 @@ def load_for_inference(
     device_type, _ = resolve_devices(device, None, None)
     model = load_checkpoint(checkpoint, map_location=device_type)
     size, from_flag = frame_size_of(checkpoint, model.checkpoint_meta, img_size)
-    cfg: dict[str, Any] = dict(model.config or {})
-    chosen = check_metric(metric or (cfg.get("evaluator_cfg") or {}).get("metric") or "euc")
+    cfg: dict[str, object] = dict(model.config or {})
+    chosen = check_metric(metric or str(section(cfg, "evaluator_cfg").get("metric") or "euc"))
     prov = Provenance(
         str(checkpoint), file_sha256(checkpoint), model_label(model), chosen, f"{size[0]}x{size[1]}"
     )
@@ -170,8 +182,11 @@ def embed_walks(
     """Embeddings of ``walks`` with the extraction of ``gait eval``; the provenance in ``meta``,
     each walk's frames digest in ``digests``. Non-finite embeddings are one line."""
     ev = loaded.evaluator
-    sampler = dict(ev.get("sampler") or {})
-    bs = int(batch_size or sampler.get("batch_size") or 8)
+    sampler = section(ev, "sampler")
+    raw_bs = batch_size or sampler.get("batch_size") or 8
+    if not isinstance(raw_bs, (int, float, str)):
+        raise TypeError(f"evaluator_cfg.sampler.batch_size must be a number, got {type(raw_bs).__name__}")
+    bs = int(raw_bs)
     if len(walks) == 0:
         raise GaitError("nothing to embed")
     feats = extract_features(
@@ -230,17 +245,25 @@ class EmbedResult:
             "kept": self.kept,
             "already_present": self.already_present,
             "skipped": [dict(p.to_json()) for p in self.skipped],
-            **(self.provenance.to_meta() if self.provenance else {}),
+            **(_recorded(self.provenance.to_json()) if self.provenance else {}),
             "seconds": round(self.seconds, 3),
         }
 
 
+def _recorded(fields: dict[str, JSONValue]) -> dict[str, JSONValue]:
+    """The fields that are not None (as :meth:`Provenance.to_meta`)."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def _check_target(out: Path, append: Path | None, overwrite: bool) -> None:
     if out.exists() and out.is_dir():
-        raise GaitError(f"--out {out} is a folder; give a file name such as {out / 'features.npz'}")
+        raise GaitError(f"{option('out', out)} is a folder; give a file name such as {out / 'features.npz'}")
     same = append is not None and out.resolve() == append.resolve()
     if out.exists() and not same and not overwrite:
-        raise GaitError(f"--out {out} exists; pass --overwrite to replace it, or --append {out} to add to it")
+        raise GaitError(
+            f"{option('out', out)} exists; pass {option('overwrite')} to replace it, or "
+            f"{option('append', out)} to add to it"
+        )
 
 
 def _held_names(gallery: FeatureSet) -> dict[tuple[str, str, str], set[str]]:
@@ -317,7 +340,9 @@ def run_embed(
     started = time.perf_counter()
     append_path = Path(append) if append is not None else None
     if out is None and append_path is None:
-        raise GaitError("give --out FEATURES.npz (or --append GALLERY.npz to extend a gallery)")
+        raise GaitError(
+            f"give {option('out', 'FEATURES.npz')} (or {option('append', 'GALLERY.npz')} to extend a gallery)"
+        )
     target = Path(out) if out is not None else append_path
     assert target is not None
     _check_target(target, append_path, overwrite)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from gaitcli import __version__
-from gaitcli.errors import GaitError
+from gaitcli.errors import GaitError, option
 from gaitcli.evaluation.calibration import JSONValue
 from gaitcli.fileio import atomic_write_bytes
 from gaitcli.models.base import GaitModel
@@ -120,8 +120,7 @@ def _metadata(
         "scale": "1/255",
         "min_frames": "3",
         "preprocessing": (
-            f"silhouettes pretreated as gait prepare --img-size {loaded.frame_size[0]} does "
-            f"({prov.frame_size}), {steps}, "
+            f"silhouettes pretreated as gait prepare does, to {prov.frame_size} frames, {steps}, "
             "uint8 / 255 as float32, shape [1, T, H, W] with T >= 3 (repeat shorter walks)"
         ),
         "output": (
@@ -186,7 +185,7 @@ def export_onnx(
     if target.suffix.lower() != ".onnx":
         raise GaitError(f"{target}: name the output *.onnx")
     if target.exists() and not overwrite:
-        raise GaitError(f"{target} exists; pass --overwrite to replace it")
+        raise GaitError(f"{target} exists; pass {option('overwrite')} to replace it")
     loaded = load_for_inference(checkpoint, img_size=img_size, device="cpu")
     ev = loaded.evaluator
     height, width = loaded.frame_size

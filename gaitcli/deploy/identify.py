@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from gaitcli.errors import GaitError
+from gaitcli.errors import GaitError, option, render
 from gaitcli.evaluation.calibration import JSONValue
 from gaitcli.evaluation.features import FeatureSet, concat_features, require_finite
 from gaitcli.evaluation.metrics import as_features, check_metric, distance_block, part_norms
@@ -49,7 +49,8 @@ class Threshold:
     """Gallery identities of the calibration's searches (FPIR grows with the gallery)."""
 
     def to_json(self) -> dict[str, JSONValue]:
-        return {"value": self.value, "meaning": self.meaning, "caveat": self.caveat}
+        caveat = None if self.caveat is None else render(self.caveat)
+        return {"value": self.value, "meaning": render(self.meaning), "caveat": caveat}
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ class IdentifyResult:
             "exclude_same_view": self.exclude_same_view,
             "threshold": self.threshold.to_json() if self.threshold else None,
             "answers": [a.to_json() for a in self.answers],
-            "notes": list(self.notes),
+            "notes": [render(note) for note in self.notes],
             "seconds": round(self.seconds, 4),
         }
 
@@ -167,7 +168,8 @@ def select_gallery(gallery: FeatureSet, types: Sequence[str] | None) -> np.ndarr
     if len(rows) == 0:
         present = ", ".join(sorted(set(gallery.types.tolist()))[:12]) or "none"
         raise GaitError(
-            f"--gallery-types {','.join(types)}: no gallery sequence has these types (present: {present})"
+            f"{option('gallery_types', ','.join(types))}: no gallery sequence has these types "
+            f"(present: {present})"
         )
     return rows
 
@@ -264,7 +266,7 @@ def identify(
 ) -> IdentifyResult:
     """Answer every probe of ``probes`` against ``gallery``."""
     if top_k < 1:
-        raise GaitError(f"--top-k must be at least 1, got {top_k}")
+        raise GaitError(f"{option('top_k')} must be at least 1, got {top_k}")
     chosen = check_metric(metric or gallery.meta.get("metric") or "euc")
     if len(gallery) == 0:
         raise GaitError(f"{gallery_name}: the gallery is empty")
@@ -303,10 +305,10 @@ def resolve_threshold(
     from gaitcli.evaluation.calibration import Calibration
 
     if value is not None and calibration is not None:
-        raise GaitError("give --threshold or --calibration, not both")
+        raise GaitError(f"give {option('threshold')} or {option('calibration')}, not both")
     if value is not None:
         if not math.isfinite(value) or value < 0:
-            raise GaitError(f"--threshold must be a distance >= 0, got {value}")
+            raise GaitError(f"{option('threshold')} must be a distance >= 0, got {value}")
         return Threshold(float(value), f"threshold {value:g} given on the command line (no calibrated FAR)")
     if calibration is None:
         return None
@@ -335,7 +337,10 @@ def load_probes(
     from .inputs import resolve_inputs
 
     if checkpoint is None and img_size is not None:
-        raise GaitError("--img-size applies to walks embedded with --checkpoint; drop it or add --checkpoint")
+        raise GaitError(
+            f"{option('img_size')} applies to walks embedded with {option('checkpoint')}; drop it or add "
+            f"{option('checkpoint')}"
+        )
     ref = feature_file(gallery.provenance, f"gallery {gallery_name}")
     files = [p for p in probes if str(p).endswith(".npz")]
     walks = [p for p in probes if not str(p).endswith(".npz")]
@@ -348,7 +353,8 @@ def load_probes(
     if walks:
         if checkpoint is None:
             raise GaitError(
-                f"{walks[0]}: not a feature file (.npz); pass --checkpoint CKPT to embed walks on the fly"
+                f"{walks[0]}: not a feature file (.npz); pass {option('checkpoint', 'CKPT')} to embed "
+                "walks on the fly"
             )
         loaded = load_for_inference(
             checkpoint, img_size=img_size, device=device, metric=gallery.meta.get("metric")
@@ -358,7 +364,7 @@ def load_probes(
         skipped = list(walk_set.skipped)
         parts.append(embed_walks(loaded, walk_set, batch_size=batch_size, console=console))
     if not parts:
-        raise GaitError("no PROBE given: pass feature files or (with --checkpoint) walks")
+        raise GaitError(f"no PROBE given: pass feature files or (with {option('checkpoint')}) walks")
     merged = parts[0]
     for extra in parts[1:]:
         merged = concat_features(merged, extra)

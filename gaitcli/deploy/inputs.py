@@ -31,7 +31,7 @@ from gaitcli.data.dataset import scan_tree
 from gaitcli.data.partition import load_partition
 from gaitcli.data.pickle_io import load_array
 from gaitcli.data.prepare import IMAGE_EXTENSIONS, pretreat_sequence, read_frame
-from gaitcli.errors import DataError, GaitError
+from gaitcli.errors import DataError, GaitError, option, render
 from gaitcli.evaluation.features import frames_digest
 
 SPLITS = ("train", "test", "all")
@@ -49,7 +49,7 @@ class Problem:
     """Why it was skipped."""
 
     def to_json(self) -> dict[str, str]:
-        return {"path": self.path, "reason": self.reason}
+        return {"path": self.path, "reason": render(self.reason)}
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ def _check_frames(array: np.ndarray, source: str, frame_size: tuple[int, int]) -
     if tuple(array.shape[1:]) != frame_size:
         return (
             f"frames are {array.shape[1]}x{array.shape[2]} but the checkpoint expects "
-            f"{frame_size[0]}x{frame_size[1]} (prepare with --img-size {frame_size[0]})"
+            f"{frame_size[0]}x{frame_size[1]} (prepare with {option('img_size', frame_size[0])})"
         )
     return None
 
@@ -236,7 +236,7 @@ def tree_walks(
 ) -> list[Walk]:
     """The sequences of a prepared tree, in the order ``gait eval`` lists them."""
     if split not in SPLITS:
-        raise GaitError(f"--split {split!r}: use train, test or all")
+        raise GaitError(f"{option('split', repr(split))}: use train, test or all")
     ids: list[str] | None = None
     if partition is not None:
         part = load_partition(partition)
@@ -327,7 +327,10 @@ def resolve_inputs(
             used_tree = True
             out.sequences.extend(tree_walks(path, frame_size, partition, split, data_in_use))
     if partition is not None and not used_tree:
-        raise GaitError("--partition applies to a prepared tree, and no INPUT is one; drop --partition")
+        raise GaitError(
+            f"{option('partition')} applies to a prepared tree, and no INPUT is one; "
+            f"drop {option('partition')}"
+        )
     out = out.unique()
     if not out.sequences:
         raise GaitError(

@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gaitcli.errors import option, render
+
 from .embed import EmbedResult
 from .export import ExportResult
 from .identify import IdentifyResult
@@ -20,9 +22,9 @@ def render_problems(problems: Sequence[Problem], console: Console, limit: int = 
         return
     console.print(f"[yellow]skipped {len(problems)} input(s):[/]")
     for p in problems[:limit]:
-        console.print(f"  {escape(p.path)}: {escape(p.reason)}", highlight=False, soft_wrap=True)
+        console.print(f"  {escape(p.path)}: {escape(render(p.reason))}", highlight=False, soft_wrap=True)
     if len(problems) > limit:
-        console.print(f"  ... and {len(problems) - limit} more (see --json)")
+        console.print(escape(render(f"  ... and {len(problems) - limit} more (see {option('json_out')})")))
 
 
 def render_embed(result: EmbedResult, console: Console) -> None:
@@ -51,7 +53,7 @@ def render_identify(result: IdentifyResult, console: Console) -> None:
     else:
         console.print("closed set: every probe is answered with its nearest identity", highlight=False)
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]note:[/] {escape(render(note))}", highlight=False, soft_wrap=True)
     # "known" holds only yes / no, never an identity: an identity named like a marker cannot be
     # mistaken for "no answer"; identities appear only under "nearest" and "next best"
     table = Table(box=None, pad_edge=False)
@@ -84,4 +86,4 @@ def render_export(result: ExportResult, console: Console) -> None:
         diffs = ", ".join(f"T={t}: {d:.2g}" for t, d in result.differences.items())
         console.print(f"onnxruntime vs PyTorch, max |difference|: {diffs} (tolerance 1e-4)", highlight=False)
     else:
-        console.print("not checked against PyTorch (--no-check)")
+        console.print("not checked against PyTorch (the check was turned off)")

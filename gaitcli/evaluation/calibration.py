@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from gaitcli.errors import GaitError
+from gaitcli.errors import GaitError, option
 from gaitcli.fileio import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -55,7 +55,12 @@ JSONValue = str | int | float | bool | None | list["JSONValue"] | dict[str, "JSO
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FRAME_SIZE = re.compile(r"^\d+x\d+$")
 _METRICS = ("euc", "cos")
-_REMAKE = "re-create it with gait eval CKPT --verification --calibrate FPIR --calibration-out FILE"
+CALIBRATE_COMMAND = (
+    f"gait eval CKPT {option('verification')} {option('calibrate', 'FPIR')} "
+    f"{option('calibration_out', 'FILE')}"
+)
+"""How a calibration file is made (options marked with :func:`gaitcli.errors.option`)."""
+_REMAKE = f"re-create it with {CALIBRATE_COMMAND}"
 
 
 class CalibrationError(GaitError):
@@ -270,8 +275,8 @@ class Calibration:
             return None
         return (
             "this calibration (an older gaitcli's) holds a pairwise FAR, not an open-set rate: against a "
-            f"gallery many more impostor probes are accepted than {self.rate:g}; recalibrate with gait eval "
-            "--verification --calibrate FPIR --calibration-out FILE"
+            f"gallery many more impostor probes are accepted than {self.rate:g}; recalibrate with "
+            f"{CALIBRATE_COMMAND}"
         )
 
     def to_json(self) -> dict[str, JSONValue]:
@@ -314,8 +319,7 @@ class Calibration:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise CalibrationError(
-                f"{path}: no such calibration file (write one with gait eval --verification "
-                "--calibrate FPIR --calibration-out FILE.json)"
+                f"{path}: no such calibration file (write one with {CALIBRATE_COMMAND})"
             ) from None
         except IsADirectoryError:
             raise CalibrationError(f"{path}: is a folder, not a calibration file") from None
@@ -430,7 +434,7 @@ def calibrate(
     """The open-set threshold for ``fpir`` from the searches of a verification report, on the
     pooled probe sets (or on ``probe_set``); a rate the data cannot resolve is a one-line error."""
     if not 0 < fpir < 1:
-        raise GaitError(f"--calibrate {fpir}: an FPIR lies between 0 and 1, e.g. 1e-2")
+        raise GaitError(f"{option('calibrate', fpir)}: an FPIR lies between 0 and 1, e.g. 1e-2")
     searches = report.open_set
     names = [s.probe_set for s in searches]
     if not names:
@@ -439,14 +443,15 @@ def calibrate(
     result = next((s for s in searches if s.probe_set == name), None)
     if result is None:
         raise GaitError(f"no open-set searches for probe set {name} (have {', '.join(names)})")
+    asked = option("calibrate", format(fpir, "g"))
     if result.non_mated * fpir < 1:
         raise GaitError(
-            f"--calibrate {fpir:g}: only {result.non_mated} non-mated searches in {name}; at least "
+            f"{asked}: only {result.non_mated} non-mated searches in {name}; at least "
             f"{math.ceil(1 / fpir - 1e-9)} are needed to resolve that FPIR (use a larger FPIR or more data)"
         )
     point = result.at(fpir)
     if point.threshold is None:
-        raise GaitError(f"--calibrate {fpir:g}: no distance threshold reaches that FPIR on {name}")
+        raise GaitError(f"{asked}: no distance threshold reaches that FPIR on {name}")
     return Calibration(
         float(point.threshold),
         OPEN_SET,

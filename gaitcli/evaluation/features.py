@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from gaitcli.errors import GaitError
+from gaitcli.errors import GaitError, option
 from gaitcli.fileio import atomic_writer
 
 from .calibration import Fields, JSONValue, Provenance, provenance_of
@@ -44,7 +44,11 @@ FEATURE_KEYS = ("embeddings", "labels", "types", "views")
 #: loose text arrays of a version-1 file (older files lack the later ones; they load as absent)
 V1_TEXT_KEYS = ("dataset_name", "checkpoint", "metric", "model", "frame_size", "checkpoint_sha256")
 _PROVENANCE_KEYS = ("checkpoint", "checkpoint_sha256", "model", "metric", "frame_size")
-_REMAKE = "re-create it with gait embed CKPT INPUT... --out FILE or gait eval CKPT --save-features FILE"
+EMBED_COMMAND = (
+    f"gait embed CKPT INPUT... {option('out', 'FILE')} (or gait eval CKPT {option('save_features', 'FILE')})"
+)
+"""How a feature file is made (options marked with :func:`gaitcli.errors.option`)."""
+_REMAKE = f"re-create it with {EMBED_COMMAND}"
 _ROW_BLOCK = 4096  # rows checked for NaN at once (a boolean copy of OU-MVLP would be another GB)
 
 
@@ -72,6 +76,7 @@ class FeatureSet:
     labels: np.ndarray
     types: np.ndarray
     views: np.ndarray
+    # Any: evaluation.api updates it by keyword, which a TypedDict does not allow
     meta: dict[str, Any] = field(default_factory=dict)
     digests: np.ndarray | None = None
     """SHA-256 of each sequence's frames, ``""`` when unknown (None: all unknown)."""
@@ -287,7 +292,7 @@ def _from_v2(arrays: dict[str, np.ndarray], header: dict[str, JSONValue], path: 
     for key in ("labels", "types", "views", "digests"):
         if key not in arrays or arrays[key].ndim != 1:
             raise FeatureFileError(f"{path}: damaged feature file: {key} is not a list of strings; {_REMAKE}")
-    meta: dict[str, Any] = {**prov.to_meta()}
+    meta: dict[str, str | int] = {**prov.to_meta()}
     if iteration is not None:
         meta["iteration"] = iteration
     if dataset is not None:

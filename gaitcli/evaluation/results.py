@@ -5,9 +5,8 @@ docs/eval.md describes (the documented keys first, then the details); n/a is ``N
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from .calibration import Calibration
+from .calibration import Calibration, JSONValue
 from .verification import VerificationReport
 
 Cell = float | None
@@ -24,7 +23,7 @@ class SetSummary:
     mean: Cell
     """The mean over the probe views that have a value (None when none has)."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         return {"views": dict(self.views), "mean": self.mean}
 
 
@@ -32,8 +31,16 @@ Table = dict[str, SetSummary]
 """Probe set name (NM / BG / CL, ...) → its row."""
 
 
-def table_json(table: Table | None) -> dict[str, Any] | None:
+def table_json(table: Table | None) -> dict[str, JSONValue] | None:
     return None if table is None else {name: row.to_json() for name, row in table.items()}
+
+
+def matrix_json(matrix: dict[str, dict[str, Matrix]] | None) -> dict[str, JSONValue] | None:
+    """:attr:`Tables.matrix` as JSON (the same nesting, lists copied)."""
+    if matrix is None:
+        return None
+    return {kind: {name: [list(row) for row in rows] for name, rows in sets.items()}
+            for kind, sets in matrix.items()}
 
 
 @dataclass
@@ -82,7 +89,7 @@ class ProtocolResult:
     """The headline number per probe set: the excluding mean (the including one when a set has no
     excluding value, e.g. a single view); sets without any number are left out."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         t = self.tables
         return {
             "protocol": self.protocol,
@@ -99,7 +106,7 @@ class ProtocolResult:
             "rank1_include": table_json(t.rank1_include),
             "rank5_exclude": table_json(t.rank5_exclude),
             "map": table_json(t.map),
-            "matrix": t.matrix,
+            "matrix": matrix_json(t.matrix),
             "rank1": dict(self.rank1),
         }
 
@@ -117,7 +124,7 @@ class Seconds:
     sequences_per_second: float | None = None
     """Extraction speed."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         if self.extract is None:
             return {"protocol": self.protocol}
         return {
@@ -181,7 +188,7 @@ class EvalResult:
         """The headline rank-1 per probe set (what the trainer logs)."""
         return self.result.rank1
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         """The ``--json`` document: the eleven documented keys in order, then the details."""
         body = self.result.to_json()
         body.update(

@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +38,7 @@ from rich.console import Console
 
 from gaitcli.errors import GaitError
 
+from .calibration import JSONValue
 from .metrics import as_features, distance_block, encode_labels, part_norms
 
 FARS = (1e-2, 1e-3, 1e-4)
@@ -160,15 +160,15 @@ class Distribution:
     counts: list[int]
     """Pairs per bin."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         return {
             "count": self.count,
             "mean": self.mean,
             "std": self.std,
             "min": self.min,
             "max": self.max,
-            "edges": self.edges,
-            "counts": self.counts,
+            "edges": list(self.edges),
+            "counts": list(self.counts),
         }
 
 
@@ -187,7 +187,7 @@ class OperatingPoint:
     note: str | None = None
     """Why it is n/a."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         return {
             "far": self.far,
             "tar": self.tar,
@@ -213,15 +213,15 @@ class VerificationResult:
     """The threshold at the EER."""
     points: list[OperatingPoint]
     """TAR at FAR = 1e-2, 1e-3, 1e-4."""
-    roc: dict[str, list[float]]
-    """``far``, ``tar``, ``threshold``: sampled ROC curve (DET: FRR = 1 - TAR)."""
+    roc: dict[str, list[float | None]]
+    """``far``, ``tar``, ``threshold`` (None: infinite): sampled ROC curve (DET: FRR = 1 - TAR)."""
     exact: bool
     """True when computed from every distance, False when from fine histograms."""
 
     def point(self, far: float) -> OperatingPoint | None:
         return next((p for p in self.points if math.isclose(p.far, far)), None)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         return {
             "probe_set": self.probe_set,
             "eer": self.eer,
@@ -230,7 +230,7 @@ class VerificationResult:
             "exact": self.exact,
             "genuine": self.genuine.to_json(),
             "impostor": self.impostor.to_json(),
-            "roc": self.roc,
+            "roc": {key: list(values) for key, values in self.roc.items()},
         }
 
 
@@ -249,7 +249,7 @@ class OpenSetPoint:
     note: str | None = None
     """Why it is n/a."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         return {
             "fpir": self.fpir,
             "threshold": self.threshold,
@@ -310,7 +310,7 @@ class OpenSetResult:
     def points(self) -> list[OpenSetPoint]:
         return [self.at(f) for f in self.fpirs]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         return {
             "probe_set": self.probe_set,
             "mated_searches": self.mated,
@@ -371,7 +371,7 @@ class VerificationReport:
     def get(self, name: str) -> VerificationResult | None:
         return next((r for r in self.results if r.probe_set == name), None)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         return {
             "metric": self.metric,
             "pairs": self.rule,
@@ -422,7 +422,7 @@ def _operating_point(
     )
 
 
-def _sample_curve(cands: np.ndarray, far: np.ndarray, tar: np.ndarray) -> dict[str, list[float]]:
+def _sample_curve(cands: np.ndarray, far: np.ndarray, tar: np.ndarray) -> dict[str, list[float | None]]:
     if len(cands) <= _CURVE_POINTS:
         index = np.arange(len(cands))
     else:
@@ -684,7 +684,7 @@ def save_roc(report: VerificationReport, path: str | os.PathLike[str]) -> None:
 
 
 def verification_for_results(
-    results: dict[str, Any],
+    results: Mapping[str, object],
     embeddings: np.ndarray | torch.Tensor,
     labels: npt.ArrayLike,
     types: npt.ArrayLike,
@@ -693,16 +693,19 @@ def verification_for_results(
     device: torch.device | str | None = None,
     extra_fars: Sequence[float] = (),
 ) -> VerificationReport:
-    """Verification on the gallery and probe sets of a finished protocol run (``results`` of
-    :func:`gaitcli.evaluation.protocols.run_protocol`)."""
+    """Verification on the gallery and probe sets of a finished protocol run (``results``: its
+    :meth:`~gaitcli.evaluation.results.ProtocolResult.to_json`)."""
+    gallery_types, probe_sets = results["gallery_types"], results["probe_sets"]
+    if not isinstance(gallery_types, (list, tuple)) or not isinstance(probe_sets, Mapping):
+        raise TypeError("results: gallery_types must be a list and probe_sets a mapping of lists")
     return verify_protocol(
         embeddings,
         labels,
         types,
         views,
-        results["gallery_types"],
-        results["probe_sets"],
-        results.get("metric") or "euc",
+        [str(t) for t in gallery_types],
+        {str(name): [str(t) for t in kinds] for name, kinds in probe_sets.items()},
+        str(results.get("metric") or "euc"),
         device=device,
         fars=tuple(FARS) + tuple(f for f in extra_fars if f not in FARS),
     )

@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import SupportsIndex, SupportsInt, TypedDict, cast
 
 import torch
 import yaml
@@ -44,6 +44,30 @@ class CheckpointError(GaitError):
 
 class CheckpointMismatchError(CheckpointError):
     """Weights whose names or shapes differ from the model's."""
+
+
+class _TextMetadata(TypedDict, total=False):
+    """The string metadata gaitcli writes besides ``config``, ``iteration`` and ``labels`` (any
+    other keyword of :func:`save_checkpoint` is kept too, as text)."""
+
+    format: str
+    gaitcli_version: str
+    model: str
+    variant: str
+    frame_size: str
+    converted_from: str
+    config_source: str
+
+
+class CheckpointMetadata(_TextMetadata):
+    """:func:`parse_metadata`: the metadata with ``config``, ``iteration`` and ``labels`` parsed."""
+
+    config: Mapping[str, object]
+    """The stored config (empty when the file carries none)."""
+    iteration: int
+    """The training iteration."""
+    labels: list[object]
+    """The training label set (the classifier's class order)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -111,7 +135,7 @@ def load_state_dict_checked(
 # ----------------------------------------------------------------------------------------------
 
 
-def _meta_text(value: Any) -> str:
+def _meta_text(value: object) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, Path):
@@ -119,16 +143,18 @@ def _meta_text(value: Any) -> str:
     return json.dumps(value)
 
 
-def _label_list(labels: Any) -> list[Any]:
+def _label_list(labels: object) -> list[object]:
     if labels is None:
         return []
     if isinstance(labels, str):
-        parsed: list[Any] = json.loads(labels)
+        parsed: list[object] = json.loads(labels)
         return parsed
+    if not isinstance(labels, Iterable):
+        raise TypeError(f"labels must be a list, got {type(labels).__name__}")
     return [x if isinstance(x, (str, int, float)) else str(x) for x in labels]
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -136,7 +162,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def config_text(cfg: Mapping[str, Any]) -> str:
+def config_text(cfg: Mapping[str, object]) -> str:
     """The config as YAML text in its own key order (a resolved config is in schema order), the
     same text ``gait config`` prints."""
     return yaml.safe_dump(_plain(cfg), sort_keys=False, default_flow_style=None)
@@ -145,8 +171,8 @@ def config_text(cfg: Mapping[str, Any]) -> str:
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: torch.nn.Module,
-    cfg: Mapping[str, Any] | None = None,
-    **meta: Any,
+    cfg: Mapping[str, object] | None = None,
+    **meta: object,
 ) -> Path:
     """Save ``model``'s weights and metadata to ``path`` (safetensors, atomic).
 
@@ -158,15 +184,21 @@ def save_checkpoint(
         cfg = getattr(model, "config", None)
     if not isinstance(cfg, Mapping):
         raise ValueError("save_checkpoint needs the resolved config: pass cfg, or a model from build_model")
-    iteration = int(meta.pop("iteration", 0) or 0)
+    raw_iteration = meta.pop("iteration", 0) or 0
+    if not isinstance(raw_iteration, (str, bytes, SupportsInt, SupportsIndex)):
+        raise TypeError(f"iteration must be a whole number, got {type(raw_iteration).__name__}")
+    iteration = int(raw_iteration)
     labels = _label_list(meta.pop("labels", None))
     clash = [k for k in meta if k in RESERVED]
     if clash:
         raise ValueError(f"metadata keys {clash} are reserved")
+    model_cfg = cfg["model_cfg"]
+    if not isinstance(model_cfg, Mapping):
+        raise TypeError(f"cfg['model_cfg'] must be a mapping, got {type(model_cfg).__name__}")
     metadata = {
         "format": FORMAT,
         "gaitcli_version": __version__,
-        "model": str(cfg["model_cfg"]["model"]),
+        "model": str(model_cfg["model"]),
         "variant": str(getattr(model, "variant", "")),
         "config": config_text(cfg),
         "iteration": str(iteration),
@@ -206,7 +238,8 @@ def _sniff(path: Path) -> None:
     if looks_like_torch_pickle(head):
         raise CheckpointError(
             f"{path}: this is a PyTorch pickle (.pt), not a gaitcli safetensors checkpoint; "
-            f"convert it first: gait convert {path} OUT.safetensors [--config CFG]"
+            f"convert it first with gait convert {path} OUT.safetensors (giving its training config if the "
+            "file holds none)"
         )
 
 
@@ -255,31 +288,36 @@ def is_training_state(metadata: Mapping[str, str]) -> bool:
 def state_file_error(path: Path | str) -> CheckpointError:
     """The one message for a training-state file given where model weights are expected."""
     return CheckpointError(
-        f"{path}: a training-state file (optimiser, scheduler and RNG state for --resume), not model "
+        f"{path}: a training-state file (optimiser, scheduler and RNG state for resuming a run), not model "
         f"weights; use the weights file beside it: {weights_beside(path)}"
     )
 
 
-def parse_metadata(path: Path | str, metadata: Mapping[str, str]) -> dict[str, Any]:
+def parse_metadata(path: Path | str, metadata: Mapping[str, str]) -> CheckpointMetadata:
     """Metadata with ``config`` as a mapping, ``iteration`` as int and ``labels`` as a list."""
     if is_training_state(metadata):
         raise state_file_error(path)
     if metadata.get("format") != FORMAT or "config" not in metadata:
         raise CheckpointError(
             f"{path}: a safetensors file without gaitcli metadata (format {metadata.get('format')!r}); "
-            "convert foreign weights with: gait convert SRC OUT.safetensors --config CFG"
+            "convert foreign weights with gait convert, giving their training config"
         )
-    out: dict[str, Any] = dict(metadata)
     try:
-        out["config"] = yaml.safe_load(metadata["config"]) or {}
-        out["iteration"] = int(metadata.get("iteration", "0") or 0)
-        out["labels"] = json.loads(metadata.get("labels", "[]") or "[]")
+        config = yaml.safe_load(metadata["config"]) or {}
+        iteration = int(metadata.get("iteration", "0") or 0)
+        labels = json.loads(metadata.get("labels", "[]") or "[]")
     except (yaml.YAMLError, ValueError) as exc:
         raise CheckpointError(f"{path}: damaged metadata ({str(exc).splitlines()[0]})") from None
-    return out
+    if not isinstance(config, Mapping):
+        raise _no_sections(path)
+    if not isinstance(labels, list):
+        raise CheckpointError(f"{path}: damaged metadata (labels is not a JSON list)")
+    # the text entries as they are, in their order; the three parsed ones replace theirs
+    parsed = {**metadata, "config": config, "iteration": iteration, "labels": labels}
+    return cast(CheckpointMetadata, parsed)
 
 
-def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_checkpoint_metadata(path: str | os.PathLike[str]) -> CheckpointMetadata:
     """Only the parsed metadata (no weights are read)."""
     path = Path(path)
     _sniff(path)
@@ -302,16 +340,20 @@ def check_finite_weights(state: Mapping[str, torch.Tensor], path: Path | str) ->
         )
 
 
-def _model_from_config(path: Path, config: Any) -> GaitModel:
+def _no_sections(path: Path | str) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: its stored config has no model_cfg / data_cfg section; "
+        "re-save it with gait convert, giving its training config"
+    )
+
+
+def _model_from_config(path: Path, config: Mapping[str, object]) -> GaitModel:
     """The model a stored (already resolved) config names, built with :func:`create_model`; a
     config of the wrong shape or naming an unknown model is one :class:`CheckpointError` line."""
-    model_cfg = config.get("model_cfg") if isinstance(config, Mapping) else None
-    data_cfg = config.get("data_cfg") if isinstance(config, Mapping) else None
+    model_cfg = config.get("model_cfg")
+    data_cfg = config.get("data_cfg")
     if not isinstance(model_cfg, Mapping) or not isinstance(data_cfg, Mapping):
-        raise CheckpointError(
-            f"{path}: its stored config has no model_cfg / data_cfg section; "
-            "re-save it with: gait convert SRC OUT.safetensors --config CFG"
-        )
+        raise _no_sections(path)
     try:
         model = create_model(model_cfg, dataset_name=str(data_cfg.get("dataset_name", "CASIA-B")))
     except (ConfigError, TypeError, ValueError, KeyError) as exc:
@@ -334,7 +376,7 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path}: the checkpoint carries no config, so its model, data set and protocol are unknown "
             "(gaitcli never fills them in with defaults); "
-            "re-save it with: gait convert SRC OUT.safetensors --config CFG"
+            "re-save it with gait convert, giving its training config"
         )
     model = _model_from_config(path, meta["config"])
     check_finite_weights(state, path)
