@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gaitcli import __version__
-from gaitcli.errors import GaitError, render, set_option_renderer
+from gaitcli.errors import GaitError, options_rendered_by, render
 
 app = typer.Typer(
     name="gait",
@@ -44,24 +44,27 @@ def _flag(name: str, value: Optional[str]) -> str:
     return flag if value is None else f"{flag} {value}"
 
 
-set_option_renderer(_flag)
-
 
 def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn :class:`GaitError` into one red line on stderr and its exit code."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except GaitError as exc:
-            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/]")
-            raise typer.Exit(130) from None
+        with options_rendered_by(_flag):  # while a command runs, messages name its flags
+            return _run(func, *args, **kwargs)
 
     return wrapper
+
+
+def _run(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return func(*args, **kwargs)
+    except GaitError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
 
 
 def _warn(message: str) -> None:

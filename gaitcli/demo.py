@@ -199,7 +199,7 @@ def run_demo(
 ) -> DemoResult:
     """Run every stage; return the eval results, the identification, timings and artefacts."""
     if subjects < 4:
-        raise GaitError(f"--subjects {subjects}: the demo needs at least 4 "
+        raise GaitError(f"{option('subjects', subjects)}: the demo needs at least 4 "
                         "(ids are split 60/40 into train and test)")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)

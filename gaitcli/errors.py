@@ -8,7 +8,8 @@ stay ordinary exceptions so they keep their traceback.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 class GaitError(Exception):
@@ -65,9 +66,21 @@ def option(name: str, value: object = None) -> str:
     return f"{_OPEN}{name}{_SEP}{value}{_CLOSE}"
 
 
-def set_option_renderer(renderer: OptionRenderer) -> None:
-    """How marked options are shown from now on (cli.py: as flags)."""
-    _renderer[0] = renderer
+def set_option_renderer(renderer: OptionRenderer) -> OptionRenderer:
+    """How marked options are shown from now on; returns the renderer it replaces."""
+    previous, _renderer[0] = _renderer[0], renderer
+    return previous
+
+
+@contextmanager
+def options_rendered_by(renderer: OptionRenderer) -> Iterator[None]:
+    """Within the block, marked options are shown by ``renderer`` (cli.py: as flags, while a
+    command runs); the previous renderer comes back after it."""
+    previous = set_option_renderer(renderer)
+    try:
+        yield
+    finally:
+        set_option_renderer(previous)
 
 
 def render(message: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from gaitcli.cli import app
-from gaitcli.errors import GaitError, option, render, set_option_renderer
+from gaitcli.errors import GaitError, option, options_rendered_by, render
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gaitcli"
 
@@ -46,14 +46,22 @@ def test_no_module_below_the_cli_spells_a_flag():
     assert not found, "\n".join(found)
 
 
-def test_an_option_reads_as_a_keyword_from_python_and_as_a_flag_from_the_shell():
-    error = GaitError(f"{option('batch_size', 0)}: must be at least 1; or drop {option('overwrite')}")
+def test_an_option_reads_as_a_keyword_from_python_and_as_a_flag_from_the_shell(tmp_path):
+    from typer.testing import CliRunner
+
     from gaitcli import cli
 
-    try:
-        set_option_renderer(lambda name, value: name if value is None else f"{name}={value}")
-        assert str(error) == "batch_size=0: must be at least 1; or drop overwrite"
-    finally:
-        set_option_renderer(cli._flag)
-    assert str(error) == "--batch-size 0: must be at least 1; or drop --overwrite"
-    assert render(f"{option('set_', 'a.b=1')}") == "--set a.b=1"
+    error = GaitError(f"{option('batch_size', 0)}: must be at least 1; or drop {option('overwrite')}")
+    assert str(error) == "batch_size=0: must be at least 1; or drop overwrite"  # the Python API
+    with options_rendered_by(cli._flag):
+        assert str(error) == "--batch-size 0: must be at least 1; or drop --overwrite"
+        assert render(f"{option('set_', 'a.b=1')}") == "--set a.b=1"
+    assert str(error).startswith("batch_size=0")  # only while a command runs
+    # through the command line: the message names the flag the user typed
+    out = tmp_path / "out.safetensors"
+    out.write_bytes(b"x")
+    result = CliRunner().invoke(app, ["convert", str(tmp_path / "nope.pt"), str(out)])
+    assert result.exit_code == 2 and "error:" in result.output
+    result = CliRunner().invoke(app, ["train", "-c", "demo", "--device", "cuda"])
+    if "CUDA device" in result.output:
+        assert "--device cuda" in result.output and "--device cpu" in result.output

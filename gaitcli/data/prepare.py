@@ -44,7 +44,7 @@ from gaitcli.data.pretreat import (
 )
 from gaitcli.data.validity import SHORT_SEQUENCE_FRAMES
 from gaitcli.data.walker import TreeScan, walk_sequences
-from gaitcli.errors import DataError, GaitError
+from gaitcli.errors import DataError, GaitError, option, render
 from gaitcli.progress import make_progress
 from gaitcli.runtime.lock import exclusive_lock
 from gaitcli.runtime.pool import run_pool
@@ -346,9 +346,9 @@ def _check_options(img_size: int, workers: int | None) -> None:
     try:
         check_img_size(img_size)
     except (TypeError, ValueError) as exc:
-        raise GaitError(f"--img-size: {exc}") from None
+        raise GaitError(f"{option('img_size')}: {exc}") from None
     if workers is not None and workers < 1:
-        raise GaitError(f"--workers must be at least 1, got {workers}")
+        raise GaitError(f"{option('workers', workers)}: must be at least 1")
 
 
 def _interrupted(summary: PrepareSummary, console: Console | None, exc: KeyboardInterrupt) -> None:
@@ -441,7 +441,8 @@ def _summary_table(summary: PrepareSummary) -> Any:
         (f"short sequences (< {SHORT_SEQUENCE_FRAMES} frames)", str(len(summary.short_sequences))),
     ]
     if summary.stale_removed:
-        rows.append(("pkls removed (--overwrite: not from IN)", str(len(summary.stale_removed))))
+        label = render(f"pkls removed ({option('overwrite')}: not from IN)")
+        rows.append((label, str(len(summary.stale_removed))))
     if summary.skipped_links:
         rows.append(("directory links skipped", str(len(summary.skipped_links))))
     rate = f" ({frames / summary.seconds:,.0f} frames/s)" if summary.seconds > 0 and frames else ""
@@ -459,7 +460,8 @@ def _listing(console: Console, title: str, items: list[str], limit: int, level: 
     for item in items[:limit]:
         console.print(f"  {item}", highlight=False, soft_wrap=True, markup=False)
     if len(items) > limit:
-        console.print(f"  ... and {len(items) - limit} more (see --json)", highlight=False)
+        more = render(f"  ... and {len(items) - limit} more (see {option('json_out')})")
+        console.print(more, highlight=False)
 
 
 def render_summary(summary: PrepareSummary, console: Console | None, *, limit: int = 10) -> None:
@@ -475,5 +477,5 @@ def render_summary(summary: PrepareSummary, console: Console | None, *, limit: i
              list(summary.empty_sequences), limit)
     _listing(console, f"{len(summary.short_sequences)} sequence(s) have fewer than {SHORT_SEQUENCE_FRAMES} "
              "frames (written)", [f"{key}: {n} frame(s)" for key, n in summary.short_sequences], limit)
-    _listing(console, f"{len(summary.stale_removed)} pkl(s) removed from OUT (--overwrite; IN does not "
-             "produce them)", list(summary.stale_removed), limit, level="note")
+    _listing(console, render(f"{len(summary.stale_removed)} pkl(s) removed from OUT ({option('overwrite')}; "
+             "IN does not produce them)"), list(summary.stale_removed), limit, level="note")

@@ -22,14 +22,14 @@ from typing import Any
 from gaitcli.data.pkl_header import HeaderProblem, read_array_header
 from gaitcli.data.pretreat import MIN_PIXEL_SUM
 from gaitcli.data.validity import format_shape
-from gaitcli.errors import DataError
+from gaitcli.errors import DataError, option
 from gaitcli.fileio import atomic_write_bytes
 
 __all__ = ["MANIFEST_NAME", "Manifest", "check_output", "pkls_in", "read_manifest", "remove_foreign_pkls",
            "write_manifest"]
 
 MANIFEST_NAME = ".gait-prepare.json"
-_REDO = "use another OUT, or --overwrite to make OUT hold exactly what IN gives"
+_REDO = f"use another OUT, or {option('overwrite')} to make OUT hold exactly what IN gives"
 
 
 @dataclass(frozen=True)
@@ -95,16 +95,18 @@ def pkls_in(out: Path) -> list[str]:
 
 def _check_manifest(out: Path, old: Manifest, new: Manifest) -> None:
     if not old.complete:
-        raise DataError(f"{out}: an earlier 'gait prepare --overwrite' into it was interrupted; "
-                        "run it again with --overwrite to finish it")
+        raise DataError(f"{out}: an earlier gait prepare with {option('overwrite')} into it was interrupted; "
+                        f"run it again with {option('overwrite')} to finish it")
     if old.source is not None and old.source != new.source:
         raise DataError(f"{out} holds data prepared from {old.source}, not {new.source}; {_REDO}")
     if old.img_size != new.img_size:
-        raise DataError(f"{out} was prepared with --img-size {old.img_size}, not {new.img_size}; "
-                        "use the same size, another OUT, or --overwrite to rewrite every sequence")
+        raise DataError(f"{out} was prepared with {option('img_size', old.img_size)}, not {new.img_size}; "
+                        f"use the same size, another OUT, or {option('overwrite')} to rewrite every sequence")
     if old.follow_links != new.follow_links:
         flag = "with" if old.follow_links else "without"
-        raise DataError(f"{out} was prepared {flag} --follow-links; use the same setting or {_REDO}")
+        raise DataError(
+            f"{out} was prepared {flag} {option('follow_links')}; use the same setting or {_REDO}"
+        )
 
 
 def _check_foreign(out: Path, new: Manifest) -> None:
@@ -120,7 +122,8 @@ def _check_foreign(out: Path, new: Manifest) -> None:
     if list(shape[1:]) != new.frame_size:
         raise DataError(
             f"{out} holds pkls of frame size {format_shape(shape[1:])} (e.g. {first}) but no gait prepare "
-            f"manifest; this run writes {format_shape(new.frame_size)}: use --img-size {shape[-1]} or {_REDO}"
+            f"manifest; this run writes {format_shape(new.frame_size)}: use {option('img_size', shape[-1])} "
+            f"or {_REDO}"
         )
 
 
@@ -130,7 +133,8 @@ def _check_overwrite(out: Path, old: Manifest | None) -> None:
     existing = pkls_in(out)
     if not existing:
         return
-    ours = " gaitcli did not write them, and --overwrite only replaces or removes pkls gaitcli wrote"
+    ours = (f" gaitcli did not write them, and {option('overwrite')} only replaces or removes pkls "
+            "gaitcli wrote")
     if old is None:
         why = "its gait prepare manifest cannot be read" if (out / MANIFEST_NAME).exists() else \
             f"no gait prepare manifest ({MANIFEST_NAME})"

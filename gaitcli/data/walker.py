@@ -20,7 +20,7 @@ import os
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from gaitcli.errors import DataError
+from gaitcli.errors import DataError, option
 
 __all__ = ["SequenceFolder", "TreeScan", "walk_sequences"]
 
@@ -77,7 +77,7 @@ def _link_skip(entry: os.DirEntry[str], state: _State) -> str | None:
     """Why the directory link ``entry`` is not followed, or ``None`` to follow it."""
     target = os.path.realpath(entry.path)
     if not state.follow_links:
-        return f"directory link to {target} not followed (pass --follow-links to follow it)"
+        return f"directory link to {target} not followed (pass {option('follow_links')} to follow it)"
     inside = target == state.root_real or target.startswith(state.root_real.rstrip(os.sep) + os.sep)
     if inside:
         return f"link to {target}, which is inside the tree and walked once on its own"

@@ -23,7 +23,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from gaitcli.errors import GaitError
+from gaitcli.errors import GaitError, option
 from gaitcli.fileio import atomic_write_bytes
 
 from .plan import EvalOutputs
@@ -213,8 +213,8 @@ def save_heatmap(result: Results, path: str | os.PathLike[str], key: str = "rank
     matrices = (results.get("matrix") or {}).get(key)
     if not matrices:
         raise GaitError(
-            f"--heatmap: the {results.get('protocol')} protocol has no gallery-view x probe-view matrix "
-            "(use casia-b, ou-mvlp or generic)"
+            f"{option('heatmap')}: the {results.get('protocol')} protocol has no gallery-view x probe-view "
+            "matrix (use casia-b, ou-mvlp or generic)"
         )
     views, names = list(results["views"]), list(matrices)
     size = max(3.2, 0.42 * len(views) + 1.6)

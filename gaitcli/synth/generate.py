@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from gaitcli.errors import GaitError
+from gaitcli.errors import GaitError, option
 from gaitcli.runtime.pool import run_pool
 from gaitcli.synth.body import draw_identity, draw_walk
 from gaitcli.synth.render import walker_frames
@@ -79,7 +79,8 @@ def _check_views(views: list[str] | None) -> list[str]:
         return list(CASIA_B_VIEWS)
     if not views:
         raise GaitError(
-            "no views given; use e.g. --views 000,090 (CASIA-B views: " + ",".join(CASIA_B_VIEWS) + ")"
+            f"no views given; use e.g. {option('views', '000,090')} (CASIA-B views: "
+            + ",".join(CASIA_B_VIEWS) + ")"
         )
     for view in views:
         if view not in CASIA_B_VIEWS:
@@ -92,7 +93,7 @@ def _check_types(types: list[str] | None) -> list[str]:
     if types is None:
         return list(CASIA_B_TYPES)
     if not types:
-        raise GaitError("no types given; use e.g. --types nm-01,bg-01,cl-01")
+        raise GaitError(f"no types given; use e.g. {option('types', 'nm-01,bg-01,cl-01')}")
     for type_ in types:
         if not _TYPE_RE.match(type_):
             raise GaitError(
@@ -105,13 +106,13 @@ def _check_types(types: list[str] | None) -> list[str]:
 def _check_numbers(subjects: int, frames: int, seed: int, workers: int | None) -> None:
     """Reject counts that cannot produce a data set, with the option name in the message."""
     if subjects < 1:
-        raise GaitError(f"--subjects must be at least 1 (got {subjects})")
+        raise GaitError(f"{option('subjects', subjects)}: must be at least 1")
     if frames < MIN_FRAMES:
-        raise GaitError(f"--frames must be at least {MIN_FRAMES} (got {frames})")
+        raise GaitError(f"{option('frames', frames)}: must be at least {MIN_FRAMES}")
     if seed < 0:
-        raise GaitError(f"--seed must be 0 or positive (got {seed})")
+        raise GaitError(f"{option('seed', seed)}: must be 0 or positive")
     if workers is not None and workers < 1:
-        raise GaitError(f"--workers must be at least 1 (got {workers})")
+        raise GaitError(f"{option('workers', workers)}: must be at least 1")
 
 
 # --------------------------------------------------------------------------- seeding

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gaitcli.errors import render
 from gaitcli.fileio import append_line, write_error
 from gaitcli.runtime.distributed import DistInfo
 from gaitcli.training.run_folder import RunFolder
@@ -63,6 +64,7 @@ class MetricsLogger:
         """A train.log line (rank 0); on the console unless it is routine and a bar shows progress."""
         if not self.info.is_main:
             return
+        message = render(message)  # options named as the caller spells them (errors.option)
         if self.echo is not None and (self.echo_routine or not routine):
             self.echo(message)
         try:

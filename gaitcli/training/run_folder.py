@@ -181,7 +181,8 @@ def find_resume_checkpoint(hint: Any, cfg: GaitConfig, ckpt_dir: Path) -> Path |
     if isinstance(hint, str) and hint.lower() == "latest":
         found = list_checkpoints(ckpt_dir)
         if not found:
-            raise GaitError(f"--resume latest: no checkpoint in {ckpt_dir}; start without --resume")
+            raise GaitError(f"{option('resume', 'latest')}: no checkpoint in {ckpt_dir}; start without "
+                            f"{option('resume')}")
         return found[-1][1]
     if isinstance(hint, int) or (isinstance(hint, str) and hint.isdigit()):
         path = ckpt_dir / checkpoint_name(cfg, int(hint))
@@ -191,7 +192,7 @@ def find_resume_checkpoint(hint: Any, cfg: GaitConfig, ckpt_dir: Path) -> Path |
         return path
     path = Path(str(hint))
     if not path.exists():
-        raise GaitError(f"--resume {hint}: no such checkpoint file")
+        raise GaitError(f"{option('resume', hint)}: no such checkpoint file")
     return path
 
 
@@ -245,8 +246,9 @@ def check_resumed_config(stored: Mapping[str, Any] | None, new: Mapping[str, Any
             f" (+{len(diff.refused) - 6} more)" if len(diff.refused) > 6 else ""
         )
         raise ConfigError(
-            f"--resume: the config differs from the run's stored {where} in {shown}; resume with that config "
-            f"(--config {where}), train elsewhere with --output, or start over with --overwrite"
+            f"{option('resume')}: the config differs from the run's stored {where} in {shown}; resume "
+            f"with that config ({option('config_path', where)}), train elsewhere with {option('output')}, or "
+            f"start over with {option('overwrite')}"
         )
     return diff.harmless
 
@@ -256,7 +258,7 @@ def check_world_size(stored: int | None, now: int, checkpoint: Path) -> None:
     if stored is not None and int(stored) != now:
         raise ConfigError(
             f"{checkpoint} was trained with {stored} process(es) and this run has {now}; resume with "
-            f"--nproc {stored} (or --gpus {stored}) so the run continues exactly"
+            f"{option('nproc', stored)} (or {option('gpus', stored)}) so the run continues exactly"
         )
 
 

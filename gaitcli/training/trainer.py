@@ -131,7 +131,7 @@ class Trainer:
         self.cfg, self.info, self.tcfg = cfg, info, cfg.trainer
         self.folder = RunFolder(Path(out_dir))
         self.resume_hint = resume if resume is not None else self.tcfg.restore_hint
-        self.resume_option = "--resume" if resume is not None else "trainer_cfg.restore_hint"
+        self.resume_option = "resume" if resume is not None else ""
         self.overwrite, self.verbose = overwrite, verbose
         self.console = console if info.is_main else None
         self.progress_bar = progress and self.console is not None
@@ -151,8 +151,10 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         if self.overwrite and resume_requested(self.resume_hint):
+            resuming = (option("resume", self.resume_hint) if self.resume_option
+                        else f"trainer_cfg.restore_hint {self.resume_hint}")
             raise ConfigError(
-                f"--overwrite starts over and {self.resume_option} {self.resume_hint} continues "
+                f"{option('overwrite')} starts over and {resuming} continues "
                 "a run: give one of them"
             )
         if self.info.is_main:  # before anything is written into the folder
@@ -199,15 +201,16 @@ class Trainer:
             removed = folder.remove_previous_run()
             if removed:
                 self.metrics.log(
-                    f"--overwrite: removed the previous run's {', '.join(_names(removed))} from {folder.root}"
+                    f"{option('overwrite')}: removed the previous run's {', '.join(_names(removed))} "
+                    f"from {folder.root}"
                 )
         elif resume_path is None:
             existing = list_checkpoints(folder.checkpoints)
             if existing:
                 raise GaitError(
                     f"{folder.root} already holds checkpoints up to iteration {existing[-1][0]}; "
-                    "continue with "
-                    "--resume latest, train elsewhere with --output, or start over with --overwrite"
+                    f"continue with {option('resume', 'latest')}, train elsewhere with {option('output')}, "
+                    f"or start over with {option('overwrite')}"
                 )
             folder.metrics.unlink(missing_ok=True)  # a run that never saved: its windows are not kept
         else:
@@ -240,7 +243,7 @@ class Trainer:
         if self.state.iteration > total:
             raise GaitError(
                 f"{path} is at iteration {self.state.iteration}, past total_iter {total}: nothing to "
-                f"train; give --iters larger than {self.state.iteration} to continue it"
+                f"train; give {option('iters')} larger than {self.state.iteration} to continue it"
             )
         if self.info.is_main:
             truncate_metrics(self.folder.metrics, self.state.iteration)
@@ -329,7 +332,8 @@ class Trainer:
         except KeyboardInterrupt:  # a second Ctrl-C: stop now, keep the last saved checkpoint
             raise TrainingStopped(
                 f"interrupted at iteration {self.state.iteration} without saving it; last "
-                f"checkpoint: {self.ckpt.last_saved or 'none yet'}; continue with --resume latest",
+                f"checkpoint: {self.ckpt.last_saved or 'none yet'}; "
+                f"continue with {option('resume', 'latest')}",
                 exit_code=130,
             ) from None
         except WriteError as exc:  # train.log / metrics.jsonl on a full disk: stop, say where to go on
@@ -452,7 +456,8 @@ class Trainer:
         saved = self.ckpt.last_saved if just_saved else (self.save(test=False) if it > 0 else None)
         where = f"saved {saved}" if saved else "nothing to save yet"
         raise TrainingStopped(
-            f"interrupted at iteration {it}; {where}; continue with --resume latest", exit_code=130
+            f"interrupted at iteration {it}; {where}; continue with {option('resume', 'latest')}",
+            exit_code=130,
         )
 
     def save(self, test: bool = True) -> Path:
