@@ -133,7 +133,7 @@ def test_opengait_pt_with_module_prefixes(tmp_path):
     assert loaded.checkpoint_meta["iteration"] == 1234
     assert torch.equal(loaded.embed(seqs()), model.embed(seqs()))
     # refuses to overwrite unless asked
-    with pytest.raises(GaitError, match="--overwrite"):
+    with pytest.raises(GaitError, match="overwrite"):
         convert_checkpoint(src, dst, cfg)
     convert_checkpoint(src, dst, cfg, overwrite=True)
 

@@ -30,7 +30,7 @@ def test_a_fresh_run_refuses_a_config_yaml_it_did_not_write(tiny_data, tmp_path)
     with pytest.raises(GaitError) as info:
         run(tiny_config(*tiny_data, total_iter=2, save_iter=2), out)
     message = str(info.value)
-    assert "\n" not in message and "config.yaml" in message and "--output" in message
+    assert "\n" not in message and "config.yaml" in message and "output" in message
     assert (out / "config.yaml").read_text() == MINE
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml"]  # nothing written, no lock left
 

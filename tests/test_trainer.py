@@ -89,7 +89,7 @@ def test_ctrl_c_saves_and_exits_130(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_module.Trainer, "step", step)
     with pytest.raises(TrainingStopped) as info:
         run(tiny_config(*tiny_data), tmp_path / "run")
-    assert info.value.exit_code == 130 and "--resume latest" in str(info.value)
+    assert info.value.exit_code == 130 and "resume=latest" in str(info.value)
     assert [i for i, _ in list_checkpoints(tmp_path / "run" / "checkpoints")] == [3]
     monkeypatch.setattr(trainer_module.Trainer, "step", real_step)
     assert run(tiny_config(*tiny_data), tmp_path / "run", resume="latest").iteration == 8
@@ -166,7 +166,7 @@ def test_overwrite_after_a_longer_run_leaves_exactly_the_new_run(tiny_data, tmp_
     ]
     assert summary.checkpoint.endswith("tiny-00004.safetensors") and os.path.exists(summary.checkpoint)
     log = (out / "train.log").read_text()
-    assert log.splitlines()[0].split(" ", 2)[2].startswith("--overwrite: removed the previous run's")
+    assert log.splitlines()[0].split(" ", 2)[2].startswith("overwrite: removed the previous run's")
     assert "iteration 12" not in log
     assert [line["iteration"] for line in metrics(out)] == [2, 4]
     assert (
@@ -177,7 +177,7 @@ def test_overwrite_after_a_longer_run_leaves_exactly_the_new_run(tiny_data, tmp_
 
 
 def test_overwrite_with_resume_is_refused(tiny_data, tmp_path):
-    with pytest.raises(GaitError, match="--overwrite starts over and --resume latest"):
+    with pytest.raises(GaitError, match="overwrite starts over and resume=latest"):
         run(tiny_config(*tiny_data), tmp_path / "run", overwrite=True, resume="latest")
     assert not (tmp_path / "run").exists()
 

@@ -201,7 +201,7 @@ def test_verification_is_part_of_the_plan(tmp_path, monkeypatch):
 
     with pytest.raises(GaitError, match="go together"):
         plan_features(tmp_path / "absent.npz", outputs=EvalOutputs(verification=True, calibrate=0.1))
-    with pytest.raises(GaitError, match="--roc"):
+    with pytest.raises(GaitError, match="roc"):
         plan_features(tmp_path / "absent.npz", outputs=EvalOutputs(verification=True, roc=tmp_path / "r.xyz"))
     rng = np.random.default_rng(1)
     rows = [(i, t, v) for i in range(4) for t in ("nm-01", "nm-02", "nm-05") for v in ("000", "090")]

@@ -44,7 +44,7 @@ def test_link_to_a_parent_folder_invents_no_id(tmp_path: Path) -> None:
         summary = prepare_dataset(raw, out, workers=1, follow_links=follow)
         assert pkls_in(out) == ["001/nm-01/090/090.pkl", "002/nm-01/090/090.pkl"]
         assert [s.path for s in summary.skipped_links] == [str(raw / "001" / "nm-01" / "back")]
-        assert ("--follow-links" in summary.skipped_links[0].reason) is not follow
+        assert ("follow_links" in summary.skipped_links[0].reason) is not follow
     result = CliRunner().invoke(app, ["prepare", str(raw), str(tmp_path / "o3"), "--workers", "1"])
     assert result.exit_code == 0 and "directory link(s) skipped" in result.stderr
 
@@ -56,7 +56,7 @@ def test_link_outside_the_tree_is_followed_only_with_follow_links(tmp_path: Path
     assert pkls_in_after(prepare_dataset(raw, tmp_path / "a", workers=1).output) == ["001/nm-01/090/090.pkl"]
     summary = prepare_dataset(raw, tmp_path / "b", workers=1, follow_links=True)
     assert pkls_in_after(summary.output) == ["001/nm-01/090/090.pkl", "007/nm-01/090/090.pkl"]
-    with pytest.raises(DataError, match="without --follow-links"):  # the manifest records the setting
+    with pytest.raises(DataError, match="without follow_links"):  # the manifest records the setting
         prepare_dataset(raw, tmp_path / "a", workers=1, follow_links=True)
 
 
@@ -79,7 +79,7 @@ def test_out_prepared_from_another_in_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "out"
     prepare_dataset(first, out, workers=1)
     before = {p: (out / p).read_bytes() for p in pkls_in(out)}
-    with pytest.raises(DataError, match=f"prepared from {first}, not {second}.*--overwrite"):
+    with pytest.raises(DataError, match=f"prepared from {first}, not {second}.*overwrite"):
         prepare_dataset(second, out, workers=1)
     assert {p: (out / p).read_bytes() for p in pkls_in(out)} == before  # nothing touched
 
@@ -117,7 +117,7 @@ def test_interrupted_overwrite_must_be_finished_with_overwrite(tmp_path: Path) -
     prepare_dataset(raw, out, workers=1)
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     (out / MANIFEST_NAME).write_text(json.dumps({**manifest, "complete": False}))  # as a killed run leaves it
-    with pytest.raises(DataError, match="interrupted; run it again with --overwrite"):
+    with pytest.raises(DataError, match="interrupted; run it again with overwrite"):
         prepare_dataset(raw, out, workers=1)
     assert prepare_dataset(raw, out, workers=1, overwrite=True).sequences_written == 2
     assert prepare_dataset(raw, out, workers=1).skipped_existing == 2
