@@ -167,12 +167,12 @@ def test_check_writable_refuses_before_the_work(disk):
     check_writable(folder / "new" / "r.json", "--json")  # fine: nothing is left behind
     assert list(folder.iterdir()) == []
     (folder / "file").write_text("x")
-    with pytest.raises(GaitError, match=r"json=.*file is a file, not a folder"):
+    with pytest.raises(GaitError, match=r"--json .*file is a file, not a folder"):
         check_writable(folder / "file" / "r.json", "--json")
     with pytest.raises(GaitError, match="is a folder"):
         check_writable(folder, "--json")
     disk.fill()
-    with pytest.raises(GaitError, match=r"json=.*r\.json: the disk holding .* is full"):
+    with pytest.raises(GaitError, match=r"--json .*r\.json: the disk holding .* is full"):
         check_writable(folder / "r.json", "--json")
     disk.read_only()
     with pytest.raises(GaitError, match="read-only"):
