@@ -149,3 +149,7 @@ def check_writable(path: str | os.PathLike[str], option: str | None = None, *, f
         raise WriteError(
             f"{where}: the disk holding {existing} is full; {_ADVICE[errno.ENOSPC]}", errno.ENOSPC
         )
+
+
+JSONValue = str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
+"""A value as JSON holds it (what every JSON file gaitcli writes is made of)."""

@@ -29,9 +29,10 @@ import torch
 from rich.console import Console
 
 from gaitcli.errors import GaitError, option
-from gaitcli.evaluation.calibration import JSONValue, Provenance, file_sha256
+from gaitcli.evaluation.calibration import Provenance, file_sha256
 from gaitcli.evaluation.extract import extract_features
 from gaitcli.evaluation.features import FeatureSet, concat_features, require_finite
+from gaitcli.fileio import JSONValue
 from gaitcli.models.base import GaitModel
 from gaitcli.runtime.lock import NETWORK_FILESYSTEMS, LockError, exclusive_lock, filesystem_type
 

@@ -29,8 +29,7 @@ from torch import nn
 
 from gaitcli import __version__
 from gaitcli.errors import GaitError, option
-from gaitcli.evaluation.calibration import JSONValue
-from gaitcli.fileio import atomic_write_bytes
+from gaitcli.fileio import JSONValue, atomic_write_bytes
 from gaitcli.models.base import GaitModel
 
 from .embed import LoadedModel, load_for_inference

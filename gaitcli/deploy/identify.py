@@ -22,9 +22,9 @@ import torch
 from rich.console import Console
 
 from gaitcli.errors import GaitError, option, render
-from gaitcli.evaluation.calibration import JSONValue
 from gaitcli.evaluation.features import FeatureSet, concat_features, require_finite
 from gaitcli.evaluation.metrics import as_features, check_metric, distance_block, part_norms
+from gaitcli.fileio import JSONValue
 
 from .compat import Source, calibration_file, check_compatible, feature_file
 from .inputs import Problem

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from gaitcli.errors import GaitError, option
-from gaitcli.fileio import atomic_write_bytes
+from gaitcli.fileio import JSONValue, atomic_write_bytes
 
 if TYPE_CHECKING:
     from .verification import VerificationReport
@@ -51,7 +51,6 @@ METHOD = (
     "search against the whole gallery and a non-mated search against the gallery without its own "
     "identity; all gallery views"
 )
-JSONValue = str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FRAME_SIZE = re.compile(r"^\d+x\d+$")
 _METRICS = ("euc", "cos")

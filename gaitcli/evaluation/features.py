@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from gaitcli.errors import GaitError, option
-from gaitcli.fileio import atomic_writer
+from gaitcli.fileio import JSONValue, atomic_writer
 
-from .calibration import Fields, JSONValue, Provenance, provenance_of
+from .calibration import Fields, Provenance, provenance_of
 
 FORMAT = "gaitcli-features"
 VERSION = 2

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .calibration import Calibration, JSONValue
+from gaitcli.fileio import JSONValue
+
+from .calibration import Calibration
 from .verification import VerificationReport
 
 Cell = float | None

@@ -37,8 +37,8 @@ import torch
 from rich.console import Console
 
 from gaitcli.errors import GaitError
+from gaitcli.fileio import JSONValue
 
-from .calibration import JSONValue
 from .metrics import as_features, distance_block, encode_labels, part_norms
 
 FARS = (1e-2, 1e-3, 1e-4)
