@@ -81,22 +81,24 @@ def test_cli_path_spawns_and_reports(tiny_data, tmp_path):
 
 
 def test_rank_error_surfaces_as_one_line(tiny_data, tmp_path):
-    cfg = resolve_config(tiny_config(*tiny_data, total_iter=2))
-    cfg["data_cfg"]["dataset_root"] = str(tmp_path / "missing")
+    raw = tiny_config(*tiny_data, total_iter=2)
+    raw["data_cfg"]["dataset_root"] = str(tmp_path / "missing")
+    cfg = resolve_config(raw)
     with pytest.raises(GaitError, match="data folder not found"):
         train(cfg, output=tmp_path / "run", device="cpu", nproc=2, progress=False)
 
 
 def test_device_errors():
     if not torch.cuda.is_available():
-        with pytest.raises(GaitError, match="--device cpu --nproc 2"):
+        with pytest.raises(GaitError, match="device=cpu nproc=2"):
             resolve_devices(None, 2, None)
     assert resolve_devices("cpu", None, 3) == ("cpu", 3)
 
 
 def test_batch_not_divisible_by_processes(tiny_data, tmp_path):
-    cfg = resolve_config(tiny_config(*tiny_data))
-    cfg["trainer_cfg"]["sampler"]["batch_size"] = [3, 1]
+    raw = tiny_config(*tiny_data)
+    raw["trainer_cfg"]["sampler"]["batch_size"] = [3, 1]
+    cfg = resolve_config(raw)
     with pytest.raises(ConfigError, match="multiple of the process count"):
         train(cfg, output=tmp_path / "run", device="cpu", nproc=2, progress=False)
 
