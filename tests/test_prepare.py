@@ -457,7 +457,7 @@ def test_rerun_skips_existing_and_overwrite_rewrites(clean_tree, tmp_path):
     fill = prepare_dataset(clean_tree, out, workers=1)
     assert fill.sequences_written == 1 and fill.skipped_existing == 7
 
-    with pytest.raises(DataError, match="img-size 64"):
+    with pytest.raises(DataError, match="img_size=64"):
         prepare_dataset(clean_tree, out, workers=1, img_size=32)
 
     redo = prepare_dataset(clean_tree, out, workers=1, overwrite=True)

@@ -283,10 +283,10 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path) -> None:
         ({"views": ["90"]}, "unknown view '90'"),
         ({"types": ["xx-01"]}, "unknown type 'xx-01'"),
         ({"types": ["nm01"]}, "unknown type 'nm01'"),
-        ({"subjects": 0}, "--subjects"),
-        ({"frames": 3}, "--frames"),
-        ({"seed": -1}, "--seed"),
-        ({"workers": 0}, "--workers"),
+        ({"subjects": 0}, "subjects="),
+        ({"frames": 3}, "frames="),
+        ({"seed": -1}, "seed="),
+        ({"workers": 0}, "workers="),
     ],
 )
 def test_invalid_input_raises_gait_error(tmp_path: Path, kwargs: dict, message: str) -> None:
