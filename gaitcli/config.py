@@ -36,7 +36,7 @@ from gaitcli.config_schema import (
     schema_defaults,
     section_defaults,
 )
-from gaitcli.config_types import CONFIG_FORMAT, ConfigValue, GaitConfig
+from gaitcli.config_types import CONFIG_FORMAT, ConfigValue, GaitConfig, int_at, section_at
 from gaitcli.data.transforms import build_transform
 from gaitcli.errors import ConfigError
 from gaitcli.models.checkpoint import config_text
@@ -268,27 +268,27 @@ def validate_config(cfg: Mapping[str, object], source: str = "<config>", warn: W
     missing = [name for name in SCHEMA if name not in cfg]
     if missing:
         raise ConfigError(f"{source}: missing section '{missing[0]}'")
-    trainer = _section(cfg, "trainer_cfg")
-    sampler = _section(trainer, "sampler")
+    trainer = section_at(cfg, "trainer_cfg")
+    sampler = section_at(trainer, "sampler")
     batch = sampler["batch_size"]
     assert isinstance(batch, list), batch  # validated: a list of integers
     if len(batch) != 2 or any(b < 1 for b in batch):
         raise ConfigError(
             f"{source}: trainer_cfg.sampler.batch_size must be [P, K] with P, K >= 1, got {batch}"
         )
-    if _integer(sampler, "frames_num_min") > _integer(sampler, "frames_num_max"):
+    if int_at(sampler, "frames_num_min") > int_at(sampler, "frames_num_max"):
         raise ConfigError(f"{source}: trainer_cfg.sampler.frames_num_min is larger than frames_num_max")
     for name in ("log_iter", "save_iter"):
-        if _integer(trainer, name) < 1:
+        if int_at(trainer, name) < 1:
             raise ConfigError(f"{source}: trainer_cfg.{name} must be at least 1")
-    total = _integer(trainer, "total_iter")
+    total = int_at(trainer, "total_iter")
     if total < 0:
         raise ConfigError(f"{source}: trainer_cfg.total_iter must not be negative")
-    model = _section(cfg, "model_cfg")
+    model = section_at(cfg, "model_cfg")
     if "channels" in model and not model["channels"]:
         raise ConfigError(f"{source}: model_cfg.channels must be a non-empty list of positive widths")
     for section, name_key in (("optimizer_cfg", "solver"), ("scheduler_cfg", "scheduler")):
-        body = _section(cfg, section)
+        body = section_at(cfg, section)
         named = body.get(name_key)
         if named is None:
             raise ConfigError(f"{source}: {section}.{name_key} is required")
@@ -301,23 +301,9 @@ def validate_config(cfg: Mapping[str, object], source: str = "<config>", warn: W
             )
     if not cfg["loss_cfg"]:
         raise ConfigError(f"{source}: loss_cfg must name at least one loss")
-    optimizer, scheduler = _section(cfg, "optimizer_cfg"), _section(cfg, "scheduler_cfg")
+    optimizer, scheduler = section_at(cfg, "optimizer_cfg"), section_at(cfg, "scheduler_cfg")
     for note in check_optimisation(optimizer, scheduler, total, source).notes:
         (warn or _silent)(note)
-
-
-def _section(cfg: Mapping[str, object], name: str) -> Mapping[str, object]:
-    """``cfg[name]``, a section (or nested section) that validation has checked is a mapping."""
-    body = cfg[name]
-    assert isinstance(body, Mapping), name
-    return body
-
-
-def _integer(body: Mapping[str, object], key: str) -> int:
-    """``body[key]``, a key that validation has checked is an integer."""
-    value = body[key]
-    assert isinstance(value, int), key
-    return value
 
 
 # ----------------------------------------------------------------------------- validation
@@ -626,12 +612,12 @@ def _merge_over_defaults(defaults: dict[str, object], user: Mapping[str, object]
             isinstance(body, Mapping)
             and body
             and name_key in body
-            and body[name_key] != _section(defaults, section)[name_key]
+            and body[name_key] != section_at(defaults, section)[name_key]
         ):
             defaults[section] = {}
     model = user.get("model_cfg") or {}
     assert isinstance(model, Mapping)  # validated
-    if "model" in model and model["model"] != _section(defaults, "model_cfg")["model"]:
+    if "model" in model and model["model"] != section_at(defaults, "model_cfg")["model"]:
         defaults["model_cfg"] = section_defaults(model_keys(model["model"]))  # that model's own defaults
     return merge(defaults, user)
 
@@ -647,7 +633,7 @@ def _key_at(cfg: Mapping[str, object], parts: tuple[str, ...]) -> Key | None:
         return LOSS_SCHEMAS.get(str(losses[int(index)].get("type")), {}).get(parts[2])
     if section == "model_cfg":
         try:
-            name = _section(cfg, "model_cfg").get("model", default_model_name())
+            name = section_at(cfg, "model_cfg").get("model", default_model_name())
             keys: Mapping[str, Key] = model_keys(str(name))
         except ConfigError:
             return None
@@ -698,7 +684,7 @@ def _apply_override(cfg: dict[str, object], item: Override, warn: Warn) -> dict[
     if name_key:
         # checked against the optimiser / scheduler the section names after this override;
         # naming a different one starts from an empty section, as in a file
-        base = _section(cfg, section)
+        base = section_at(cfg, section)
         changed = parts[1] == name_key and value != base.get(name_key)
         if changed and isinstance(value, str):
             params_of = _optimizer_params if section == "optimizer_cfg" else _scheduler_params
@@ -724,10 +710,10 @@ def _apply_model_override(
 ) -> dict[str, object]:
     """model_cfg overrides are checked against the model the section names after them; naming
     another model keeps the keys it takes and completes the rest from its defaults."""
-    base = copy_mapping(_section(cfg, "model_cfg"))
+    base = copy_mapping(section_at(cfg, "model_cfg"))
     if parts[1] == "model" and len(parts) == 2 and value != base.get("model"):
         checked = _validate_partial({"model_cfg": {"model": value}}, source, warn)
-        checked_name = str(_section(checked, "model_cfg")["model"])  # validated: a model's name
+        checked_name = str(section_at(checked, "model_cfg")["model"])  # validated: a model's name
         fresh = section_defaults(model_keys(checked_name))
         dropped = sorted(k for k in base if k not in fresh)
         if dropped:

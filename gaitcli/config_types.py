@@ -54,13 +54,15 @@ def _frozen_specs(items: object) -> tuple[TransformSpec, ...]:
     return tuple(dict(item) for item in items)
 
 
-def _sec(raw: Mapping[str, object], name: str) -> Mapping[str, object]:
+def section_at(raw: Mapping[str, object], name: str) -> Mapping[str, object]:
+    """``raw[name]``, a section that validation has checked is a mapping."""
     body = raw[name]
     assert isinstance(body, Mapping), name
     return body
 
 
-def _int(raw: Mapping[str, object], key: str) -> int:
+def int_at(raw: Mapping[str, object], key: str) -> int:
+    """``raw[key]``, a key that validation has checked is an integer."""
     value = raw[key]
     assert isinstance(value, int) and not isinstance(value, bool), key
     return value
@@ -68,7 +70,7 @@ def _int(raw: Mapping[str, object], key: str) -> int:
 
 def _opt_int(raw: Mapping[str, object], key: str) -> int | None:
     value = raw.get(key)
-    return None if value is None else _int(raw, key)
+    return None if value is None else int_at(raw, key)
 
 
 def _float(raw: Mapping[str, object], key: str) -> float:
@@ -139,7 +141,7 @@ class DataConfig:
             dataset_name=_str(raw, "dataset_name"),
             dataset_root=Path(_str(raw, "dataset_root")),
             dataset_partition=Path(_str(raw, "dataset_partition")),
-            num_workers=_int(raw, "num_workers"),
+            num_workers=int_at(raw, "num_workers"),
             cache=_bool(raw, "cache"),
             test_dataset_name=_opt_str(raw, "test_dataset_name"),
             remove_no_gallery=_bool(raw, "remove_no_gallery"),
@@ -196,11 +198,11 @@ class TrainSamplerConfig:
             batch_size=(int(batch[0]), int(batch[1])),
             batch_shuffle=_bool(raw, "batch_shuffle"),
             sample_type=_str(raw, "sample_type"),
-            frames_num_fixed=_int(raw, "frames_num_fixed"),
-            frames_skip_num=_int(raw, "frames_skip_num"),
-            frames_num_min=_int(raw, "frames_num_min"),
-            frames_num_max=_int(raw, "frames_num_max"),
-            frames_all_limit=_int(raw, "frames_all_limit"),
+            frames_num_fixed=int_at(raw, "frames_num_fixed"),
+            frames_skip_num=int_at(raw, "frames_skip_num"),
+            frames_num_min=int_at(raw, "frames_num_min"),
+            frames_num_max=int_at(raw, "frames_num_max"),
+            frames_all_limit=int_at(raw, "frames_all_limit"),
         )
 
 
@@ -229,11 +231,11 @@ class EvalSamplerConfig:
     def from_dict(cls, raw: Mapping[str, object]) -> EvalSamplerConfig:
         return cls(
             type=_str(raw, "type"),
-            batch_size=_int(raw, "batch_size"),
+            batch_size=int_at(raw, "batch_size"),
             batch_shuffle=_bool(raw, "batch_shuffle"),
             sample_type=_str(raw, "sample_type"),
-            frames_all_limit=_int(raw, "frames_all_limit"),
-            frames_num_fixed=_int(raw, "frames_num_fixed"),
+            frames_all_limit=int_at(raw, "frames_all_limit"),
+            frames_num_fixed=int_at(raw, "frames_num_fixed"),
         )
 
 
@@ -277,7 +279,7 @@ class EvaluatorConfig:
             restore_hint=_hint(raw, "restore_hint"),
             save_name=_str(raw, "save_name"),
             eval_func=_str(raw, "eval_func"),
-            sampler=EvalSamplerConfig.from_dict(_sec(raw, "sampler")),
+            sampler=EvalSamplerConfig.from_dict(section_at(raw, "sampler")),
             transform=_frozen_specs(raw["transform"]),
             metric=_str(raw, "metric"),
             cross_view_gallery=_bool(raw, "cross_view_gallery"),
@@ -471,21 +473,21 @@ class TrainerConfig:
             enable_bfloat16=_bool(raw, "enable_bfloat16"),
             with_test=_bool(raw, "with_test"),
             fix_BN=_bool(raw, "fix_BN"),
-            log_iter=_int(raw, "log_iter"),
+            log_iter=int_at(raw, "log_iter"),
             restore_ckpt_strict=_bool(raw, "restore_ckpt_strict"),
             optimizer_reset=_bool(raw, "optimizer_reset"),
             scheduler_reset=_bool(raw, "scheduler_reset"),
             restore_hint=_hint(raw, "restore_hint"),
-            save_iter=_int(raw, "save_iter"),
+            save_iter=int_at(raw, "save_iter"),
             save_name=_str(raw, "save_name"),
             sync_BN=_bool(raw, "sync_BN"),
-            total_iter=_int(raw, "total_iter"),
+            total_iter=int_at(raw, "total_iter"),
             keep_last=_opt_int(raw, "keep_last"),
-            seed=_int(raw, "seed"),
-            sampler=TrainSamplerConfig.from_dict(_sec(raw, "sampler")),
+            seed=int_at(raw, "seed"),
+            sampler=TrainSamplerConfig.from_dict(section_at(raw, "sampler")),
             transform=_frozen_specs(raw["transform"]),
             time_budget=_opt_float(raw, "time_budget"),
-            time_budget_probe=_int(raw, "time_budget_probe"),
+            time_budget_probe=int_at(raw, "time_budget_probe"),
         )
 
 
@@ -529,13 +531,13 @@ class GaitConfig:
         losses = raw["loss_cfg"]
         assert isinstance(losses, list)
         return cls(
-            data=DataConfig.from_dict(_sec(raw, "data_cfg")),
-            evaluator=EvaluatorConfig.from_dict(_sec(raw, "evaluator_cfg")),
+            data=DataConfig.from_dict(section_at(raw, "data_cfg")),
+            evaluator=EvaluatorConfig.from_dict(section_at(raw, "evaluator_cfg")),
             losses=tuple(loss_from_dict(item) for item in losses),
-            model=ModelSection.from_dict(_sec(raw, "model_cfg")),
-            optimizer=OptimizerConfig.from_dict(_sec(raw, "optimizer_cfg")),
-            scheduler=SchedulerConfig.from_dict(_sec(raw, "scheduler_cfg")),
-            trainer=TrainerConfig.from_dict(_sec(raw, "trainer_cfg")),
+            model=ModelSection.from_dict(section_at(raw, "model_cfg")),
+            optimizer=OptimizerConfig.from_dict(section_at(raw, "optimizer_cfg")),
+            scheduler=SchedulerConfig.from_dict(section_at(raw, "scheduler_cfg")),
+            trainer=TrainerConfig.from_dict(section_at(raw, "trainer_cfg")),
         )
 
     def to_dict(self) -> dict[str, ConfigValue]:

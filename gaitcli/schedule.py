@@ -166,27 +166,6 @@ def scale_schedule(scheduler_cfg: Mapping[str, object], old_total: int, new_tota
     return out
 
 
-def fast_forward_scheduler(
-    optimizer: torch.optim.Optimizer,
-    optimizer_cfg: Mapping[str, object],
-    scheduler_cfg: Mapping[str, object],
-    total_iter: int,
-    start: int,
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """A scheduler following ``scheduler_cfg`` over ``total_iter`` iterations, positioned at
-    iteration ``start`` (the lr of every param group set to its value there): the factors come
-    from :func:`lr_values`, so any schedule can be switched to mid-run and resumed exactly."""
-    base = _float(optimizer_cfg.get("lr", 1e-3))
-    table = (lr_values(optimizer_cfg, scheduler_cfg, range(total_iter + 1)) / base).tolist()
-    last = len(table) - 1
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: table[min(t, last)])
-    scheduler.last_epoch = start  # each group's lr from its initial lr, as a step would set it
-    for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
-        group["lr"] = base_lr * table[min(start, last)]
-    scheduler._last_lr = [float(group["lr"]) for group in optimizer.param_groups]
-    return scheduler
-
-
 def check_schedule(scheduler_cfg: Mapping[str, object], total_iter: int | None = None) -> tuple[str, ...]:
     """Ordering rules of the schedule (one error line each); returns the notes for a run of
     ``total_iter`` iterations (one rule for training and lr-plot: a warm-up longer than the run

@@ -98,6 +98,19 @@ class FrameSampling:
     frames_all_limit: int | None = 720
     """all_* sampling keeps at most this many leading frames (None: all)."""
 
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, object]) -> FrameSampling:
+        """The frame keys of a ``sampler`` section as YAML holds it; an absent or 0
+        ``frames_all_limit`` means no limit."""
+        def whole(key: str, default: int) -> int:
+            value = raw.get(key, default)
+            return int(value) if isinstance(value, (int, float, str)) else default
+
+        limit = raw.get("frames_all_limit")
+        return cls(str(raw.get("sample_type", "all_ordered")), whole("frames_num_fixed", 30),
+                   whole("frames_skip_num", 0), whole("frames_num_min", 25), whole("frames_num_max", 50),
+                   int(limit) if isinstance(limit, (int, float, str)) and limit else None)
+
 
 class Collator:
     """Turns ``[(arrays, label, type, view, index, batch, position), ...]`` into a :class:`Batch`.

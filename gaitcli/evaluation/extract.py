@@ -55,22 +55,18 @@ class FramePicker:
 
     def __init__(self, sampling: FrameSampling | Mapping[str, Any] | None = None, transform: Any = None,
                  seed: int = 0) -> None:
-        if isinstance(sampling, FrameSampling):
-            sampling = {"sample_type": sampling.sample_type, "frames_all_limit": sampling.frames_all_limit,
-                        "frames_num_fixed": sampling.frames_num_fixed,
-                        "frames_skip_num": sampling.frames_skip_num}
-        sampler_cfg = dict(sampling or {})
-        self.sample_type = str(sampler_cfg.get("sample_type", "all_ordered"))
+        if not isinstance(sampling, FrameSampling):
+            sampling = FrameSampling.from_mapping(sampling or {})
+        self.sample_type = sampling.sample_type
         kind = self.sample_type.split("_")[0]
         if kind not in ("all", "fixed", "unfixed") or "_" not in self.sample_type:
             raise ConfigError(f"evaluator_cfg.sampler.sample_type {self.sample_type!r} is not all_*, fixed_* "
                               "or unfixed_*")
         if kind == "unfixed":  # inference has no min/max: use the fixed count
             self.sample_type = "fixed_" + self.sample_type.split("_", 1)[1]
-        limit = sampler_cfg.get("frames_all_limit")
-        self.limit = int(limit) if limit else None
-        self.frames = int(sampler_cfg.get("frames_num_fixed", 30))
-        self.skip = int(sampler_cfg.get("frames_skip_num", 0))
+        self.limit = sampling.frames_all_limit or None
+        self.frames = sampling.frames_num_fixed
+        self.skip = sampling.frames_skip_num
         self.transform = transform
         self.compose = build_transform(transform, training=False)  # fails early on a bad transform
         self.seed = seed
