@@ -23,8 +23,8 @@ import io
 import os
 import pickle
 import pickletools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -68,7 +68,7 @@ def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -
     return text.encode("latin1")
 
 
-def _empty_bytes(*args: Any) -> bytes:
+def _empty_bytes(*args: object) -> bytes:
     """Protocols 0-2 spell the data of an empty array as ``bytes()``; nothing else is allowed
     (``bytes(10**10)`` would allocate 10 GB)."""
     if args:
@@ -79,13 +79,14 @@ def _empty_bytes(*args: Any) -> bytes:
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler whose ``find_class`` only admits numpy's array-rebuilding functions."""
 
-    def find_class(self, module: str, name: str) -> Any:
+    def find_class(self, module: str, name: str) -> Callable[..., object]:
         if (module, name) == ("_codecs", "encode"):
             return _latin1_encode
         if (module, name) in (("builtins", "bytes"), ("__builtin__", "bytes")):
             return _empty_bytes
         if (module, name) in ALLOWED_GLOBALS:
-            return super().find_class(module, name)
+            rebuilder: Callable[..., object] = super().find_class(module, name)
+            return rebuilder
         raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed")
 
 
@@ -94,9 +95,9 @@ class _Node:
 
     __slots__ = ("kind", "items")
 
-    def __init__(self, kind: str, items: list[Any] | None = None) -> None:
+    def __init__(self, kind: str, items: list[object] | None = None) -> None:
         self.kind = kind
-        self.items: list[Any] = items if items is not None else []
+        self.items: list[object] = items if items is not None else []
 
 
 class _Global:
@@ -125,17 +126,17 @@ class _Replay:
     """The stack effect of each opcode, on :class:`_Node` placeholders (see the module doc)."""
 
     def __init__(self) -> None:
-        self.stack: list[Any] = []
-        self.memo: dict[int, Any] = {}
+        self.stack: list[object] = []
+        self.memo: dict[int, object] = {}
         self.nodes: list[_Node] = []
         self.ops = 0
 
-    def pop(self) -> Any:
+    def pop(self) -> object:
         if not self.stack or self.stack[-1] is _MARK:
             raise pickle.UnpicklingError("corrupt pickle (stack underflow)")
         return self.stack.pop()
 
-    def pop_mark(self) -> list[Any]:
+    def pop_mark(self) -> list[object]:
         st = self.stack
         for i in range(len(st) - 1, -1, -1):
             if st[i] is _MARK:
@@ -144,7 +145,7 @@ class _Replay:
                 return items
         raise pickle.UnpicklingError("corrupt pickle (MARK missing)")
 
-    def new(self, kind: str, items: list[Any] | None = None) -> _Node:
+    def new(self, kind: str, items: list[object] | None = None) -> _Node:
         node = _Node(kind, items)
         self.nodes.append(node)
         self.stack.append(node)
@@ -156,14 +157,14 @@ class _Replay:
             raise pickle.UnpicklingError(f"corrupt pickle ({opname} without a container)")
         return top
 
-    def add_pairs(self, target: _Node, pairs: list[Any]) -> None:
+    def add_pairs(self, target: _Node, pairs: list[object]) -> None:
         if len(pairs) % 2:
             raise pickle.UnpicklingError("corrupt pickle (a dict item without its value)")
         for key in pairs[::2]:
             _check_key(key)
         target.items.extend(pairs)
 
-    def step(self, name: str, arg: Any) -> bool:  # noqa: C901 - one branch per opcode
+    def step(self, name: str, arg: object) -> bool:  # noqa: C901 - one branch per opcode
         self.ops += 1
         if self.ops > MAX_OPCODES:
             raise pickle.UnpicklingError(f"more than {MAX_OPCODES:,} pickle operations")
@@ -198,7 +199,7 @@ class _Replay:
                 pairs = self.pop_mark()
             self.add_pairs(self.target(("dict", "call"), name), pairs)
         elif name in ("GET", "BINGET", "LONG_BINGET"):
-            if arg not in self.memo:
+            if not isinstance(arg, int) or arg not in self.memo:
                 raise pickle.UnpicklingError(f"corrupt pickle (memo entry {arg} unset)")
             st.append(self.memo[arg])
         elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
@@ -212,9 +213,10 @@ class _Replay:
             if name == "GLOBAL":
                 module, _, gname = str(arg).partition(" ")
             else:
-                gname, module = self.pop(), self.pop()
-                if not isinstance(module, str) or not isinstance(gname, str):
+                gname_value, module_value = self.pop(), self.pop()
+                if not isinstance(module_value, str) or not isinstance(gname_value, str):
                     raise pickle.UnpicklingError("corrupt pickle (STACK_GLOBAL without a module and a name)")
+                module, gname = module_value, gname_value
             st.append(_Global(module, gname))
         elif name == "REDUCE":
             args, func = self.pop(), self.pop()
@@ -246,7 +248,7 @@ class _Replay:
         return False
 
 
-def _check_key(key: Any) -> None:
+def _check_key(key: object) -> None:
     if isinstance(key, str):
         return
     if isinstance(key, int):  # bool included
@@ -305,11 +307,11 @@ def check_pickle_bounds(data: bytes) -> None:
     _measure(replay.nodes, max(MIN_ELEMENTS, ELEMENTS_PER_BYTE * len(data)))
 
 
-def _check_contents(obj: Any, file_size: int) -> None:
+def _check_contents(obj: object, file_size: int) -> None:
     """Only arrays (of plain dtypes, no larger than the file) and plain containers of them."""
     seen: set[int] = set()
     array_bytes = 0
-    todo = [obj]
+    todo: list[object] = [obj]
     while todo:
         item = todo.pop()
         if isinstance(item, (list, tuple, dict, np.ndarray)):
@@ -334,8 +336,9 @@ def _check_contents(obj: Any, file_size: int) -> None:
             raise pickle.UnpicklingError(f"object of type {type(item).__name__} is not allowed")
 
 
-def loads_safe(data: bytes, source: str = "<bytes>") -> Any:
-    """Unpickle ``data`` allowing only numpy arrays and plain containers of them."""
+def loads_safe(data: bytes, source: str = "<bytes>") -> object:
+    """Unpickle ``data`` allowing only numpy arrays and plain containers of them (the caller
+    narrows the result with ``isinstance``)."""
     try:
         check_pickle_bounds(data)
         obj = RestrictedUnpickler(io.BytesIO(data)).load()
@@ -348,7 +351,7 @@ def loads_safe(data: bytes, source: str = "<bytes>") -> Any:
     return obj
 
 
-def load_pickle(path: str | os.PathLike[str]) -> Any:
+def load_pickle(path: str | os.PathLike[str]) -> object:
     """Load a pkl file through the restricted unpickler (arrays and containers of arrays)."""
     path = Path(path)
     try:

@@ -33,8 +33,9 @@ import os
 import pickle
 import pickletools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import BinaryIO, NoReturn
 
 import numpy as np
 
@@ -124,8 +125,8 @@ class _Global:
 @dataclass(eq=False)
 class _Call:
     func: _Global
-    args: tuple[Any, ...]
-    state: Any = None
+    args: tuple[object, ...]
+    state: object = None
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ class _Stream:
                 raise _Truncated(f"the file ends at byte {self._limit:,}")
 
 
-def _check_global(module: Any, name: Any) -> _Global:
+def _check_global(module: object, name: object) -> _Global:
     if not isinstance(module, str) or not isinstance(name, str):
         raise HeaderProblem("invalid", "STACK_GLOBAL without a module and a name")
     if (module, name) not in _WALKER_GLOBALS:
@@ -217,7 +218,7 @@ def _check_global(module: Any, name: Any) -> _Global:
     return _Global(module, name)
 
 
-def _pop_mark(stack: list[Any]) -> list[Any]:
+def _pop_mark(stack: list[object]) -> list[object]:
     for i in range(len(stack) - 1, -1, -1):
         if stack[i] is _MARK:
             items = stack[i + 1:]
@@ -241,19 +242,21 @@ class _Machine:
     """Replays the structural opcodes of a pickle on symbolic values."""
 
     def __init__(self) -> None:
-        self.stack: list[Any] = []
-        self.memo: dict[Any, Any] = {}
+        self.stack: list[object] = []
+        self.memo: dict[object, object] = {}
         self.protocol = 0
-        self.result: Any = None
+        self.result: object = None
 
     def push_big(self, opname: str, length: int) -> None:
         self.stack.append(_BigArg(_BIG_KIND.get(opname, "other"), length))
 
-    def step(self, name: str, arg: Any) -> bool:  # noqa: C901 - one branch per opcode
+    def step(self, name: str, arg: object) -> bool:  # noqa: C901 - one branch per opcode
         st = self.stack
         if name in _CONSTANTS:
             st.append(arg)
         elif name == "BYTEARRAY8":
+            if not isinstance(arg, (bytes, bytearray)):
+                raise HeaderProblem("invalid", "corrupt pickle (BYTEARRAY8 without bytes)")
             st.append(bytes(arg))
         elif name in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
             if not st:
@@ -287,14 +290,15 @@ class _Machine:
         elif name == "LIST":
             st.append(_pop_mark(st))
         elif name in ("APPEND", "APPENDS"):
-            items: list[Any] = [st.pop()] if name == "APPEND" else _pop_mark(st)
-            if not isinstance(st[-1], list):
+            items: list[object] = [st.pop()] if name == "APPEND" else _pop_mark(st)
+            appended = st[-1]
+            if not isinstance(appended, list):
                 raise _Unsupported(name)
-            st[-1].extend(items)
+            appended.extend(items)
         elif name == "EMPTY_DICT":
             st.append({})
         elif name in ("DICT", "SETITEM", "SETITEMS"):
-            pairs: list[Any] = _pop_mark(st) if name != "SETITEM" else [st.pop(-2), st.pop()]
+            pairs: list[object] = _pop_mark(st) if name != "SETITEM" else [st.pop(-2), st.pop()]
             target = {} if name == "DICT" else st[-1]
             if not isinstance(target, dict) or len(pairs) % 2:
                 raise _Unsupported(name)
@@ -310,9 +314,8 @@ class _Machine:
             module, _, gname = str(arg).partition(" ")
             st.append(_check_global(module, gname))
         elif name == "STACK_GLOBAL":
-            gname = st.pop()
-            module = st.pop()
-            st.append(_check_global(module, gname))
+            name_value = st.pop()
+            st.append(_check_global(st.pop(), name_value))
         elif name == "INST":
             module, _, gname = str(arg).partition(" ")
             _check_global(module, gname)
@@ -325,9 +328,10 @@ class _Machine:
             st.append(_Call(func, args))
         elif name == "BUILD":
             state = st.pop()
-            if not isinstance(st[-1], _Call) or st[-1].state is not None:
+            built = st[-1]
+            if not isinstance(built, _Call) or built.state is not None:
                 raise _Unsupported(name)
-            st[-1].state = state
+            built.state = state
         elif name == "POP":
             st.pop()
         elif name == "POP_MARK":
@@ -335,7 +339,9 @@ class _Machine:
         elif name == "DUP":
             st.append(st[-1])
         elif name in ("PROTO",):
-            self.protocol = int(arg)
+            if not isinstance(arg, int):
+                raise HeaderProblem("invalid", "corrupt pickle (PROTO without a number)")
+            self.protocol = arg
         elif name == "FRAME":
             pass
         elif name == "STOP":
@@ -376,7 +382,7 @@ def _walk(stream: _Stream) -> _Machine:
 
 
 # ----------------------------------------------------------------------------- interpretation
-def _dtype_of(obj: Any) -> np.dtype:
+def _dtype_of(obj: object) -> np.dtype:
     if not (isinstance(obj, _Call) and obj.func == _Global("numpy", "dtype")):
         raise _Unsupported("dtype")
     args = obj.args
@@ -401,7 +407,7 @@ def _dtype_of(obj: Any) -> np.dtype:
         raise HeaderProblem("invalid", f"unknown dtype '{typestr}'") from None
 
 
-def _data_size(data: Any) -> tuple[int, int]:
+def _data_size(data: object) -> tuple[int, int]:
     """Smallest and largest byte count the stored array data can stand for."""
     if isinstance(data, (bytes, bytearray)):
         return len(data), len(data)
@@ -428,14 +434,14 @@ def _data_size(data: Any) -> tuple[int, int]:
     raise _Unsupported("data")
 
 
-def _shape_of(shape: Any) -> tuple[int, ...]:
+def _shape_of(shape: object) -> tuple[int, ...]:
     if not isinstance(shape, tuple) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise HeaderProblem("invalid", f"array shape ({type(shape).__name__}) is not a tuple of sizes")
     return shape
 
 
-def _interpret(result: Any, protocol: int) -> PickledArray:
+def _interpret(result: object, protocol: int) -> PickledArray:
     if isinstance(result, _Call):
         func = result.func
         if func.module in _NUMPY_CORE and func.name == "_reconstruct":
@@ -500,13 +506,13 @@ def parse_array_header(handle: BinaryIO, size: int, *, skip_over: int = SKIP_OVE
 
 
 class _RefusingUnpickler(RestrictedUnpickler):
-    def find_class(self, module: str, name: str) -> Any:
+    def find_class(self, module: str, name: str) -> Callable[..., object]:
         if (module, name) not in ALLOWED_GLOBALS:
             raise HeaderProblem("refused", f"global '{module}.{name}' is not allowed "
                                            "(only numpy arrays are read; the file was not executed)")
         return super().find_class(module, name)
 
-    def persistent_load(self, pid: Any) -> Any:
+    def persistent_load(self, pid: object) -> NoReturn:
         raise HeaderProblem("refused", "persistent ids are not allowed (the file was not executed)")
 
 
