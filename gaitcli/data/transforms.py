@@ -19,7 +19,6 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -46,21 +45,23 @@ MAX_RESIZE = 4096
 """The largest ``Resize`` height or width (silhouettes are 64 or 128 high)."""
 
 
-def _show(value: Any) -> str:
+def _show(value: object) -> str:
     """``repr`` for messages: short, and safe for ints too long to print."""
     try:
         text = repr(value)
     except ValueError:  # an int past Python's digit limit
+        if not isinstance(value, int):
+            raise
         return f"an integer of about {int(value.bit_length() * math.log10(2))} digits"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _bad(owner: str, key: str, want: str, value: Any) -> ConfigError:
+def _bad(owner: str, key: str, want: str, value: object) -> ConfigError:
     got = f"{_show(value)} ({type(value).__name__})" if not isinstance(value, (int, float)) else _show(value)
     return ConfigError(f"transform: {owner}.{key} must be {want}, got {got}")
 
 
-def _number(owner: str, key: str, value: Any, low: float, high: float, *, low_open: bool = False,
+def _number(owner: str, key: str, value: object, low: float, high: float, *, low_open: bool = False,
             high_open: bool = False) -> float:
     """A real number in the interval (an int or a float, finite; not true / false or text)."""
     low_mark, high_mark = "(" if low_open else "[", ")" if high_open else "]"
@@ -77,7 +78,7 @@ def _number(owner: str, key: str, value: Any, low: float, high: float, *, low_op
     return float(value)
 
 
-def _whole(owner: str, key: str, value: Any, low: int, high: int | None = None) -> int:
+def _whole(owner: str, key: str, value: object, low: int, high: int | None = None) -> int:
     """A whole number (an int, not true / false) in ``[low, high]``."""
     want = f"a whole number >= {low}" if high is None else f"a whole number in [{low}, {high}]"
     if isinstance(value, bool) or not isinstance(value, int):
@@ -87,13 +88,13 @@ def _whole(owner: str, key: str, value: Any, low: int, high: int | None = None) 
     return value
 
 
-def _flag(owner: str, key: str, value: Any) -> bool:
+def _flag(owner: str, key: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise _bad(owner, key, "true or false", value)
     return value
 
 
-def _check_divisor(owner: str, divsor: Any) -> None:
+def _check_divisor(owner: str, divsor: object) -> None:
     if isinstance(divsor, bool) or not isinstance(divsor, (int, float)) or divsor != 255:
         raise ConfigError(f"transform: {owner}.divsor must be 255 (frames are always divided by 255), "
                           f"got {_show(divsor)}")
@@ -102,7 +103,7 @@ def _check_divisor(owner: str, divsor: Any) -> None:
 class BaseSilTransform(SilTransform):
     """OpenGait's plain silhouette transform: only the division by ``divsor`` (done on the device)."""
 
-    def __init__(self, divsor: float = 255.0, img_shape: Any = None) -> None:
+    def __init__(self, divsor: float = 255.0, img_shape: object = None) -> None:
         _check_divisor("BaseSilTransform", divsor)
         if img_shape is not None:  # accepted (OpenGait's argument) and unused
             if not isinstance(img_shape, (list, tuple)) or not 1 <= len(img_shape) <= 3:
@@ -340,13 +341,13 @@ class Compose(SilTransform):
         return cut
 
 
-def flat_transforms(spec: Any) -> list[Mapping[str, Any]]:
+def flat_transforms(spec: object) -> list[Mapping[str, object]]:
     """The ``{type: ...}`` items of a ``transform`` value, ``Compose`` nesting removed (``None``:
     the default cutting transform; a bare name stands for ``{type: name}``)."""
     if spec is None:
         return [{"type": "BaseSilCuttingTransform"}]
     items = spec if isinstance(spec, (list, tuple)) else [spec]
-    out: list[Mapping[str, Any]] = []
+    out: list[Mapping[str, object]] = []
     for item in items:
         if isinstance(item, str):
             item = {"type": item}
@@ -363,7 +364,7 @@ def flat_transforms(spec: Any) -> list[Mapping[str, Any]]:
     return out
 
 
-def _build_one(item: Mapping[str, Any]) -> SilTransform:
+def _build_one(item: Mapping[str, object]) -> SilTransform:
     kind = item.get("type")
     if not isinstance(kind, str):
         raise ConfigError(f"transform: a transform's type must be one of {', '.join(TRANSFORM_NAMES)}, "
@@ -380,7 +381,7 @@ def _build_one(item: Mapping[str, Any]) -> SilTransform:
         raise ConfigError(f"transform: {kind} does not take these arguments: {exc}") from None
 
 
-def build_transform(spec: Any, *, training: bool, section: str | None = None) -> Compose:
+def build_transform(spec: object, *, training: bool, section: str | None = None) -> Compose:
     """The :class:`Compose` of a ``transform`` value: a list, one mapping or a ``Compose``;
     ``None`` means the default ``[BaseSilCuttingTransform]``. Every argument's type and range is
     checked (:class:`ConfigError` naming ``section`` and the argument); with ``training=False`` a
