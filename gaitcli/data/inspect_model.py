@@ -6,8 +6,9 @@ Counting lives in :mod:`gaitcli.data.inspect`, drawing in :mod:`gaitcli.data.ins
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+
+from gaitcli.fileio import JSONValue
 
 __all__ = ["FileProblem", "FrameMismatch", "FrameStats", "Histogram", "InspectReport", "PartitionCheck",
            "ShortSequence"]
@@ -24,10 +25,10 @@ class FileProblem:
     shape: list[int] | None = None
     """The array shape from its header, for files whose header could be read."""
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"path": self.path}
+    def to_json(self) -> dict[str, JSONValue]:
+        out: dict[str, JSONValue] = {"path": self.path}
         if self.shape is not None:
-            out["shape"] = self.shape
+            out["shape"] = list(self.shape)
         out["reason"] = self.reason
         return out
 
@@ -43,8 +44,8 @@ class FrameMismatch:
     reason: str
     """The text the dataset refuses the sequence with."""
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_json(self) -> dict[str, JSONValue]:
+        return {"sequence": list(self.sequence), "frames": dict(self.frames), "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class FrameStats:
     max: int | None = None
     """Longest sequence."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         return {"total": self.total, "min": self.min, "p5": self.p5, "median": self.median,
                 "mean": self.mean, "p95": self.p95, "max": self.max}
 
@@ -97,8 +98,8 @@ class Histogram:
     counts: list[int]
     """Sequences per bin."""
 
-    def to_json(self) -> dict[str, list[int]]:
-        return {"edges": self.edges, "counts": self.counts}
+    def to_json(self) -> dict[str, JSONValue]:
+        return {"edges": list(self.edges), "counts": list(self.counts)}
 
 
 @dataclass(frozen=True)
@@ -125,10 +126,11 @@ class PartitionCheck:
         return (len(self.missing_train) + len(self.missing_test) + len(self.not_in_partition)
                 + len(self.in_both))
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         return {"file": self.file, "train_ids": self.train_ids, "test_ids": self.test_ids,
-                "missing_on_disk": {"TRAIN_SET": self.missing_train, "TEST_SET": self.missing_test},
-                "not_in_partition": self.not_in_partition, "in_both": self.in_both}
+                "missing_on_disk": {"TRAIN_SET": list(self.missing_train),
+                                    "TEST_SET": list(self.missing_test)},
+                "not_in_partition": list(self.not_in_partition), "in_both": list(self.in_both)}
 
 
 @dataclass(frozen=True)
@@ -189,14 +191,16 @@ class InspectReport:
         return (len(self.missing) + len(self.short) + len(self.unreadable) + len(self.shape_problems)
                 + len(self.frame_mismatch) + part)
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def to_json(self) -> dict[str, JSONValue]:
+        out: dict[str, JSONValue] = {
             "directory": self.directory, "sequences": self.sequences, "files": self.files, "ids": self.ids,
-            "id_list": self.id_list, "types": self.types, "views": self.views, "frame_size": self.frame_size,
-            "dtypes": self.dtypes, "protocols": self.protocols, "frames": self.frames.to_json(),
-            "histogram": self.histogram.to_json(), "per_type_view": self.per_type_view,
-            "missing": self.missing, "short_threshold": self.short_threshold,
-            "short": [row.to_json() for row in self.short],
+            "id_list": list(self.id_list), "types": list(self.types), "views": list(self.views),
+            "frame_size": None if self.frame_size is None else list(self.frame_size),
+            "dtypes": dict(self.dtypes), "protocols": dict(self.protocols), "frames": self.frames.to_json(),
+            "histogram": self.histogram.to_json(),
+            "per_type_view": {kind: dict(views) for kind, views in self.per_type_view.items()},
+            "missing": [list(cell) for cell in self.missing], "short_threshold": self.short_threshold,
+            "short": [list(row.to_json()) for row in self.short],
             "unreadable": [row.to_json() for row in self.unreadable],
             "shape_problems": [row.to_json() for row in self.shape_problems],
             "frame_mismatch": [row.to_json() for row in self.frame_mismatch], "workers": self.workers,

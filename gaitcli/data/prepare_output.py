@@ -17,13 +17,12 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from gaitcli.data.pkl_header import HeaderProblem, read_array_header
 from gaitcli.data.pretreat import MIN_PIXEL_SUM
 from gaitcli.data.validity import format_shape
 from gaitcli.errors import DataError, option
-from gaitcli.fileio import atomic_write_bytes
+from gaitcli.fileio import JSONValue, atomic_write_bytes
 
 __all__ = ["MANIFEST_NAME", "Manifest", "check_output", "pkls_in", "read_manifest", "remove_foreign_pkls",
            "write_manifest"]
@@ -52,9 +51,9 @@ class Manifest:
     """Every pkl gait prepare wrote into OUT (paths relative to OUT, sorted): all that
     ``--overwrite`` may ever replace or remove. Written before a run writes any pkl."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         """The settings (the summary's ``settings``); the manifest file adds ``pkls``."""
-        data = {"tool": "gait prepare", **asdict(self)}
+        data: dict[str, JSONValue] = {"tool": "gait prepare", **asdict(self)}
         del data["pkls"]
         return data
 
