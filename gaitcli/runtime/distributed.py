@@ -17,7 +17,7 @@ import os
 import platform
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -25,6 +25,8 @@ import torch.distributed as dist
 from gaitcli.errors import GaitError, option
 
 DEFAULT_TIMEOUT_S = 1800.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -161,29 +163,30 @@ def all_ranks(flag: bool) -> bool:
     return not any_rank(not flag)
 
 
-def broadcast_object(obj: Any, src: int = 0) -> Any:
+def broadcast_object(obj: T, src: int = 0) -> T:
+    """Rank ``src``'s ``obj`` on every rank (``obj`` itself without a group)."""
     if not is_initialized():
         return obj
-    box = [obj]
+    box: list[T] = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
 
 
-def gather_objects(obj: Any) -> list[Any]:
+def gather_objects(obj: T) -> list[T]:
     """``obj`` of every rank, in rank order, on every rank (``[obj]`` without a group)."""
     if not is_initialized():
         return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
+    out: list[T] = [obj] * dist.get_world_size()  # every entry is overwritten by its rank's object
     dist.all_gather_object(out, obj)
     return out
 
 
-def gather_to_main(obj: Any) -> list[Any] | None:
+def gather_to_main(obj: T) -> list[T] | None:
     """``obj`` of every rank, in rank order, on rank 0 only (others get ``None``); ``[obj]``
     without a group. Only the main rank holds the whole: no rank pays for N copies."""
     if not is_initialized():
         return [obj]
     rank = dist.get_rank()
-    out: list[Any] | None = [None] * dist.get_world_size() if rank == 0 else None
+    out: list[T] | None = [obj] * dist.get_world_size() if rank == 0 else None  # entries overwritten
     dist.gather_object(obj, out, dst=0)
     return out
