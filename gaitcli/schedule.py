@@ -296,6 +296,11 @@ def build_scheduler(
     return scheduler
 
 
+def base_lr(optimizer_cfg: Mapping[str, object]) -> float:
+    """``optimizer_cfg.lr`` (1e-3 when not given, torch's usual default)."""
+    return _float(optimizer_cfg.get("lr", 1e-3))
+
+
 def lr_values(
     optimizer_cfg: Mapping[str, object], scheduler_cfg: Mapping[str, object], iterations: Iterable[int]
 ) -> np.ndarray:
@@ -308,18 +313,18 @@ def lr_values(
     its = np.asarray(list(iterations), dtype=np.int64)
     if its.size and its.min() < 0:
         raise ValueError("iterations must not be negative")
-    base_lr = _float(optimizer_cfg.get("lr", 1e-3))
+    base = base_lr(optimizer_cfg)
     name = scheduler_cfg.get("scheduler", "warmup")
     if name == "warmup":
         args = _warmup_args(scheduler_cfg)
-        return np.array([base_lr * warmup_factor_at(int(t), **args) for t in its], dtype=np.float64)
+        return np.array([base * warmup_factor_at(int(t), **args) for t in its], dtype=np.float64)
     if its.size and int(its.max()) > MAX_STEPPED:
         raise ConfigError(
             f"scheduler_cfg: {name} is stepped one iteration at a time to read its lr; "
             f"iteration {int(its.max()):,} is past the {MAX_STEPPED:,} this allows"
         )
     dummy = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([dummy], lr=base_lr)
+    optimizer = torch.optim.SGD([dummy], lr=base)
     scheduler = build_scheduler(optimizer, scheduler_cfg)
     wanted = np.unique(its)
     found: dict[int, float] = {}

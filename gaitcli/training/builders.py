@@ -10,13 +10,12 @@ import random
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from gaitcli.config_types import GaitConfig
-from gaitcli.data.collate import Collator, IndexedDataset
+from gaitcli.data.collate import Collator, Element, IndexedDataset
 from gaitcli.data.dataset import GaitDataset
 from gaitcli.data.samplers import TripletSampler
 from gaitcli.errors import ConfigError
@@ -98,7 +97,7 @@ def frame_size_of(dataset: GaitDataset) -> str:
 
 def build_loader(
     cfg: GaitConfig, data: TrainData, info: DistInfo, start_batch: int, device: torch.device
-) -> torch.utils.data.DataLoader[Any]:
+) -> torch.utils.data.DataLoader[Element]:
     """The endless loader from batch ``start_batch`` on (a resumed run continues the stream)."""
     sampler_cfg = cfg.trainer.sampler
     sampler = TripletSampler(

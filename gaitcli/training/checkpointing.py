@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -20,8 +19,10 @@ from gaitcli.errors import GaitError, option
 from gaitcli.fileio import WriteError
 from gaitcli.runtime.distributed import DistInfo, barrier, gather_objects
 from gaitcli.training.builders import Optimisation, TrainNetwork
+from gaitcli.training.metrics_log import Window
 from gaitcli.training.run_folder import Pruner, RunFolder, check_world_size, checkpoint_name
-from gaitcli.training.state import load_state, rng_state, save_state, set_rng_state, state_path
+from gaitcli.training.state import entry, load_state, rng_state, save_state, set_rng_state, state_path
+from gaitcli.training.time_budget import BudgetSetting, DerivedSchedule
 
 
 class TrainingStopped(GaitError):
@@ -42,16 +43,22 @@ class Progress:
     """Completed iterations."""
     next_batch: int
     """The sampler's next batch number."""
-    window: dict[str, Any]
+    window: Window
     """The partly filled logging window."""
-    schedule: dict[str, Any] | None = None
-    """The schedule a time budget derived (:class:`gaitcli.training.time_budget.DerivedSchedule`
-    as JSON), or None: a resumed run follows it exactly."""
-    budget: dict[str, Any] | None = None
-    """The run's time budget (``{"minutes", "probe"}``), or None: a resumed run keeps it."""
+    schedule: DerivedSchedule | None = None
+    """The schedule a time budget derived, or None: a resumed run follows it exactly."""
+    budget: BudgetSetting | None = None
+    """The run's time budget, or None: a resumed run keeps it."""
 
 
-def read_training_state(path: Path) -> dict[str, Any]:
+def stored_budget(state: Mapping[str, object]) -> BudgetSetting | None:
+    """The time budget a training state stores (None when the run had none)."""
+    if state.get("time_budget") is None:
+        return None
+    return BudgetSetting.from_json(entry(state, "time_budget", dict))
+
+
+def read_training_state(path: Path) -> dict[str, object]:
     """The training state beside the weights checkpoint ``path`` (one line when it is missing)."""
     spath = state_path(path)
     if not spath.exists():
@@ -80,7 +87,7 @@ class CheckpointConnector:
         path = self.folder.checkpoints / checkpoint_name(self.cfg, progress.iteration)
         rngs = gather_objects(rng_state())  # a collective: before rank 0 starts writing
         if self.info.is_main:
-            state = {
+            state: dict[str, object] = {
                 "iteration": progress.iteration,
                 "next_batch": progress.next_batch,
                 "optimizer": opt.optimizer.state_dict(),
@@ -89,18 +96,18 @@ class CheckpointConnector:
                 "rng": rngs[0],
                 "rng_ranks": rngs if len(rngs) > 1 else [],
                 "world_size": self.info.world_size,
-                "window": progress.window,
+                "window": progress.window.to_state(),
             }
             if progress.schedule is not None:
-                state["derived_schedule"] = progress.schedule
+                state["derived_schedule"] = progress.schedule.to_json()
             if progress.budget is not None:
-                state["time_budget"] = progress.budget
+                state["time_budget"] = progress.budget.to_json()
             self._write(path, state, network.model, progress.iteration)
         barrier()
         self.last_saved = path
         return path
 
-    def _write(self, path: Path, state: Mapping[str, Any], model: torch.nn.Module, iteration: int) -> None:
+    def _write(self, path: Path, state: Mapping[str, object], model: torch.nn.Module, iteration: int) -> None:
         from gaitcli.models import save_checkpoint
 
         self.folder.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -122,27 +129,35 @@ class CheckpointConnector:
             self.pruner.saved(path)
 
     def restore(
-        self, path: Path, state: Mapping[str, Any], network: TrainNetwork, opt: Optimisation
+        self, path: Path, state: Mapping[str, object], network: TrainNetwork, opt: Optimisation
     ) -> Progress:
         """Load weights, optimiser, scheduler, scaler and this rank's RNG from ``path`` and its
         training ``state`` (:func:`read_training_state`)."""
         from gaitcli.models import load_state_dict_checked, read_checkpoint
 
         tcfg = self.cfg.trainer
-        check_world_size(state.get("world_size"), self.info.world_size, path)
+        stored_world = entry(state, "world_size", int) if state.get("world_size") is not None else None
+        check_world_size(stored_world, self.info.world_size, path)
         weights, _meta = read_checkpoint(path)
         if tcfg.restore_ckpt_strict:
             load_state_dict_checked(network.model, weights, source=str(path))
         else:
             network.model.load_state_dict(weights, strict=False)
         if not tcfg.optimizer_reset:
-            opt.optimizer.load_state_dict(state["optimizer"])
+            opt.optimizer.load_state_dict(entry(state, "optimizer", dict))
         if not tcfg.scheduler_reset:
-            opt.scheduler.load_state_dict(state["scheduler"])
+            opt.scheduler.load_state_dict(entry(state, "scheduler", dict))
         if state.get("scaler"):
-            opt.scaler.load_state_dict(state["scaler"])
+            opt.scaler.load_state_dict(entry(state, "scaler", dict))
         ranks = state.get("rng_ranks") or []
-        set_rng_state(ranks[self.info.rank] if len(ranks) == self.info.world_size else state["rng"])
+        if not isinstance(ranks, list):
+            ranks = []
+        set_rng_state(ranks[self.info.rank] if len(ranks) == self.info.world_size else state.get("rng"))
         self.last_saved = path
-        return Progress(int(state["iteration"]), int(state["next_batch"]), dict(state["window"]),
-                        state.get("derived_schedule"), state.get("time_budget"))
+        derived = state.get("derived_schedule")
+        return Progress(
+            entry(state, "iteration", int), entry(state, "next_batch", int),
+            Window.from_state(entry(state, "window", dict)),
+            None if derived is None else DerivedSchedule.from_json(entry(state, "derived_schedule", dict)),
+            stored_budget(state),
+        )

@@ -10,16 +10,36 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol, TypedDict
 
 from gaitcli.errors import render
-from gaitcli.fileio import append_line, write_error
+from gaitcli.fileio import JSONValue, append_line, write_error
 from gaitcli.runtime.distributed import DistInfo
 from gaitcli.training.run_folder import RunFolder
+from gaitcli.training.state import entry
 
 Echo = Callable[[str], None]
 TIMING_KEYS = ("seconds", "sequences_per_s", "data_wait")
 _NOT_TERMS = ("iteration", "lr", *TIMING_KEYS, "partial")
+
+MetricsLine = dict[str, float | None]
+"""One metrics.jsonl training line: iteration, lr, each term's window mean, timings (None when
+the window took no time) and ``partial`` (True) for a window still open."""
+
+
+class WindowState(TypedDict):
+    """:class:`Window` as the training state stores it."""
+
+    sums: dict[str, float]
+    count: int
+
+
+class ScalarWriter(Protocol):
+    """What the log needs of TensorBoard's ``SummaryWriter``."""
+
+    def add_scalar(self, tag: str, scalar_value: float, global_step: int) -> object: ...
+
+    def close(self) -> object: ...
 
 
 @dataclass
@@ -31,12 +51,17 @@ class Window:
     count: int = 0
     """Iterations in the window so far."""
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self) -> WindowState:
         return {"sums": dict(self.sums), "count": self.count}
 
+    def copy(self) -> Window:
+        return Window(dict(self.sums), self.count)
+
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> Window:
-        return cls({k: float(v) for k, v in state["sums"].items()}, int(state["count"]))
+    def from_state(cls, state: Mapping[str, object]) -> Window:
+        """The inverse of :meth:`to_state` (one line for a malformed state)."""
+        sums = entry(state, "sums", dict)
+        return cls({str(k): float(v) for k, v in sums.items()}, entry(state, "count", int))
 
 
 class MetricsLogger:
@@ -51,7 +76,7 @@ class MetricsLogger:
         self.data_seconds = 0.0
         self.window_started = time.perf_counter()
         self.window_iters = 0  # iterations of this process in the window (its timing)
-        self.tensorboard: Any = None
+        self.tensorboard: ScalarWriter | None = None
 
     def start_window(self) -> None:
         self.window_started, self.window_iters = time.perf_counter(), 0
@@ -81,12 +106,12 @@ class MetricsLogger:
 
     def write_window(
         self, iteration: int, lr: float, global_batch: int, *, partial: bool = False
-    ) -> dict[str, Any]:
+    ) -> MetricsLine:
         """Close the window (a partial one stays open in the saved state) and record its line."""
         seconds, iters = time.perf_counter() - self.window_started, self.window_iters
         self.start_window()
         count = max(self.window.count, 1)
-        line: dict[str, Any] = {"iteration": iteration, "lr": lr}
+        line: MetricsLine = {"iteration": iteration, "lr": lr}
         line.update({key: value / count for key, value in self.window.sums.items()})
         line["seconds"] = round(seconds, 4)
         line["sequences_per_s"] = round(global_batch * iters / seconds, 3) if seconds > 0 else None
@@ -105,11 +130,11 @@ class MetricsLogger:
             )
         return line
 
-    def write_test(self, iteration: int, results: Mapping[str, Any]) -> None:
+    def write_test(self, iteration: int, results: Mapping[str, JSONValue]) -> None:
         if self.info.is_main:
             append_line(self.folder.metrics, json.dumps({"iteration": iteration, "test": results}))
 
-    def _scalars(self, line: Mapping[str, Any], iteration: int) -> None:
+    def _scalars(self, line: MetricsLine, iteration: int) -> None:
         if self.tensorboard is None:
             return
         for key, value in line.items():
@@ -122,19 +147,20 @@ class MetricsLogger:
             self.tensorboard = None
 
 
-def _tensorboard_writer(folder: RunFolder) -> Any:
+def _tensorboard_writer(folder: RunFolder) -> ScalarWriter | None:
     """TensorBoard scalars in ``OUT/tensorboard`` when the optional package is installed."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
-    return SummaryWriter(log_dir=str(folder.tensorboard))
+    writer: ScalarWriter = SummaryWriter(log_dir=str(folder.tensorboard))
+    return writer
 
 
-def last_metrics(folder: RunFolder) -> dict[str, Any]:
+def last_metrics(folder: RunFolder) -> dict[str, JSONValue]:
     """The last training line of metrics.jsonl (test lines skipped)."""
     if not folder.metrics.exists():
         return {}
-    lines = [json.loads(x) for x in folder.metrics.read_text().splitlines() if x.strip()]
-    lines = [x for x in lines if "test" not in x]
-    return dict(lines[-1]) if lines else {}
+    lines: list[JSONValue] = [json.loads(x) for x in folder.metrics.read_text().splitlines() if x.strip()]
+    training = [x for x in lines if isinstance(x, dict) and "test" not in x]
+    return dict(training[-1]) if training else {}

@@ -13,7 +13,7 @@ import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, TypeVar
 
 import numpy as np
 import torch
@@ -21,12 +21,57 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
 from gaitcli.errors import GaitError
-from gaitcli.fileio import atomic_write_bytes
+from gaitcli.fileio import JSONValue, atomic_write_bytes
 
 _TENSOR = "__tensor__"
 
+T = TypeVar("T")
 
-def _split(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+
+class NumpyRngState(TypedDict):
+    """numpy's legacy global RNG (``np.random.get_state()``), its key as a tensor."""
+
+    kind: str
+    keys: torch.Tensor
+    pos: int
+    has_gauss: int
+    cached: float
+
+
+class _RngBase(TypedDict):
+    torch: torch.Tensor
+    numpy: NumpyRngState
+    python: list[object]  # [version, internal state (ints), gauss]
+
+
+class RngState(_RngBase, total=False):
+    """Every RNG a training step may touch (``cuda`` only where CUDA is available)."""
+
+    cuda: list[torch.Tensor]
+
+
+def malformed(what: str) -> GaitError:
+    """The one line for a training-state file whose content is not what a save writes."""
+    return GaitError(f"training state: {what} is malformed; resume from an earlier checkpoint")
+
+
+def entry(state: Mapping[str, object], key: str, kind: type[T]) -> T:
+    """``state[key]``, which must be a ``kind`` (one line naming ``key`` otherwise)."""
+    value = state.get(key)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise malformed(key)
+    return value
+
+
+def number(state: Mapping[str, object], key: str) -> float:
+    """``state[key]`` as a float (stored as an int or a float)."""
+    value = state.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise malformed(key)
+    return float(value)
+
+
+def _split(obj: object, prefix: str, tensors: dict[str, torch.Tensor]) -> JSONValue:
     """Replace every tensor inside ``obj`` by a reference and collect it in ``tensors``."""
     if isinstance(obj, torch.Tensor):
         tensors[prefix] = obj.detach().to("cpu").contiguous().clone()
@@ -39,17 +84,18 @@ def _split(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     if isinstance(obj, np.generic):
-        return obj.item()
+        plain: JSONValue = obj.item()  # a numpy scalar's Python value
+        return plain
     raise TypeError(f"cannot store a {type(obj).__name__} in a training-state file ({prefix})")
 
 
-def _key(k: Any) -> Any:
+def _key(k: object) -> str | int:
     if isinstance(k, (str, int)) and not isinstance(k, bool):
         return k
     raise TypeError(f"cannot store a dict key of type {type(k).__name__}")
 
 
-def _join(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+def _join(obj: object, tensors: Mapping[str, torch.Tensor]) -> object:
     if isinstance(obj, dict):
         if _TENSOR in obj:
             return tensors[obj[_TENSOR]]
@@ -68,7 +114,7 @@ def state_path(weights: str | os.PathLike[str]) -> Path:
     return weights.with_name(weights.name.replace(".safetensors", ".state.safetensors"))
 
 
-def save_state(path: str | os.PathLike[str], state: Mapping[str, Any]) -> None:
+def save_state(path: str | os.PathLike[str], state: Mapping[str, object]) -> None:
     """Write a nested state (dicts, lists, tensors, plain values) atomically."""
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _split(dict(state), "s", tensors)
@@ -77,7 +123,8 @@ def save_state(path: str | os.PathLike[str], state: Mapping[str, Any]) -> None:
     atomic_write_bytes(path, st_save(tensors, metadata={"state": json.dumps(skeleton)}))
 
 
-def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_state(path: str | os.PathLike[str]) -> dict[str, object]:
+    """The state :func:`save_state` wrote (tensors back in place; the caller narrows each entry)."""
     path = Path(path)
     if not path.is_file():
         raise GaitError(f"{path}: no such training-state file")
@@ -90,13 +137,16 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: corrupt training-state file ({str(exc).splitlines()[0]}); "
             "resume from an earlier checkpoint"
         ) from None
-    joined: dict[str, Any] = _join(skeleton, tensors)
+    joined = _join(skeleton, tensors)
+    if not isinstance(joined, dict):
+        raise GaitError(f"{path}: corrupt training-state file (no mapping); "
+                        "resume from an earlier checkpoint")
     return joined
 
 
-def rng_state() -> dict[str, Any]:
+def rng_state() -> RngState:
     """Every RNG a training step may touch."""
-    state: dict[str, Any] = {
+    state: RngState = {
         "torch": torch.get_rng_state(),
         "numpy": _np_state(),
         "python": _py_state(),
@@ -106,15 +156,19 @@ def rng_state() -> dict[str, Any]:
     return state
 
 
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(_np_restore(state["numpy"]))
-    random.setstate(_py_restore(state["python"]))
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def set_rng_state(state: object) -> None:
+    """Restore what :func:`rng_state` returned (as read back from a training-state file)."""
+    if not isinstance(state, Mapping):
+        raise malformed("rng")
+    torch.set_rng_state(entry(state, "torch", torch.Tensor))
+    np.random.set_state(_np_restore(entry(state, "numpy", dict)))
+    random.setstate(_py_restore(entry(state, "python", list)))
+    cuda = state.get("cuda")
+    if isinstance(cuda, list) and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
 
 
-def _np_state() -> dict[str, Any]:
+def _np_state() -> NumpyRngState:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "kind": kind,
@@ -125,15 +179,18 @@ def _np_state() -> dict[str, Any]:
     }
 
 
-def _np_restore(state: Mapping[str, Any]) -> tuple[Any, ...]:
-    keys = state["keys"].numpy().astype(np.uint32)
-    return (state["kind"], keys, state["pos"], state["has_gauss"], state["cached"])
+def _np_restore(state: Mapping[str, object]) -> tuple[str, np.ndarray, int, int, float]:
+    keys = entry(state, "keys", torch.Tensor).numpy().astype(np.uint32)
+    return (entry(state, "kind", str), keys, entry(state, "pos", int), entry(state, "has_gauss", int),
+            number(state, "cached"))
 
 
-def _py_state() -> list[Any]:
+def _py_state() -> list[object]:
     version, internal, gauss = random.getstate()
     return [version, list(internal), gauss]
 
 
-def _py_restore(state: list[Any]) -> tuple[Any, ...]:
+def _py_restore(state: list[object]) -> tuple[object, ...]:
+    if len(state) != 3 or not isinstance(state[1], list):
+        raise malformed("rng.python")
     return (state[0], tuple(state[1]), state[2])

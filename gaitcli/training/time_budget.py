@@ -22,13 +22,13 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import torch
 
 from gaitcli.config_types import GaitConfig
 from gaitcli.errors import ConfigError, option
-from gaitcli.schedule import build_scheduler, lr_values, scale_schedule
+from gaitcli.schedule import base_lr, build_scheduler, lr_values, scale_schedule
+from gaitcli.training.state import entry, number
 
 MARGIN = 0.02
 """Share of the time left kept free when the run length is derived, so that a slightly slower
@@ -57,22 +57,49 @@ class DerivedSchedule:
 
     total_iter: int
     """The run length that fits the budget."""
-    scheduler_cfg: dict[str, Any]
+    scheduler_cfg: dict[str, object]
     """The configured schedule with every length scaled to ``total_iter``."""
     seconds_per_iter: float
     """The pace measured over the timed iterations."""
     derived_at: int
     """The iteration at which it was derived."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """A plain mapping (what the state file stores)."""
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> DerivedSchedule:
-        """The inverse of :meth:`to_json`."""
-        return cls(int(data["total_iter"]), dict(data["scheduler_cfg"]), float(data["seconds_per_iter"]),
-                   int(data["derived_at"]))
+    def from_json(cls, data: Mapping[str, object]) -> DerivedSchedule:
+        """The inverse of :meth:`to_json` (one line for a malformed state)."""
+        return cls(entry(data, "total_iter", int), dict(entry(data, "scheduler_cfg", dict)),
+                   number(data, "seconds_per_iter"), entry(data, "derived_at", int))
+
+
+@dataclass(frozen=True)
+class BudgetSetting:
+    """A run's time budget as its state stores it, so a resumed run keeps it."""
+
+    minutes: float
+    """The budget."""
+    probe: int
+    """Iterations timed before the first derivation."""
+
+    def to_json(self) -> dict[str, float]:
+        return {"minutes": self.minutes, "probe": self.probe}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> BudgetSetting:
+        """The inverse of :meth:`to_json` (one line for a malformed state)."""
+        return cls(number(data, "minutes"), entry(data, "probe", int))
+
+
+@dataclass
+class _Shadow:
+    """The stepped copy of a scheduler that :func:`follow_schedule` reads lr(t) from."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    t: int = 0
 
 
 def check_minutes(minutes: float | None) -> None:
@@ -97,9 +124,9 @@ class TimeBudget:
         self.origin: tuple[int, float] | None = None  # iteration and clock of the first derivation
         self.next_check = 0
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self) -> BudgetSetting:
         """What a checkpoint's state stores, so a resumed run keeps the budget."""
-        return {"minutes": self.minutes, "probe": self.probe}
+        return BudgetSetting(self.minutes, self.probe)
 
     def expired(self) -> bool:
         """Whether the clock has passed the budget."""
@@ -143,8 +170,8 @@ class TimeBudget:
 
 def follow_schedule(
     optimizer: torch.optim.Optimizer,
-    optimizer_cfg: Mapping[str, Any],
-    scheduler_cfg: Mapping[str, Any],
+    optimizer_cfg: Mapping[str, object],
+    scheduler_cfg: Mapping[str, object],
     total_iter: int,
     start: int,
 ) -> torch.optim.lr_scheduler.LRScheduler:
@@ -157,26 +184,27 @@ def follow_schedule(
     scheduler is a shadow copy on a one-parameter optimiser, stepped forward as t grows (as
     :func:`gaitcli.schedule.lr_values` steps it), so the lrs are the ones lr-plot shows.
     """
-    base = float(optimizer_cfg.get("lr", 1e-3))
+    base = base_lr(optimizer_cfg)
     closed_form = scheduler_cfg.get("scheduler", "warmup") == "warmup"
-    shadow: list[Any] = []  # [optimiser, scheduler, iteration] of the stepped copy
+    shadow: list[_Shadow] = []  # the stepped copy, once built
 
     def factor(t: int) -> float:
         t = min(t, total_iter)
         if closed_form:
             return float(lr_values(optimizer_cfg, scheduler_cfg, (t,))[0]) / base
-        if not shadow or t < shadow[2]:
+        if not shadow or t < shadow[0].t:
             dummy = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base)
-            shadow[:] = [dummy, build_scheduler(dummy, scheduler_cfg), 0]
-        while shadow[2] < t:
-            shadow[0].step()  # keeps torch from warning about the call order; the grad is None
-            shadow[1].step()
-            shadow[2] += 1
-        return float(shadow[0].param_groups[0]["lr"]) / base
+            shadow[:] = [_Shadow(dummy, build_scheduler(dummy, scheduler_cfg))]
+        copy = shadow[0]
+        while copy.t < t:
+            copy.optimizer.step()  # keeps torch from warning about the call order; the grad is None
+            copy.scheduler.step()
+            copy.t += 1
+        return float(copy.optimizer.param_groups[0]["lr"]) / base
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     scheduler.last_epoch = start  # each group's lr from its initial lr, as a step would set it
-    for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
-        group["lr"] = base_lr * factor(start)
+    for group, initial_lr in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = initial_lr * factor(start)
     scheduler._last_lr = [float(group["lr"]) for group in optimizer.param_groups]
     return scheduler

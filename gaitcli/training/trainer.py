@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
@@ -26,10 +25,10 @@ from rich.console import Console
 
 from gaitcli.config import dump_config, migrate_config
 from gaitcli.config_types import GaitConfig
-from gaitcli.data.collate import to_model_input
+from gaitcli.data.collate import Batch, to_model_input
 from gaitcli.data.transforms import build_transform
 from gaitcli.errors import ConfigError, GaitError, option
-from gaitcli.fileio import WriteError, check_writable
+from gaitcli.fileio import JSONValue, WriteError, check_writable
 from gaitcli.runtime.distributed import (
     DistInfo,
     all_ranks,
@@ -58,6 +57,7 @@ from gaitcli.training.checkpointing import (
     Progress,
     TrainingStopped,
     read_training_state,
+    stored_budget,
 )
 from gaitcli.training.display import TrainDisplay, config_summary, print_full_config
 from gaitcli.training.metrics_log import MetricsLogger, Window, last_metrics
@@ -75,6 +75,7 @@ from gaitcli.training.run_folder import (
 from gaitcli.training.signals import InterruptGuard
 from gaitcli.training.time_budget import (
     RECHECK_TOLERANCE,
+    BudgetSetting,
     DerivedSchedule,
     TimeBudget,
     check_minutes,
@@ -106,10 +107,10 @@ class TrainSummary:
     """The run folder."""
     checkpoint: str | None
     """The newest checkpoint of the run (exists), or None when none was written (``--iters 0``)."""
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, JSONValue] = field(default_factory=dict)
     """The last metrics.jsonl line."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         return asdict(self)
 
 
@@ -122,7 +123,7 @@ class Trainer:
         info: DistInfo,
         out_dir: Path,
         *,
-        resume: Any = None,
+        resume: int | str | None = None,
         overwrite: bool = False,
         console: Console | None = None,
         progress: bool = True,
@@ -140,7 +141,7 @@ class Trainer:
         # window lines under a live bar would scroll it away: train.log has them
         shows_bar = self.progress_bar and self.console is not None and self.console.is_terminal
         self.metrics = MetricsLogger(self.folder, info, echo, echo_routine=verbose or not shows_bar)
-        self.state = Progress(0, 0, Window().to_state())
+        self.state = Progress(0, 0, Window())
         self._release_lock: Callable[[], None] | None = None
         self.total_iter = self.tcfg.total_iter
         self.started = time_budget.clock()  # a time budget counts from here, start-up included
@@ -171,7 +172,7 @@ class Trainer:
         resume_path = find_resume_checkpoint(self.resume_hint, cfg, self.folder.checkpoints)
         resumed = read_training_state(resume_path) if resume_path is not None else None
         if resumed is not None:
-            cfg = self._keep_budget(resumed.get("time_budget"))
+            cfg = self._keep_budget(stored_budget(resumed))
         if self.info.is_main:
             self._prepare_folder(resume_path)
         barrier()
@@ -222,23 +223,23 @@ class Trainer:
                 self.metrics.log(f"note: resuming with {'; '.join(harmless)}")
         folder.write_config(dump_config(self.cfg))
 
-    def _keep_budget(self, stored: Any) -> GaitConfig:
+    def _keep_budget(self, stored: BudgetSetting | None) -> GaitConfig:
         """A run resumed without a time budget keeps the one its state stores (the run's own,
         counted again from this start): before the pace was measured it measures again, after
         that it follows the stored schedule and still stops at the budget."""
         if self.budget is not None or self.tcfg.time_budget is not None or not stored or self.total_iter == 0:
             return self.cfg
-        minutes, probe = float(stored["minutes"]), int(stored["probe"])
+        minutes, probe = stored.minutes, stored.probe
         trainer = dataclasses.replace(self.tcfg, time_budget=minutes, time_budget_probe=probe)
         self.cfg, self.tcfg = self.cfg.replace(trainer=trainer), trainer
         self.budget = TimeBudget(minutes, probe, self.started)
         self.metrics.log(f"note: the resumed run keeps its time budget of {minutes:g} minutes (from now)")
         return self.cfg
 
-    def _restore(self, path: Path, state: Mapping[str, Any]) -> None:
+    def _restore(self, path: Path, state: Mapping[str, object]) -> None:
         self.state = self.ckpt.restore(path, state, self.network, self.opt)
         if self.state.schedule is not None:  # a time budget derived it: follow it exactly
-            self._follow(DerivedSchedule.from_json(self.state.schedule))
+            self._follow(self.state.schedule)
         total = self.total_iter
         if self.state.iteration > total:
             raise GaitError(
@@ -247,7 +248,7 @@ class Trainer:
             )
         if self.info.is_main:
             truncate_metrics(self.folder.metrics, self.state.iteration)
-        self.metrics.window = Window.from_state(self.state.window)
+        self.metrics.window = self.state.window.copy()
         self.metrics.log(f"resumed from {path} at iteration {self.state.iteration}")
 
     def _announce(self) -> None:
@@ -278,14 +279,14 @@ class Trainer:
                 self.console.print(line, highlight=False, markup=False)
 
     # ------------------------------------------------------------------ one step
-    def autocast(self) -> AbstractContextManager[Any]:
+    def autocast(self) -> AbstractContextManager[None]:
         if self.opt.fp16:
             return torch.autocast("cuda", dtype=torch.float16)
         if self.opt.bf16:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
-    def step(self, batch: Any) -> tuple[bool, dict[str, float]]:
+    def step(self, batch: Batch) -> tuple[bool, dict[str, float]]:
         """One optimiser step; returns (stepped, logged terms). A skipped fp16 step returns False."""
         sils, labels, seq_lens = to_model_input(batch, self.device)
         net, opt = self.network.net, self.opt
@@ -387,7 +388,7 @@ class Trainer:
 
     def _follow(self, derived: DerivedSchedule) -> None:
         """Switch to a derived schedule at the current iteration (fresh or resumed: same lrs)."""
-        self.total_iter, self.state.schedule = derived.total_iter, derived.to_json()
+        self.total_iter, self.state.schedule = derived.total_iter, derived
         self.opt.scheduler = follow_schedule(
             self.opt.optimizer, self.cfg.optimizer.as_mapping(), derived.scheduler_cfg, derived.total_iter,
             self.state.iteration,
@@ -461,7 +462,7 @@ class Trainer:
         )
 
     def save(self, test: bool = True) -> Path:
-        self.state.window = self.metrics.window.to_state()
+        self.state.window = self.metrics.window.copy()
         self.state.budget = self.budget.to_state() if self.budget is not None else None
         path = self.ckpt.save(self.state, self.network, self.opt)
         self.metrics.log(f"saved {path}", routine=True)
@@ -529,7 +530,7 @@ class TrainJob:
     """The resolved config."""
     out_dir: str
     """The run folder."""
-    resume: Any = None
+    resume: int | str | None = None
     """``--resume``: an iteration, a path, 'latest', or None."""
     overwrite: bool = False
     """``--overwrite``."""
@@ -542,7 +543,7 @@ class TrainJob:
     console: Console | None = None
     """The caller's console, used when rank 0 runs in this process; never pickled."""
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, object]:
         return {**self.__dict__, "console": None}
 
 
@@ -575,7 +576,7 @@ def train(
     device: str | None = None,
     gpus: int | None = None,
     nproc: int | None = None,
-    resume: Any = None,
+    resume: int | str | None = None,
     overwrite: bool = False,
     console: Console | None = None,
     progress: bool = True,
