@@ -86,21 +86,21 @@ def warmup_factor_at(
     raise ConfigError(f"scheduler_cfg.warmup_method must be linear or constant, got {warmup_method!r}")
 
 
-def _float(value: object) -> float:
+def to_float(value: object) -> float:
     """``float(value)`` of a number (or numeric text) the config holds."""
     if isinstance(value, (SupportsFloat, SupportsIndex, str)):
         return float(value)
     raise TypeError(f"float() argument must be a string or a real number, not {type(value).__name__!r}")
 
 
-def _int(value: object) -> int:
+def to_int(value: object) -> int:
     """``int(value)`` of a number (or numeric text) the config holds."""
     if isinstance(value, (SupportsInt, SupportsIndex, str)):
         return int(value)
     raise TypeError(f"int() argument must be a string or a real number, not {type(value).__name__!r}")
 
 
-def _numbers(value: object) -> list[int | float]:
+def to_numbers(value: object) -> list[int | float]:
     """The numbers of a list argument (``milestones``)."""
     if not isinstance(value, Sequence):
         raise TypeError(f"expected a list of numbers, got {value!r}")
@@ -127,14 +127,14 @@ class _WarmupArgs(TypedDict):
 
 def _warmup_args(cfg: Mapping[str, object]) -> _WarmupArgs:
     return {
-        "milestones": _numbers(cfg.get("milestones", [])),
-        "gamma": _float(cfg.get("gamma", 0.1)),
-        "warmup_iters": _int(cfg.get("warmup_iters", 0)),
-        "warmup_factor": _float(cfg.get("warmup_factor", 0.01)),
+        "milestones": to_numbers(cfg.get("milestones", [])),
+        "gamma": to_float(cfg.get("gamma", 0.1)),
+        "warmup_iters": to_int(cfg.get("warmup_iters", 0)),
+        "warmup_factor": to_float(cfg.get("warmup_factor", 0.01)),
         "warmup_method": str(cfg.get("warmup_method", "linear")),
         "decay": str(cfg.get("decay", "multistep")),
-        "cosine_iters": _int(cfg.get("cosine_iters") or 0),
-        "min_factor": _float(cfg.get("min_factor", 0.0)),
+        "cosine_iters": to_int(cfg.get("cosine_iters") or 0),
+        "min_factor": to_float(cfg.get("min_factor", 0.0)),
     }
 
 
@@ -171,7 +171,7 @@ def check_schedule(scheduler_cfg: Mapping[str, object], total_iter: int | None =
     ``total_iter`` iterations (one rule for training and lr-plot: a warm-up longer than the run
     is allowed, with a note)."""
     given = scheduler_cfg.get("milestones")
-    milestones = None if given is None else _numbers(given)
+    milestones = None if given is None else to_numbers(given)
     if milestones is not None:
         if any(b <= a for a, b in zip(milestones, milestones[1:], strict=False)):
             raise ConfigError(f"scheduler_cfg.milestones must be strictly increasing, got {list(milestones)}")
@@ -183,7 +183,7 @@ def check_schedule(scheduler_cfg: Mapping[str, object], total_iter: int | None =
         if scheduler_cfg.get("decay") == "cosine" and not scheduler_cfg.get("cosine_iters"):
             raise ConfigError("scheduler_cfg.cosine_iters must be set with decay: cosine "
                               "(usually trainer_cfg.total_iter)")
-        warmup = _int(scheduler_cfg.get("warmup_iters", 0))
+        warmup = to_int(scheduler_cfg.get("warmup_iters", 0))
         if warmup < 0:
             raise ConfigError("scheduler_cfg.warmup_iters must not be negative")
         if total_iter is not None and warmup > total_iter:
@@ -298,7 +298,7 @@ def build_scheduler(
 
 def base_lr(optimizer_cfg: Mapping[str, object]) -> float:
     """``optimizer_cfg.lr`` (1e-3 when not given, torch's usual default)."""
-    return _float(optimizer_cfg.get("lr", 1e-3))
+    return to_float(optimizer_cfg.get("lr", 1e-3))
 
 
 def lr_values(
@@ -344,10 +344,10 @@ def schedule_boundaries(scheduler_cfg: Mapping[str, object], total_iter: int) ->
     last = max(total_iter - 1, 0)
     points = {0, last}
     if scheduler_cfg.get("scheduler") == "warmup":
-        points.add(_int(scheduler_cfg.get("warmup_iters", 0)))
+        points.add(to_int(scheduler_cfg.get("warmup_iters", 0)))
         if scheduler_cfg.get("decay") == "cosine" and scheduler_cfg.get("cosine_iters"):
-            points.add(_int(scheduler_cfg["cosine_iters"]))
-    for m in _numbers(scheduler_cfg.get("milestones", []) or []):
+            points.add(to_int(scheduler_cfg["cosine_iters"]))
+    for m in to_numbers(scheduler_cfg.get("milestones", []) or []):
 
         points.update({int(m) - 1, int(m)})
     return sorted(p for p in points if 0 <= p <= last)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
 
 from rich.console import Console
 
 from gaitcli.config_types import GaitConfig
 from gaitcli.progress import make_progress
+from gaitcli.schedule import to_numbers
 
 
 class TrainDisplay:
@@ -66,7 +66,7 @@ def config_summary(
     ]
 
 
-def _schedule_words(sched: Mapping[str, Any]) -> str:
+def _schedule_words(sched: Mapping[str, object]) -> str:
     """``warmup 200 + cosine 4000`` or ``warmup 10000 + milestones [80000, 100000]``: what decays."""
     name = str(sched.get("scheduler"))
     if name != "warmup":
@@ -74,7 +74,7 @@ def _schedule_words(sched: Mapping[str, Any]) -> str:
     head = f"warmup {sched.get('warmup_iters', 0)}"
     if sched.get("decay") == "cosine":
         return f"{head} + cosine {sched.get('cosine_iters')}"
-    return f"{head} + milestones {list(sched.get('milestones') or [])}"
+    return f"{head} + milestones {to_numbers(sched.get('milestones') or [])}"
 
 
 def print_full_config(console: Console, text: str) -> None:

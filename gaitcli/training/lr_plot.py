@@ -15,7 +15,6 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -24,8 +23,9 @@ from rich.text import Text
 
 from gaitcli.config import Override
 from gaitcli.errors import ConfigError, GaitError, option
+from gaitcli.fileio import JSONValue
 from gaitcli.imaging import figure_class, save_figure
-from gaitcli.schedule import lr_values, schedule_boundaries
+from gaitcli.schedule import lr_values, schedule_boundaries, to_float, to_int, to_numbers
 
 Warn = Callable[[str], None]
 MAX_POINTS = 1000
@@ -37,8 +37,8 @@ _MARK_STYLE = "yellow"
 class Schedule:
     """An optimiser and scheduler section plus the run length."""
 
-    optimizer_cfg: dict[str, Any]
-    scheduler_cfg: dict[str, Any]
+    optimizer_cfg: dict[str, object]
+    scheduler_cfg: dict[str, object]
     total_iter: int
     source: str = "<defaults>"
     _cache: dict[int, float] | None = None
@@ -49,7 +49,7 @@ class Schedule:
 
     @property
     def base_lr(self) -> float:
-        return float(self.optimizer_cfg.get("lr", 1e-3))
+        return to_float(self.optimizer_cfg.get("lr", 1e-3))
 
     @property
     def last(self) -> int:
@@ -59,11 +59,11 @@ class Schedule:
     def warmup_iters(self) -> int | None:
         if self.name != "warmup":
             return None
-        return int(self.scheduler_cfg.get("warmup_iters", 0))
+        return to_int(self.scheduler_cfg.get("warmup_iters", 0))
 
     @property
     def milestones(self) -> list[int]:
-        return [int(m) for m in (self.scheduler_cfg.get("milestones") or [])]
+        return [int(m) for m in to_numbers(self.scheduler_cfg.get("milestones") or [])]
 
     def lr(self, iterations: Iterable[int]) -> np.ndarray:
         """lr at each iteration (cached, so the chart, table and JSON share one evaluation)."""
@@ -206,7 +206,7 @@ def key_points(schedule: Schedule) -> list[tuple[str, int, float]]:
     return [(name, it, float(v)) for (name, it), v in zip(points, values, strict=True)]
 
 
-def lr_json(schedule: Schedule, max_points: int = MAX_POINTS) -> dict[str, Any]:
+def lr_json(schedule: Schedule, max_points: int = MAX_POINTS) -> dict[str, JSONValue]:
     """``{"scheduler", "base_lr", "total_iter", "points": [[iteration, lr], ...], ...}``."""
     its = sample_iterations(schedule, max_points)
     values = schedule.lr(its)
@@ -216,7 +216,7 @@ def lr_json(schedule: Schedule, max_points: int = MAX_POINTS) -> dict[str, Any]:
         "total_iter": schedule.total_iter,
         "points": [[int(t), float(v)] for t, v in zip(its, values, strict=True)],
         "warmup_iters": schedule.warmup_iters,
-        "milestones": schedule.milestones,
+        "milestones": list(schedule.milestones),
         "key_points": [{"point": n, "iteration": t, "lr": v} for n, t, v in key_points(schedule)],
         "source": schedule.source,
     }

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from gaitcli.config_types import GaitConfig
 from gaitcli.errors import ConfigError, GaitError, option
@@ -174,7 +173,7 @@ class RunFolder:
         return removed
 
 
-def find_resume_checkpoint(hint: Any, cfg: GaitConfig, ckpt_dir: Path) -> Path | None:
+def find_resume_checkpoint(hint: int | str | None, cfg: GaitConfig, ckpt_dir: Path) -> Path | None:
     """Resolve ``restore_hint`` / ``--resume``: 0 (fresh), an iteration, a path, or 'latest'."""
     if not resume_requested(hint):
         return None
@@ -196,7 +195,7 @@ def find_resume_checkpoint(hint: Any, cfg: GaitConfig, ckpt_dir: Path) -> Path |
     return path
 
 
-def resume_requested(hint: Any) -> bool:
+def resume_requested(hint: int | str | None) -> bool:
     return hint not in (None, 0, "0", "")
 
 
@@ -211,7 +210,7 @@ class ConfigDifference:
     """``key: old -> new`` for keys in :data:`HARMLESS_KEYS`."""
 
 
-def compare_configs(stored: Mapping[str, Any], new: Mapping[str, Any]) -> ConfigDifference:
+def compare_configs(stored: Mapping[str, object], new: Mapping[str, object]) -> ConfigDifference:
     """Every differing leaf key, split into refused and harmless ones."""
     refused: list[str] = []
     harmless: list[str] = []
@@ -223,7 +222,7 @@ def compare_configs(stored: Mapping[str, Any], new: Mapping[str, Any]) -> Config
     return ConfigDifference(refused, harmless)
 
 
-def _differences(a: Any, b: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
+def _differences(a: object, b: object, prefix: str) -> Iterator[tuple[str, object, object]]:
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         for key in sorted(set(a) | set(b), key=str):
             yield from _differences(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
@@ -231,12 +230,14 @@ def _differences(a: Any, b: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
         yield prefix, a, b
 
 
-def _short(value: Any) -> str:
+def _short(value: object) -> str:
     text = json.dumps(value) if not isinstance(value, str) else value
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def check_resumed_config(stored: Mapping[str, Any] | None, new: Mapping[str, Any], where: Path) -> list[str]:
+def check_resumed_config(
+    stored: Mapping[str, object] | None, new: Mapping[str, object], where: Path
+) -> list[str]:
     """Refuse a resumed config that changes what is trained; return the harmless changes."""
     if stored is None:
         return []

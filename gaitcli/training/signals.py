@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import Any
 
 
 class InterruptGuard:
     """``with InterruptGuard() as guard: ... if guard.requested: stop``."""
 
-    def __init__(self, announce: Any = None) -> None:
+    def __init__(self, announce: Callable[[], object] | None = None) -> None:
         self.requested = False
         self._announce = announce
-        self._previous: Any = None
+        self._previous: Callable[[int, FrameType | None], object] | int | signal.Handlers | None = None
         self._installed = False
 
     def __enter__(self) -> InterruptGuard:
