@@ -5,7 +5,7 @@
 
     @dataclass
     class Job:            # plain, picklable values only: each rank builds its own console etc.
-        cfg: dict[str, Any]
+        cfg: GaitConfig
         out_dir: str
 
     def work(info: DistInfo, job: Job) -> Summary:    # a module-level function
@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from gaitcli.errors import GaitError
 from gaitcli.runtime.distributed import DistInfo, free_port, init_process_group, torchrun_info, under_torchrun
@@ -64,15 +64,15 @@ class RankCrashed(RuntimeError):
 
 
 @dataclass(frozen=True)
-class RankOutcome:
+class RankOutcome(Generic[R]):
     """What one rank reports to the launcher."""
 
     rank: int
     """The reporting rank."""
     status: str
     """``ok``, ``error`` (a GaitError or an interrupt) or ``crashed`` (any other exception)."""
-    value: Any = None
-    """``fn``'s return value (rank 0 only)."""
+    value: tuple[R] | None = None
+    """``(fn's return value,)`` from rank 0 (None from the other ranks and on failure)."""
     message: str = ""
     """The one-line error message, or the traceback of a crash."""
     exit_code: int = 0
@@ -100,8 +100,8 @@ def _rank_main(
     nproc: int,
     device: str,
     port: int,
-    fn: Callable[[DistInfo, Any], Any],
-    payload: Any,
+    fn: Callable[[DistInfo, P], R],
+    payload: P,
     conn: Connection,
     parent: int,
 ) -> None:
@@ -128,13 +128,13 @@ def _rank_main(
     os._exit(0 if outcome.status == "ok" else outcome.exit_code or 1)  # skip torch's atexit hooks
 
 
-def _run_rank(fn: Callable[[DistInfo, Any], Any], info: DistInfo, payload: Any) -> RankOutcome:
+def _run_rank(fn: Callable[[DistInfo, P], R], info: DistInfo, payload: P) -> RankOutcome[R]:
     import torch.distributed as dist
 
     try:
         init_process_group(info)
         value = fn(info, payload)
-        return RankOutcome(info.rank, "ok", value if info.is_main else None)
+        return RankOutcome(info.rank, "ok", (value,) if info.is_main else None)
     except GaitError as exc:
         return RankOutcome(info.rank, "error", message=str(exc), exit_code=exc.exit_code)
     except KeyboardInterrupt:
@@ -172,7 +172,7 @@ class _Supervisor(Generic[P, R]):
         self.fn, self.payload, self.nproc, self.device = fn, payload, nproc, device
         self.procs: list[BaseProcess] = []
         self.conns: dict[int, Connection] = {}
-        self.outcomes: dict[int, RankOutcome] = {}
+        self.outcomes: dict[int, RankOutcome[R]] = {}
         self.failed_at: float | None = None
         self.grace = FAILURE_GRACE_S
 
@@ -210,7 +210,7 @@ class _Supervisor(Generic[P, R]):
         self._poll(0.0)
 
     def _poll(self, timeout: float) -> None:
-        waitables: list[Any] = list(self.conns.values()) + [
+        waitables: list[Connection | int] = [*self.conns.values()] + [
             p.sentinel for p in self.procs if p.exitcode is None
         ]
         wait(waitables, timeout)
@@ -227,7 +227,7 @@ class _Supervisor(Generic[P, R]):
             elif proc.exitcode is not None and rank in self.conns and not self.conns[rank].poll():
                 self.conns.pop(rank).close()  # exited without a report: recorded on the next pass
 
-    def _record(self, outcome: RankOutcome) -> None:
+    def _record(self, outcome: RankOutcome[R]) -> None:
         self.outcomes[outcome.rank] = outcome
         if outcome.status != "ok" and self.failed_at is None:
             self.failed_at = time.monotonic()
@@ -261,10 +261,9 @@ class _Supervisor(Generic[P, R]):
                 raise RankCrashed(f"rank {first.rank} of {self.nproc} failed:\n{first.message}")
             raise GaitError(first.message, exit_code=first.exit_code)
         main = self.outcomes.get(0)
-        if main is None:
+        if main is None or main.value is None:
             raise RankCrashed(f"rank 0 of {self.nproc} ended without a result")
-        value: R = main.value
-        return value
+        return main.value[0]
 
 
 def _death(rank: int, exitcode: int) -> str:
