@@ -18,10 +18,10 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -40,6 +40,44 @@ __all__ = ["FeatureSet", "FramePicker", "extract_distributed", "extract_features
 _WINDOW_FRAMES = 8192  # frames converted to float at once (about 92 MB at 64x44)
 
 
+class SequenceName(Protocol):
+    """Who and what a sequence is (:class:`~gaitcli.data.dataset.SequenceInfo`, a deploy walk)."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def view(self) -> str: ...
+
+
+class SequenceSource(Protocol):
+    """What extraction reads: a :class:`~gaitcli.data.dataset.GaitDataset` or a deploy
+    ``WalkSet`` (``load(i)`` gives sequence ``i``'s arrays, one per modality)."""
+
+    @property
+    def sequences(self) -> Sequence[SequenceName]: ...
+
+    def __len__(self) -> int: ...
+
+    def load(self, index: int) -> list[np.ndarray]: ...
+
+
+@runtime_checkable
+class EmbeddingModel(Protocol):
+    """What extraction needs of a model: ``embed`` (a :class:`~gaitcli.models.base.GaitModel`),
+    its parameters (where it lives) and ``to`` (move it)."""
+
+    def embed(self, sequences: Sequence[np.ndarray], batch_size: int = 8, *,
+              device: torch.device | str | None = None) -> torch.Tensor: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
+
+    def to(self, device: torch.device) -> object: ...
+
+
 # ----------------------------------------------------------------------------------------------
 # the feature set and its .npz file: gaitcli.evaluation.features (format, versions, provenance)
 # ----------------------------------------------------------------------------------------------
@@ -53,8 +91,8 @@ _WINDOW_FRAMES = 8192  # frames converted to float at once (about 92 MB at 64x44
 class FramePicker:
     """The inference frames of one sequence (uint8 ``[s, h, w']``), per ``evaluator_cfg``."""
 
-    def __init__(self, sampling: FrameSampling | Mapping[str, Any] | None = None, transform: Any = None,
-                 seed: int = 0) -> None:
+    def __init__(self, sampling: FrameSampling | Mapping[str, object] | None = None,
+                 transform: object = None, seed: int = 0) -> None:
         if not isinstance(sampling, FrameSampling):
             sampling = FrameSampling.from_mapping(sampling or {})
         self.sample_type = sampling.sample_type
@@ -101,16 +139,17 @@ def _windows(lengths: Sequence[int], max_seqs: int, max_frames: int) -> list[tup
     return out
 
 
-def _unwrap(model: Any) -> Any:
-    inner = model
-    while not hasattr(inner, "embed") and hasattr(inner, "module"):
+def _unwrap(model: torch.nn.Module) -> EmbeddingModel:
+    """The model itself, or the one a wrapper (DistributedDataParallel) holds as ``module``."""
+    inner: object = model
+    while not isinstance(inner, EmbeddingModel) and hasattr(inner, "module"):
         inner = inner.module
-    if not hasattr(inner, "embed"):
+    if not isinstance(inner, EmbeddingModel):
         raise TypeError("the model has no embed() method")
     return inner
 
 
-def _model_device(model: Any) -> torch.device:
+def _model_device(model: EmbeddingModel) -> torch.device:
     try:
         device: torch.device = next(model.parameters()).device
         return device
@@ -119,12 +158,12 @@ def _model_device(model: Any) -> torch.device:
 
 
 def extract_features(
-    model: Any,
-    dataset: Any,
+    model: torch.nn.Module,
+    dataset: SequenceSource,
     *,
     batch_size: int = 8,
-    sampler_cfg: FrameSampling | Mapping[str, Any] | None = None,
-    transform: Any = None,
+    sampler_cfg: FrameSampling | Mapping[str, object] | None = None,
+    transform: object = None,
     device: torch.device | str | None = None,
     enable_float16: bool = False,
     indices: Sequence[int] | None = None,
@@ -183,7 +222,7 @@ def extract_features(
     return _feature_set(out, infos, time.perf_counter() - started)
 
 
-def _embed_window(net: Any, seqs: list[np.ndarray], batch_size: int, dev: torch.device,
+def _embed_window(net: EmbeddingModel, seqs: list[np.ndarray], batch_size: int, dev: torch.device,
                   amp: torch.dtype | None) -> np.ndarray:
     """Embeddings of one window of sequences, in frame-bounded parts (a window of many long
     sequences never becomes one huge float array)."""
@@ -195,7 +234,7 @@ def _embed_window(net: Any, seqs: list[np.ndarray], batch_size: int, dev: torch.
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
-def _feature_set(out: np.ndarray | None, infos: Sequence[Any], seconds: float) -> FeatureSet:
+def _feature_set(out: np.ndarray | None, infos: Sequence[SequenceName], seconds: float) -> FeatureSet:
     n = len(infos)
     return FeatureSet(
         out if out is not None else np.empty((0, 0, 0), dtype=np.float32),
@@ -286,7 +325,7 @@ def _extract_rank(info: DistInfo, job: ExtractJob) -> np.ndarray | None:
 def extract_distributed(
     checkpoint: str | os.PathLike[str],
     cfg: GaitConfig,
-    dataset: Any,
+    dataset: SequenceSource,
     *,
     root: str,
     partition: str,
