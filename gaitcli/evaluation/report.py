@@ -13,9 +13,9 @@ import io
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
@@ -24,17 +24,34 @@ from rich.table import Table
 from rich.text import Text
 
 from gaitcli.errors import GaitError, option
-from gaitcli.fileio import atomic_write_bytes
+from gaitcli.fileio import JSONValue, atomic_write_bytes
 
 from .plan import EvalOutputs
-from .results import EvalResult, ProtocolResult
+from .results import Cell, EvalResult, Matrix, ProtocolResult
+from .results import Table as ScoreTable
 from .verification import csv_text, render_verification, save_roc
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.colors import Colormap
+    from matplotlib.image import AxesImage
 
 TABLES = ("rank1_exclude", "rank1_include", "rank5_exclude", "map")
 Results = EvalResult | ProtocolResult
 
 
-def json_payload(results: Results) -> dict[str, Any]:
+def _protocol(result: Results) -> ProtocolResult:
+    return result.result if isinstance(result, EvalResult) else result
+
+
+def _tables(result: ProtocolResult) -> dict[str, ScoreTable | None]:
+    """The tables by their JSON key (:data:`TABLES`)."""
+    t = result.tables
+    return {"rank1_exclude": t.rank1_exclude, "rank1_include": t.rank1_include,
+            "rank5_exclude": t.rank5_exclude, "map": t.map}
+
+
+def json_payload(results: Results) -> dict[str, JSONValue]:
     """The ``--json`` document: the documented keys first, then the details (views, counts,
     the gallery-view × probe-view matrices)."""
     return results.to_json()
@@ -44,8 +61,8 @@ def _fmt(value: float | None, decimals: int) -> str:
     return "n/a" if value is None else f"{value:.{decimals}f}"
 
 
-def _titles(results: Mapping[str, Any]) -> dict[str, str]:
-    if results.get("kind") == "cross-view":
+def _titles(kind: str) -> dict[str, str]:
+    if kind == "cross-view":
         return {
             "rank1_exclude": "Rank-1 accuracy (%), cross-view gallery without the probe's id at its own view",
             "rank1_include": "Rank-1 accuracy (%), cross-view gallery, nothing removed",
@@ -60,15 +77,15 @@ def _titles(results: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def build_table(results: Mapping[str, Any], key: str) -> Table | None:
+def build_table(result: ProtocolResult, key: str) -> Table | None:
     """One rich table (rows = probe sets, columns = probe views, then the mean)."""
-    body = results.get(key)
+    body = _tables(result).get(key)
     if not body:
         return None
-    views = list(results.get("views") or next(iter(body.values()))["views"].keys())
+    views = list(result.views or next(iter(body.values())).views.keys())
     table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0), show_edge=False)
     rows = [
-        (name, [_cell(row["views"].get(v), 1) for v in views], _cell(row.get("mean"), 2))
+        (name, [_cell(row.views.get(v), 1) for v in views], _cell(row.mean, 2))
         for name, row in body.items()
     ]
     width = max([5, *(len(Text.from_markup(c).plain) for _, cells, _ in rows for c in cells)])
@@ -87,69 +104,73 @@ def _cell(value: float | None, decimals: int) -> str:
 
 def render_results(result: Results, console: Console, *, rank5: bool = False, show_map: bool = False) -> None:
     """Print the header line and the tables (cross-view always shows its mAP)."""
-    results = json_payload(result)
-    where = results.get("checkpoint") or results.get("features") or "features"
-    iteration = results.get("iteration")
+    proto = _protocol(result)
+    run = result if isinstance(result, EvalResult) else None
+    where = (run.checkpoint or run.features if run is not None else None) or "features"
+    iteration = run.iteration if run is not None else None
     head = (
-        f"[bold]{results.get('protocol')}[/] protocol · metric {results.get('metric')} · "
-        f"{results.get('num_probes')} probes vs {results.get('num_gallery')} gallery sequences · "
+        f"[bold]{proto.protocol}[/] protocol · metric {proto.metric} · "
+        f"{proto.num_probes} probes vs {proto.num_gallery} gallery sequences · "
         f"{where}" + (f" (iteration {iteration})" if iteration is not None else "")
     )
     console.print(head, highlight=False)
-    titles = _titles(results)
+    titles = _titles(proto.kind)
     wanted = ["rank1_exclude", "rank1_include"]
     if rank5:
         wanted.append("rank5_exclude")
-    if show_map or results.get("kind") == "cross-view":
+    if show_map or proto.kind == "cross-view":
         wanted.append("map")
     any_na = False
     for key in wanted:
-        table = build_table(results, key)
-        if table is None:
+        table = build_table(proto, key)
+        body = _tables(proto)[key]
+        if table is None or body is None:
             continue
         console.print(f"[bold]{titles[key]}[/]", highlight=False)
         # never drop columns on a narrow terminal: let the lines run long instead
         needed = Measurement.get(console, console.options, table).minimum
         console.print(table, width=max(console.width, needed), crop=False)
-        any_na = any_na or _has_na(results[key])
+        any_na = any_na or _has_na(body)
     if any_na:
         console.print("[dim]n/a: no probe or no gallery sequence at that view (left out of the means)[/]")
-    seconds = results.get("seconds") or {}
+    seconds = run.seconds.to_json() if run is not None else {}
     parts = [
         f"{k} {v:.1f} s"
         for k, v in seconds.items()
         if isinstance(v, (int, float)) and k != "sequences_per_second"
     ]
-    if seconds.get("sequences_per_second"):
-        parts.append(f"{seconds['sequences_per_second']:.1f} sequences/s")
+    per_second = seconds.get("sequences_per_second")
+    if per_second and isinstance(per_second, (int, float)):
+        parts.append(f"{per_second:.1f} sequences/s")
     if parts:
         console.print("[dim]" + " · ".join(parts) + "[/]", highlight=False)
     if isinstance(result, EvalResult) and result.verification is not None:
         render_verification(result.verification, console)
 
 
-def _has_na(body: Mapping[str, Any]) -> bool:
-    return any(v is None for row in body.values() for v in [*row["views"].values(), row.get("mean")])
+def _has_na(body: ScoreTable) -> bool:
+    return any(v is None for row in body.values() for v in [*row.views.values(), row.mean])
 
 
 def results_csv(result: Results) -> str:
     """CSV text: ``table, probe_set, gallery_view, <probe views...>, mean``. Summary rows leave
     ``gallery_view`` empty; ``<table>_matrix`` rows give one gallery view each (single-view
     protocols). n/a is an empty cell."""
-    results = json_payload(result)
-    views = list(results.get("views") or [])
+    proto = _protocol(result)
+    views = list(proto.views)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["table", "probe_set", "gallery_view", *views, "mean"])
+    tables = _tables(proto)
     for key in TABLES:
-        body = results.get(key)
+        body = tables[key]
         if not body:
             continue
         for name, row in body.items():
             writer.writerow(
-                [key, name, "", *[_csv(row["views"].get(v)) for v in views], _csv(row.get("mean"))]
+                [key, name, "", *[_csv(row.views.get(v)) for v in views], _csv(row.mean)]
             )
-    matrix = results.get("matrix") or {}
+    matrix = proto.tables.matrix or {}
     for key, sets in matrix.items():
         for name, rows in sets.items():
             for u, gallery_view in enumerate(views):
@@ -159,7 +180,7 @@ def results_csv(result: Results) -> str:
     return buf.getvalue()
 
 
-def _csv(value: float | None) -> str:
+def _csv(value: Cell) -> str:
     return "" if value is None else repr(float(value))
 
 
@@ -209,24 +230,26 @@ def save_heatmap(result: Results, path: str | os.PathLike[str], key: str = "rank
     y: gallery view) into ``path`` (png, svg or pdf by its extension), atomically."""
     from gaitcli.imaging import figure_class, save_figure
 
-    results = json_payload(result)
-    matrices = (results.get("matrix") or {}).get(key)
+    proto = _protocol(result)
+    matrices = (proto.tables.matrix or {}).get(key)
     if not matrices:
         raise GaitError(
-            f"{option('heatmap')}: the {results.get('protocol')} protocol has no gallery-view x probe-view "
+            f"{option('heatmap')}: the {proto.protocol} protocol has no gallery-view x probe-view "
             "matrix (use casia-b, ou-mvlp or generic)"
         )
-    views, names = list(results["views"]), list(matrices)
+    views, names = list(proto.views), list(matrices)
+    excluding = _tables(proto).get(f"{key}_exclude") or {}
     size = max(3.2, 0.42 * len(views) + 1.6)
     fig = figure_class("heatmap")(figsize=(size * len(names), size + 0.4), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     image = None
     for ax, name in zip(axes, names, strict=True):
-        mean = (results.get(f"{key}_exclude") or {}).get(name, {}).get("mean")
+        row = excluding.get(name)
+        mean = row.mean if row is not None else None
         image = _draw_matrix(ax, matrices[name], views, _panel_title(name, key, mean))
     if image is not None:
         fig.colorbar(image, ax=list(axes), shrink=0.8, label="%")
-    fig.suptitle(f"{results.get('protocol')} · {results.get('metric')} · gallery view x probe view")
+    fig.suptitle(f"{proto.protocol} · {proto.metric} · gallery view x probe view")
     return save_figure(fig, path, "heatmap")
 
 
@@ -235,7 +258,7 @@ def _panel_title(name: str, key: str, mean: float | None) -> str:
     return f"{name} {label} (%)" + (f", mean excl. identical {mean:.2f}" if mean is not None else "")
 
 
-def _draw_matrix(ax: Any, rows: list[list[float | None]], views: list[str], title: str) -> Any:
+def _draw_matrix(ax: Axes, rows: Matrix, views: list[str], title: str) -> AxesImage:
     """One panel: rows of ``rows`` are probe views, its columns gallery views; drawn transposed
     (y: gallery view, x: probe view), n/a grey."""
     import numpy as np
@@ -260,7 +283,7 @@ def _draw_matrix(ax: Any, rows: list[list[float | None]], views: list[str], titl
     return image
 
 
-def _cmap() -> Any:
+def _cmap() -> Colormap:
     from matplotlib import colormaps
 
     return colormaps["viridis"].with_extremes(bad="#d0d0d0")
