@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
+import numpy.typing as npt
 import torch
 from rich.console import Console
 
@@ -221,14 +221,14 @@ def _verify(
 
 
 def evaluate_features(
-    embeddings: Any,
-    labels: Any,
-    types: Any,
-    views: Any,
+    embeddings: torch.Tensor | npt.ArrayLike,
+    labels: npt.ArrayLike,
+    types: npt.ArrayLike,
+    views: npt.ArrayLike,
     protocol: str | ProtocolSpec = "auto",
     metric: str | None = "euc",
     *,
-    cfg: Mapping[str, Any] | None = None,
+    cfg: GaitConfig | Mapping[str, object] | None = None,
     dataset_name: str | None = None,
     want_map: bool = False,
     device: torch.device | str | None = None,
