@@ -10,12 +10,16 @@ both side by side.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .base import _to_float_frames
+from .gaitgl import GaitGL
+from .layers import BasicConv3d, GeMHPP, GLConv
+from .metagait import MHN, MetaGait
 
 SLOPE = 0.01
 
@@ -24,12 +28,18 @@ def _leaky(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, SLOPE)
 
 
-def _conv(block: Any, x: torch.Tensor) -> torch.Tensor:
+def _basic(module: nn.Module) -> BasicConv3d:
+    if not isinstance(module, BasicConv3d):
+        raise TypeError(f"expected a BasicConv3d, got {type(module).__name__}")
+    return module
+
+
+def _conv(block: BasicConv3d, x: torch.Tensor) -> torch.Tensor:
     conv = block.conv3d
     return F.conv3d(x, conv.weight, conv.bias, conv.stride, conv.padding)
 
 
-def glconv(layer: Any, x: torch.Tensor) -> torch.Tensor:
+def glconv(layer: GLConv, x: torch.Tensor) -> torch.Tensor:
     """GLConv: global conv over the whole map, local conv on each horizontal strip alone."""
     gob = _conv(layer.global_conv3d, x)
     if layer.halving == 0:
@@ -42,14 +52,16 @@ def glconv(layer: Any, x: torch.Tensor) -> torch.Tensor:
     return _leaky(gob) + _leaky(lcl)
 
 
-def _glconvs(stage: Any, x: torch.Tensor) -> torch.Tensor:
+def _glconvs(stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
     layers = list(stage) if isinstance(stage, torch.nn.Sequential) else [stage]
     for layer in layers:
+        if not isinstance(layer, GLConv):
+            raise TypeError(f"expected a GLConv, got {type(layer).__name__}")
         x = glconv(layer, x)
     return x
 
 
-def mhn_weights(mhn: Any, g5: torch.Tensor) -> torch.Tensor:
+def mhn_weights(mhn: MHN, g5: torch.Tensor) -> torch.Tensor:
     """The reference MHN on a pooled descriptor ``[n, C, 1, 1, 1]`` → ``[n, 3]``: the generated
     ``[3, C]`` matrix of each sample is applied as that sample's 1×1×1 convolution (grouped conv
     over the batch)."""
@@ -61,7 +73,7 @@ def mhn_weights(mhn: Any, g5: torch.Tensor) -> torch.Tensor:
     return out.reshape(n, mhn.outputs)
 
 
-def reference_attention(model: Any, x: torch.Tensor) -> torch.Tensor:
+def reference_attention(model: MetaGait, x: torch.Tensor) -> torch.Tensor:
     """MetaGait reference: ``eca(x) + se(x)`` exactly as docs/models.md writes it."""
     g5 = F.adaptive_avg_pool3d(x, 1)  # [n, C, 1, 1, 1]
     w = mhn_weights(model.eca.dynamic_conv, g5)
@@ -74,12 +86,13 @@ def reference_attention(model: Any, x: torch.Tensor) -> torch.Tensor:
     w0, w1, w2 = (w[:, i].reshape(-1, 1, 1, 1, 1) for i in range(3))
     eca = x * ys[1] * w0 + x * ys[5] * w1 + x * ys[3] * w2
     g = g5.flatten(1)
-    s = torch.sigmoid(F.linear(_leaky(F.linear(g, model.se.fc[0].weight)), model.se.fc[2].weight))
+    w1, w2 = model.se.weights()  # fc.0 and fc.2
+    s = torch.sigmoid(F.linear(_leaky(F.linear(g, w1)), w2))
     se = x * s.reshape(x.size(0), -1, 1, 1, 1)
     return eca + se
 
 
-def gem_hpp(hpp: Any, x: torch.Tensor) -> torch.Tensor:
+def gem_hpp(hpp: GeMHPP, x: torch.Tensor) -> torch.Tensor:
     """GeM per bin with ``avg_pool2d``: ``[n, c, h, w]`` → ``[n, c, parts]``."""
     n, c, h, w = x.shape
     bins = [h] if hpp.bin_num is None else hpp.bin_num
@@ -97,25 +110,26 @@ def separate_fcs(fc_bin: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.stack([x[:, :, i] @ fc_bin[i] for i in range(fc_bin.size(0))], dim=2)
 
 
-def straightforward_forward(model: Any, sils: torch.Tensor) -> dict[str, torch.Tensor]:
+def straightforward_forward(model: GaitGL, sils: torch.Tensor) -> dict[str, torch.Tensor]:
     """The whole network on a batch of equal-length sequences ``[n, s, h, w]`` (no padding)."""
     x = sils.unsqueeze(1).float()
     s = x.size(2)
     if s < 3:
         x = x.repeat(1, 1, 3 if s == 1 else 2, 1, 1)
     for layer in model.conv3d:
-        x = _conv(layer, x) if hasattr(layer, "conv3d") else _leaky(x)
-    x = _leaky(_conv(model.LTA[0], x))
+        x = _conv(layer, x) if isinstance(layer, BasicConv3d) else _leaky(x)
+    x = _leaky(_conv(_basic(model.LTA[0]), x))
     x = _glconvs(model.GLConvA0, x)
     x = F.max_pool3d(x, kernel_size=(1, 2, 2), stride=(1, 2, 2))
     x = _glconvs(model.GLConvA1, x)
     x = _glconvs(model.GLConvB2, x)
-    if getattr(model, "variant", None) == "reference" and hasattr(model, "eca"):
-        x = reference_attention(model, x)
-    elif getattr(model, "variant", None) == "paper":
-        x = model.mta(x, None)
-    if getattr(model, "use_mtp", False):
-        x = model.mtp(x, None)
+    meta = model if isinstance(model, MetaGait) else None  # GaitGL: no attention, max over time
+    if meta is not None and meta.variant == "reference" and hasattr(meta, "eca"):
+        x = reference_attention(meta, x)
+    elif meta is not None and meta.variant == "paper":
+        x = meta.mta(x, None)
+    if meta is not None and meta.use_mtp:
+        x = meta.mtp(x, None)
     else:
         x = torch.max(x, dim=2)[0]
     feat = gem_hpp(model.HPP, x)  # [n, c, p]
@@ -126,7 +140,7 @@ def straightforward_forward(model: Any, sils: torch.Tensor) -> dict[str, torch.T
 
 
 @torch.no_grad()
-def straightforward_embed(model: Any, sequences: Sequence[Any]) -> torch.Tensor:
+def straightforward_embed(model: GaitGL, sequences: Sequence[torch.Tensor | npt.ArrayLike]) -> torch.Tensor:
     """Embeddings of variable-length sequences, one sequence at a time (eval mode)."""
     was_training = model.training
     model.eval()
