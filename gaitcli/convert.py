@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeGuard
 
 import torch
 from safetensors import safe_open
@@ -25,6 +25,7 @@ from .build import build_model
 from .config import config_from_stored, load_config, resolve_config, stored_config
 from .config_types import GaitConfig
 from .errors import GaitError, option
+from .fileio import JSONValue
 from .models.checkpoint import (
     FORMAT,
     is_training_state,
@@ -65,9 +66,9 @@ class SourceWeights:
     """The model weights, ``module.`` prefixes dropped."""
     iteration: int | None
     """The training iteration it records, None when it records none."""
-    config: dict[str, Any] | None = None
+    config: dict[str, object] | None = None
     """The resolved config a gaitcli checkpoint embeds (None for foreign weights)."""
-    labels: list[Any] = field(default_factory=list)
+    labels: list[object] = field(default_factory=list)
     """A gaitcli checkpoint's training label set (the classifier's class order)."""
 
 
@@ -101,7 +102,7 @@ def _not_torch(src: Path, head: bytes) -> ConvertError:
     return ConvertError(f"{src}: not a torch checkpoint: {what}; give the .pt file torch.save wrote")
 
 
-def _torch_load(src: Path) -> Any:
+def _torch_load(src: Path) -> object:
     """``torch.load(src, weights_only=True)``: tensors and plain containers only, one-line errors."""
     try:
         return torch.load(src, map_location="cpu", weights_only=True)
@@ -129,8 +130,9 @@ def _torch_load(src: Path) -> Any:
         ) from None
 
 
-def safe_torch_load(src: Path) -> Any:
-    """The object in a ``.pt`` file, read with ``weights_only=True`` (no pickled code runs)."""
+def safe_torch_load(src: Path) -> object:
+    """The object in a ``.pt`` file, read with ``weights_only=True`` (no pickled code runs;
+    the caller narrows it with ``isinstance``)."""
     head = _read_head(src)
     if not looks_like_torch_pickle(head):
         raise _not_torch(src, head)
@@ -175,7 +177,7 @@ def read_source(src: Path) -> SourceWeights:
     return SourceWeights(*extract_state_dict(safe_torch_load(src), src))
 
 
-def _is_state_dict(obj: Any) -> bool:
+def _is_state_dict(obj: object) -> TypeGuard[Mapping[str, torch.Tensor]]:
     return (
         isinstance(obj, Mapping)
         and bool(obj)
@@ -183,16 +185,17 @@ def _is_state_dict(obj: Any) -> bool:
     )
 
 
-def extract_state_dict(obj: Any, src: Path) -> tuple[dict[str, torch.Tensor], int | None]:
+def extract_state_dict(obj: object, src: Path) -> tuple[dict[str, torch.Tensor], int | None]:
     """``(state dict without module. prefixes, iteration or None)``."""
     iteration = None
-    state: Any = None
+    state: Mapping[str, torch.Tensor] | None = None
     if _is_state_dict(obj):
         state = obj
     elif isinstance(obj, Mapping):
         for key in ("model", "state_dict", "model_state_dict", "net"):
-            if key in obj and _is_state_dict(obj[key]):
-                state = obj[key]
+            inner = obj[key] if key in obj else None
+            if _is_state_dict(inner):
+                state = inner
                 break
         it = obj.get("iteration")
         if isinstance(it, (int, float)) and not isinstance(it, bool):
@@ -239,7 +242,7 @@ def _out_channels(state: Mapping[str, torch.Tensor], key: str, src: Path) -> int
     return int(state[key].shape[0])
 
 
-def infer_model_cfg(state: Mapping[str, torch.Tensor], src: Path) -> tuple[dict[str, Any], str]:
+def infer_model_cfg(state: Mapping[str, torch.Tensor], src: Path) -> tuple[dict[str, object], str]:
     """``(model_cfg, dataset_name)`` read off the weights' names and shapes."""
     model, variant = weights_model(state)
     large = "conv3d.2.conv3d.weight" in state
@@ -262,7 +265,7 @@ def infer_model_cfg(state: Mapping[str, torch.Tensor], src: Path) -> tuple[dict[
             f"pass the training config with {option('config_path')}"
         )
     parts, _, class_num = (int(d) for d in state["Head1.fc_bin"].shape)
-    model_cfg: dict[str, Any] = {
+    model_cfg: dict[str, object] = {
         "model": model,
         "channels": channels,
         "class_num": class_num,
@@ -316,7 +319,7 @@ class ConvertSummary:
     warnings: list[str] = field(default_factory=list)
     """The messages also sent to ``warn``."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         return asdict(self)
 
 
