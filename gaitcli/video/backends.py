@@ -257,8 +257,8 @@ def _load_mediapipe() -> Any:
     kept off the terminal."""
     try:
         with contextlib.redirect_stderr(io.StringIO()):
-            from mediapipe.python import solution_base  # type: ignore[import-not-found,unused-ignore]
-            from mediapipe.python.solutions import pose  # type: ignore[import-not-found,unused-ignore]
+            from mediapipe.python import solution_base  # type: ignore[import-untyped,import-not-found,unused-ignore]
+            from mediapipe.python.solutions import pose  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError as exc:
         raise GaitError(f"the mediapipe backend needs MediaPipe {MEDIAPIPE_VERSION} ({exc}); install it with "
                         f"`{MEDIAPIPE_INSTALL}`, or use {option('backend', 'mog2')}") from None
