@@ -260,8 +260,9 @@ def _load_mediapipe() -> Any:
             from mediapipe.python import solution_base  # type: ignore[import-untyped,import-not-found,unused-ignore]
             from mediapipe.python.solutions import pose  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError as exc:
-        raise GaitError(f"the mediapipe backend needs MediaPipe {MEDIAPIPE_VERSION} ({exc}); install it with "
-                        f"`{MEDIAPIPE_INSTALL}`, or use {option('backend', 'mog2')}") from None
+        raise GaitError(f"the mediapipe backend needs MediaPipe {MEDIAPIPE_VERSION} ({exc}; "
+                        f"Python 3.9-3.12): install it with `{MEDIAPIPE_INSTALL}`, "
+                        f"or use {option('backend', 'mog2')}") from None
     return solution_base, pose._BINARYPB_FILE_PATH
 
 
