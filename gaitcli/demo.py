@@ -19,14 +19,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
 from gaitcli.config_types import GaitConfig
 from gaitcli.errors import GaitError, option
 from gaitcli.evaluation.results import EvalResult
-from gaitcli.fileio import atomic_write_bytes
+from gaitcli.fileio import JSONValue, atomic_write_bytes
 
 DEMO_VIEWS = ["000", "054", "090", "126", "180"]
 DEMO_FRAMES = 40
@@ -40,6 +39,9 @@ HELD_BACK = ("nm-05", "090")  # the type and view of the walk the last stage ide
 
 Fingerprint = dict[str, int]
 """``{"files": N, "bytes": B}`` of the files a stage wrote."""
+
+StageParams = dict[str, JSONValue]
+"""What a stage was run with, as the stage record stores it (a changed value redoes the stage)."""
 
 
 def fingerprint(files: Iterable[Path]) -> Fingerprint:
@@ -64,19 +66,19 @@ class DemoStages:
             loaded = json.loads(self.path.read_text()) if self.path.exists() else {}
         except ValueError:
             loaded = {}
-        self.done: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+        self.done: dict[str, JSONValue] = loaded if isinstance(loaded, dict) else {}
 
-    def finished(self, name: str, params: dict[str, Any]) -> Fingerprint | None:
-        """The fingerprint of the files a finished run of stage ``name`` with ``params`` wrote
-        (None when there was none)."""
+    def finished(self, name: str, params: StageParams) -> dict[str, JSONValue] | None:
+        """The fingerprint (as recorded) of the files a finished run of stage ``name`` with
+        ``params`` wrote (None when there was none)."""
         entry = self.done.get(name)
         if not isinstance(entry, dict) or entry.get("params") != params:
             return None
         outputs = entry.get("outputs")
         return outputs if isinstance(outputs, dict) else None
 
-    def record(self, name: str, params: dict[str, Any], seconds: float, outputs: Fingerprint) -> None:
-        self.done[name] = {"params": params, "seconds": round(seconds, 2), "outputs": outputs}
+    def record(self, name: str, params: StageParams, seconds: float, outputs: Fingerprint) -> None:
+        self.done[name] = {"params": params, "seconds": round(seconds, 2), "outputs": dict(outputs)}
         atomic_write_bytes(self.path, json.dumps(self.done, indent=2).encode())
 
     def forget_from(self, names: list[str]) -> None:
@@ -109,7 +111,7 @@ class Identification:
         mark = "[green]correct[/]" if self.correct else "[red]wrong[/]"
         return f"answer {self.answer} (distance {self.distance:.3f}) · truth {self.truth} · {mark}"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         return {
             "walk": self.walk,
             "truth": self.truth,
@@ -136,9 +138,9 @@ class DemoResult:
     workdir: str = "."
     """The work folder they are in."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         """The eval JSON (docs/eval.md) plus ``stages`` and ``identify``."""
-        return {**self.eval.to_json(), "stages": self.stages, "identify": self.identification.to_json()}
+        return {**self.eval.to_json(), "stages": dict(self.stages), "identify": self.identification.to_json()}
 
 
 @dataclass
@@ -162,7 +164,7 @@ class _Demo:
     def heading(self, name: str, what: str) -> None:
         self.console.rule(f"[bold cyan]{STAGES.index(name) + 1}/{len(STAGES)}  {name}[/]  {what}")
 
-    def reuse(self, name: str, params: dict[str, Any], outputs: Callable[[], Fingerprint]) -> bool:
+    def reuse(self, name: str, params: StageParams, outputs: Callable[[], Fingerprint]) -> bool:
         """Whether stage ``name`` finished with ``params`` and its files (``outputs()``, their
         fingerprint now) are all as it left them; otherwise it and every later stage are redone."""
         recorded = self.stages.finished(name, params)
@@ -176,7 +178,7 @@ class _Demo:
         self.stages.forget_from(STAGES[STAGES.index(name):])  # every later stage is stale
         return False
 
-    def done(self, name: str, params: dict[str, Any], started: float, outputs: Fingerprint) -> None:
+    def done(self, name: str, params: StageParams, started: float, outputs: Fingerprint) -> None:
         self.timings[name] = time.perf_counter() - started
         self.stages.record(name, params, self.timings[name], outputs)
 
@@ -230,8 +232,8 @@ def run_demo(
 def _synth(demo: _Demo) -> None:
     from gaitcli.synth.generate import CASIA_B_TYPES, synthesize
 
-    params = {"subjects": demo.subjects, "views": DEMO_VIEWS, "types": CASIA_B_TYPES,
-              "frames": DEMO_FRAMES, "seed": 0}
+    params: StageParams = {"subjects": demo.subjects, "views": list(DEMO_VIEWS), "types": list(CASIA_B_TYPES),
+                           "frames": DEMO_FRAMES, "seed": 0}
     demo.heading("synth", f"{demo.subjects} walkers x {len(CASIA_B_TYPES)} walks x {len(DEMO_VIEWS)} views")
     def outputs() -> Fingerprint:
         return fingerprint(demo.path("raw").rglob("*.png"))
@@ -246,7 +248,7 @@ def _synth(demo: _Demo) -> None:
 def _prepare(demo: _Demo) -> None:
     from gaitcli.data.prepare import prepare_dataset
 
-    params = {"img_size": DEMO_IMG_SIZE}
+    params: StageParams = {"img_size": DEMO_IMG_SIZE}
     demo.heading("prepare", f"PNG frames -> one pkl per walk, {DEMO_IMG_SIZE}x{DEMO_IMG_SIZE}")
     def outputs() -> Fingerprint:
         return fingerprint(demo.path("pkl").rglob("*.pkl"))
@@ -309,7 +311,8 @@ def _check_run_kept(demo: _Demo, cfg: GaitConfig) -> None:
             f"(or delete {run} to start over here)"
         )
     if reached > total:
-        stored_total = (stored.get("trainer_cfg") or {}).get("total_iter")
+        stored_trainer = stored.get("trainer_cfg")
+        stored_total = stored_trainer.get("total_iter") if isinstance(stored_trainer, Mapping) else None
         what = f"a finished {reached}-iteration" if stored_total == reached else f"a {reached}-iteration"
         raise GaitError(
             f"{run} holds {what} training run, which this {total}-iteration demo would delete; gait demo "
@@ -318,7 +321,7 @@ def _check_run_kept(demo: _Demo, cfg: GaitConfig) -> None:
         )
 
 
-def _changed_settings(stored: Mapping[str, Any], cfg: GaitConfig) -> list[str]:
+def _changed_settings(stored: Mapping[str, object], cfg: GaitConfig) -> list[str]:
     """The model and trainer keys (but the length) in which a stored run differs from ``cfg``;
     a stored config that cannot be read differs in everything."""
     plain = cfg.to_dict()
@@ -341,7 +344,8 @@ def _train(demo: _Demo, cfg: GaitConfig) -> Path:
     atomic_write_bytes(demo.path("partition"), json.dumps(partition).encode())
     total = cfg.trainer.total_iter
     plain = cfg.to_dict()
-    params = {"config": plain["model_cfg"], "trainer": plain["trainer_cfg"], "train_ids": train_ids}
+    params: StageParams = {"config": plain["model_cfg"], "trainer": plain["trainer_cfg"],
+                           "train_ids": list(train_ids)}
     demo.heading("train", f"{cfg.model.name} on {len(train_ids)} ids, {total} iterations")
     run, ckpt_dir = demo.path("run"), demo.path("run") / "checkpoints"
     checkpoint = ckpt_dir / checkpoint_name(cfg, total)
@@ -416,7 +420,7 @@ def _render_artefacts(result: DemoResult, out: Console) -> None:
         out.print(f"                   {' · '.join(items[half:])}", highlight=False)
 
 
-def _stored_config(run: Path) -> dict[str, Any]:
+def _stored_config(run: Path) -> dict[str, object]:
     """The config a previous training stage wrote, in the current shape (empty when there is none
     or it is unreadable)."""
     import yaml
