@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gaitcli import __version__
+from gaitcli.cli_video import VIDEO_PANEL, VideoOptionsBuilder, with_video_options
 from gaitcli.errors import GaitError, options_rendered_by, render
 
 app = typer.Typer(
@@ -36,7 +37,9 @@ out_console = Console()
 # The one place that knows how options are spelt here: messages from the layers below name a
 # parameter (gaitcli.errors.option); the flag is "--" + its name with dashes, except these.
 _FLAGS = {"set_": "--set", "overrides": "--set", "json_out": "--json", "json": "--json", "csv_out": "--csv",
-          "map_": "--map", "input_dir": "IN", "output_dir": "OUT", "config_path": "--config"}
+          "map_": "--map", "input_dir": "IN", "output_dir": "OUT", "config_path": "--config",
+          "names": "--name",
+          "track_type": "--type", "track_view": "--view"}
 
 
 def _flag(name: str, value: Optional[str]) -> str:
@@ -184,6 +187,39 @@ def prepare(
     summary = prepare_dataset(input_dir, output_dir, img_size=img_size, workers=workers, overwrite=overwrite,
                               follow_links=follow_links, console=console)
     render_summary(summary, console)
+    if json_out:
+        write_json(json_out, summary.to_json())
+
+
+# --------------------------------------------------------------------------- silhouettes
+@app.command()
+@_handle_errors
+@with_video_options
+def silhouettes(
+    inputs: Annotated[list[str], typer.Argument(
+        metavar="INPUT...", help="Video files (mp4, avi, mov, mkv) or folders of frames.")],
+    out: Annotated[Path, typer.Option(metavar="DIR", help="Prepared tree to write: ID/TYPE/VIEW/VIEW.pkl.")],
+    video: VideoOptionsBuilder | None = None,
+    img_size: Annotated[int, typer.Option("--img-size", min=8, help="Silhouette height and width.")] = 64,
+    keep_masks: Annotated[Optional[Path], typer.Option(
+        metavar="DIR", help="Also write the full-frame masks: DIR/STEM/tK/FRAME.png.")] = None,
+    sheet: Annotated[Optional[Path], typer.Option(
+        metavar="DIR", help="Write a contact sheet PNG per kept track into DIR.")] = None,
+    sheet_every: Annotated[int, typer.Option(min=1, help="Every N-th silhouette on the sheet.")] = 5,
+    overwrite: Annotated[bool, typer.Option(
+        help="Start over: remove what gaitcli wrote into DIR, then write.")] = False,
+    json_out: Annotated[Optional[str], typer.Option(
+        "--json", metavar="FILE", help="Write the summary as JSON ('-' = stdout).")] = None,
+) -> None:
+    """Tracked, normalised silhouettes from videos, as a prepared tree every command reads."""
+    from gaitcli.video.report import render_silhouettes
+    from gaitcli.video.silhouettes import run_silhouettes
+
+    if video is None:  # pragma: no cover - with_video_options always passes it
+        raise GaitError("internal: no video options")
+    summary = run_silhouettes(inputs, out, video(img_size), keep_masks=keep_masks, sheets=sheet,
+                              sheet_every=sheet_every, overwrite=overwrite, console=console)
+    render_silhouettes(summary, console if json_out == "-" else out_console)
     if json_out:
         write_json(json_out, summary.to_json())
 
@@ -490,10 +526,11 @@ def demo(
 # --------------------------------------------------------------------------- deploy (docs/deploy.md)
 @app.command()
 @_handle_errors
+@with_video_options
 def embed(
     checkpoint: Annotated[Path, typer.Argument(metavar="CKPT", help="A gaitcli .safetensors checkpoint.")],
     inputs: Annotated[list[str], typer.Argument(
-        metavar="INPUT...", help="PNG walk folders, sequence .pkl files or prepared trees.")],
+        metavar="INPUT...", help="PNG walk folders, sequence .pkl files, prepared trees or videos.")],
     out: Annotated[Optional[Path], typer.Option(
         "--out", metavar="FEATURES.npz",
         help="Feature file to write (as gait eval --save-features).")] = None,
@@ -512,14 +549,15 @@ def embed(
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
     json_out: Annotated[Optional[str], typer.Option(
         "--json", metavar="FILE", help="Write the summary as JSON ('-' = stdout).")] = None,
+    video: VideoOptionsBuilder | None = None,
 ) -> None:
-    """Embed walks (PNG folders, pkls, prepared trees) into a feature file."""
+    """Embed walks (PNG folders, pkls, prepared trees, every track of a video) into a feature file."""
     from gaitcli.deploy.embed import run_embed
     from gaitcli.deploy.render import render_embed
 
     result = run_embed(checkpoint, inputs, out, append=append, partition=partition, split=split,
                        img_size=img_size, device=device, batch_size=batch_size, overwrite=overwrite,
-                       console=console)
+                       console=console, video=video)
     render_embed(result, console if json_out == "-" else out_console)
     if json_out:
         write_json(json_out, result.to_json())
@@ -527,11 +565,13 @@ def embed(
 
 @app.command()
 @_handle_errors
+@with_video_options
 def identify(
-    probes: Annotated[list[str], typer.Argument(
-        metavar="PROBE...", help="Feature files, or with --checkpoint anything gait embed takes.")],
     gallery: Annotated[Path, typer.Option(
         metavar="G.npz", help="Gallery feature file (gait embed / gait eval --save-features).")],
+    probes: Annotated[Optional[list[str]], typer.Argument(
+        metavar="PROBE...", help="Feature files, or with --checkpoint anything gait embed takes "
+        "(videos too).")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(
         metavar="CKPT", help="Embed non-.npz probes with this checkpoint.")] = None,
     top_k: Annotated[int, typer.Option(min=1, help="Identities listed per probe.")] = 5,
@@ -550,25 +590,74 @@ def identify(
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Sequences per inference batch.")] = None,
     json_out: Annotated[Optional[str], typer.Option(
         "--json", metavar="FILE", help="Write the answers as JSON ('-' = stdout).")] = None,
+    stream: Annotated[Optional[str], typer.Option(
+        metavar="SOURCE", rich_help_panel=VIDEO_PANEL,
+        help="Identify walkers as frames come: a video file, a camera index or a stream URL; "
+        "JSON lines on stdout.")] = None,
+    window: Annotated[int, typer.Option(
+        min=1, rich_help_panel=VIDEO_PANEL, help="--stream: silhouettes per decision.")] = 30,
+    every: Annotated[int, typer.Option(
+        min=1, rich_help_panel=VIDEO_PANEL,
+        help="--stream: a new decision per track every N new silhouettes.")] = 10,
+    video: VideoOptionsBuilder | None = None,
 ) -> None:
-    """Who is this? The top-k gallery identities for each probe walk."""
+    """Who is this? The top-k gallery identities for each probe walk (or each walker of a video)."""
     from gaitcli.deploy.identify import identify as run_identify
-    from gaitcli.deploy.identify import load_probes, resolve_threshold
+    from gaitcli.deploy.identify import load_probes, place_tracks, resolve_threshold
     from gaitcli.deploy.render import render_identify, render_problems
     from gaitcli.evaluation.extract import FeatureSet
 
     gal = FeatureSet.load(gallery)
     cut = resolve_threshold(threshold, str(calibration) if calibration else None, gal, str(gallery))
-    probe_set, skipped = load_probes(probes, gal, str(gallery),
-                                     checkpoint=str(checkpoint) if checkpoint else None,
-                                     img_size=img_size, device=device, batch_size=batch_size, console=console)
+    if stream is not None:
+        return _identify_stream(stream, probes, gal, str(gallery), checkpoint, cut, img_size, device, window,
+                                video, every)
+    if not probes:
+        raise GaitError("no PROBE given: pass feature files, walks or videos (or --stream SOURCE)")
+    probe_set, skipped, origins = load_probes(probes, gal, str(gallery),
+                                              checkpoint=str(checkpoint) if checkpoint else None,
+                                              img_size=img_size, device=device, batch_size=batch_size,
+                                              console=console, video=video)
     result = run_identify(gal, probe_set, top_k=top_k, exclude_same_view=exclude_same_view,
                           gallery_types=_split_list(gallery_types), threshold=cut, gallery_name=str(gallery))
+    place_tracks(result, origins)
     target = console if json_out == "-" else out_console
     render_problems(skipped, target)
     render_identify(result, target)
     if json_out:
         write_json(json_out, result.to_json())
+
+
+def _identify_stream(source: str, probes: Optional[list[str]], gal: Any, gallery_name: str,
+                     checkpoint: Optional[Path], cut: Any, img_size: Optional[str], device: Optional[str],
+                     window: int, video: VideoOptionsBuilder | None, every: int) -> None:
+    """gait identify --stream: JSON lines on stdout, a human line per decision on stderr."""
+    from gaitcli.deploy.stream import open_stream_model, stream_identify
+
+    if probes:
+        raise GaitError("--stream takes its frames from SOURCE: drop the PROBE arguments")
+    if checkpoint is None:
+        raise GaitError("--stream needs --checkpoint CKPT to embed the walkers it sees")
+    loaded = open_stream_model(str(checkpoint), gal, gallery_name, img_size=img_size, device=device)
+    if video is None:  # pragma: no cover - with_video_options always passes it
+        raise GaitError("internal: no video options")
+    options = video(loaded.frame_size[0])
+
+    def emit(decision: Any) -> None:
+        sys.stdout.write(json.dumps(decision.to_json()) + "\n")
+        sys.stdout.flush()
+        who = decision.answer if decision.answer is not None else "unknown"
+        dist = "-" if decision.distance is None else f"{decision.distance:.3f}"
+        tag = "[bold]final[/]" if decision.final else "window"
+        console.print(f"track {decision.track} frames {decision.frames[0]}-{decision.frames[1]} {tag}: "
+                      f"{escape(who)} (distance {dist})", highlight=False)
+
+    result = stream_identify(source, loaded, gal, options, every=every, window=window,
+                             threshold=cut, emit=emit)
+    if result.interrupted:
+        console.print("[yellow]interrupted[/]: final answers given for the open tracks", highlight=False)
+    console.print(f"{result.frames} frames in {result.seconds:.1f} s, {len(result.decisions)} decisions",
+                  highlight=False)
 
 
 @app.command()

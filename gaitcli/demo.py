@@ -395,7 +395,7 @@ def _identify(demo: _Demo, checkpoint: Path, out: Console) -> Identification:
     run_embed(checkpoint, [str(demo.path("pkl"))], gallery, partition=demo.path("partition"), split="test",
               device="cpu", overwrite=True, console=demo.console)
     gal = FeatureSet.load(gallery)
-    probe, _ = load_probes([str(walk)], gal, str(gallery), checkpoint=str(checkpoint), img_size=None,
+    probe, _, _ = load_probes([str(walk)], gal, str(gallery), checkpoint=str(checkpoint), img_size=None,
                            device="cpu", batch_size=None, console=demo.console)
     found = identify(gal, probe, top_k=1, gallery_types=GALLERY_TYPES, gallery_name=str(gallery))
     demo.timings["identify"] = time.perf_counter() - started

@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, int]] = [
     ("gaitcli.runtime", 0),
     ("gaitcli.data", 1),
     ("gaitcli.synth", 1),
+    ("gaitcli.video", 1),
     ("gaitcli.models", 1),
     ("gaitcli.config_schema", 2),
     ("gaitcli.config_types", 2),
@@ -40,6 +41,7 @@ LAYERS: list[tuple[str, int]] = [
     ("gaitcli.deploy", 5),
     ("gaitcli.demo", 6),
     ("gaitcli.cli", 6),
+    ("gaitcli.cli_video", 6),
     ("gaitcli.__main__", 6),
 ]
 SEPARATE = ("gaitcli.data", "gaitcli.models")

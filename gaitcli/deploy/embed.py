@@ -37,7 +37,7 @@ from gaitcli.models.base import GaitModel
 from gaitcli.runtime.lock import NETWORK_FILESYSTEMS, LockError, exclusive_lock, filesystem_type
 
 from .compat import Source, check_compatible, feature_file
-from .inputs import Problem, WalkSet, parse_frame_size, resolve_inputs
+from .inputs import Problem, VideoOptions, WalkSet, parse_frame_size, resolve_inputs
 
 LOCK_WAIT = 120.0
 """Seconds ``--append`` waits for another process writing the same gallery."""
@@ -336,6 +336,7 @@ def run_embed(
     overwrite: bool = False,
     console: Console | None = None,
     lock_wait: float = LOCK_WAIT,
+    video: VideoOptions | None = None,
 ) -> EmbedResult:
     """``gait embed``: resolve the inputs, embed the new ones, write (or extend) the feature file."""
     started = time.perf_counter()
@@ -359,7 +360,7 @@ def run_embed(
     if base is not None:
         check_compatible(feature_file(base.provenance, f"gallery {append_path}"), me)
     walks = resolve_inputs(inputs, loaded.frame_size, partition=partition, split=split,
-                           data_in_use=loaded.data_in_use)
+                           data_in_use=loaded.data_in_use, video=video, console=console)
     todo = new_walks(walks, base) if base is not None else walks
     if len(todo) == 0 and base is None:
         raise GaitError("nothing to embed")

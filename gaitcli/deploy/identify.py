@@ -27,7 +27,7 @@ from gaitcli.evaluation.metrics import as_features, check_metric, distance_block
 from gaitcli.fileio import JSONValue
 
 from .compat import Source, calibration_file, check_compatible, feature_file
-from .inputs import Problem
+from .inputs import Problem, VideoOptions, Walk
 
 UNKNOWN = "unknown"
 """What :attr:`Answer.answer` (display text) shows for a probe without an identity."""
@@ -93,6 +93,10 @@ class Answer:
     identity: str | None
     """The answer: the best identity, or None when its distance is above the threshold or the
     gallery left nothing to match."""
+    track: int | None = None
+    """For a track of a video (``probe`` is then the video): its number in the video."""
+    frames: tuple[int, int] | None = None
+    """For a track of a video: its first and last decoded frame index (from 0)."""
 
     @property
     def best(self) -> Match | None:
@@ -110,14 +114,18 @@ class Answer:
         return self.identity if self.identity is not None else UNKNOWN
 
     def to_json(self) -> dict[str, JSONValue]:
-        return {
-            "probe": self.probe,
+        out: dict[str, JSONValue] = {"probe": self.probe}
+        if self.track is not None:
+            out["track"] = self.track
+            out["frames"] = list(self.frames) if self.frames is not None else None
+        out.update({
             "type": self.type,
             "view": self.view,
             "answer": self.identity,
             "known": self.known,
             "matches": [m.to_json() for m in self.matches],
-        }
+        })
+        return out
 
 
 @dataclass
@@ -320,6 +328,15 @@ def resolve_threshold(
     return Threshold(float(cal.threshold), cal.meaning(), cal.caveat(), cal.gallery_identities)
 
 
+def place_tracks(result: IdentifyResult, origins: Sequence[Walk | None]) -> IdentifyResult:
+    """Answers of video tracks name the video as ``probe``, with the track and its frames
+    (``origins[i]`` is the walk of probe row ``i``, ``None`` for rows from feature files)."""
+    for answer, walk in zip(result.answers, origins, strict=True):
+        if walk is not None and walk.track is not None:
+            answer.probe, answer.track, answer.frames = walk.source, walk.track, walk.frames
+    return result
+
+
 def load_probes(
     probes: Sequence[str],
     gallery: FeatureSet,
@@ -330,9 +347,11 @@ def load_probes(
     device: str | None,
     batch_size: int | None,
     console: Console | None,
-) -> tuple[FeatureSet, list[Problem]]:
+    video: VideoOptions | None = None,
+) -> tuple[FeatureSet, list[Problem], list[Walk | None]]:
     """Probe feature files, plus (with ``checkpoint``) anything ``gait embed`` takes, as one
-    feature set checked against the gallery; also the skipped inputs."""
+    feature set checked against the gallery; also the skipped inputs, and per probe row the walk
+    it came from (``None`` for rows of feature files)."""
     from .embed import embed_walks, load_for_inference
     from .inputs import resolve_inputs
 
@@ -350,6 +369,7 @@ def load_probes(
         check_compatible(ref, feature_file(feats.provenance, f"probe file {path}"))
         parts.append(feats)
     skipped: list[Problem] = []
+    origins: list[Walk | None] = [None] * sum(len(p) for p in parts)
     if walks:
         if checkpoint is None:
             raise GaitError(
@@ -360,12 +380,14 @@ def load_probes(
             checkpoint, img_size=img_size, device=device, metric=gallery.meta.get("metric")
         )
         check_compatible(ref, Source(loaded.provenance, f"checkpoint {checkpoint}"))
-        walk_set = resolve_inputs(walks, loaded.frame_size, data_in_use=loaded.data_in_use)
+        walk_set = resolve_inputs(walks, loaded.frame_size, data_in_use=loaded.data_in_use, video=video,
+                                  console=console)
         skipped = list(walk_set.skipped)
         parts.append(embed_walks(loaded, walk_set, batch_size=batch_size, console=console))
+        origins.extend(walk_set.sequences)
     if not parts:
         raise GaitError(f"no PROBE given: pass feature files or (with {option('checkpoint')}) walks")
     merged = parts[0]
     for extra in parts[1:]:
         merged = concat_features(merged, extra)
-    return merged, skipped
+    return merged, skipped, origins

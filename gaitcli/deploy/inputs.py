@@ -6,6 +6,9 @@
   listed and skipped; a folder without any usable frame is listed and skipped.
 * A ``.pkl`` file is one walk, read through the restricted unpickler; a malformed one is listed
   and skipped.
+* A video file (mp4, avi, mov, mkv, ...) gives one walk per kept track, found and normalised
+  exactly as ``gait silhouettes`` does (:func:`gaitcli.video.silhouettes.extract_video`) with the
+  video options given; its label is the track's id (``<stem>-t<k>`` or its ``--name``).
 * Any other folder is a prepared tree ``id/type/view/*.pkl``: every sequence, or with
   ``--partition P`` the ids of ``--split train|test|all`` (the same listing ``gait eval`` reads).
 
@@ -19,6 +22,7 @@ twice), the SHA-256 of the frames decides (docs/deploy.md, "Which walk is which"
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
 
 from gaitcli.data.dataset import scan_tree
 from gaitcli.data.partition import load_partition
@@ -33,6 +38,11 @@ from gaitcli.data.pickle_io import load_array
 from gaitcli.data.prepare import IMAGE_EXTENSIONS, pretreat_sequence, read_frame
 from gaitcli.errors import DataError, GaitError, option, render
 from gaitcli.evaluation.features import frames_digest
+from gaitcli.video.readers import is_video_file
+from gaitcli.video.silhouettes import SilhouetteOptions, extract_video
+
+VideoOptions = Callable[[int], SilhouetteOptions]
+"""The video options of the command, given the silhouette size the checkpoint needs."""
 
 SPLITS = ("train", "test", "all")
 _VIEW = re.compile(r"^\d+(_\d+)?$")
@@ -66,6 +76,10 @@ class Walk:
     """Where the frames came from."""
     read: Callable[[], list[np.ndarray]] = field(compare=False, repr=False)
     """Returns the walk's arrays (one per pkl of a prepared sequence)."""
+    track: int | None = None
+    """For a track of a video: its number in the video (``source`` is the video)."""
+    frames: tuple[int, int] | None = None
+    """For a track of a video: the first and last decoded frame index (from 0) of its silhouettes."""
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -282,6 +296,33 @@ def _nested_pkls(folder: Path, frame_size: tuple[int, int], out: WalkSet) -> Non
         out.sequences.extend([walk] if walk else [])
 
 
+def video_walks(path: Path, frame_size: tuple[int, int], video: VideoOptions | None,
+                problems: list[Problem], console: Console | None = None) -> list[Walk]:
+    """One walk per kept track of the video ``path``; dropped tracks are listed in ``problems``."""
+    if frame_size[0] != frame_size[1]:
+        raise GaitError(f"{path}: video tracks are normalised to square silhouettes, and this checkpoint "
+                        f"takes {frame_size[0]}x{frame_size[1]} frames")
+    options = video(frame_size[0]) if video is not None else SilhouetteOptions(img_size=frame_size[0])
+    result = extract_video(path, options, console=console)
+    if result.warning:
+        problems.append(Problem(str(path), result.warning))
+    walks: list[Walk] = []
+    for track in result.tracks:
+        if not track.kept:
+            problems.append(Problem(f"{path} track {track.number}", track.reason or "dropped"))
+            continue
+        array = track.frames.array()
+        walks.append(Walk(track.id, options.type, options.view, str(path), functools.partial(_one, array),
+                          track=track.number, frames=track.span))
+    if not result.tracks:
+        problems.append(Problem(str(path), f"no walker found in {result.decoded} frames"))
+    return walks
+
+
+def _one(array: np.ndarray) -> list[np.ndarray]:
+    return [array]
+
+
 def resolve_inputs(
     inputs: Sequence[str | os.PathLike[str]],
     frame_size: tuple[int, int],
@@ -289,6 +330,8 @@ def resolve_inputs(
     partition: Path | None = None,
     split: str = "test",
     data_in_use: Sequence[bool] | None = None,
+    video: VideoOptions | None = None,
+    console: Console | None = None,
 ) -> WalkSet:
     """Turn INPUT arguments into walks (see the module docstring). A path that does not exist is
     a one-line error; bad walks inside the inputs are listed in ``skipped``."""
@@ -302,10 +345,15 @@ def resolve_inputs(
             raise GaitError(
                 f"{path}: no such file or folder (INPUT is a PNG walk folder, a .pkl or a prepared tree)"
             )
+        if path.is_file() and is_video_file(path):
+            out.sequences.extend(video_walks(path, frame_size, video, out.skipped, console))
+            out.from_tree = False
+            continue
         if path.is_file():
             if path.suffix.lower() != ".pkl":
                 raise GaitError(
-                    f"{path}: not a sequence .pkl; pass a folder of PNG frames, a .pkl or a prepared tree"
+                    f"{path}: not a sequence .pkl or a video; pass a folder of PNG frames, a .pkl, a video "
+                    "or a prepared tree"
                 )
             walk = pkl_walk(path, frame_size, out.skipped)
             out.from_tree = False

@@ -60,7 +60,10 @@ def render_identify(result: IdentifyResult, console: Console) -> None:
     for name in ("probe", "known", "nearest", "dist", "next best"):
         table.add_column(name, justify="right" if name == "dist" else "left")
     for a in result.answers:
-        probe = "/".join(x for x in (a.probe, a.type, a.view) if x)
+        if a.track is not None and a.frames is not None:  # a walker of a video
+            probe = f"{a.probe} track {a.track} [{a.frames[0]}-{a.frames[1]}]"
+        else:
+            probe = "/".join(x for x in (a.probe, a.type, a.view) if x)
         best = a.best
         others = ", ".join(f"{m.label} {m.distance:.4g}" for m in a.matches[1:3])
         table.add_row(

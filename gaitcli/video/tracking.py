@@ -10,9 +10,10 @@ Background subtraction often cuts a body in pieces (an arm, or a head or legs se
 band of clothing the colour of the background), so a smaller component joins a larger one when
 its box lies mostly (at least ``_ABSORB`` of its box area) within the larger box grown by
 ``_GROW`` of its height, or when it sits right above or below it (:func:`_stacked`: most of
-its width over the larger box, a gap of at most ``_GROW`` of its height, the two together still
-taller than wide); this repeats until nothing changes. People side by side stay apart. Blobs
-smaller than ``min_area`` are dropped after that (fragments counted into their body first).
+the narrower one's width over the other, a gap of at most ``_GROW`` of their joint height, the
+two together still taller than wide); this repeats until nothing changes. People side by side
+stay apart. Blobs smaller than ``min_area`` are dropped after that (fragments counted into
+their body first).
 
 **Association.** Each live track predicts its box at the new frame with a constant velocity
 (the smoothed centroid motion per update). A blob may continue a track when its box overlaps
@@ -170,12 +171,14 @@ def _union(a: Box, b: Box) -> Box:
 
 def _stacked(big: Box, small: Box) -> bool:
     """``small`` sits right above or below ``big`` (a body cut across by a band of background
-    colour): at least ``_ABSORB`` of its width over ``big``, a gap of at most ``_GROW`` of
-    ``big``'s height, and the two together still upright (taller than wide)."""
+    colour): at least ``_ABSORB`` of the narrower one's width over the other (legs in mid-stride
+    are wider than the torso above them), a gap of at most ``_GROW`` of the two's joint height,
+    and the two together still upright (taller than wide)."""
     overlap = min(big[2], small[2]) - max(big[0], small[0])
     gap = max(small[1] - big[3], big[1] - small[3])
     joint = _union(big, small)
-    return (overlap >= _ABSORB * (small[2] - small[0]) and gap <= _GROW * (big[3] - big[1])
+    narrower = min(small[2] - small[0], big[2] - big[0])
+    return (overlap >= _ABSORB * narrower and gap <= _GROW * (joint[3] - joint[1])
             and joint[3] - joint[1] >= joint[2] - joint[0])
 
 
