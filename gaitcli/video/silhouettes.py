@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 from rich.console import Console
 
+from gaitcli import __version__
 from gaitcli.data.pickle_io import save_array
 from gaitcli.data.prepare_output import (
     MANIFEST_NAME,
@@ -204,7 +205,8 @@ class SilhouettesSummary:
         return sum(1 for v in self.videos for t in v.tracks if t.pkl)
 
     def to_json(self) -> dict[str, JSONValue]:
-        return {"tool": SOURCE, "out": self.out, "written": self.written, "removed": list(self.removed),
+        return {"tool": SOURCE, "gaitcli": __version__, "format": RECORD_FORMAT, "out": self.out,
+                "written": self.written, "removed": list(self.removed),
                 "videos": [v.to_json() for v in self.videos]}
 
 
@@ -362,13 +364,18 @@ def _record(out: Path) -> dict[str, dict[str, JSONValue]]:
         raise DataError(f"{path}: cannot be read ({exc}); move it away or use "
                         f"{option('overwrite')}") from None
     videos = data.get("videos") if isinstance(data, dict) else None
+    fmt = data.get("format") if isinstance(data, dict) else None
+    if isinstance(fmt, int) and fmt > RECORD_FORMAT:
+        raise DataError(f"{path}: record format {fmt} comes from a newer gaitcli (this one reads "
+                        f"{RECORD_FORMAT}); upgrade gaitcli, or use {option('overwrite')}")
     if not isinstance(videos, dict):
         raise DataError(f"{path}: not a gait silhouettes record; move it away or use {option('overwrite')}")
     return {str(k): v for k, v in videos.items() if isinstance(v, dict)}
 
 
 def _write_record(out: Path, videos: Mapping[str, dict[str, JSONValue]]) -> None:
-    data = {"tool": SOURCE, "format": RECORD_FORMAT, "videos": dict(sorted(videos.items()))}
+    data = {"tool": SOURCE, "gaitcli": __version__, "format": RECORD_FORMAT,
+            "videos": dict(sorted(videos.items()))}
     atomic_write_bytes(out / RECORD_NAME, (json.dumps(data, indent=1) + "\n").encode())
 
 

@@ -20,8 +20,8 @@ their body first).
 the prediction with an IoU of at least ``iou_threshold``, or when its centroid lies within
 ``max_distance`` box heights of the predicted centroid (a small, fast or partly missing walker
 has little overlap). Among those pairs the tracks and blobs are matched by an *exact* minimum-
-cost assignment (:func:`assign`, the Hungarian method; cost ``1 - IoU + distance / height``):
-with a handful of people a greedy match on sorted costs is usually the same, but when two
+cost assignment (:func:`assign`, SciPy's ``linear_sum_assignment``; cost ``1 - IoU + distance
+/ height``): with a handful of people a greedy match on sorted costs is usually the same, but when two
 walkers pass close by, greedy can give the nearest blob to the wrong walker and swap them,
 and the exact method costs microseconds at this size.
 
@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from gaitcli.errors import option
 
@@ -255,51 +256,20 @@ def find_blobs(mask: np.ndarray, options: TrackingOptions) -> list[Blob]:
 
 # --------------------------------------------------------------------------- assignment
 def assign(cost: np.ndarray) -> list[tuple[int, int]]:
-    """The ``(row, column)`` pairs of a minimum-cost assignment of a rectangular cost matrix.
+    """The ``(row, column)`` pairs of a minimum-cost assignment of a rectangular cost matrix,
+    sorted by row.
 
-    Every row is matched when there are no more rows than columns (else every column); the
-    Hungarian method with potentials, O(n^2 m). The caller removes pairs whose cost marks
-    them infeasible (a large finite cost: the method then first maximises the number of
-    feasible pairs, as long as the large cost exceeds any sum of feasible ones).
+    Every row is matched when there are no more rows than columns (else every column):
+    SciPy's ``linear_sum_assignment`` (an exact shortest-augmenting-path method). The caller
+    removes pairs whose cost marks them infeasible (a large finite cost: the assignment then
+    first maximises the number of feasible pairs, as long as the large cost exceeds any sum of
+    feasible ones).
     """
     cost = np.asarray(cost, dtype=float)
     if cost.ndim != 2 or cost.size == 0:
         return []
-    if cost.shape[0] > cost.shape[1]:
-        return sorted((r, c) for c, r in assign(cost.T))
-    n, m = cost.shape
-    # 1-based arrays as in the textbook statement: column 0 is a virtual start.
-    u = np.zeros(n + 1)
-    v = np.zeros(m + 1)
-    owner = np.zeros(m + 1, dtype=int)  # owner[j] = row matched to column j (0 = none)
-    way = np.zeros(m + 1, dtype=int)
-    for i in range(1, n + 1):
-        owner[0] = i
-        j0 = 0
-        minv = np.full(m + 1, np.inf)
-        used = np.zeros(m + 1, dtype=bool)
-        while True:
-            used[j0] = True
-            i0 = owner[j0]
-            free = ~used[1:]
-            reduced = cost[i0 - 1] - u[i0] - v[1:]
-            better = free & (reduced < minv[1:])
-            minv[1:][better] = reduced[better]
-            way[1:][better] = j0
-            candidates = np.where(free, minv[1:], np.inf)
-            j1 = int(np.argmin(candidates)) + 1
-            delta = candidates[j1 - 1]
-            u[owner[used]] += delta
-            v[used] -= delta
-            minv[1:][free] -= delta
-            j0 = j1
-            if owner[j0] == 0:
-                break
-        while j0:
-            j1 = way[j0]
-            owner[j0] = owner[j1]
-            j0 = j1
-    return sorted((int(owner[j]) - 1, j - 1) for j in range(1, m + 1) if owner[j])
+    rows, cols = linear_sum_assignment(cost)
+    return sorted((int(r), int(c)) for r, c in zip(rows, cols, strict=True))
 
 
 # --------------------------------------------------------------------------- tracks
