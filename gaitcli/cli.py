@@ -11,6 +11,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -596,9 +597,6 @@ def identify(
         "JSON lines on stdout.")] = None,
     window: Annotated[int, typer.Option(
         min=1, rich_help_panel=VIDEO_PANEL, help="--stream: silhouettes per decision.")] = 30,
-    every: Annotated[int, typer.Option(
-        min=1, rich_help_panel=VIDEO_PANEL,
-        help="--stream: a new decision per track every N new silhouettes.")] = 10,
     video: VideoOptionsBuilder | None = None,
 ) -> None:
     """Who is this? The top-k gallery identities for each probe walk (or each walker of a video)."""
@@ -611,7 +609,7 @@ def identify(
     cut = resolve_threshold(threshold, str(calibration) if calibration else None, gal, str(gallery))
     if stream is not None:
         return _identify_stream(stream, probes, gal, str(gallery), checkpoint, cut, img_size, device, window,
-                                video, every)
+                                video)
     if not probes:
         raise GaitError("no PROBE given: pass feature files, walks or videos (or --stream SOURCE)")
     probe_set, skipped, origins = load_probes(probes, gal, str(gallery),
@@ -630,7 +628,7 @@ def identify(
 
 def _identify_stream(source: str, probes: Optional[list[str]], gal: Any, gallery_name: str,
                      checkpoint: Optional[Path], cut: Any, img_size: Optional[str], device: Optional[str],
-                     window: int, video: VideoOptionsBuilder | None, every: int) -> None:
+                     window: int, video: VideoOptionsBuilder | None) -> None:
     """gait identify --stream: JSON lines on stdout, a human line per decision on stderr."""
     from gaitcli.deploy.stream import open_stream_model, stream_identify
 
@@ -642,6 +640,9 @@ def _identify_stream(source: str, probes: Optional[list[str]], gal: Any, gallery
     if video is None:  # pragma: no cover - with_video_options always passes it
         raise GaitError("internal: no video options")
     options = video(loaded.frame_size[0])
+    # --stream: --stride is the decision interval (docs/video.md, "Streaming"); every frame is read
+    every = video.stride or 10
+    options = replace(options, reading=replace(options.reading, stride=1))
 
     def emit(decision: Any) -> None:
         sys.stdout.write(json.dumps(decision.to_json()) + "\n")

@@ -20,9 +20,6 @@ if TYPE_CHECKING:
 
 __all__ = ["VIDEO_PANEL", "VideoOptionsBuilder", "with_video_options"]
 
-VideoOptionsBuilder = Callable[[int], "SilhouetteOptions"]
-"""What a command decorated with :func:`with_video_options` receives as ``video``: call it with
-the model's frame size (``gait silhouettes``: ``--img-size``) to get the options."""
 
 VIDEO_PANEL = "Video input (mp4, avi, mov, mkv; see docs/video.md)"
 
@@ -44,7 +41,9 @@ _PARAMS: dict[str, tuple[Any, Any]] = {
         "Person probability above which a pixel is person (mediapipe, onnx).", "--seg-threshold",
         min=0.0, max=1.0)], None),
     "fps": (Annotated[float | None, _opt("Subsample the video to about this many frames/s.")], None),
-    "stride": (Annotated[int, _opt("Keep every N-th decoded frame.", min=1)], 1),
+    "stride": (Annotated[int | None, _opt("Keep every N-th decoded frame [default: 1] (gait identify "
+                                             "--stream: a decision every N frames [default: 10]).",
+                                             min=1)], None),
     "start": (Annotated[float | None, _opt("Start at this second of the video.", min=0.0)], None),
     "end": (Annotated[float | None, _opt("Stop at this second of the video.", min=0.0)], None),
     "min_frames": (Annotated[int, _opt("Drop tracks with fewer usable silhouettes.", min=1)], 15),
@@ -56,6 +55,21 @@ _PARAMS: dict[str, tuple[Any, Any]] = {
     "names": (Annotated[list[str] | None, _opt(
         "Name a track: STEM-tK=NAME (repeatable), e.g. --name walk-t1=alice.", "--name")], None),
 }
+
+
+class VideoOptionsBuilder:
+    """What a command decorated with :func:`with_video_options` receives as ``video``: call it
+    with the model's frame size (``gait silhouettes``: ``--img-size``) to get the options (built
+    then, so a bad value is a one-line error of the command)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+        self.stride: int | None = values["stride"]
+        """``--stride`` as given (``None``: not given): ``gait identify --stream`` reads it as its
+        decision interval."""
+
+    def __call__(self, img_size: int = 64) -> SilhouetteOptions:
+        return _build(self._values, img_size)
 
 
 def _build(values: dict[str, Any], img_size: int = 64) -> SilhouetteOptions:
@@ -76,7 +90,7 @@ def _build(values: dict[str, Any], img_size: int = 64) -> SilhouetteOptions:
     if values["seg_threshold"] is not None:
         changes["threshold"] = values["seg_threshold"]
     seg = replace(seg, **changes)
-    reading = ReadOptions(stride=values["stride"], fps=values["fps"], start=values["start"],
+    reading = ReadOptions(stride=values["stride"] or 1, fps=values["fps"], start=values["start"],
                           end=values["end"])
     track_changes: dict[str, Any] = {"min_frames": values["min_frames"]}
     if values["min_area"] is not None:
@@ -91,8 +105,7 @@ def _build(values: dict[str, Any], img_size: int = 64) -> SilhouetteOptions:
 
 def with_video_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add the video options to ``func``'s command line; ``func`` receives ``video`` (a
-    :data:`VideoOptionsBuilder`: the options are built when the command calls it, so a bad value
-    is a one-line error of the command)."""
+    :class:`VideoOptionsBuilder`)."""
     sig = inspect.signature(func, eval_str=True)
     own = [p for p in sig.parameters.values() if p.name != "video"]
     extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default)
@@ -101,7 +114,7 @@ def with_video_options(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         values = {name: kwargs.pop(name) for name in _PARAMS}
-        kwargs["video"] = functools.partial(_build, values)
+        kwargs["video"] = VideoOptionsBuilder(values)
         return func(*args, **kwargs)
 
     params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra

@@ -89,7 +89,7 @@ def test_identify_a_video_answers_per_track(setup):
 def test_stream_gives_json_lines_and_a_final_vote_per_track(setup):
     res = CliRunner().invoke(app, [
         "identify", "--checkpoint", str(setup["ckpt"]), "--gallery", str(setup["gallery"]),
-        "--stream", str(setup["video"]), "--window", "20", "--every", "10", "--device", "cpu"])
+        "--stream", str(setup["video"]), "--window", "20", "--stride", "10", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     finals = [d for d in lines if d.get("final")]

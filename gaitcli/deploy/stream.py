@@ -155,7 +155,7 @@ def stream_identify(
     """Identify the walkers of ``source`` as its frames come (module docstring); every decision
     is passed to ``emit`` as soon as it is made."""
     if every < 1:
-        raise GaitError(f"{option('every', every)}: must be at least 1")
+        raise GaitError(f"{option('stride', every)}: must be at least 1")
     if window < 1:
         raise GaitError(f"{option('window', window)}: must be at least 1")
     size = loaded.frame_size
