@@ -50,7 +50,14 @@ def test_two_walkers_give_two_tracks_in_a_tree_inspect_reads(videos, tmp_path):
     res = run("silhouettes", videos["two"], "--out", out, "--img-size", "32",
               "--keep-masks", masks, "--sheet", sheets, "--json", tmp_path / "s.json")
     assert res.exit_code == 0, res.output
-    summary = json.loads((tmp_path / "s.json").read_text())
+    text = (tmp_path / "s.json").read_text()
+    summary = json.loads(text)
+    assert summary["tool"] == "gait silhouettes" and summary["format"] == 1 and summary["gaitcli"]
+    # reasons are plain text ("... < --min-frames 15"), not the terminal's option markup
+    dropped = [t for v in summary["videos"] for t in v["tracks"] if t["reason"] is not None]
+    assert all("--min-frames" in t["reason"] or "merged" in t["reason"] or "border" in t["reason"]
+               for t in dropped)
+    assert not any(0xE000 <= ord(ch) <= 0xF8FF for ch in text)
     kept = [t for v in summary["videos"] for t in v["tracks"] if t["reason"] is None]
     assert [t["id"] for t in kept] == ["two-t1", "two-t2"]
     truth = videos["truth"]
@@ -175,3 +182,14 @@ def test_frame_folders_and_mixed_sizes_in_one_run(videos, tmp_path):
         b = load_array(ref / f"two-t{k}" / "00" / "000" / "000.pkl")
         assert a.shape == b.shape
     shutil.rmtree(frames)
+
+
+def test_a_record_from_a_newer_gaitcli_is_refused(videos, tmp_path):
+    out = tmp_path / "out"
+    assert run("silhouettes", videos["two"], "--out", out, "--img-size", "32").exit_code == 0
+    record = out / ".gait-silhouettes.json"
+    data = json.loads(record.read_text())
+    data["format"] = 99
+    record.write_text(json.dumps(data))
+    res = run("silhouettes", videos["two"], "--out", out, "--img-size", "32")
+    assert one_error_line(res) and "newer gaitcli" in res.output, res.output

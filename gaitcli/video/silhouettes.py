@@ -38,7 +38,7 @@ from gaitcli.data.prepare_output import (
     write_manifest,
 )
 from gaitcli.data.pretreat import check_img_size
-from gaitcli.errors import DataError, GaitError, option
+from gaitcli.errors import DataError, GaitError, option, render
 from gaitcli.fileio import JSONValue, atomic_write_bytes
 from gaitcli.progress import make_progress
 from gaitcli.runtime.lock import exclusive_lock
@@ -159,7 +159,7 @@ class TrackResult:
             "observed": q.frames, "kept": len(self.frames.silhouettes), "mean_area": round(q.mean_area, 1),
             "border_frames": q.border_frames, "merged_frames": q.merged_frames,
             "dropped_by_pretreatment": self.frames.dropped, "status": "kept" if self.kept else "dropped",
-            "reason": self.reason, "pkl": self.pkl,
+            "reason": None if self.reason is None else render(self.reason), "pkl": self.pkl,
         }
 
 
@@ -186,7 +186,7 @@ class VideoResult:
         return {
             "video": self.info.source, "frames_decoded": self.decoded, "seconds": round(self.seconds, 3),
             "fps": round(self.decoded / self.seconds, 2) if self.seconds > 0 else None,
-            "warning": self.warning, "skipped": self.skipped,
+            "warning": None if self.warning is None else render(self.warning), "skipped": self.skipped,
             "tracks": [t.to_json() for t in self.tracks],
         }
 
