@@ -438,7 +438,7 @@ def run_silhouettes(
     if not any(v.kept or v.skipped for v in summary.videos):
         if fresh:
             _remove_if_empty(out_path)
-        raise NoWalkerError(_nobody(summary))
+        raise NoWalkerError(_nobody(summary, options.backend))
     return summary
 
 
@@ -518,12 +518,15 @@ def _skipped(raw: str | os.PathLike[str], done: Mapping[str, JSONValue],
     return VideoResult(info, [], 0, 0.0, skipped="already done with the same settings")
 
 
-def _nobody(summary: SilhouettesSummary) -> str:
+def _nobody(summary: SilhouettesSummary, backend: str) -> str:
     dropped = [t for v in summary.videos for t in v.tracks]
     names = ", ".join(v.info.source for v in summary.videos)
-    if not dropped:
+    if not dropped and backend in ("mog2", "knn"):
         return (f"no walker found in {names}: nothing moved against the background (static camera needed "
                 f"for mog2/knn; try {option('backend', 'mediapipe')})")
+    if not dropped:
+        return (f"no walker found in {names}: the {backend} backend found no person (a learned detector "
+                f"may miss small or top-down people; try {option('backend', 'mog2')} for a static camera)")
     return (f"no track kept in {names}: {len(dropped)} dropped, first: track {dropped[0].number}: "
             f"{dropped[0].reason}")
 
