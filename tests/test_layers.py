@@ -37,11 +37,15 @@ LAYERS: list[tuple[str, int]] = [
     ("gaitcli.build", 2),
     ("gaitcli.convert", 2),
     ("gaitcli.evaluation", 3),
+    ("gaitcli.compare", 3),
     ("gaitcli.training", 4),
     ("gaitcli.deploy", 5),
+    ("gaitcli.zoo", 5),
     ("gaitcli.demo", 6),
     ("gaitcli.cli", 6),
     ("gaitcli.cli_video", 6),
+    ("gaitcli.cli_compare", 6),
+    ("gaitcli.cli_zoo", 6),
     ("gaitcli.__main__", 6),
 ]
 SEPARATE = ("gaitcli.data", "gaitcli.models")
