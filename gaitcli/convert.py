@@ -352,7 +352,7 @@ def _config_from_file(
     cfg = load_config(config_path, warn=note).to_dict()
     mcfg = cfg["model_cfg"]
     assert isinstance(mcfg, dict)
-    if mcfg["model"] != found_model:
+    if mcfg["model"] in ("GaitGL", "MetaGait") and mcfg["model"] != found_model:  # the authors' quirk
         keys = {"MetaGait": "eca./se. keys", "GaitGL": "no attention keys"}[found_model]
         note(
             f"{config_path}: model_cfg.model is {mcfg['model']} but the weights are {found_model} "

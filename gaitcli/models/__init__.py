@@ -28,6 +28,7 @@ from .checkpoint import (
     read_checkpoint_metadata,
     save_checkpoint,
 )
+from .gaitbase import GaitBase
 from .gaitgl import GaitGL
 from .metagait import MetaGait
 from .registry import get_model_class, model_names, register_model
@@ -35,6 +36,7 @@ from .registry import get_model_class, model_names, register_model
 __all__ = [
     "CheckpointError",
     "CheckpointMismatchError",
+    "GaitBase",
     "GaitGL",
     "GaitModel",
     "MetaGait",

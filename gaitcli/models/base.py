@@ -90,6 +90,9 @@ class GaitModel(nn.Module):
     """
 
     name = "GaitModel"
+    repeat_short_sequences = True
+    """Whether ``forward`` applies GaitGL's rule for sequences under 3 frames (:func:`repeat_short`);
+    a model whose reference does not repeat frames sets it to False."""
 
     def __init__(self, model_cfg: Mapping[str, object], dataset_name: str = "CASIA-B") -> None:
         super().__init__()
@@ -165,7 +168,8 @@ class GaitModel(nn.Module):
             sils = sils.to(target)
         n, s = sils.shape[:2]
         lens = None if seq_lens is None else _as_lengths(seq_lens, n, s)
-        sils, lens = repeat_short(sils, lens)
+        if self.repeat_short_sequences:
+            sils, lens = repeat_short(sils, lens)
         if lens is not None and bool((lens >= sils.size(1)).all()):
             lens = None
         if sils.is_cuda and not self._cudnn_set:
