@@ -10,7 +10,10 @@ one lock (:mod:`gaitcli.runtime.lock`), and sums up what happened in a :class:`P
   truncated file, and a re-run skips what is already there and finishes the rest;
 * an unreadable frame is listed and skipped instead of ending the run;
 * directory links in IN are not followed unless ``follow_links`` (and then never into a folder
-  already walked); each one skipped is listed. See docs/prepare.md.
+  already walked); each one skipped is listed. See docs/prepare.md;
+* ``layout`` reads a data set's own download layout (GREW, Gait3D, CCPG, OU-MVLP) instead of
+  ``id/type/view`` folders: :mod:`gaitcli.data.layouts` maps its folders to ``id/type/view`` and
+  the rest is the same (docs/prepare-layouts.md).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import cv2
 import numpy as np
 from rich.console import Console
 
+from gaitcli.data.layouts import FRAMES_AS_IS, Layout, LayoutScan, get_layout, scan_layout, suggest_layout
 from gaitcli.data.pickle_io import save_array
 from gaitcli.data.prepare_output import (
     MANIFEST_NAME,
@@ -43,7 +47,7 @@ from gaitcli.data.pretreat import (
     read_frame,
 )
 from gaitcli.data.validity import SHORT_SEQUENCE_FRAMES
-from gaitcli.data.walker import TreeScan, walk_sequences
+from gaitcli.data.walker import SequenceFolder, TreeScan, walk_sequences
 from gaitcli.errors import DataError, GaitError, option, render
 from gaitcli.progress import make_progress
 from gaitcli.runtime.lock import exclusive_lock
@@ -87,6 +91,8 @@ class SequenceJob:
     frames: tuple[str, ...]
     others: tuple[str, ...]
     target: str
+    as_is: bool = False
+    """Keep frames as they are read (a layout whose frames are already normalised: GREW)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,14 @@ class PrepareSummary:
     """Pkls removed from OUT by ``--overwrite`` because IN does not produce them."""
     skipped_links: list[FileSkip] = field(default_factory=list)
     """Directory links in IN that were not followed."""
+    layout: str = "default"
+    """``--layout``: the raw layout IN was read as (docs/prepare-layouts.md)."""
+    layout_root: str = ""
+    """The folder the frames were read from (IN, or e.g. IN/2D_Silhouettes); IN for ``default``."""
+    companions_ignored: int = 0
+    """Companion files a layout ships beside its frames and that are not read (GREW's poses and GEIs)."""
+    not_read: list[FileSkip] = field(default_factory=list)
+    """Folders the layout leaves out on purpose (GREW's distractors, Gait3D's SMPLs, ...)."""
     seconds: float = 0.0
     """Wall-clock time."""
 
@@ -167,18 +181,21 @@ class PrepareSummary:
             "empty_sequences": self.empty_sequences,
             "short_sequences": [{"sequence": k, "frames": n} for k, n in self.short_sequences],
             "stale_removed": self.stale_removed, "skipped_links": [s.to_json() for s in self.skipped_links],
+            "layout": self.layout, "layout_root": self.layout_root,
+            "companions_ignored": self.companions_ignored, "not_read": [n.to_json() for n in self.not_read],
             "settings": self.settings.to_json(), "seconds": self.seconds,
         }
 
 
 # --------------------------------------------------------------------------- discovery
-def _validate_paths(input_dir: Path, output_dir: Path) -> tuple[Path, Path]:
+def _validate_paths(input_dir: Path, output_dir: Path, layout: Layout) -> tuple[Path, Path]:
     inp = Path(os.path.abspath(os.path.expanduser(input_dir)))
     out = Path(os.path.abspath(os.path.expanduser(output_dir)))
+    holding = "id/type-seq/view/*.png" if layout.name == "default" else layout.expected
     if not inp.exists():
-        raise DataError(f"input folder {inp} does not exist; pass the folder holding id/type-seq/view/*.png")
+        raise DataError(f"input folder {inp} does not exist; pass the folder holding {holding}")
     if not inp.is_dir():
-        raise DataError(f"input {inp} is not a folder; pass the folder holding id/type-seq/view/*.png")
+        raise DataError(f"input {inp} is not a folder; pass the folder holding {holding}")
     real_in, real_out = Path(os.path.realpath(inp)), Path(os.path.realpath(out))
     if real_out == real_in or real_in in real_out.parents:
         raise DataError(
@@ -191,6 +208,9 @@ def _validate_paths(input_dir: Path, output_dir: Path) -> tuple[Path, Path]:
 
 
 def _discover(inp: Path, follow_links: bool) -> TreeScan:
+    if suggest_layout(str(inp)) == "oumvlp":  # its folders would become ids like Silhouette_000-00
+        raise DataError(f"{inp} holds OU-MVLP's Silhouette_VIEW-SEQ folders, which are not id/type-seq/view "
+                        f"folders: pass {option('layout', 'oumvlp')} (docs/prepare-layouts.md)")
     found = walk_sequences(inp, IMAGE_EXTENSIONS, follow_links=follow_links, key_prefix=inp.parts[1:])
     if not found.sequences:
         pkls = found.suffix_counts.get(".pkl", 0)
@@ -198,6 +218,9 @@ def _discover(inp: Path, follow_links: bool) -> TreeScan:
         shallow = ""
         if found.shallow:
             shallow = f" {len(found.shallow)} image(s) sit outside id/type-seq/view folders."
+        suggested = suggest_layout(str(inp))
+        if suggested is not None:
+            hint += f" It looks like a {suggested} download: pass {option('layout', suggested)}."
         raise DataError(
             f"no folders with image files (.png/.jpg/.jpeg/.bmp) under {inp}; expected "
             f"IN/id/type-seq/view/*.png.{shallow}{hint}"
@@ -223,6 +246,33 @@ def _walk_problems(inp: Path, found: TreeScan, summary: PrepareSummary) -> None:
             continue
         summary.empty_sequences.append(key)
         summary.unreadable.extend(FileSkip(os.path.join(folder, name), _NOT_IMAGE) for name in others)
+
+
+def _layout_problems(scan: LayoutScan, summary: PrepareSummary) -> None:
+    """What a named layout did not use, into ``summary``."""
+    summary.unreadable.extend(FileSkip(path, reason) for path, reason in scan.skipped)
+    summary.skipped_links.extend(FileSkip(path, reason) for path, reason in scan.skipped_links)
+    summary.empty_sequences.extend(scan.empty)
+    summary.not_read.extend(FileSkip(path, reason) for path, reason in scan.not_read)
+    summary.companions_ignored = scan.companions
+
+
+def _check_as_is(sequences: list[SequenceFolder], img_size: int, layout: Layout) -> None:
+    """A layout whose frames are kept as they are: the first readable frame must be img_size square."""
+    for seq in sequences:
+        for name in seq.files:
+            path = os.path.join(seq.path, name)
+            img, _ = read_frame(path)
+            if img is None:
+                continue
+            if img.shape != (img_size, img_size):
+                size = "x".join(str(n) for n in img.shape)
+                fix = (f"pass {option('img_size', img.shape[0])}" if img.shape[0] == img.shape[1] else
+                       "this is not the data set as distributed")
+                raise DataError(f"{path} is {size}: the {layout.name} layout keeps frames as they are (as "
+                                f"OpenGait does), so frames must be {img_size}x{img_size} "
+                                f"({option('img_size', img_size)}); {fix}")
+            return
 
 
 def _pkl_of(key: str) -> str:
@@ -254,18 +304,28 @@ def _plan_target(target: str) -> bool:
     return exists
 
 
-def _plan(found: TreeScan, out: Path, overwrite: bool, summary: PrepareSummary) -> list[SequenceJob]:
+def _plan(sequences: list[SequenceFolder], out: Path, overwrite: bool, summary: PrepareSummary
+          ) -> list[SequenceJob]:
     jobs: list[SequenceJob] = []
-    for seq in found.sequences:
+    as_is = summary.settings.frames == FRAMES_AS_IS
+    for seq in sequences:
         target = _target(out, seq.key_text)
         if _plan_target(target) and not overwrite:
             summary.skipped_existing += 1
             continue
-        jobs.append(SequenceJob(seq.key_text, seq.path, seq.files, seq.others, target))
+        jobs.append(SequenceJob(seq.key_text, seq.path, seq.files, seq.others, target, as_is))
     return jobs
 
 
 # --------------------------------------------------------------------------- per-sequence work
+def _as_is(img: np.ndarray, img_size: int) -> np.ndarray | str:
+    """A frame kept as it is (GREW): the frame, or why it cannot be kept."""
+    if img.shape != (img_size, img_size):
+        size = "x".join(str(n) for n in img.shape)
+        return f"frame is {size}, not {img_size}x{img_size} (this layout keeps frames as they are)"
+    return img
+
+
 def _process_sequence(job: SequenceJob, img_size: int, overwrite: bool) -> SequenceResult:
     unreadable = [FileSkip(os.path.join(job.source, name), _NOT_IMAGE) for name in job.others]
     kept: list[np.ndarray] = []
@@ -275,6 +335,13 @@ def _process_sequence(job: SequenceJob, img_size: int, overwrite: bool) -> Seque
         img, reason = read_frame(path)
         if img is None:
             unreadable.append(FileSkip(path, reason or "unreadable"))
+            continue
+        if job.as_is:
+            frame = _as_is(img, img_size)
+            if isinstance(frame, str):
+                unreadable.append(FileSkip(path, frame))
+            else:
+                kept.append(frame)
             continue
         try:
             result = pretreat_frame(img, img_size)
@@ -342,13 +409,15 @@ def _run(jobs: list[SequenceJob], summary: PrepareSummary, overwrite: bool, cons
 
 
 # --------------------------------------------------------------------------- the command
-def _check_options(img_size: int, workers: int | None) -> None:
+def _check_options(img_size: int, workers: int | None, layout: str) -> Layout:
+    chosen = get_layout(layout)
     try:
         check_img_size(img_size)
     except (TypeError, ValueError) as exc:
         raise GaitError(f"{option('img_size')}: {exc}") from None
     if workers is not None and workers < 1:
         raise GaitError(f"{option('workers', workers)}: must be at least 1")
+    return chosen
 
 
 def _interrupted(summary: PrepareSummary, console: Console | None, exc: KeyboardInterrupt) -> None:
@@ -363,21 +432,21 @@ def _interrupted(summary: PrepareSummary, console: Console | None, exc: Keyboard
     exc.summary = summary  # type: ignore[attr-defined]
 
 
-def _write(found: TreeScan, out: Path, summary: PrepareSummary, overwrite: bool, workers: int | None,
-           console: Console | None) -> None:
+def _write(sequences: list[SequenceFolder], out: Path, summary: PrepareSummary, overwrite: bool,
+           workers: int | None, console: Console | None) -> None:
     """Under the lock: check OUT, clean it for --overwrite, process, record the manifest.
 
     The manifest lists every pkl gaitcli wrote into OUT. Before any pkl is written it claims
     every pkl this run may write; at the end it lists exactly what is there from gaitcli."""
     old = check_output(out, summary.settings, overwrite)
     listed = set(old.pkls) if old is not None else set()
-    jobs = _plan(found, out, overwrite, summary)
+    jobs = _plan(sequences, out, overwrite, summary)
     summary.workers = _worker_count(jobs, workers)
     planned = {_pkl_of(job.key) for job in jobs}
     claimed = tuple(sorted(listed | planned))
     write_manifest(out, replace(summary.settings, complete=not overwrite, pkls=claimed))
     if overwrite:
-        produced = {_pkl_of(seq.key_text) for seq in found.sequences}
+        produced = {_pkl_of(seq.key_text) for seq in sequences}
         summary.stale_removed.extend(remove_foreign_pkls(out, produced, listed))
     _run(jobs, summary, overwrite, console)
     written = planned - {_pkl_of(key) for key in summary.empty_sequences}
@@ -393,30 +462,47 @@ def prepare_dataset(
     workers: int | None = None,
     overwrite: bool = False,
     follow_links: bool = False,
+    layout: str = "default",
     console: Console | None = None,
 ) -> PrepareSummary:
     """Prepare every sequence folder under ``input_dir`` into ``output_dir`` (docs/prepare.md).
 
+    ``layout``: ``default`` (``id/type/view/*.png``) or a data set's download layout, ``grew``,
+    ``gait3d``, ``ccpg`` or ``oumvlp`` (docs/prepare-layouts.md).
+
     Raises :class:`DataError` for a missing or empty input, an output inside the input, two
-    folders mapping to the same sequence, or an OUT that holds another data set. On Ctrl-C it
-    stops, prints what was written on ``console`` and re-raises ``KeyboardInterrupt`` (whose
-    ``summary`` attribute holds the partial summary).
+    folders mapping to the same sequence, an input that does not fit ``layout``, or an OUT that
+    holds another data set. On Ctrl-C it stops, prints what was written on ``console`` and
+    re-raises ``KeyboardInterrupt`` (whose ``summary`` attribute holds the partial summary).
     """
     started = time.perf_counter()
-    _check_options(img_size, workers)
-    inp, out = _validate_paths(Path(input_dir), Path(output_dir))
-    found = _discover(inp, follow_links)
+    chosen = _check_options(img_size, workers, layout)
+    inp, out = _validate_paths(Path(input_dir), Path(output_dir), chosen)
+    found: TreeScan | None = None
+    scan: LayoutScan | None = None
+    if chosen.name == "default":
+        found = _discover(inp, follow_links)
+        sequences = found.sequences
+    else:
+        scan = scan_layout(chosen, str(inp), IMAGE_EXTENSIONS, follow_links=follow_links)
+        sequences = scan.sequences
+        if chosen.frames == FRAMES_AS_IS:
+            _check_as_is(sequences, img_size, chosen)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create output folder {out} ({exc.strerror or exc})") from None
     settings = Manifest(source=os.path.realpath(inp), img_size=img_size, frame_size=[img_size, img_size],
-                        follow_links=follow_links)
-    summary = PrepareSummary(str(inp), str(out), img_size, len(found.sequences), settings)
-    _walk_problems(inp, found, summary)
+                        follow_links=follow_links, layout=chosen.name, frames=chosen.frames)
+    summary = PrepareSummary(str(inp), str(out), img_size, len(sequences), settings, layout=chosen.name,
+                             layout_root=scan.root if scan is not None else str(inp))
+    if found is not None:
+        _walk_problems(inp, found, summary)
+    if scan is not None:
+        _layout_problems(scan, summary)
     with exclusive_lock(out / LOCK_NAME, what="'gait prepare'"):
         try:
-            _write(found, out, summary, overwrite, workers, console)
+            _write(sequences, out, summary, overwrite, workers, console)
         except KeyboardInterrupt as exc:
             _interrupted(summary.finish(started), console, exc)
             raise
@@ -431,8 +517,12 @@ def _summary_table(summary: PrepareSummary) -> Any:
     table = Table(title="gait prepare", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
-    rows = [
-        ("output", summary.output), ("sequence folders found", str(summary.sequences_found)),
+    rows = [("output", summary.output)]
+    if summary.layout != "default":
+        kept = " (frames kept as they are)" if summary.settings.frames == FRAMES_AS_IS else ""
+        rows += [("layout", f"{summary.layout}{kept}"), ("read from", summary.layout_root)]
+    rows += [
+        ("sequence folders found", str(summary.sequences_found)),
         ("sequences written", str(summary.sequences_written)),
         ("already there (skipped)", str(summary.skipped_existing)), ("frames kept", str(summary.frames_kept)),
         ("frames dropped (empty / no centre)", str(summary.frames_dropped)),
@@ -445,6 +535,8 @@ def _summary_table(summary: PrepareSummary) -> Any:
         rows.append((label, str(len(summary.stale_removed))))
     if summary.skipped_links:
         rows.append(("directory links skipped", str(len(summary.skipped_links))))
+    if summary.companions_ignored:
+        rows.append(("companion files not read (poses, GEIs)", str(summary.companions_ignored)))
     rate = f" ({frames / summary.seconds:,.0f} frames/s)" if summary.seconds > 0 and frames else ""
     rows.append(("time", f"{summary.seconds:.1f} s{rate}"))
     for what, value in rows:
@@ -477,5 +569,7 @@ def render_summary(summary: PrepareSummary, console: Console | None, *, limit: i
              list(summary.empty_sequences), limit)
     _listing(console, f"{len(summary.short_sequences)} sequence(s) have fewer than {SHORT_SEQUENCE_FRAMES} "
              "frames (written)", [f"{key}: {n} frame(s)" for key, n in summary.short_sequences], limit)
+    _listing(console, f"{len(summary.not_read)} folder(s) not read ({summary.layout} layout)",
+             [f"{item.path}: {item.reason}" for item in summary.not_read], limit, level="note")
     _listing(console, render(f"{len(summary.stale_removed)} pkl(s) removed from OUT ({option('overwrite')}; "
              "IN does not produce them)"), list(summary.stale_removed), limit, level="note")

@@ -1,14 +1,14 @@
 """``gait prepare``'s output folder: its manifest, what it refuses, and what ``--overwrite`` removes.
 
 The manifest ``OUT/.gait-prepare.json`` records where the data came from and how it was made
-(the resolved IN, ``img_size``, the frame size ``[H, W]`` of every pkl, the frame threshold and
-whether directory links were followed). A later run into the same OUT must agree with it, or
-OUT would mix two data sets; an OUT without a manifest (prepared by OpenGait, say) is judged by
-its first pkl's frame size. The manifest also lists every pkl gaitcli wrote into OUT, and
-``--overwrite`` ("OUT now holds exactly what IN gives") only ever replaces or removes those: it
-refuses an OUT holding any pkl the manifest does not list (or an OUT with pkls and no readable
-manifest), then removes the listed pkls that IN no longer produces and lists them. See
-docs/prepare.md, "The output folder".
+(the resolved IN, ``img_size``, the frame size ``[H, W]`` of every pkl, the frame threshold,
+whether directory links were followed, and the raw layout IN was read as). A later run into the
+same OUT must agree with it, or OUT would mix two data sets; an OUT without a manifest (prepared
+by OpenGait, say) is judged by its first pkl's frame size. The manifest also lists every pkl
+gaitcli wrote into OUT, and ``--overwrite`` ("OUT now holds exactly what IN gives") only ever
+replaces or removes those: it refuses an OUT holding any pkl the manifest does not list (or an
+OUT with pkls and no readable manifest), then removes the listed pkls that IN no longer produces
+and lists them. See docs/prepare.md, "The output folder".
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ class Manifest:
     """Whether directory links in IN were followed."""
     complete: bool = True
     """False while an ``--overwrite`` run is under way (a rerun must use --overwrite again)."""
+    layout: str = "default"
+    """The raw layout IN was read as (``default``, ``grew``, ``gait3d``, ``ccpg``, ``oumvlp``)."""
+    frames: str = "pretreated"
+    """``pretreated`` (OpenGait's pretreatment) or ``as-is`` (frames stored as read: GREW)."""
     pkls: tuple[str, ...] = ()
     """Every pkl gait prepare wrote into OUT (paths relative to OUT, sorted): all that
     ``--overwrite`` may ever replace or remove. Written before a run writes any pkl."""
@@ -70,6 +74,7 @@ def read_manifest(out: Path) -> Manifest | None:
             source=data.get("source"), img_size=size, frame_size=list(data.get("frame_size") or [size, size]),
             min_pixel_sum=int(data.get("min_pixel_sum", MIN_PIXEL_SUM)),
             follow_links=bool(data.get("follow_links", False)), complete=bool(data.get("complete", True)),
+            layout=str(data.get("layout", "default")), frames=str(data.get("frames", "pretreated")),
             pkls=tuple(sorted(pkls)),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -101,6 +106,9 @@ def _check_manifest(out: Path, old: Manifest, new: Manifest) -> None:
     if old.img_size != new.img_size:
         raise DataError(f"{out} was prepared with {option('img_size', old.img_size)}, not {new.img_size}; "
                         f"use the same size, another OUT, or {option('overwrite')} to rewrite every sequence")
+    if old.layout != new.layout:
+        raise DataError(f"{out} was prepared with {option('layout', old.layout)}, not {new.layout}; "
+                        f"use the same layout or {_REDO}")
     if old.follow_links != new.follow_links:
         flag = "with" if old.follow_links else "without"
         raise DataError(
