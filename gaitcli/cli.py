@@ -169,7 +169,7 @@ def _split_list(value: Optional[str]) -> Optional[list[str]]:
 @_handle_errors
 def prepare(
     input_dir: Annotated[Path, typer.Argument(
-        metavar="IN", help="Raw silhouettes: id/type-seq/view/*.png.")],
+        metavar="IN", help="Raw silhouettes: id/type-seq/view/*.png, or a data set's download (--layout).")],
     output_dir: Annotated[Path, typer.Argument(metavar="OUT", help="Output: id/type-seq/view/view.pkl.")],
     img_size: Annotated[int, typer.Option("--img-size", min=8, help="Output height and width.")] = 64,
     workers: Annotated[Optional[int], typer.Option(
@@ -179,6 +179,10 @@ def prepare(
         "produce.")] = False,
     follow_links: Annotated[bool, typer.Option(
         "--follow-links", help="Follow directory links in IN (never into a folder already walked).")] = False,
+    layout: Annotated[str, typer.Option(
+        "--layout", metavar="default|grew|gait3d|ccpg|oumvlp",
+        help="How IN is laid out: id/type/view folders (default) or a data set's own download "
+        "(docs/prepare-layouts.md).")] = "default",
     json_out: Annotated[Optional[str], typer.Option(
         "--json", metavar="FILE", help="Write the summary as JSON ('-' = stdout).")] = None,
 ) -> None:
@@ -186,7 +190,7 @@ def prepare(
     from gaitcli.data.prepare import prepare_dataset, render_summary
 
     summary = prepare_dataset(input_dir, output_dir, img_size=img_size, workers=workers, overwrite=overwrite,
-                              follow_links=follow_links, console=console)
+                              follow_links=follow_links, layout=layout, console=console)
     render_summary(summary, console)
     if json_out:
         write_json(json_out, summary.to_json())
