@@ -691,6 +691,11 @@ def export(
         write_json(json_out, result.to_json())
 
 
+from gaitcli.cli_zoo import zoo_app  # noqa: E402
+
+app.add_typer(zoo_app, name="zoo")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
