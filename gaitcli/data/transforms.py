@@ -4,9 +4,16 @@ A transform takes the uint8 frames of one sequence, ``[s, h, w]``, and an RNG, a
 frames (division by 255 happens on the device, so ``divsor`` must be 255). Deterministic transforms
 (cut, resize) apply in training and evaluation; random ones (flip, erase, rotate, perspective,
 affine) apply in training only, drawing from the per-sequence RNG the collator seeds from the batch
-seed, so a resumed run and a 2-process run see the same pixels. Warps are one ``grid_sample`` per
-sequence with the frames as channels (bilinear); ``Resize`` uses area averaging (``area``
-interpolation: the mean of each source block, like cv2's INTER_AREA).
+seed, so a resumed run and a 2-process run see the same pixels. ``Resize`` uses area averaging
+(``area`` interpolation: the mean of each source block, like cv2's INTER_AREA).
+
+The transforms OpenGait has are OpenGait's (opengait/data/transform.py): the same arguments and
+defaults, the same ``prob`` test (``uniform(0, 1) >= prob``: skip), the same distributions of
+what they draw, the same order in a chain, and the same OpenCV calls with the same matrices for
+the warps (frame by frame, bilinear, zeros outside), run on the pixel type OpenGait's version sees
+there (:class:`_Warp`). Only the random source differs: numpy's per-sequence generator instead of
+Python's global ``random``. Each random transform splits into ``draw`` (the random numbers) and
+``apply`` (deterministic), which tests/test_transforms_da.py checks against OpenGait's code.
 
 Every argument is checked when a transform is built (config validation builds them, so ``gait
 config`` refuses what ``gait train`` would trip on): its type (a number, a whole number, true /
@@ -18,8 +25,10 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Generic, TypeVar
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -32,6 +41,8 @@ class SilTransform:
 
     random: bool = False
     """Whether the transform draws from the RNG (training only)."""
+    divides: bool = False
+    """Whether OpenGait's version returns the frames divided by ``divsor`` (float from there on)."""
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return frames
@@ -103,6 +114,8 @@ def _check_divisor(owner: str, divsor: object) -> None:
 class BaseSilTransform(SilTransform):
     """OpenGait's plain silhouette transform: only the division by ``divsor`` (done on the device)."""
 
+    divides = True
+
     def __init__(self, divsor: float = 255.0, img_shape: object = None) -> None:
         _check_divisor("BaseSilTransform", divsor)
         if img_shape is not None:  # accepted (OpenGait's argument) and unused
@@ -117,10 +130,15 @@ class NoOperation(SilTransform):
 
 
 class BaseSilCuttingTransform(SilTransform):
-    """Removes ``cutting`` columns from each side; ``cutting: null`` means ``10 * (W // 64)``."""
+    """Removes ``cutting`` columns from each side; ``cutting: null`` means ``10 * (W // 64)``.
+    ``img_w`` (in some OpenGait configs) is accepted and unused, as OpenGait drops it."""
 
-    def __init__(self, divsor: float = 255.0, cutting: int | None = None) -> None:
+    divides = True
+
+    def __init__(self, divsor: float = 255.0, cutting: int | None = None, img_w: int | None = None) -> None:
         _check_divisor("BaseSilCuttingTransform", divsor)
+        if img_w is not None:
+            _whole("BaseSilCuttingTransform", "img_w", img_w, 1)
         self.cutting = None if cutting is None else _whole("BaseSilCuttingTransform", "cutting", cutting, 0)
 
     def cut(self, width: int) -> int:
@@ -168,44 +186,52 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return out
 
 
-def _warp(frames: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """All frames through one projective map (3×3, output → source, normalised coordinates)."""
-    s, h, w = frames.shape
-    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
-    points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(-1, 3).double()
-    src = points @ torch.from_numpy(matrix).double().T
-    grid = (src[:, :2] / src[:, 2:3]).reshape(1, h, w, 2).float()
-    x = torch.from_numpy(np.ascontiguousarray(frames)).float().unsqueeze(0)
-    y = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    return _to_uint8(y[0])
+P = TypeVar("P")
 
 
-class _Random(SilTransform):
+class _Random(SilTransform, Generic[P]):
+    """A random transform: :meth:`draw` takes what OpenGait's version draws from Python's
+    ``random`` (the ``prob`` draw first; None: not applied), :meth:`apply` does the rest."""
+
     random = True
 
     def __init__(self, prob: float = 0.5) -> None:
         self.prob = _number(type(self).__name__, "prob", prob, 0.0, 1.0)
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if rng.random() >= self.prob:
-            return frames
-        return self.apply(frames, rng)
+        params = self.draw(rng, frames.shape)
+        return frames if params is None else self.apply(frames, params)
 
-    def apply(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """The transform itself, once the ``prob`` draw said to apply it."""
+    def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> P | None:
+        """The random parameters for frames of ``shape`` ``[s, h, w]``; None when the ``prob``
+        draw (``uniform(0, 1) >= prob``: skip) says not to apply the transform."""
+        raise NotImplementedError
+
+    def apply(self, frames: np.ndarray, params: P) -> np.ndarray:
+        """The transform with the parameters :meth:`draw` gave (deterministic)."""
         raise NotImplementedError
 
 
-class RandomHorizontalFlip(_Random):
+class RandomHorizontalFlip(_Random[bool]):
     """Mirrors the whole sequence left-right with probability ``prob``."""
 
-    def apply(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> bool | None:
+        return None if rng.random() >= self.prob else True
+
+    def apply(self, frames: np.ndarray, params: bool) -> np.ndarray:
         return np.ascontiguousarray(frames[..., ::-1])
 
 
-class RandomErasing(_Random):
-    """Zeroes a rectangle of area ``sl..sh`` of the frame and aspect ``r1..1/r1``: one rectangle for
-    the sequence with probability ``prob``, or with ``per_frame`` each frame on its own draw."""
+Rect = tuple[int, int, int, int]
+"""An erased rectangle: top row, left column, height, width."""
+
+
+class RandomErasing(_Random[list["Rect | None"]]):
+    """OpenGait's random erasing: with probability ``prob``, up to 100 tries of an area uniform in
+    ``sl..sh`` of the frame and an aspect uniform in ``r1..1/r1`` (height ``round(sqrt(area ·
+    aspect))``, width ``round(sqrt(area / aspect))``, Python's rounding); the first that fits
+    (height < H and width < W) is placed uniformly and zeroed in every frame. With ``per_frame``
+    each frame makes its own ``prob`` draw and rectangle."""
 
     def __init__(self, prob: float = 0.5, sl: float = 0.05, sh: float = 0.2, r1: float = 0.3,
                  per_frame: bool = False) -> None:
@@ -218,89 +244,150 @@ class RandomErasing(_Random):
         self.r1 = _number("RandomErasing", "r1", r1, 0.0, 1.0, low_open=True)
         self.per_frame = _flag("RandomErasing", "per_frame", per_frame)
 
-    def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        s, h, w = frames.shape
-        n = s if self.per_frame else 1
-        chosen = rng.random(n) < self.prob
-        if not chosen.any():
-            return frames
-        area = rng.uniform(self.sl, self.sh, n) * h * w
-        aspect = rng.uniform(self.r1, 1 / self.r1, n)
-        eh = np.clip(np.round(np.sqrt(area * aspect)), 1, h - 1).astype(int)
-        ew = np.clip(np.round(np.sqrt(area / aspect)), 1, w - 1).astype(int)
-        top = (rng.random(n) * (h - eh + 1)).astype(int)
-        left = (rng.random(n) * (w - ew + 1)).astype(int)
-        rows, cols = np.arange(h)[None, :, None], np.arange(w)[None, None, :]
-        inside = ((rows >= top[:, None, None]) & (rows < (top + eh)[:, None, None])
-                  & (cols >= left[:, None, None]) & (cols < (left + ew)[:, None, None]))
-        return np.where(inside & chosen[:, None, None], np.uint8(0), frames)
+    def rectangle(self, rng: np.random.Generator, h: int, w: int) -> Rect | None:
+        """One ``prob`` draw and, when it says so, the first of up to 100 rectangles that fits."""
+        if rng.random() >= self.prob:
+            return None
+        for _ in range(100):
+            area = rng.uniform(self.sl, self.sh) * h * w
+            aspect = rng.uniform(self.r1, 1 / self.r1)
+            eh, ew = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+            if ew < w and eh < h:
+                top = int(rng.integers(0, h - eh + 1))
+                left = int(rng.integers(0, w - ew + 1))
+                return top, left, eh, ew
+        return None
+
+    def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> list[Rect | None] | None:
+        s, h, w = shape
+        rects = [self.rectangle(rng, h, w) for _ in range(s if self.per_frame else 1)]
+        return None if all(r is None for r in rects) else rects
+
+    def apply(self, frames: np.ndarray, params: list[Rect | None]) -> np.ndarray:
+        out: np.ndarray = frames.copy()
+        for i, rect in enumerate(params):
+            if rect is not None:
+                top, left, eh, ew = rect
+                rows = slice(None) if len(params) == 1 else slice(i, i + 1)
+                out[rows, top : top + eh, left : left + ew] = 0
+        return out
 
 
-class RandomRotate(_Random):
-    """Rotates the sequence by an angle uniform in ``[-degree, degree]`` about the frame centre."""
+class _Warp(_Random[P]):
+    """A geometric warp through OpenCV (bilinear, zeros outside), frame by frame, with OpenGait's
+    matrices. OpenCV's arithmetic depends on the pixel type, so a warp runs on what OpenGait's
+    version sees at that place in the chain: the uint8 frames, or after a dividing transform
+    (``BaseSilCuttingTransform``, ``BaseSilTransform``) the float64 frames / 255 (the result is
+    then rounded back to uint8: within half a grey level of OpenGait's). :class:`Compose` sets
+    :attr:`after_division`."""
+
+    after_division: bool = False
+    """Whether a dividing transform comes before this one in its chain."""
+
+    def warp(self, frames: np.ndarray, one: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        if not self.after_division:
+            same: np.ndarray = np.stack([one(frame) for frame in frames])
+            return same
+        scaled = frames.astype(np.float64) / 255.0
+        out = np.stack([one(frame) for frame in scaled]) * 255.0
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+class RandomRotate(_Warp[float]):
+    """Rotates the sequence by an angle uniform in ``[-degree, degree]`` (OpenCV's sign:
+    counter-clockwise on screen). As OpenGait, the pivot is ``(H // 2, W // 2)`` given as
+    OpenCV's (x, y): column 32, row 22 of a 64×44 frame, not its centre."""
 
     def __init__(self, prob: float = 0.5, degree: float = 10) -> None:
         super().__init__(prob)
         self.degree = _number("RandomRotate", "degree", degree, 0.0, 180.0)
 
-    def apply(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        a = math.radians(rng.uniform(-self.degree, self.degree))
-        rot = np.array([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]])
-        return _warp(frames, rot)
+    def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> float | None:
+        return None if rng.random() >= self.prob else float(rng.uniform(-self.degree, self.degree))
+
+    def matrix(self, h: int, w: int, degree: float) -> np.ndarray:
+        """The 2×3 map OpenGait builds for ``h``×``w`` frames."""
+        out: np.ndarray = cv2.getRotationMatrix2D((h // 2, w // 2), degree, 1)
+        return out
+
+    def apply(self, frames: np.ndarray, params: float) -> np.ndarray:
+        h, w = frames.shape[-2:]
+        m = self.matrix(h, w, params)
+        return self.warp(frames, lambda f: cv2.warpAffine(f, m, (w, h)))
 
 
-def _shift(pixels: np.ndarray, size: int) -> np.ndarray:
-    """Pixel offsets as offsets of normalised [-1, 1] coordinates."""
-    out: np.ndarray = 2.0 * pixels / max(size - 1, 1)
-    return out
+Corners = tuple[int, int, int, int]
+"""RandomPerspective's draws: the x of the top-left, top-right, bottom-left, bottom-right corners."""
 
 
-class RandomAffine(_Random):
-    """A random affine map: three corners each moved by up to ``10 * (H // 64)`` pixels (OpenGait's
-    rule; ``degree`` is accepted and, as there, unused)."""
+class RandomPerspective(_Warp[Corners]):
+    """OpenGait's random perspective stretch: with ``c = 10 * (W // 44)``, the source corners
+    (x in ``[0, c)`` on the left, ``[W - c, W)`` on the right; y 0 and H) are mapped onto the frame's
+    corners ``(0, 0), (W, 0), (W, H), (0, H)``. Frames under 44 wide are left as they are (OpenGait
+    has no corner to draw there and fails)."""
+
+    def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> Corners | None:
+        if rng.random() >= self.prob:
+            return None
+        w = shape[-1]
+        c = 10 * (w // 44)
+        if c < 1:
+            return None
+        tl, tr = int(rng.integers(0, c)), int(rng.integers(w - c, w))
+        bl, br = int(rng.integers(0, c)), int(rng.integers(w - c, w))
+        return tl, tr, bl, br
+
+    @staticmethod
+    def matrix(h: int, w: int, corners: Corners) -> np.ndarray:
+        """The 3×3 source → frame map of OpenGait for the drawn corners."""
+        tl, tr, bl, br = corners
+        src = np.array([[tl, 0], [tr, 0], [br, h], [bl, h]], dtype=np.float32)
+        dst = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
+        out: np.ndarray = cv2.getPerspectiveTransform(src, dst)
+        return out
+
+    def apply(self, frames: np.ndarray, params: Corners) -> np.ndarray:
+        h, w = frames.shape[-2:]
+        m = self.matrix(h, w, params)
+        return self.warp(frames, lambda f: cv2.warpPerspective(f, m, (w, h)))
+
+
+Shifts = tuple[int, ...]
+"""RandomAffine's twelve draws, in OpenGait's order."""
+
+
+class RandomAffine(_Warp[Shifts]):
+    """OpenGait's random affine map: with ``c = 10 * (H // 64)`` and twelve shifts in ``[0, c)``,
+    the points ``(a, b), (H - c, d), (e, W - f)`` (OpenGait's (x, y), H and W as it writes them)
+    of two such triples define the map. ``degree`` is accepted and, as there, unused. Frames under
+    64 high are left as they are (OpenGait fails there)."""
 
     def __init__(self, prob: float = 0.5, degree: float = 10) -> None:
         super().__init__(prob)
         self.degree = _number("RandomAffine", "degree", degree, 0.0, 180.0)  # accepted, unused
 
-    def apply(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        _, h, w = frames.shape
-        reach = 10 * (h // 64)
-        if reach < 1:
-            return frames
-        corners = np.array([[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]])
-        inward = np.array([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0]])
-        moved = [corners + inward * _shift(rng.integers(0, reach, (3, 2)), h) for _ in range(2)]
-        out_pts, src_pts = (np.hstack([m, np.ones((3, 1))]) for m in moved)
-        affine = np.linalg.solve(out_pts, src_pts).T  # out -> source
-        return _warp(frames, np.vstack([affine[:2], [0.0, 0.0, 1.0]]))
+    def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> Shifts | None:
+        if rng.random() >= self.prob:
+            return None
+        c = 10 * (shape[-2] // 64)
+        if c < 1:
+            return None
+        return tuple(int(rng.integers(0, c)) for _ in range(12))
 
+    @staticmethod
+    def matrix(h: int, w: int, shifts: Shifts) -> np.ndarray:
+        """The 2×3 map of OpenGait for the drawn shifts."""
+        pts = [
+            np.array([[a, b], [h - c, d], [e, w - f]], dtype=np.float32)
+            for a, b, c, d, e, f in (shifts[:6], shifts[6:])
+        ]
+        out: np.ndarray = cv2.getAffineTransform(pts[0], pts[1])
+        return out
 
-class RandomPerspective(_Random):
-    """A random perspective stretch: the four corners of the source move inwards horizontally by up
-    to ``10 * (W // 44)`` pixels and are mapped onto the whole frame (OpenGait's rule)."""
-
-    def apply(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        _, h, w = frames.shape
-        reach = 10 * (w // 44)
-        if reach < 1:
-            return frames
-        corners = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
-        inward = _shift(rng.integers(0, reach, 4), w) * np.array([1.0, -1.0, -1.0, 1.0])
-        moved = corners + np.stack([inward, np.zeros(4)], axis=1)
-        return _warp(frames, _homography(corners, moved))
-
-
-def _homography(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
-    """The 3×3 map taking the four ``dst`` points to the four ``src`` points."""
-    rows = []
-    for (x, y), (u, v) in zip(dst, src, strict=True):
-        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y, u])
-        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y, v])
-    a = np.array(rows)
-    h = np.linalg.solve(a[:, :8], a[:, 8])
-    out: np.ndarray = np.append(h, 1.0).reshape(3, 3)
-    return out
+    def apply(self, frames: np.ndarray, params: Shifts) -> np.ndarray:
+        h, w = frames.shape[-2:]
+        m = self.matrix(h, w, params)
+        return self.warp(frames, lambda f: cv2.warpAffine(f, m, (w, h)))
 
 
 TRANSFORM_TYPES: dict[str, type[SilTransform]] = {
@@ -320,6 +407,11 @@ class Compose(SilTransform):
     def __init__(self, trf_cfg: Sequence[SilTransform]) -> None:
         self.items = list(trf_cfg)
         self.random = any(t.random for t in self.items)
+        divided = False
+        for item in self.items:  # OpenGait's warps see float frames after a dividing transform
+            if isinstance(item, _Warp):
+                item.after_division = divided
+            divided = divided or item.divides
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         for item in self.items:

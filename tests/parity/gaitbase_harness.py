@@ -54,8 +54,9 @@ FIXED = (2, 6)  # sequences, frames
 LENGTHS = (7, 1, 4, 2)  # variable-length sequences (1 and 2 frames: OpenGait repeats nothing)
 
 
-def import_baseline(opengait: Path) -> type:
-    """OpenGait's ``Baseline`` class, importing only what it needs."""
+def reference_imports(opengait: Path) -> Path:
+    """Make OpenGait's modules importable (its ``opengait/`` folder on the path, torchvision's C
+    ops and tensorboard stubbed); the folder."""
     import torch.library
 
     torch.library.register_fake = lambda *a, **k: (lambda f: f)  # torchvision's C ops do not load
@@ -63,7 +64,14 @@ def import_baseline(opengait: Path) -> type:
     board.SummaryWriter = object  # type: ignore[attr-defined]
     sys.modules["torch.utils.tensorboard"] = board
     root = opengait / "opengait"
-    sys.path.insert(0, str(root))
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return root
+
+
+def import_baseline(opengait: Path) -> type:
+    """OpenGait's ``Baseline`` class, importing only what it needs."""
+    root = reference_imports(opengait)
     import modeling  # noqa: F401
 
     models = types.ModuleType("modeling.models")  # skip models/__init__ (imports every model)
