@@ -30,6 +30,8 @@ from .checkpoint import (
 )
 from .gaitbase import GaitBase
 from .gaitgl import GaitGL
+from .gaitpart import GaitPart
+from .gaitset import GaitSet
 from .metagait import MetaGait
 from .registry import get_model_class, model_names, register_model
 
@@ -39,6 +41,8 @@ __all__ = [
     "GaitBase",
     "GaitGL",
     "GaitModel",
+    "GaitPart",
+    "GaitSet",
     "MetaGait",
     "create_model",
     "get_model_class",

@@ -75,7 +75,7 @@ def build_data(cfg: GaitConfig, log: Log) -> TrainData:
         log(f"min_frames: left out {len(dataset.skipped_short)} short sequences")
     classes = len(dataset.label_set)
     class_num = cfg.model.settings.class_num
-    if class_num < classes:
+    if cfg.has_cross_entropy and class_num < classes:  # the classifier's width matters only then
         raise ConfigError(
             f"model_cfg.class_num is {class_num} but the training split has {classes} ids; "
             f"set model_cfg.class_num={classes}"

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gaitcli.config_types import LossConfig, TripletLossConfig
+from gaitcli.errors import ConfigError
 
 Gather = Callable[[Tensor], Tensor]
 
@@ -156,7 +157,13 @@ class LossAggregator(nn.Module):
         total: Tensor | None = None
         logged: dict[str, Tensor] = {}
         for loss_fn in self.losses:
-            value, info = loss_fn(outputs[str(loss_fn.input_key)], labels)
+            key = str(loss_fn.input_key)
+            if key not in outputs:  # GaitSet / GaitPart: embeddings only, no classifier
+                raise ConfigError(
+                    f"loss_cfg: {type(loss_fn).__name__} needs the model's {key}, but the model gives only "
+                    f"{', '.join(sorted(outputs))} (it has no classifier); remove that loss from loss_cfg"
+                )
+            value, info = loss_fn(outputs[key], labels)
             weighted = value * loss_fn.loss_term_weight
             total = weighted if total is None else total + weighted
             for name, term in info.items():
