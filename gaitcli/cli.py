@@ -389,6 +389,10 @@ def evaluate(
              "--calibration).")] = None,
     roc: Annotated[Optional[Path], typer.Option(
         metavar="FILE.png", help="With --verification: draw ROC and DET curves.")] = None,
+    save_hits: Annotated[Optional[Path], typer.Option(
+        metavar="FILE.json",
+        help="Save every probe's rank-1 hit or miss per cell of the table, with the run's checkpoint, "
+             "seed and protocol, for gait compare.")] = None,
 ) -> None:
     """Evaluate a checkpoint (or saved features): rank-1 tables per probe set and view."""
     from gaitcli.evaluation.api import run_plan
@@ -400,7 +404,7 @@ def evaluate(
                         "not both and not neither")
     outputs = EvalOutputs(json=json_out, csv=csv_out, heatmap=heatmap, save_features=save_features,
                           verification=verification, calibrate=calibrate, calibration_out=calibration_out,
-                          roc=roc)
+                          roc=roc, save_hits=save_hits)
     if features is not None:
         if save_features is not None:
             raise GaitError("--save-features needs a checkpoint; --features already is a feature file")
@@ -421,6 +425,8 @@ def evaluate(
     tables_to = out_console if json_out != "-" and csv_out != "-" else console  # keep stdout pure JSON / CSV
     render_results(result, tables_to, rank5=rank5, show_map=map_)
     write_outputs(plan.outputs, result, _note)
+    if save_hits is not None:
+        _note(f"per-probe hits written to {save_hits} (gait compare)")
 
 
 @app.command(name="lr-plot")
@@ -694,6 +700,11 @@ def export(
 from gaitcli.cli_zoo import zoo_app  # noqa: E402
 
 app.add_typer(zoo_app, name="zoo")
+
+
+from gaitcli.cli_compare import compare as _compare  # noqa: E402
+
+app.command(name="compare")(_handle_errors(_compare))
 
 
 def main() -> None:

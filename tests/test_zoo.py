@@ -455,3 +455,21 @@ def test_verify_prints_its_numbers_beside_the_published_ones(zoo):
     text = " ".join(result.output.split())
     assert "rank1 NM auto 97.40 97.40" in text and f"{expected.rank1['NM']:.2f}" in text
     assert not list((zoo["out"] / "gaitgl-tiny").glob(".verify-features*"))
+
+
+def test_measured_value_reads_every_table_shape():
+    from gaitcli.zoo.catalogue import PublishedRow
+    from gaitcli.zoo.verify import measured_value
+
+    single_view = {"rank1": {"NM": 91.5, "BG": 80.0}, "rank5_exclude": {"NM": {"mean": 99.0}},
+                   "map": {"NM": {"views": {}, "mean": 70.25}}}
+    assert measured_value(single_view, PublishedRow("rank1", "BG", 1.0)) == 80.0
+    assert measured_value(single_view, PublishedRow("rank5", "NM", 1.0)) == 99.0
+    assert measured_value(single_view, PublishedRow("mAP", "NM", 1.0)) == 70.25
+    assert measured_value(single_view, PublishedRow("rank1", "CL", 1.0)) is None
+    assert measured_value(single_view, PublishedRow("rank1", None, 1.0)) is None  # two sets: ambiguous
+    field = {"rank1": {"Gait3D": 60.5}, "map": None,
+             "retrieval": {"Gait3D": {"rank1": 60.5, "map": 52.0, "minp": 30.0, "probes": 4}}}
+    assert measured_value(field, PublishedRow("rank1", None, 1.0)) == 60.5
+    assert measured_value(field, PublishedRow("mAP", None, 1.0)) == 52.0
+    assert measured_value(field, PublishedRow("mINP", None, 1.0)) == 30.0

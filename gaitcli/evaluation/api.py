@@ -149,6 +149,27 @@ def _save_features(plan: EvalPlan, feats: FeatureSet) -> None:
         feats.save(target)
 
 
+def _save_hits(plan: EvalPlan, feats: FeatureSet, result: ProtocolResult) -> None:
+    """``--save-hits``: every probe's rank-1 outcome per column of the table (docs/compare.md)."""
+    target = plan.outputs.save_hits
+    if target is None:
+        return
+    from .hits import probe_hits
+
+    hits = probe_hits(
+        feats, plan.spec, plan.fit, plan.metric,
+        remove_no_gallery=plan.remove_no_gallery,
+        device=plan.device,
+        checkpoint=plan.checkpoint,
+        iteration=plan.iteration,
+        seed=plan.seed,
+        features_path=plan.features_path,
+        dataset_name=plan.dataset_name,
+        rank1=result.rank1,
+    )
+    hits.save(target)
+
+
 def check_targets(outputs: EvalOutputs) -> None:
     """Every file the evaluation will write can be written now (a full disk, a read-only or
     foreign folder is one line before the extraction, not a lost result after it)."""
@@ -159,6 +180,7 @@ def check_targets(outputs: EvalOutputs) -> None:
         ("calibration_out", outputs.calibration_out),
         ("heatmap", outputs.heatmap),
         ("roc", outputs.roc),
+        ("save_hits", outputs.save_hits),
     ):
         if target is not None and str(target) != "-":
             check_writable(target, option(name))
@@ -173,6 +195,7 @@ def run_plan(plan: EvalPlan, *, console: Console | None = None, warn: Warn | Non
     extracted = time.perf_counter()
     _save_features(plan, feats)
     result = match_plan(plan, feats, console=console, warn=warn)
+    _save_hits(plan, feats, result)
     report, calibration = _verify(plan, result, feats)
     protocol_seconds = round(time.perf_counter() - extracted, 3)
     if plan.extraction is None:
@@ -194,6 +217,7 @@ def run_plan(plan: EvalPlan, *, console: Console | None = None, warn: Warn | Non
         features=plan.features_path,
         verification=report,
         calibration=calibration,
+        seed=plan.seed,
     )
 
 

@@ -59,6 +59,8 @@ class EvalOutputs:
     """``--calibration-out`` JSON that ``gait identify --calibration`` reads."""
     roc: Path | None = None
     """``--roc`` image of the ROC and DET curves."""
+    save_hits: Path | None = None
+    """``--save-hits`` JSON: every probe's rank-1 hit or miss per column of the table (``gait compare``)."""
 
 
 @dataclass
@@ -117,6 +119,8 @@ class EvalPlan:
     """Set when features were given."""
     features_path: str | None = None
     """The feature file given (``--features``)."""
+    seed: int | None = None
+    """The training seed of the checkpoint (:func:`training_seed`); None when unknown."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,6 +200,7 @@ def check_output_files(outputs: EvalOutputs) -> None:
         ("csv", outputs.csv),
         ("save_features", outputs.save_features),
         ("calibration_out", outputs.calibration_out),
+        ("save_hits", outputs.save_hits),
     ):
         _check_file_target(name, target)
     for name, image in (("heatmap", outputs.heatmap), ("roc", outputs.roc)):
@@ -210,6 +215,10 @@ def check_outputs(outputs: EvalOutputs, spec: ProtocolSpec) -> None:
             f"{option('heatmap')}: the {spec.name} protocol has no gallery-view x probe-view matrix "
             f"(use {option('protocol', 'casia-b')}, ou-mvlp or generic, or drop {option('heatmap')})"
         )
+    if outputs.save_hits is not None:
+        from .hits import check_hits_supported
+
+        check_hits_supported(spec)
 
 
 def _protocol(
@@ -332,9 +341,12 @@ def plan_model(
     iteration = _iteration(model)
     extraction = _extraction(cfg, opts, model, 1, warn)
     dev = torch.device(device) if device is not None else None
-    return _model_plan(
+    plan = _model_plan(
         cfg, opts, extraction, dev, warn, checkpoint, iteration
     )
+    # a model in training has no checkpoint metadata: its config's seed
+    plan.seed = training_seed(_attribute(model, "checkpoint_meta"), cfg.to_dict())
+    return plan
 
 
 def _stored_config(
@@ -371,6 +383,44 @@ def _iteration(model: torch.nn.Module) -> int | None:
     return int(value)
 
 
+def training_seed(meta: Mapping[str, object], config: Mapping[str, object]) -> int | None:
+    """The seed a checkpoint was trained with: its ``seed`` metadata (what ``gait train`` writes);
+    for a ``gait train`` checkpoint from before that metadata, its stored ``trainer_cfg.seed`` (the
+    seed that run used); None for a converted checkpoint (``converted_from``: the reference run's
+    seed is not known) or when nothing says."""
+    value = meta.get("seed")
+    if value is None or value == "":
+        if meta.get("converted_from"):
+            return None
+        trainer = config.get("trainer_cfg")
+        value = trainer.get("seed") if isinstance(trainer, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _model_seed(model: torch.nn.Module) -> int | None:
+    return training_seed(_attribute(model, "checkpoint_meta"), _attribute(model, "config"))
+
+
+def _features_seed(feats: FeatureSet) -> int | None:
+    """The seed of the checkpoint a feature file names, when that file is at hand."""
+    ckpt = feats.meta.get("checkpoint")
+    if not ckpt or not Path(str(ckpt)).is_file():
+        return None
+    from gaitcli.models import read_checkpoint_metadata
+
+    try:
+        meta = dict(read_checkpoint_metadata(str(ckpt)))
+    except GaitError:
+        return None
+    config = meta.get("config")
+    return training_seed(meta, config if isinstance(config, Mapping) else {})
+
+
 def plan_checkpoint(
     checkpoint: PathLike,
     opts: ModelOptions = ModelOptions(),
@@ -396,7 +446,7 @@ def plan_checkpoint(
     cfg = _stored_config(path, _attribute(model, "config"), list(overrides), warn)
     iteration = _iteration(model)
     extraction = _extraction(cfg, opts, model if procs == 1 else None, procs, warn)
-    return _model_plan(
+    plan = _model_plan(
         cfg,
         opts,
         extraction,
@@ -405,6 +455,8 @@ def plan_checkpoint(
         str(checkpoint),
         int(iteration) if iteration is not None else None,
     )
+    plan.seed = _model_seed(model)
+    return plan
 
 
 def _features_plan(
@@ -438,6 +490,7 @@ def _features_plan(
         iteration=int(iteration) if iteration is not None else None,
         features=feats,
         features_path=path,
+        seed=_features_seed(feats),
     )
 
 

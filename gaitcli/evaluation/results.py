@@ -161,6 +161,7 @@ EXTRA_KEYS = (
     "rank1",
     "matrix",
     "kind",
+    "seed",
 )
 
 
@@ -184,6 +185,9 @@ class EvalResult:
     """Genuine / impostor curves per probe set (``--verification``)."""
     calibration: Calibration | None = None
     """The threshold stored for ``--calibrate FAR``."""
+    seed: int | None = None
+    """The training seed of the checkpoint (``trainer_cfg.seed``); None when unknown (a converted
+    checkpoint, features whose checkpoint is not at hand)."""
 
     @property
     def rank1(self) -> dict[str, float]:
@@ -199,6 +203,7 @@ class EvalResult:
             seconds=self.seconds.to_json(),
             dataset_name=self.dataset_name,
             features=self.features,
+            seed=self.seed,
         )
         out = {key: body.get(key) for key in JSON_KEYS}
         for key in EXTRA_KEYS:

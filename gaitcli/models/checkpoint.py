@@ -57,6 +57,8 @@ class _TextMetadata(TypedDict, total=False):
     frame_size: str
     converted_from: str
     config_source: str
+    seed: str
+    """The run's ``trainer_cfg.seed`` (``gait train`` writes it; a converted checkpoint has none)."""
 
 
 class CheckpointMetadata(_TextMetadata):

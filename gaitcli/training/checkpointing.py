@@ -115,7 +115,7 @@ class CheckpointConnector:
             save_state(state_path(path), state)
             save_checkpoint(
                 path, model, stored_config(self.cfg), iteration=iteration, labels=self.labels,
-                frame_size=self.frame_size,
+                frame_size=self.frame_size, seed=self.cfg.trainer.seed,
             )
         except (OSError, WriteError) as exc:
             state_path(path).unlink(missing_ok=True)  # never leave a state without its weights

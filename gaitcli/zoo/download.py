@@ -191,7 +191,7 @@ def download(
     """Fetch ``url`` into ``target``: resume a ``.part`` left by an earlier call, check the
     SHA-256 against ``sha256`` when given (a mismatch removes the file and raises
     :class:`ChecksumError`), rename into place. A complete ``target`` already there is checked
-    and reused. ``console`` shows a progress bar (bytes, speed, ETA)."""
+    and reused. ``console`` shows a progress bar (bytes, speed, ETA) when it is a terminal."""
     target = Path(target)
     if target.is_file():
         found = sha256_of(target)
@@ -234,7 +234,7 @@ def _receive(url: str, reply: _Reply, part: Path, digest: hashlib._Hash, timeout
     assert response is not None
     fetched = 0
     progress = make_progress(label, console, DownloadColumn(), TransferSpeedColumn(), unit=None, count=False,
-                             transient=True, disable=console is None)
+                             transient=True, disable=console is None or not console.is_terminal)
     try:
         with progress, _part_file(part, reply.start) as out:
             task = progress.add_task("download", total=reply.total, completed=reply.start)

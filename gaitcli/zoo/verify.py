@@ -76,8 +76,8 @@ class VerifyResult:
 def measured_value(result: Mapping[str, JSONValue], row: PublishedRow) -> float | None:
     """The number of ``result`` (an :class:`EvalResult`'s JSON) that ``row`` publishes: the
     headline rank-1 per probe set; the excluding-identical-view mean of rank-5 and mAP; a
-    protocol's own top-level value of that name (e.g. Gait3D's ``mINP``). A row without a probe
-    set takes the protocol's only set."""
+    top-level value of that name; the field protocols' ``retrieval`` scores (Gait3D's mAP and
+    mINP). A row without a probe set takes the protocol's only set."""
     metric = row.metric.lower()
     sources: list[JSONValue] = []
     if metric == "rank1":
@@ -89,6 +89,12 @@ def measured_value(result: Mapping[str, JSONValue], row: PublishedRow) -> float 
         found = _pick(source, row.probe_set)
         if found is not None:
             return found
+    retrieval = result.get("retrieval")  # the field protocols' scores per probe set
+    if isinstance(retrieval, dict) and retrieval:
+        name = row.probe_set if row.probe_set is not None else next(iter(retrieval))
+        scores = retrieval.get(name) if row.probe_set is not None or len(retrieval) == 1 else None
+        if isinstance(scores, dict):
+            return _pick(scores.get(metric), None)
     return None
 
 
