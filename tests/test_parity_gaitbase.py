@@ -2,16 +2,20 @@
 OpenGait's ``inference_feat['embeddings']`` (fixed and variable length) and BN-neck logits.
 
 The fixtures come from OpenGait's own code run outside the project
-(``tests/parity/gaitbase_harness.py``, which says how to regenerate them).
+(``tests/parity/gaitbase_harness.py``, which says how to regenerate them). To check GaitBase's
+published size, write its files with the harness's ``--full --out DIR`` and run this file with
+``GAITCLI_PARITY_DIR=DIR``.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from gaitcli.cli import app
@@ -20,7 +24,7 @@ from gaitcli.models import GaitBase, load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FIXTURES = Path(__file__).parent / "fixtures" / "parity"
+FIXTURES = Path(os.environ.get("GAITCLI_PARITY_DIR") or Path(__file__).parent / "fixtures" / "parity")
 RTOL, ATOL = 1e-4, 1e-6
 
 
@@ -114,4 +118,6 @@ def test_training_mode_batchnorm_sees_only_real_frames(converted, ref):
 
 def test_opengait_configs_load_unchanged():
     cfg = load_config(FIXTURES / "gaitbase.yaml")
-    assert cfg.model.name == "Baseline" and cfg.model.settings.class_num == 10
+    raw = yaml.safe_load((FIXTURES / "gaitbase.yaml").read_text())
+    classes = raw["model_cfg"]["SeparateBNNecks"]["class_num"]
+    assert cfg.model.name == "Baseline" and cfg.model.settings.class_num == classes

@@ -149,11 +149,17 @@ class GaitBaseConfig(ModelConfig):
         None, "BatchNorm neck and classifier.", kind="section", children=SeparateBNNecksConfig
     )
     """BN neck and classifier."""
-    bin_num: list[int] = option(
-        [16], "Horizontal bins of the pooling pyramid (mean + max per bin); parts = sum.",
-        kind="list[int]", range=AT_LEAST_ONE,
+    bin_num: list[int] | None = option(
+        [16], "Horizontal bins of the pooling pyramid (mean + max per bin); parts = sum. "
+        "null = one bin per part of SeparateFCs.parts_num (one per feature row of a 64-high input).",
+        kind="list[int]", nullable=True, range=AT_LEAST_ONE,
     )
-    """Pyramid bins."""
+    """Pyramid bins (None: ``[SeparateFCs.parts_num]``)."""
+
+    @property
+    def bins(self) -> list[int]:
+        """``bin_num``, or ``[SeparateFCs.parts_num]`` when it is null."""
+        return [int(b) for b in self.bin_num] if self.bin_num is not None else [self.SeparateFCs.parts_num]
 
     def __post_init__(self) -> None:
         necks = self.SeparateBNNecks
@@ -189,9 +195,11 @@ def check_shapes(cfg: GaitBaseConfig) -> None:
             "model_cfg.channels_last: GaitBase's convolutions are 2-D and channels_last is the 3-D "
             "memory format; set it to false"
         )
-    parts = sum(int(b) for b in cfg.bin_num) if cfg.bin_num else 0
+    parts = sum(cfg.bins)
     if parts < 1:
-        raise ConfigError(f"model_cfg.bin_num must be a non-empty list of positive bins, got {cfg.bin_num}")
+        raise ConfigError(
+            f"model_cfg.bin_num must be null or a non-empty list of positive bins, got {cfg.bin_num}"
+        )
     width = backbone_width(bb)
     fcs, necks = cfg.SeparateFCs, cfg.SeparateBNNecks
     pairs = (
@@ -449,7 +457,7 @@ class GaitBase(GaitModel):
         cfg = self.cfg
         self.channels = [int(c) for c in cfg.backbone_cfg.channels]
         self.class_num = int(cfg.class_num)
-        self.parts_num = sum(int(b) for b in cfg.bin_num)
+        self.parts_num = sum(cfg.bins)
         self.out_channels = int(cfg.SeparateFCs.out_channels)
         self.Backbone = SetBlockWrapper(ResNet9(cfg.backbone_cfg))
         fcs, necks = cfg.SeparateFCs, cfg.SeparateBNNecks
@@ -459,7 +467,7 @@ class GaitBase(GaitModel):
             parallel_BN1d=necks.parallel_BN1d,
         )
         self.TP = TemporalMaxPool()
-        self.HPP = HorizontalPoolingPyramid(cfg.bin_num)
+        self.HPP = HorizontalPoolingPyramid(cfg.bins)
         init_weights(self, cfg.init)
 
     def backbone(
