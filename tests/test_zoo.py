@@ -4,6 +4,7 @@ without running pickled code; verify scores the result beside the published numb
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.server
 import io
@@ -138,6 +139,7 @@ def server():
 # ----------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
 def tiny_model():
     torch.manual_seed(0)
     model = build_model({"model_cfg": {"model": "GaitGL", "channels": [4, 8, 8], "class_num": 3},
@@ -147,6 +149,7 @@ def tiny_model():
     return model.eval()
 
 
+@functools.lru_cache(maxsize=1)
 def opengait_pt(model) -> bytes:
     """A checkpoint laid out as OpenGait's save_ckpt writes it (DDP prefixes, optimiser, iteration)."""
     buf = io.BytesIO()
