@@ -63,6 +63,10 @@ def compare(
                 f"{option('b')}; make them with gait eval CKPT {option('save_hits', 'FILE.json')}"
             )
         side_a, side_b = list(a), list(b)
+    if json_out and json_out != "-":
+        from gaitcli.fileio import check_writable
+
+        check_writable(json_out, option("json_out"))  # one line now, not after the bootstrap
     result = compare_hits([load_hits(p) for p in side_a], [load_hits(p) for p in side_b],
                           resamples=resamples, seed=bootstrap_seed)
     render_comparison(result, Console(stderr=json_out == "-"), cells=cells)  # stdout stays pure JSON

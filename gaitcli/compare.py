@@ -28,7 +28,6 @@ set, :func:`compare_hits` gives
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -429,14 +428,20 @@ def _bootstrap(diff_units: np.ndarray, lay: _Layout, resamples: int, seed: int, 
             level.append(values)
         done += n
     tail = (1 - confidence) / 2 * 100
-    out = []
-    for level in draws:
-        values = np.concatenate(level)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-n/a column gives NaN, as it should
-            low, high = np.nanpercentile(values, [tail, 100 - tail], axis=0)
-        out.append((low, high))
-    return tuple(out)
+    return tuple(_percentiles(np.concatenate(level), (tail, 100 - tail)) for level in draws)
+
+
+def _percentiles(values: np.ndarray, q: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the ``q`` percentiles of the draws with a value (a column without any: NaN)."""
+    low, high = np.full(values.shape[1], np.nan), np.full(values.shape[1], np.nan)
+    full = ~np.isnan(values).any(axis=0)
+    if full.any():  # one vectorised call for the columns every draw has
+        low[full], high[full] = np.percentile(values[:, full], q, axis=0)
+    for col in np.flatnonzero(~full):
+        present = values[:, col][~np.isnan(values[:, col])]
+        if present.size:
+            low[col], high[col] = np.percentile(present, q)
+    return low, high
 
 
 def _number(x: float) -> float | None:
