@@ -320,9 +320,11 @@ def _validate_partial(
         if section == "loss_cfg":
             out[section] = _validate_losses(body, source)
         elif section == "optimizer_cfg":
-            out[section] = _validate_callable_section(body, source, section, "solver", _optimizer_params)
+            out[section] = _validate_callable_section(body, source, section, "solver", _optimizer_params,
+                                                      warn)
         elif section == "scheduler_cfg":
-            out[section] = _validate_callable_section(body, source, section, "scheduler", _scheduler_params)
+            out[section] = _validate_callable_section(body, source, section, "scheduler", _scheduler_params,
+                                                      warn)
         elif section == "model_cfg":
             out[section] = _validate_model_section(body, source, warn, allow_foreign)
         else:
@@ -499,8 +501,13 @@ def _validate_callable_section(
     section: str,
     name_key: str,
     params_of: Callable[[str, str], set[str]],
+    warn: Warn | None = None,
 ) -> dict[str, object]:
-    """optimizer_cfg / scheduler_cfg: keys are checked against the named torch class."""
+    """optimizer_cfg / scheduler_cfg: keys are checked against the named torch class.
+
+    A key the named class does not take but another optimiser (scheduler) of torch does is
+    dropped with a warning, as OpenGait drops it (its configs carry e.g. ``momentum`` with
+    ``solver: Adam``); any other key is an error (a typo)."""
     if body is None:
         return {}
     if not isinstance(body, Mapping):
@@ -516,11 +523,29 @@ def _validate_callable_section(
         if key == name_key:
             out[key] = value
             continue
+        if key not in allowed and key in _all_params(section):
+            (warn or _silent)(f"{source}: ignoring {dotted} ({name} does not take it; OpenGait ignores "
+                              "it too)")
+            continue
         if key not in allowed:
             message = _unknown(source, dotted, [f"{section}.{k}" for k in sorted(allowed)])
             raise ConfigError(f"{message}; {name} takes: {', '.join(sorted(allowed)) or 'no arguments'}")
         out[key] = _check_value(keys[key], value, source, dotted) if key in keys else value
     return out
+
+
+def _all_params(section: str) -> set[str]:
+    """Every argument some torch optimiser (scheduler, with the warm-up's own) takes."""
+    import torch
+
+    owner = torch.optim if section == "optimizer_cfg" else torch.optim.lr_scheduler
+    base = torch.optim.Optimizer if section == "optimizer_cfg" else torch.optim.lr_scheduler.LRScheduler
+    out: set[str] = set() if section == "optimizer_cfg" else _scheduler_params("warmup", "")
+    for attr in dir(owner):
+        cls = getattr(owner, attr)
+        if isinstance(cls, type) and issubclass(cls, base) and cls is not base:
+            out.update(inspect.signature(cls).parameters)
+    return out - {"self", "params", "optimizer", "last_epoch", "verbose"}
 
 
 def _optimizer_params(name: str, source: str) -> set[str]:

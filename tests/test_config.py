@@ -380,3 +380,19 @@ def test_config_doc_matches_schema():
 def test_resolving_a_resolved_config_changes_nothing():
     for cfg in (resolve_config({}), load_config("metagait"), load_config(FIXTURES / "opengait_gaitgl.yaml")):
         assert resolve_config(cfg) == cfg
+
+
+def test_an_argument_of_another_optimiser_is_dropped_with_a_warning_as_opengait_does(tmp_path):
+    # OpenGait's gaitpart.yaml carries momentum with solver: Adam; OpenGait drops it with a log line
+    from gaitcli.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("optimizer_cfg: {solver: Adam, lr: 0.0001, momentum: 0.9, weight_decay: 0.0}\n")
+    warnings: list[str] = []
+    cfg = load_config(path, warn=warnings.append)
+    assert "momentum" not in cfg.to_dict()["optimizer_cfg"]
+    assert any("ignoring optimizer_cfg.momentum" in w for w in warnings)
+    # a key no optimiser takes is still a typo, and an error
+    path.write_text("optimizer_cfg: {solver: Adam, momentumm: 0.9}\n")
+    with pytest.raises(ConfigError, match="momentumm"):
+        load_config(path)
