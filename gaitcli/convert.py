@@ -426,10 +426,12 @@ def convert_checkpoint(
 def _summary(src: Path, dst: Path, cfg: GaitConfig, model: torch.nn.Module, source: SourceWeights,
              iteration: int, config_source: str, notes: list[str]) -> ConvertSummary:
     channels = cfg.model.values.get("channels")
+    if not isinstance(channels, list):  # GaitBase / DeepGaitV2 keep widths in their backbone
+        channels = getattr(model, "channels", None)
     return ConvertSummary(
         src=str(src), dst=str(dst), model=cfg.model.name, variant=getattr(model, "variant", None),
         dataset_name=cfg.data.dataset_name,
-        channels=[int(c) for c in channels] if isinstance(channels, list) else [],
+        channels=[int(c) for c in channels] if isinstance(channels, (list, tuple)) else [],
         class_num=cfg.model.settings.class_num, parts=model_parts(model), iteration=iteration,
         tensors=len(source.state), parameters=sum(p.numel() for p in model.parameters()),
         config_source=config_source, warnings=notes,
