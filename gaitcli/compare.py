@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gaitcli.errors import GaitError, option
-from gaitcli.evaluation.hits import NA, EvalIdentity, Hits
+from gaitcli.evaluation.hits import NA, EvalIdentity, Hits, probe_keys
 from gaitcli.fileio import JSONValue
 
 DEFAULT_RESAMPLES = 10_000
@@ -275,7 +275,7 @@ def _same_probes(ref: Hits, other: Hits) -> None:
             f"{len(ref.columns)} columns vs {', '.join(other.probe_sets)} over {len(other.columns)}); "
             "compare evaluations of the same probes"
         )
-    ka, kb = set(_keys(ref)), set(_keys(other))
+    ka, kb = set(probe_keys(ref)), set(probe_keys(other))
     if ka != kb:
         missing, extra = sorted(ka - kb), sorted(kb - ka)
         where = (f"{len(extra)} probes of {b} are not in {a} (first: {_key_text(extra[0])})" if extra
@@ -289,11 +289,6 @@ def _same_probes(ref: Hits, other: Hits) -> None:
             f"{a} and {b} score the same probes against different galleries ({ref.gallery_size} vs "
             f"{other.gallery_size} sequences); evaluate both on one test split"
         )
-
-
-def _keys(hits: Hits) -> list[tuple[str, str, str, str]]:
-    return list(zip(hits.sets.tolist(), hits.labels.tolist(), hits.types.tolist(), hits.probe_views.tolist(),
-                    strict=True))
 
 
 def _same_run_twice(runs: Sequence[Hits], side: str) -> None:

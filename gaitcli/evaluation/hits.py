@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -447,7 +447,7 @@ def cell_rank1(hits: Hits, name: str, view: str, column: str) -> float | None:
     return float(values.mean() * 100) if values.size else None
 
 
-def probe_keys(hits: Hits) -> Sequence[tuple[str, str, str, str]]:
+def probe_keys(hits: Hits) -> list[tuple[str, str, str, str]]:
     """``(probe set, id, type, view)`` per row."""
     return list(zip(hits.sets.tolist(), hits.labels.tolist(), hits.types.tolist(), hits.probe_views.tolist(),
                     strict=True))
