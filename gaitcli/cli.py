@@ -347,8 +347,10 @@ def evaluate(
     data: Annotated[Optional[Path], typer.Option(
         help="Prepared data folder (default: the checkpoint's data_cfg.dataset_root).")] = None,
     partition: Annotated[Optional[Path], typer.Option(
-        help="Partition JSON (default: the checkpoint's data_cfg.dataset_partition).")] = None,
-    protocol: Annotated[str, typer.Option(help="auto, casia-b, ou-mvlp, cross-view or generic.")] = "auto",
+        help="Partition JSON (default: the checkpoint's data_cfg.dataset_partition); with --features, "
+             "the gait3d protocol's PROBE_SET.")] = None,
+    protocol: Annotated[str, typer.Option(
+        help="auto, casia-b, ou-mvlp, cross-view, generic, gait3d, grew or ccpg.")] = "auto",
     metric: Annotated[Optional[str], typer.Option(
         help="euc (per-part Euclidean) or cos (default: evaluator_cfg.metric).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(
@@ -363,6 +365,10 @@ def evaluate(
         "--json", metavar="FILE", help="Write the results as JSON ('-' = stdout).")] = None,
     csv_out: Annotated[Optional[str], typer.Option(
         "--csv", metavar="FILE", help="Write the tables as CSV ('-' = stdout).")] = None,
+    submission: Annotated[Optional[str], typer.Option(
+        metavar="FILE.csv",
+        help="--protocol grew: write GREW's competition file (probes of type 03, their 20 nearest "
+             "gallery ids; '-' = stdout).")] = None,
     save_features: Annotated[Optional[Path], typer.Option(
         metavar="FILE.npz", help="Save the extracted features (embeddings, labels, types, views).")] = None,
     features: Annotated[Optional[Path], typer.Option(
@@ -402,19 +408,19 @@ def evaluate(
     if (checkpoint is None) == (features is None):
         raise GaitError("give either a checkpoint (gait eval CKPT) or --features FILE.npz, "
                         "not both and not neither")
-    outputs = EvalOutputs(json=json_out, csv=csv_out, heatmap=heatmap, save_features=save_features,
+    outputs = EvalOutputs(json=json_out, csv=csv_out, submission=submission, heatmap=heatmap,
+                          save_features=save_features,
                           verification=verification, calibrate=calibrate, calibration_out=calibration_out,
                           roc=roc, save_hits=save_hits)
     if features is not None:
         if save_features is not None:
             raise GaitError("--save-features needs a checkpoint; --features already is a feature file")
-        given = (("--data", data), ("--partition", partition), ("--batch-size", batch_size), ("--gpus", gpus),
-                 ("--nproc", nproc))
+        given = (("--data", data), ("--batch-size", batch_size), ("--gpus", gpus), ("--nproc", nproc))
         unused = [name for name, value in given if value is not None]
         if unused:
             raise GaitError(f"{', '.join(unused)}: no effect with --features (no model runs); drop them")
         plan = plan_features(features, protocol=protocol, metric=metric, overrides=_set_overrides(set_),
-                             want_map=map_, device=device, outputs=outputs, warn=_warn)
+                             want_map=map_, device=device, outputs=outputs, warn=_warn, partition=partition)
     else:
         assert checkpoint is not None  # one of the two, checked above
         opts = ModelOptions(data=data, partition=partition, protocol=protocol, metric=metric,
@@ -422,7 +428,8 @@ def evaluate(
         plan = plan_checkpoint(checkpoint, opts, device=device, gpus=gpus, nproc=nproc,
                                overrides=_set_overrides(set_), warn=_warn)
     result = run_plan(plan, console=console, warn=_warn)
-    tables_to = out_console if json_out != "-" and csv_out != "-" else console  # keep stdout pure JSON / CSV
+    to_stdout = "-" in (json_out, csv_out, submission)
+    tables_to = console if to_stdout else out_console  # keep stdout pure JSON / CSV
     render_results(result, tables_to, rank5=rank5, show_map=map_)
     write_outputs(plan.outputs, result, _note)
     if save_hits is not None:

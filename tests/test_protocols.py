@@ -208,8 +208,9 @@ def test_protocol_selection():
         "auto", dataset_name="GREW", evaluator_cfg={"gallery_types": ["01"], "probe_sets": {"P": "02"}}
     )
     assert generic.name == "generic" and generic.probe_sets == {"P": ("02",)}
+    assert resolve_protocol("auto", dataset_name="GREW", types=["01", "02", "03"]).name == "grew"
     with pytest.raises(GaitError, match="cannot pick"):
-        resolve_protocol("auto", dataset_name="GREW", types=["01", "02", "03"])
+        resolve_protocol("auto", dataset_name="Mine", types=["a-1", "b-2"])
     with pytest.raises(GaitError, match="generic protocol needs"):
         resolve_protocol("generic", dataset_name="CASIA-B")
     with pytest.raises(GaitError, match="unknown protocol"):

@@ -45,8 +45,9 @@ from .plan import (
     plan_checkpoint,
     plan_model,
 )
-from .protocols import ProtocolSpec
+from .protocols import FIELD_PROTOCOLS, ProtocolSpec
 from .results import EvalResult, ProtocolResult, Seconds
+from .retrieval import match_field
 from .verification import VerificationReport, verification_for_results
 
 Warn = Callable[[str], None]
@@ -118,6 +119,9 @@ def match_plan(
 ) -> ProtocolResult:
     """The plan's protocol on ``feats`` (in the order the plan's masks were built on)."""
     n = len(feats)
+    if plan.spec.name in FIELD_PROTOCOLS:
+        return match_field(feats.embeddings, feats.labels, feats.views, plan.spec, plan.fit, plan.metric,
+                           want_map=plan.want_map, device=plan.device if plan.device is not None else "cpu")
     update, stop = _match_progress(console, float(n) * n / 4)
     try:
         return match(
@@ -176,6 +180,7 @@ def check_targets(outputs: EvalOutputs) -> None:
     for name, target in (
         ("json", outputs.json),
         ("csv", outputs.csv),
+        ("submission", outputs.submission),
         ("save_features", outputs.save_features),
         ("calibration_out", outputs.calibration_out),
         ("heatmap", outputs.heatmap),
@@ -258,9 +263,14 @@ def evaluate_features(
     device: torch.device | str | None = None,
     console: Console | None = None,
     warn: Warn | None = None,
+    partition: PathLike | None = None,
+    submission: bool = False,
 ) -> EvalResult:
     """Run a protocol on features ``[N, parts, channels]``. ``cfg`` supplies ``evaluator_cfg``
-    (protocol, metric, gallery types / probe sets) and ``data_cfg.remove_no_gallery``."""
+    (protocol, metric, gallery types / probe sets) and ``data_cfg.remove_no_gallery``;
+    ``partition`` the gait3d protocol's ``PROBE_SET``; ``submission`` (protocol grew) puts GREW's
+    competition answer into ``result.result.submission`` (write it with
+    :func:`~.submission.write_submission`)."""
     plan = plan_arrays(
         embeddings,
         labels,
@@ -273,6 +283,8 @@ def evaluate_features(
         want_map=want_map,
         device=device,
         warn=warn,
+        partition=partition,
+        outputs=EvalOutputs(submission="-" if submission else None),
     )
     return run_plan(plan, console=console, warn=warn)
 

@@ -329,6 +329,63 @@ def average_precision(matches: torch.Tensor) -> np.ndarray:
     return ap
 
 
+@dataclass
+class RankScores:
+    """Per probe, what its whole ranking of a gallery gives (nearest first, equally distant items
+    in gallery order): the retrieval scores of the gait3d and ccpg protocols."""
+
+    first: np.ndarray
+    """int64 ``[n]``: the 0-based rank of the first relevant gallery item (-1: none), so rank-k
+    is ``0 <= first < k``."""
+    ap: np.ndarray
+    """float64 ``[n]``: average precision (NaN: no relevant item)."""
+    inp: np.ndarray
+    """float64 ``[n]``: inverse negative penalty, relevant items / rank of the last one (NaN: no
+    relevant item)."""
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Probes with at least one relevant gallery item."""
+        return self.first >= 0
+
+
+def rank_scores(x: torch.Tensor, y: torch.Tensor, probe_labels: torch.Tensor, gallery_labels: torch.Tensor,
+                metric: str = "euc", *, probe_groups: torch.Tensor | None = None,
+                gallery_groups: torch.Tensor | None = None, budget: int = 256 << 20) -> RankScores:
+    """:class:`RankScores` of every row of ``x`` against ``y`` (both ``[n, parts, channels]``).
+    With ``probe_groups`` / ``gallery_groups`` (e.g. view codes), the gallery items of the
+    probe's label *and* group leave its ranking (OpenGait's ``evaluate_many``: same id at the same
+    camera). Whole probe blocks at a time: distances, one stable sort per row, then the scores as
+    tensor operations, blocks bounded to about ``budget`` bytes."""
+    n, m = x.shape[0], y.shape[0]
+    out = RankScores(np.full(n, -1, dtype=np.int64), np.full(n, np.nan), np.full(n, np.nan))
+    if n == 0 or m == 0:
+        return out
+    y_norms = part_norms(y.float(), metric)
+    rows = max(1, min(n, budget // (m * 24)))
+    for c0 in range(0, n, rows):
+        c1 = min(n, c0 + rows)
+        d = distance_block(x[c0:c1], y, metric, y_norms=y_norms)
+        pl = probe_labels[c0:c1]
+        excluded = None
+        if probe_groups is not None and gallery_groups is not None:
+            excluded = (gallery_labels.unsqueeze(0) == pl.unsqueeze(1)) & (
+                gallery_groups.unsqueeze(0) == probe_groups[c0:c1].unsqueeze(1)
+            )
+        matches, _ = ranked_matches(d, pl, gallery_labels, excluded)
+        del d, excluded
+        hits = matches.to(torch.uint8)
+        relevant = hits.sum(dim=1)
+        has = relevant > 0
+        first = torch.where(has, hits.argmax(dim=1), -1)
+        last = m - 1 - hits.flip(1).argmax(dim=1)
+        out.first[c0:c1] = first.cpu().numpy()
+        out.ap[c0:c1] = average_precision(matches)
+        inp = relevant.to(torch.float64) / (last + 1).to(torch.float64)
+        out.inp[c0:c1] = torch.where(has, inp, torch.nan).cpu().numpy()
+    return out
+
+
 def rank_k_accuracy(
     dist: npt.ArrayLike, probe_labels: npt.ArrayLike, gallery_labels: npt.ArrayLike, k: int = 1
 ) -> float:

@@ -28,7 +28,18 @@ from gaitcli.models.checkpoint import CheckpointError
 
 from .extract import FeatureSet
 from .metrics import check_metric
-from .protocols import PROTOCOLS, ProtocolFit, ProtocolSpec, check_fit, resolve_protocol
+from .protocols import (
+    FIELD_PROTOCOLS,
+    GREW,
+    PROTOCOLS,
+    ProtocolFit,
+    ProtocolSpec,
+    check_fit,
+    fit_protocol,
+    needs_probe_list,
+    read_probe_list,
+    resolve_protocol,
+)
 
 Warn = Callable[[str], None]
 PathLike = str | os.PathLike[str]
@@ -47,6 +58,8 @@ class EvalOutputs:
     """``--json`` target."""
     csv: str | None = None
     """``--csv`` target."""
+    submission: str | None = None
+    """``--submission``: GREW's competition CSV (protocol ``grew``; ``-`` is stdout)."""
     heatmap: Path | None = None
     """``--heatmap`` image."""
     save_features: Path | None = None
@@ -210,6 +223,22 @@ def check_output_files(outputs: EvalOutputs) -> None:
 
 def check_outputs(outputs: EvalOutputs, spec: ProtocolSpec) -> None:
     """The output options against the resolved protocol (``auto`` included), before extraction."""
+    _check_file_target("submission", outputs.submission)
+    if outputs.submission is not None and spec.name != GREW.name:
+        raise GaitError(
+            f"{option('submission')} writes GREW's competition file: use it with "
+            f"{option('protocol', 'grew')}, not {spec.name}"
+        )
+    if outputs.heatmap is not None and spec.kind == "retrieval":
+        raise GaitError(
+            f"{option('heatmap')}: the {spec.name} protocol has no gallery-view x probe-view matrix "
+            f"(ccpg, casia-b, ou-mvlp and generic have one); drop {option('heatmap')}"
+        )
+    if outputs.verification and spec.kind in ("retrieval", "cloth-change"):
+        raise GaitError(
+            f"{option('verification')} works with the casia-b, ou-mvlp, cross-view and generic protocols, "
+            f"not {spec.name}; drop it"
+        )
     if outputs.heatmap is not None and spec.kind == "cross-view":
         raise GaitError(
             f"{option('heatmap')}: the {spec.name} protocol has no gallery-view x probe-view matrix "
@@ -225,13 +254,23 @@ def _protocol(
     cfg: GaitConfig,
     protocol: str | ProtocolSpec,
     name: str | None,
-    types: np.ndarray,
+    sequences: tuple[np.ndarray, np.ndarray, np.ndarray],
+    partition: PathLike | None,
+    outputs: EvalOutputs,
     warn: Warn | None,
 ) -> tuple[ProtocolSpec, ProtocolFit]:
+    """The protocol and its masks over ``sequences`` (labels, types, views); gait3d reads its
+    probes from ``partition``'s ``PROBE_SET``."""
+    labels, types, views = sequences
     ev = cfg.to_dict()["evaluator_cfg"]
     assert isinstance(ev, dict)
     spec = resolve_protocol(protocol, dataset_name=name, evaluator_cfg=ev, types=types.tolist())
-    return spec, check_fit(spec, types, warn)
+    if spec.name not in FIELD_PROTOCOLS:
+        return spec, check_fit(spec, types, warn)
+    probe_list = read_probe_list(partition) if needs_probe_list(spec) else None
+    fit = fit_protocol(spec, labels, types, views, probe_list=probe_list,
+                       submission=outputs.submission is not None, warn=warn)
+    return spec, fit
 
 
 def load_test_split(
@@ -304,9 +343,11 @@ def _model_plan(
 ) -> EvalPlan:
     # a --metric was checked before the checkpoint was read; the config's one is checked here
     metric = opts.metric or check_metric(cfg.evaluator.metric)
-    types = np.array([s.type for s in extraction.dataset.sequences], dtype=str)
+    seqs = extraction.dataset.sequences
+    sequences = (np.array([s.label for s in seqs], dtype=str), np.array([s.type for s in seqs], dtype=str),
+                 np.array([s.view for s in seqs], dtype=str))
     name = dataset_name_of(cfg)
-    spec, fit = _protocol(cfg, opts.protocol, name, types, warn)
+    spec, fit = _protocol(cfg, opts.protocol, name, sequences, extraction.partition, opts.outputs, warn)
     check_outputs(opts.outputs, spec)
     return EvalPlan(
         cfg=cfg,
@@ -471,9 +512,16 @@ def _features_plan(
     outputs: EvalOutputs,
     warn: Warn | None,
     path: str | None,
+    partition: PathLike | None = None,
 ) -> EvalPlan:
     # an empty name makes ``auto`` look at the types present instead of the default config's name
-    spec, fit = _protocol(cfg, protocol, name or "", feats.types, warn)
+    sequences = (feats.labels, feats.types, feats.views)
+    spec, fit = _protocol(cfg, protocol, name or "", sequences, partition, outputs, warn)
+    if partition is not None and not needs_probe_list(spec):
+        raise GaitError(
+            f"{option('partition')}: no effect on features with the {spec.name} protocol (only gait3d reads "
+            "the partition file, for its PROBE_SET); drop it"
+        )
     check_outputs(outputs, spec)
     iteration = feats.meta.get("iteration")
     return EvalPlan(
@@ -508,9 +556,11 @@ def plan_features(
     device: str | None = None,
     outputs: EvalOutputs = EvalOutputs(),
     warn: Warn | None = None,
+    partition: PathLike | None = None,
 ) -> EvalPlan:
     """The plan for ``gait eval --features FILE.npz``. The data set name and metric stored in the
-    file apply unless ``--set`` / ``--metric`` name others."""
+    file apply unless ``--set`` / ``--metric`` name others; ``partition`` gives the gait3d
+    protocol its ``PROBE_SET``."""
     from gaitcli.config import parse_override, resolve_config
     from gaitcli.runtime.distributed import resolve_devices
 
@@ -535,6 +585,7 @@ def plan_features(
         outputs=outputs,
         warn=warn,
         path=str(path),
+        partition=partition,
     )
 
 
@@ -551,10 +602,12 @@ def plan_arrays(
     want_map: bool = False,
     device: torch.device | str | None = None,
     warn: Warn | None = None,
+    partition: PathLike | None = None,
+    outputs: EvalOutputs = EvalOutputs(),
 ) -> EvalPlan:
     """The plan for features in memory (``evaluate_features``); ``cfg`` (a whole config, or a
     partial mapping resolved over the defaults) supplies ``evaluator_cfg`` and
-    ``data_cfg.remove_no_gallery``."""
+    ``data_cfg.remove_no_gallery``; ``partition`` the gait3d protocol's ``PROBE_SET``."""
     from gaitcli.config import resolve_config
 
     check_protocol_name(protocol)
@@ -573,7 +626,8 @@ def plan_arrays(
         name=dataset_name,
         want_map=want_map,
         device=dev,
-        outputs=EvalOutputs(),
+        outputs=outputs,
         warn=warn,
         path=None,
+        partition=partition,
     )

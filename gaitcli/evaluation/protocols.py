@@ -14,6 +14,19 @@ accuracies are averaged (docs/eval.md, "Protocols"). Running one is :mod:`.match
 * ``generic``: the single-view scheme with the gallery types and probe sets of
   ``evaluator_cfg.gallery_types`` / ``evaluator_cfg.probe_sets``.
 
+The field protocols (docs/eval-field-protocols.md), run by :mod:`.retrieval`:
+
+* ``gait3d``: the probes are the partition file's ``PROBE_SET`` entries (``id-type-view``), the
+  gallery every other sequence; rank-1/5/10, mAP and mINP over the probes whose id is in the
+  gallery.
+* ``grew``: gallery type ``01``, probes type ``02`` (rank-1/5/10/20, rounded to 2 decimals); the
+  competition file ranks the probes of type ``03`` (id ``probe``, the video id as view) against
+  the gallery of types ``01`` + ``02``.
+* ``ccpg``: the four cloth-change settings CL, UP, DN, BG, each with its own gallery types; views
+  are what precedes the first ``_`` of the view name. A views x views rank-1 matrix per setting
+  and, against the setting's whole gallery minus the probe's id at its own view, rank-1, mAP and
+  mINP.
+
 The views are the ones present in the data. A cell without probes or without gallery sequences
 is ``None`` (n/a) and stays out of every average; a mean over nothing is ``None`` too. Where the
 reference is defined (every cell present), the numbers are the reference's.
@@ -21,27 +34,36 @@ reference is defined (every cell present), the numbers are the reference's.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from gaitcli.errors import GaitError, option
 
-PROTOCOLS = ("auto", "casia-b", "ou-mvlp", "cross-view", "generic")
+PROTOCOLS = ("auto", "casia-b", "ou-mvlp", "cross-view", "generic", "gait3d", "grew", "ccpg")
+FIELD_PROTOCOLS = ("gait3d", "grew", "ccpg")
+"""The protocols :mod:`.retrieval` runs (the others: :mod:`.matching`)."""
 Warn = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class ProtocolSpec:
     """A protocol resolved to type lists. ``kind`` is ``single-view`` (one gallery per view,
-    a views × views matrix) or ``cross-view`` (one gallery over all views)."""
+    a views × views matrix), ``cross-view`` (one gallery over all views), ``retrieval`` (one
+    gallery, rank-k / mAP / mINP: gait3d, grew) or ``cloth-change`` (ccpg: a gallery per probe
+    set, a views × views matrix and rank-1 / mAP / mINP)."""
 
     name: str
     kind: str
     gallery_types: tuple[str, ...]
     probe_sets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    set_galleries: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Probe set → its own gallery types (ccpg); a set not named here uses ``gallery_types``."""
 
 
 CASIA_B = ProtocolSpec(
@@ -62,17 +84,50 @@ CROSS_VIEW = {
 }
 _CASIA_TYPES = {f"{k}-{i:02d}" for k, n in (("nm", 6), ("bg", 2), ("cl", 2)) for i in range(1, n + 1)}
 
+GAIT3D = ProtocolSpec("gait3d", "retrieval", (), {"Gait3D": ()})
+"""Gait3D (OpenGait's ``evaluate_Gait3D``): probes from the partition's ``PROBE_SET``, gallery
+all other sequences; no type decides anything."""
+GREW = ProtocolSpec("grew", "retrieval", ("01",), {"GREW": ("02",)})
+"""GREW's local evaluation (OpenGait's ``evaluate_real_scene`` for ``GREW``)."""
+GAIT3D_SET = "Gait3D"
+GREW_SET = "GREW"
+GREW_SUBMISSION_GALLERY = ("01", "02")
+GREW_SUBMISSION_PROBES = ("03",)
+"""GREW's competition file (OpenGait's ``GREW_submission``): probes of type ``03`` against the
+gallery of types ``01`` + ``02``."""
+GREW_SUBMISSION_RANKS = 20
+_CCPG_SETS = {
+    "CL": (("U0_D0_BG", "U0_D0"), ("U1_D1", "U2_D2", "U3_D3")),
+    "UP": (("U3_D3",), ("U0_D3",)),
+    "DN": (("U1_D0",), ("U1_D1",)),
+    "BG": (("U0_D0_BG",), ("U0_D0",)),
+}
+CCPG = ProtocolSpec(
+    "ccpg",
+    "cloth-change",
+    tuple(sorted({t for _, gallery in _CCPG_SETS.values() for t in gallery})),
+    {name: probes for name, (probes, _) in _CCPG_SETS.items()},
+    {name: gallery for name, (_, gallery) in _CCPG_SETS.items()},
+)
+"""CCPG (OpenGait's ``evaluate_CCPG``): per setting its probe and gallery cloth codes."""
+_CCPG_TYPES = {t for probes, gallery in _CCPG_SETS.values() for t in (*probes, *gallery)}
+_FIELD_SPECS = {"gait3d": GAIT3D, "grew": GREW, "ccpg": CCPG}
+
+
+def ccpg_views(views: Sequence[str] | np.ndarray) -> np.ndarray:
+    """CCPG's camera of each view name: what precedes its first ``_`` (``01_2`` → ``01``), as the
+    reference evaluator reads them."""
+    return np.array([str(v).split("_")[0] for v in np.asarray(views).astype(str).tolist()], dtype=str)
+
 
 def dataset_family(name: str | None) -> str | None:
-    """``casia-b`` / ``ou-mvlp`` for the data set names the reference knows, else None."""
+    """``casia-b`` / ``ou-mvlp`` / ``gait3d`` / ``grew`` / ``ccpg`` for the data set names the
+    reference knows, else None."""
     if not name:
         return None
     key = re.sub(r"[^a-z0-9]", "", str(name).lower())
-    if key == "casiab":
-        return "casia-b"
-    if key == "oumvlp":
-        return "ou-mvlp"
-    return None
+    names = {"casiab": "casia-b", "oumvlp": "ou-mvlp", "gait3d": "gait3d", "grew": "grew", "ccpg": "ccpg"}
+    return names.get(key)
 
 
 def family_from_types(types: Sequence[str] | None) -> str | None:
@@ -84,6 +139,12 @@ def family_from_types(types: Sequence[str] | None) -> str | None:
         return "casia-b"
     if present <= {"00", "01"}:
         return "ou-mvlp"
+    if present <= {"01", "02", "03"}:
+        return "grew"
+    if present <= _CCPG_TYPES:
+        return "ccpg"
+    if all(re.fullmatch(r"camid\d+_videoid\d+", t) for t in present):
+        return "gait3d"
     return None
 
 
@@ -116,6 +177,8 @@ def resolve_protocol(
         return OU_MVLP
     if name == "generic":
         return _generic_spec(generic)
+    if name in _FIELD_SPECS:
+        return _FIELD_SPECS[name]
     return _cross_view_spec(generic, family or family_from_types(types), dataset_name)
 
 
@@ -128,13 +191,16 @@ def _auto_name(ev: Mapping[str, object], family: str | None, generic: _Sets | No
     else the family the types present suggest."""
     if family is None and generic is None:
         family = family_from_types(types)
+    if family in _FIELD_SPECS:  # configured generic sets keep winning there, as before these protocols
+        return ("generic", family) if generic is not None else (family, family)
     if family is not None:
         return ("cross-view" if ev.get("cross_view_gallery") else family), family
     if generic is not None:
         return "generic", family
     raise GaitError(
         f"cannot pick an evaluation protocol for data set {dataset_name or '(unnamed)'}: pass "
-        f"{option('protocol')} casia-b, ou-mvlp or cross-view, or {option('protocol', 'generic')} with "
+        f"{option('protocol')} casia-b, ou-mvlp, cross-view, gait3d, grew or ccpg, or "
+        f"{option('protocol', 'generic')} with "
         f"evaluator_cfg.gallery_types and evaluator_cfg.probe_sets set "
         f"({option('overrides', 'evaluator_cfg.gallery_types=[...]')})"
     )
@@ -154,13 +220,13 @@ def _generic_spec(generic: _Sets | None) -> ProtocolSpec:
 def _cross_view_spec(generic: _Sets | None, family: str | None, dataset_name: str | None) -> ProtocolSpec:
     if generic is not None:
         return ProtocolSpec("cross-view", "cross-view", generic[0], generic[1])
-    if family is None:
+    if family not in CROSS_VIEW:
         raise GaitError(
             "the cross-view protocol knows CASIA-B and OU-MVLP layouts; "
             f"data set {dataset_name or '(unnamed)'} needs evaluator_cfg.gallery_types and "
             "evaluator_cfg.probe_sets"
         )
-    return CROSS_VIEW[family]
+    return CROSS_VIEW[str(family)]
 
 
 def _generic_sets(ev: Mapping[str, object]) -> _Sets | None:
@@ -193,6 +259,16 @@ def view_sort_key(view: str) -> tuple[int, float, str]:
         return (1, 0.0, view)
 
 
+@dataclass(frozen=True)
+class SubmissionFit:
+    """The sequences of GREW's competition file."""
+
+    gallery: np.ndarray
+    """Boolean mask: the gallery (types ``01`` and ``02``)."""
+    probes: np.ndarray
+    """Boolean mask: the probes (type ``03``), in the order of the file's rows."""
+
+
 @dataclass
 class ProtocolFit:
     """Which sequences of a data set play which part in a protocol."""
@@ -201,6 +277,191 @@ class ProtocolFit:
     """Boolean mask over the sequences: the gallery."""
     probe_sets: dict[str, np.ndarray]
     """Probe set name → boolean mask of its probes."""
+    set_galleries: dict[str, np.ndarray] = field(default_factory=dict)
+    """Probe set name → its own gallery mask (ccpg); a set not named here uses ``gallery``."""
+    submission: SubmissionFit | None = None
+    """GREW's competition file (``--submission``), None when not asked for."""
+
+    def gallery_of(self, name: str) -> np.ndarray:
+        """The gallery mask of probe set ``name``."""
+        return self.set_galleries.get(name, self.gallery)
+
+
+@dataclass(frozen=True)
+class ProbeList:
+    """A partition file's ``PROBE_SET``: the probes of the gait3d protocol."""
+
+    entries: tuple[str, ...]
+    """``id-type-view`` of each probe sequence (OpenGait's Gait3D.json)."""
+    source: str
+    """The partition file it came from."""
+
+
+def needs_probe_list(spec: ProtocolSpec) -> bool:
+    """Whether ``spec`` takes its probes from the partition file's ``PROBE_SET``."""
+    return spec.name == GAIT3D.name
+
+
+def read_probe_list(partition: str | os.PathLike[str] | None) -> ProbeList:
+    """The ``PROBE_SET`` of a partition file (a packaged name such as ``Gait3D.json`` works as for
+    training); every problem is one line."""
+    from gaitcli.data.partition import load_partition
+
+    if partition is None:
+        raise GaitError(
+            f"the gait3d protocol takes its probes from the partition file's PROBE_SET: pass "
+            f"{option('partition', 'Gait3D.json')} (OpenGait's datasets/Gait3D/Gait3D.json)"
+        )
+    path = Path(load_partition(partition).path)  # exists, is JSON with TRAIN_SET / TEST_SET
+    data = json.loads(path.read_text(encoding="utf-8"))
+    entries = data.get("PROBE_SET")
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, str) for e in entries):
+        found = (
+            "none" if entries is None
+            else f"a {type(entries).__name__}" if not isinstance(entries, list)
+            else "an empty or non-text list"
+        )
+        raise GaitError(
+            f"{path}: the gait3d protocol needs a PROBE_SET list of id-type-view strings (as OpenGait's "
+            f'Gait3D.json: "PROBE_SET": ["0002-camid33_videoid2-seq0", ...]); found {found}'
+        )
+    return ProbeList(tuple(entries), str(path))
+
+
+def fit_protocol(
+    spec: ProtocolSpec,
+    labels: Sequence[str] | np.ndarray,
+    types: Sequence[str] | np.ndarray,
+    views: Sequence[str] | np.ndarray,
+    *,
+    probe_list: ProbeList | None = None,
+    submission: bool = False,
+    warn: Warn | None = None,
+) -> ProtocolFit:
+    """The gallery and probe masks of any protocol over the sequences (``labels`` / ``types`` /
+    ``views``, one per sequence): :func:`check_fit` for the type-based ones, the ``PROBE_SET``
+    of ``probe_list`` for gait3d, GREW's types (and its competition file's with ``submission``)."""
+    if submission and spec.name != GREW.name:
+        raise GaitError(
+            f"{option('submission')} writes GREW's competition file: use it with "
+            f"{option('protocol', 'grew')}, not {spec.name}"
+        )
+    if spec.name == GAIT3D.name:
+        if probe_list is None:
+            probe_list = read_probe_list(None)  # the one-line error
+        return _gait3d_fit(probe_list, labels, types, views, warn)
+    if spec.name == GREW.name:
+        return _grew_fit(labels, types, submission, warn)
+    fit = check_fit(spec, types, warn)
+    if spec.set_galleries:
+        fit.set_galleries = _set_galleries(spec, np.asarray(types).astype(str), fit, warn)
+    return fit
+
+
+def _set_galleries(
+    spec: ProtocolSpec, types: np.ndarray, fit: ProtocolFit, warn: Warn | None
+) -> dict[str, np.ndarray]:
+    """Each probe set's own gallery mask (ccpg); a set with probes but no gallery is n/a (a
+    warning), none with both is one error."""
+    galleries = {name: np.isin(types, list(spec.set_galleries.get(name, spec.gallery_types)))
+                 for name in spec.probe_sets}
+    usable = [name for name, g in galleries.items() if g.any() and fit.probe_sets[name].any()]
+    if not usable:
+        raise GaitError(
+            f"features do not match the {spec.name} protocol: no setting has both probes and gallery "
+            f"sequences (settings: "
+            + "; ".join(f"{n} {'+'.join(spec.probe_sets[n])} vs {'+'.join(spec.set_galleries[n])}"
+                        for n in spec.probe_sets)
+            + f"); choose another {option('protocol')}"
+        )
+    if warn is not None:
+        for name, g in galleries.items():
+            if fit.probe_sets[name].any() and not g.any():
+                warn(f"probe set {name}: no gallery sequences of type {', '.join(spec.set_galleries[name])}; "
+                     "shown as n/a")
+    return galleries
+
+
+def _keys(labels: np.ndarray, types: np.ndarray, views: np.ndarray) -> np.ndarray:
+    """``id-type-view`` of each sequence (the keys of a ``PROBE_SET``)."""
+    return np.char.add(np.char.add(np.char.add(np.char.add(labels, "-"), types), "-"), views)
+
+
+def _gait3d_fit(
+    probe_list: ProbeList,
+    labels: Sequence[str] | np.ndarray,
+    types: Sequence[str] | np.ndarray,
+    views: Sequence[str] | np.ndarray,
+    warn: Warn | None,
+) -> ProtocolFit:
+    keys = _keys(*(np.asarray(a).astype(str) for a in (labels, types, views)))
+    probes = np.isin(keys, np.asarray(probe_list.entries, dtype=str))
+    n = len(probe_list.entries)
+    if not probes.any():
+        example = f"; a sequence here is {keys[0]}" if len(keys) else ""
+        raise GaitError(
+            f"features do not match the gait3d protocol: none of the {n} PROBE_SET entries of "
+            f"{probe_list.source} (e.g. {probe_list.entries[0]}) is among the {len(keys)} "
+            f"sequences{example}; "
+            "evaluate Gait3D's test set with its own partition file"
+        )
+    if probes.all():
+        raise GaitError(
+            f"features do not match the gait3d protocol: every sequence is a PROBE_SET entry of "
+            f"{probe_list.source}, so the gallery is empty; evaluate the whole test set"
+        )
+    missing = len(set(probe_list.entries) - set(keys[probes].tolist()))
+    if missing and warn is not None:
+        warn(f"{missing} of the {n} PROBE_SET entries of {probe_list.source} have no sequence among the "
+             "features; they are left out")
+    return ProtocolFit(~probes, {GAIT3D_SET: probes})
+
+
+def _grew_fit(
+    labels: Sequence[str] | np.ndarray, types: Sequence[str] | np.ndarray, submission: bool, warn: Warn | None
+) -> ProtocolFit:
+    types = np.asarray(types).astype(str)
+    gallery = np.isin(types, GREW.gallery_types)
+    probes = np.isin(types, GREW.probe_sets[GREW_SET])
+    sub = _submission_fit(np.asarray(labels).astype(str), types) if submission else None
+    if not (gallery.any() and probes.any()):
+        if sub is None:
+            check_fit(GREW, types)  # the one-line error, naming what is missing
+        elif warn is not None:
+            warn("no sequences of types 01 (gallery) and 02 (probes): no local rank-k table, only the "
+                 "competition file")
+    return ProtocolFit(gallery, {GREW_SET: probes}, submission=sub)
+
+
+def _submission_fit(labels: np.ndarray, types: np.ndarray) -> SubmissionFit:
+    """GREW's competition file: probes of type 03, gallery of types 01 + 02 whose ids are numbers
+    (the file lists them as integers, as the reference writes ``int(id)``)."""
+    gallery = np.isin(types, GREW_SUBMISSION_GALLERY)
+    probes = np.isin(types, GREW_SUBMISSION_PROBES)
+    if not probes.any():
+        raise GaitError(
+            f"{option('submission')}: no probe sequences of type 03 (GREW's test probes, prepared as id "
+            "probe, type 03, the video id as view); evaluate GREW's test set"
+        )
+    if not gallery.any():
+        raise GaitError(
+            f"{option('submission')}: no gallery sequences of type 01 or 02; evaluate GREW's test set"
+        )
+    if int(gallery.sum()) < GREW_SUBMISSION_RANKS:
+        raise GaitError(
+            f"{option('submission')}: GREW's competition file names the {GREW_SUBMISSION_RANKS} nearest "
+            f"gallery sequences of each probe, and there are only {int(gallery.sum())} of type 01 or 02; "
+            "evaluate GREW's test set"
+        )
+    for label in np.unique(labels[gallery]).tolist():
+        try:
+            int(label)
+        except ValueError:
+            raise GaitError(
+                f"{option('submission')}: gallery id {label!r} is not a number; GREW's competition file "
+                "lists each probe's nearest gallery ids as integers (its test ids 00001, 00002, ...)"
+            ) from None
+    return SubmissionFit(gallery, probes)
 
 
 def check_fit(spec: ProtocolSpec, types: Sequence[str] | np.ndarray, warn: Warn | None = None) -> ProtocolFit:

@@ -27,8 +27,9 @@ from gaitcli.errors import GaitError, option
 from gaitcli.fileio import JSONValue, atomic_write_bytes
 
 from .plan import EvalOutputs
-from .results import Cell, EvalResult, Matrix, ProtocolResult
+from .results import Cell, EvalResult, Matrix, ProtocolResult, RetrievalScores
 from .results import Table as ScoreTable
+from .submission import submission_csv
 from .verification import csv_text, render_verification, save_roc
 
 if TYPE_CHECKING:
@@ -102,6 +103,50 @@ def _cell(value: float | None, decimals: int) -> str:
     return "[dim]n/a[/]" if value is None else _fmt(value, decimals)
 
 
+SCORE_NAMES = {"rank1": "Rank-1", "rank5": "Rank-5", "rank10": "Rank-10", "rank20": "Rank-20", "map": "mAP",
+               "minp": "mINP"}
+"""The retrieval scores in table order, with their column titles."""
+_RETRIEVAL_TITLES = {
+    "gait3d": "Gait3D (%): each PROBE_SET probe against every other sequence",
+    "grew": "GREW (%): probes of type 02 against the gallery of type 01",
+    "ccpg": "Re-identification (%): each setting's whole gallery without the probe's id at its own camera",
+}
+
+
+def _score_keys(rows: dict[str, RetrievalScores]) -> list[str]:
+    present = {key for row in rows.values() for key in row.scores}
+    return [key for key in SCORE_NAMES if key in present]
+
+
+def build_retrieval_table(result: ProtocolResult) -> Table | None:
+    """The retrieval table of a field protocol: one row per probe set, one column per score, then
+    the probes scored (None for the other protocols)."""
+    rows = result.retrieval
+    if not rows:
+        return None
+    keys = _score_keys(rows)
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), show_edge=False)
+    table.add_column("Probe", justify="left", no_wrap=True)
+    for key in keys:
+        table.add_column(SCORE_NAMES[key], justify="right", no_wrap=True)
+    table.add_column("probes", justify="right", no_wrap=True, style="dim")
+    for name, row in rows.items():
+        table.add_row(name, *[_cell(row.scores.get(k), 2) for k in keys], str(row.probes))
+    return table
+
+
+def _render_retrieval(proto: ProtocolResult, console: Console) -> None:
+    table = build_retrieval_table(proto)
+    if table is None or proto.retrieval is None:
+        return
+    console.print(f"[bold]{_RETRIEVAL_TITLES.get(proto.protocol, 'Retrieval (%)')}[/]", highlight=False)
+    console.print(table)
+    left_out = sum(row.left_out for row in proto.retrieval.values())
+    if left_out:
+        console.print(f"[dim]{left_out} probes without a gallery sequence of their id are left out of this "
+                      "table (as the reference evaluator does)[/]", highlight=False)
+
+
 def render_results(result: Results, console: Console, *, rank5: bool = False, show_map: bool = False) -> None:
     """Print the header line and the tables (cross-view always shows its mAP)."""
     proto = _protocol(result)
@@ -131,6 +176,7 @@ def render_results(result: Results, console: Console, *, rank5: bool = False, sh
         needed = Measurement.get(console, console.options, table).minimum
         console.print(table, width=max(console.width, needed), crop=False)
         any_na = any_na or _has_na(body)
+    _render_retrieval(proto, console)
     if any_na:
         console.print("[dim]n/a: no probe or no gallery sequence at that view (left out of the means)[/]")
     seconds = run.seconds.to_json() if run is not None else {}
@@ -157,6 +203,8 @@ def results_csv(result: Results) -> str:
     ``gallery_view`` empty; ``<table>_matrix`` rows give one gallery view each (single-view
     protocols). n/a is an empty cell."""
     proto = _protocol(result)
+    if proto.kind == "retrieval":
+        return retrieval_csv(proto)
     views = list(proto.views)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -177,6 +225,22 @@ def results_csv(result: Results) -> str:
                 writer.writerow(
                     [f"{key}_matrix", name, gallery_view, *[_csv(rows[v][u]) for v in range(len(views))], ""]
                 )
+    if proto.retrieval:
+        buf.write("\n" + retrieval_csv(proto))
+    return buf.getvalue()
+
+
+def retrieval_csv(proto: ProtocolResult) -> str:
+    """The retrieval table as CSV: ``table, probe_set, <scores...>, probes, left_out`` (``table``
+    is ``retrieval``); n/a is an empty cell."""
+    rows = proto.retrieval or {}
+    keys = _score_keys(rows)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["table", "probe_set", *keys, "probes", "left_out"])
+    for name, row in rows.items():
+        cells = [_csv(row.scores.get(k)) for k in keys]
+        writer.writerow(["retrieval", name, *cells, row.probes, row.left_out])
     return buf.getvalue()
 
 
@@ -212,6 +276,11 @@ def write_outputs(outputs: EvalOutputs, result: EvalResult, note: Callable[[str]
         write_json(outputs.json, result)
     if outputs.csv:
         write_csv(outputs.csv, result)
+    submission = result.result.submission
+    if outputs.submission is not None and submission is not None:
+        _write_text(outputs.submission, submission_csv(submission))
+        if outputs.submission != "-":
+            note(f"GREW submission written to {outputs.submission}: {len(submission.video_ids)} probes")
     if outputs.heatmap is not None:
         save_heatmap(result, outputs.heatmap)
         note(f"heatmap written to {outputs.heatmap}")

@@ -62,13 +62,43 @@ class Tables:
 
 
 @dataclass
+class RetrievalScores:
+    """One probe set of a retrieval table (gait3d, grew, ccpg's re-identification table)."""
+
+    scores: dict[str, Cell]
+    """Score name (``rank1``, ``rank5``, ``rank10``, ``rank20``, ``map``, ``minp``) → %."""
+    probes: int
+    """Probes scored."""
+    left_out: int = 0
+    """Probes left out because no gallery sequence has their id (gait3d, ccpg; as the reference)."""
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {**self.scores, "probes": self.probes, "left_out": self.left_out}
+
+
+@dataclass
+class Submission:
+    """GREW's competition answer: per probe its video id and the ids of its nearest gallery
+    sequences, nearest first (written by :func:`gaitcli.evaluation.submission.write_submission`)."""
+
+    video_ids: list[str]
+    """The probes' video ids (their view names), in feature order."""
+    ranked: list[list[str]]
+    """Per probe the gallery ids of its 20 nearest gallery sequences."""
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {"probes": len(self.video_ids), "ranks": len(self.ranked[0]) if self.ranked else 0}
+
+
+@dataclass
 class ProtocolResult:
     """A protocol run on one feature set."""
 
     protocol: str
-    """``casia-b``, ``ou-mvlp``, ``cross-view`` or ``generic``."""
+    """``casia-b``, ``ou-mvlp``, ``cross-view``, ``generic``, ``gait3d``, ``grew`` or ``ccpg``."""
     kind: str
-    """``single-view`` (a views x views matrix) or ``cross-view`` (one gallery over all views)."""
+    """``single-view`` (a views x views matrix), ``cross-view`` (one gallery over all views),
+    ``retrieval`` (gait3d, grew) or ``cloth-change`` (ccpg)."""
     metric: str
     """``euc`` or ``cos``."""
     gallery_types: list[str]
@@ -90,6 +120,23 @@ class ProtocolResult:
     rank1: dict[str, float] = field(default_factory=dict)
     """The headline number per probe set: the excluding mean (the including one when a set has no
     excluding value, e.g. a single view); sets without any number are left out."""
+    retrieval: dict[str, RetrievalScores] | None = None
+    """Retrieval scores per probe set (gait3d, grew, ccpg); None for the other protocols."""
+    set_galleries: dict[str, list[str]] = field(default_factory=dict)
+    """Probe set → its own gallery types (ccpg)."""
+    submission: Submission | None = None
+    """GREW's competition answer (``--submission``)."""
+
+    def field_json(self) -> dict[str, JSONValue]:
+        """The keys only the field protocols have (docs/eval-field-protocols.md)."""
+        out: dict[str, JSONValue] = {}
+        if self.retrieval is not None:
+            out["retrieval"] = {name: row.to_json() for name, row in self.retrieval.items()}
+        if self.set_galleries:
+            out["set_galleries"] = {k: list(v) for k, v in self.set_galleries.items()}
+        if self.submission is not None:
+            out["submission"] = self.submission.to_json()
+        return out
 
     def to_json(self) -> dict[str, JSONValue]:
         t = self.tables
@@ -110,6 +157,7 @@ class ProtocolResult:
             "map": table_json(t.map),
             "matrix": matrix_json(t.matrix),
             "rank1": dict(self.rank1),
+            **self.field_json(),
         }
 
 
@@ -209,6 +257,7 @@ class EvalResult:
         for key in EXTRA_KEYS:
             if key != "features" or self.features is not None:
                 out[key] = body[key]
+        out.update(self.result.field_json())
         if self.verification is not None:
             out["verification"] = self.verification.to_json()
         if self.calibration is not None:
