@@ -28,6 +28,7 @@ from .checkpoint import (
     read_checkpoint_metadata,
     save_checkpoint,
 )
+from .deepgaitv2 import DeepGaitV2
 from .gaitbase import GaitBase
 from .gaitgl import GaitGL
 from .gaitpart import GaitPart
@@ -38,6 +39,7 @@ from .registry import get_model_class, model_names, register_model
 __all__ = [
     "CheckpointError",
     "CheckpointMismatchError",
+    "DeepGaitV2",
     "GaitBase",
     "GaitGL",
     "GaitModel",
