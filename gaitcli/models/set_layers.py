@@ -16,12 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import GaitModel, _as_lengths
+from .base import GaitModel
 from .layers import SeparateFCs as _PartLinear
 from .layers import lengths_to_mask
 
@@ -149,40 +148,11 @@ class SetModel(GaitModel):
     short-sequence repetition (OpenGait runs these models on any length as it is), and the
     real frames of a padded batch packed for the 2-D layers.
 
-    Subclasses implement :meth:`network` (``sils`` ``[n, s, h, w]``, :class:`Frames`) → outputs.
+    Subclasses implement :meth:`network` (``sils`` ``[n, s, h, w]``, :class:`Frames`) → outputs
+    (``embeddings`` only: these models have no classifier).
     """
 
-    def forward(
-        self, sils: torch.Tensor, seq_lens: torch.Tensor | npt.ArrayLike | None = None
-    ) -> dict[str, torch.Tensor]:
-        """``sils`` ``[n, s, h, w]`` in [0, 1] (``[n, 1, s, h, w]`` and uint8 also accepted),
-        optional ``seq_lens`` (length n) for a batch padded along time. Returns ``embeddings``
-        ``[n, parts, channels]`` float32 (these models have no classifier)."""
-        if sils.dim() == 5:
-            if sils.size(1) != 1:
-                raise ValueError(
-                    f"expected silhouettes [n, s, h, w] or [n, 1, s, h, w], got {list(sils.shape)}"
-                )
-            sils = sils[:, 0]
-        if sils.dim() != 4:
-            raise ValueError(f"expected silhouettes [n, s, h, w], got {list(sils.shape)}")
-        if sils.dtype == torch.uint8:
-            sils = sils.float().div(255.0)
-        target = self._input_dtype()
-        if sils.dtype != target:
-            sils = sils.to(target)
-        n, s = sils.shape[:2]
-        lens = None if seq_lens is None else _as_lengths(seq_lens, n, s)
-        if sils.is_cuda and not self._cudnn_set:
-            torch.backends.cudnn.benchmark = True
-            self._cudnn_set = True
-        masks = self.temporal_masks(lens, s, sils.device)
-        if self._compile_kwargs is not None:
-            if self._compiled_core is None:
-                self._compiled_core = torch.compile(self._core, **self._compile_kwargs)
-            compiled: dict[str, torch.Tensor] = self._compiled_core(sils, masks)
-            return compiled
-        return self._core(sils, masks)
+    repeat_short_sequences = False
 
     def temporal_masks(
         self, lens: torch.Tensor | None, steps: int, device: torch.device
@@ -197,7 +167,8 @@ class SetModel(GaitModel):
 
     def _core(self, x: torch.Tensor, masks: tuple[torch.Tensor | None, ...]) -> dict[str, torch.Tensor]:
         mask, index = masks
-        return self.network(x, Frames(x.size(0), x.size(1), mask, index))
+        sils = x[:, 0]  # [n, s, h, w]
+        return self.network(sils, Frames(sils.size(0), sils.size(1), mask, index))
 
     def network(self, sils: torch.Tensor, frames: Frames) -> dict[str, torch.Tensor]:
         raise NotImplementedError
