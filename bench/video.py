@@ -28,7 +28,12 @@ the ground truth of every pixel is known. Prints one JSON object:
   /tmp/demo``) on the test ids' walks, (a) from the clean ``gait synth`` silhouettes of the walk
   (pretreated as ``gait prepare`` does) and (b) from the same walk rendered into a video and
   extracted with mog2 (the longest kept track), against the gallery of the test ids' prepared
-  nm-01..04 sequences (all five demo views); ``drop_points`` = (a) - (b).
+  nm-01..04 sequences (all five demo views); ``drop_points`` = (a) - (b). Two controls:
+  ``truth_masks``, the video's ground-truth masks through the same pretreatment (a perfect
+  segmenter), and ``video_tuned``, mog2 with :data:`TUNED` instead of its defaults.
+
+``mog2_tuned`` in ``quality`` and ``tracking`` is that same diagnostic setting (not a default).
+Run it on idle cores: it times things (``pgrep -f "pytest|gait "`` should find nothing).
 """
 
 from __future__ import annotations
@@ -128,7 +133,7 @@ def scenes(quick: bool) -> list[Scene]:
          VideoWalker(0, 6, "nm-03", "090", start=60, offset=(90, 0), scale=1.4, length=80, mirror=True)),
         frames=170, style=VideoStyle(camouflage=1.0, background_seed=1),
         what="every walker's trousers 18-30 grey levels lighter than the floor, another background; "
-             "one walker after the other",
+             "the second walker comes in the other way before the first has left",
     )
     return [one, crossing] if quick else [one, crossing, camouflage]
 
@@ -478,6 +483,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", type=Path, default=None, help="keep the rendered videos in this folder")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     repeats = args.repeats or (2 if args.quick else 3)
     notes: list[str] = []
 
@@ -556,6 +562,7 @@ def main(argv: list[str] | None = None) -> None:
         "goals": goals,
         "notes": notes,
         "seconds": round(time.perf_counter() - started, 1),
+        "load_average_1min": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
     }
     print(json.dumps(result, indent=2))
 
