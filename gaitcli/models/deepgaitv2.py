@@ -134,28 +134,36 @@ class DeepGaitV2Config(ModelConfig):
 
 
 class FrameLayout:
-    """Where the real frames of a batch ``[n, c, s, h, w]`` padded along time lie.
+    """Where the real frames of a batch ``[n, c, s, h, w]`` padded along time lie: the first
+    ``lengths[b]`` frames of sequence ``b`` (None: every frame is real).
 
-    ``index`` holds the positions ``b * s + t`` of the real frames, sequence after sequence
-    (None: every frame is real). :meth:`pack` keeps the real frames as ``[frames, c, h, w]``;
-    :meth:`unpack` puts them back with zeros in the padded frames."""
+    :meth:`pack` keeps the real frames as ``[frames, c, h, w]``, sequence after sequence;
+    :meth:`unpack` puts them back with zeros in the padded frames. Both are one strided copy per
+    sequence (a gather through an index tensor was many times slower on the CPU)."""
 
-    def __init__(self, n: int, steps: int, index: torch.Tensor | None) -> None:
+    def __init__(self, n: int, steps: int, lengths: list[int] | None) -> None:
         self.n = n
         self.steps = steps
-        self.index = index
+        self.lengths = lengths
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """``[n, c, s, h, w]`` → ``[frames, c, h, w]``."""
-        n, c, s, h, w = x.shape
-        flat = x.transpose(1, 2).reshape(n * s, c, h, w)
-        return flat if self.index is None else flat.index_select(0, self.index)
+        if self.lengths is None:
+            n, c, s, h, w = x.shape
+            return x.transpose(1, 2).reshape(n * s, c, h, w)
+        return torch.cat([x[b, :, :length].transpose(0, 1) for b, length in enumerate(self.lengths)])
 
     def unpack(self, x: torch.Tensor) -> torch.Tensor:
-        """``[frames, c, h, w]`` → ``[n, c, s, h, w]``, zeros in the padded frames."""
-        if self.index is not None:
-            x = x.new_zeros((self.n * self.steps, *x.shape[1:])).index_copy(0, self.index, x)
-        return x.reshape(self.n, self.steps, *x.shape[1:]).transpose(1, 2)
+        """``[frames, c, h, w]`` → ``[n, c, s, h, w]`` (contiguous), zeros in the padded frames."""
+        c, h, w = x.shape[1:]
+        if self.lengths is None:
+            return x.reshape(self.n, self.steps, c, h, w).transpose(1, 2).contiguous()
+        out = x.new_zeros((self.n, c, self.steps, h, w))
+        start = 0
+        for b, length in enumerate(self.lengths):
+            out[b, :, :length] = x[start : start + length].transpose(0, 1)
+            start += length
+        return out
 
 
 class TimeConv3d(nn.Conv3d):
@@ -174,7 +182,7 @@ class TimeConv3d(nn.Conv3d):
             return F.conv2d(input, weight, self.bias, self.stride[1:], pt[1:], self.dilation[1:], self.groups)
         if layout is None:
             raise ValueError("a temporal convolution on packed frames needs their FrameLayout")
-        return layout.pack(self._conv3d(layout.unpack(input).contiguous()))
+        return layout.pack(self._conv3d(layout.unpack(input)))
 
     def _conv3d(self, x: torch.Tensor) -> torch.Tensor:
         if _direct_onednn(x, self):
@@ -409,18 +417,17 @@ class DeepGaitV2(GaitModel):
     def temporal_masks(
         self, lens: torch.Tensor | None, steps: int, device: torch.device
     ) -> tuple[torch.Tensor | None, ...]:
-        """``(mask [n, s], index of the real frames)``, both None when every frame is real."""
+        """``(mask [n, s], lengths on the CPU)``, both None when every frame is real."""
         if lens is None or bool((lens >= steps).all()):
             return None, None
-        mask = lengths_to_mask(lens.cpu(), steps)
-        index = mask.reshape(-1).nonzero().squeeze(1)
-        return mask.to(device), index.to(device)
+        lens = lens.cpu()
+        return lengths_to_mask(lens, steps, device), lens
 
     def backbone(
         self, x: torch.Tensor, masks: tuple[torch.Tensor | None, ...]
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        mask, index = masks
-        layout = FrameLayout(x.size(0), x.size(2), index)
+        mask, lens = masks
+        layout = FrameLayout(x.size(0), x.size(2), None if lens is None else [int(v) for v in lens.tolist()])
         frames = layout.pack(x)
         frames = self.layer0(frames)
         frames = self.layer1(frames, layout)
