@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 from typer.testing import CliRunner
 
 from gaitcli.cli import app
-from gaitcli.config import load_config
+from gaitcli.config import load_config, resolve_config
 from gaitcli.errors import ConfigError
 from gaitcli.models import DeepGaitV2, create_model, load_checkpoint
+from gaitcli.training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -152,6 +154,9 @@ def test_opengait_config_keys_load(tmp_path):
     with pytest.raises(ConfigError, match="Backbone.mode"):
         config.write_text("model_cfg:\n  model: DeepGaitV2\n  Backbone: {mode: 4d}\n")
         load_config(config)
+    with pytest.raises(ConfigError, match="Backbone.layers must be 4 numbers"):
+        config.write_text("model_cfg:\n  model: DeepGaitV2\n  Backbone: {layers: [1, 4, 4]}\n")
+        load_config(config)
 
 
 def test_packaged_config_builds_the_published_network():
@@ -172,3 +177,21 @@ def test_bad_settings_are_one_line(bad):
     with pytest.raises(ConfigError) as info:
         create_model({"model": "DeepGaitV2", **bad})
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("mode", ["p3d", "3d"])
+def test_trains_two_iterations_with_opengait_keys(mode, tiny_data, tmp_path):
+    """OpenGait's model_cfg shape trains end to end (padded, variable-length clips; cosine
+    logits with cross-entropy scale 16) and the checkpoint loads back."""
+    cfg = tiny_config(*tiny_data, total_iter=2, save_iter=2, log_iter=1)
+    cfg["trainer_cfg"]["sampler"].update(
+        {"sample_type": "unfixed_ordered", "frames_num_min": 3, "frames_num_max": 7}
+    )
+    cfg["model_cfg"] = {"model": "DeepGaitV2", "SeparateBNNecks": {"class_num": 4},
+                        "Backbone": {"mode": mode, "layers": [1, 1, 1, 1], "channels": [4, 4, 8, 8]}}
+    cfg["loss_cfg"] = [{"type": "TripletLoss", "margin": 0.2},
+                       {"type": "CrossEntropyLoss", "scale": 16, "log_accuracy": True}]
+    summary = train(resolve_config(cfg), output=tmp_path / "run", device="cpu", progress=False)
+    assert summary.iteration == 2
+    model = load_checkpoint(tmp_path / "run" / "checkpoints" / "tiny-00002.safetensors")
+    assert isinstance(model, DeepGaitV2) and model.class_num == 4 and model.mode == mode

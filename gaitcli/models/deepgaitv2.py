@@ -84,6 +84,14 @@ class DeepGaitV2BackboneConfig:
     )
     """Stage widths."""
 
+    def __post_init__(self) -> None:
+        # checked when the config is loaded (gait config), not only when the model is built
+        for key, values in (("channels", self.channels), ("layers", self.layers)):
+            if len(values) != STAGES:
+                raise ConfigError(
+                    f"model_cfg.Backbone.{key} must be {STAGES} numbers (one per stage), got {values}"
+                )
+
 
 @dataclass
 class DeepGaitV2NeckConfig:
