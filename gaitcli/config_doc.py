@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from gaitcli.config_schema import DEFAULT_LOSSES, FOREIGN_KEYS, LOSS_SCHEMAS, SCHEMA, Key, model_keys
-from gaitcli.models.registry import default_model_name, model_names
+from gaitcli.models.registry import default_model_name, model_entries, model_names
 
 BEGIN = "<!-- BEGIN GENERATED KEY REFERENCE (python -m gaitcli.config_doc --write) -->"
 END = "<!-- END GENERATED KEY REFERENCE -->"
@@ -59,9 +59,18 @@ def _rows(keys: dict[str, Key], prefix: str) -> list[str]:
 
 def _model_tables() -> list[str]:
     names = [default_model_name()] + [n for n in model_names() if n != default_model_name()]
+    entries = model_entries()
+    aliases: dict[type, list[str]] = {}
+    for name in names:
+        aliases.setdefault(entries[name].cls, []).append(name)
     out: list[str] = []
     for name in names:
-        out += [f"`model: {name}`", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        same = aliases[entries[name].cls]
+        if same[0] != name:  # an alias: listed with the first name of its class
+            continue
+        also = f" (also `model: {'`, `'.join(same[1:])}`: the same network)" if len(same) > 1 else ""
+        out += [f"`model: {name}`{also}", "", "| key | type | default | meaning |",
+                "| --- | --- | --- | --- |"]
         out += _rows(model_keys(name), "model_cfg")
         out.append("")
     return out
