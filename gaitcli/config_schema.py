@@ -217,7 +217,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "str",
             "auto",
             "Evaluation protocol.",
-            choices=("auto", "casia-b", "ou-mvlp", "cross-view", "generic"),
+            choices=("auto", "casia-b", "ou-mvlp", "cross-view", "generic", "gait3d", "grew", "ccpg"),
         ),
         "gallery_types": Key(
             "list[str]", None, "generic protocol: types forming the gallery.", nullable=True
