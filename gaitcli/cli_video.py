@@ -37,6 +37,9 @@ _PARAMS: dict[str, tuple[Any, Any]] = {
     "var_threshold": (Annotated[float | None, _opt(
         "Background distance above which a pixel is foreground (mog2: variance, knn: squared distance).",
         min=0.0)], None),
+    "close_size": (Annotated[int | None, _opt(
+        "mog2/knn: closing diameter in pixels [default: 7]; smaller keeps the gap between the legs, "
+        "larger joins limbs cut apart.", min=0)], None),
     "seg_threshold": (Annotated[float | None, _opt(
         "Person probability above which a pixel is person (mediapipe, onnx).", "--seg-threshold",
         min=0.0, max=1.0)], None),
@@ -87,6 +90,8 @@ def _build(values: dict[str, Any], img_size: int = 64) -> SilhouetteOptions:
     if values["var_threshold"] is not None:
         key = "dist2_threshold" if values["backend"] == "knn" else "var_threshold"
         changes[key] = values["var_threshold"]
+    if values["close_size"] is not None:
+        changes["close_size"] = values["close_size"]
     if values["seg_threshold"] is not None:
         changes["threshold"] = values["seg_threshold"]
     seg = replace(seg, **changes)
