@@ -175,7 +175,7 @@ def resolve_mapping(
     if isinstance(partial, GaitConfig):
         partial = partial.to_dict()
     partial = migrate_config(partial or {}, source, warn) if isinstance(partial, Mapping) else partial
-    user = _validate_partial(partial or {}, source, warn)
+    user = _validate_partial(partial or {}, source, warn, lenient=True)
     _resolve_paths(user, base_dir or Path.cwd())
     cfg = _merge_over_defaults(default_config(), user)
     _resolve_paths(cfg, Path.cwd())  # defaults still relative: from the working folder (idempotent)
@@ -308,9 +308,11 @@ def validate_config(cfg: Mapping[str, object], source: str = "<config>", warn: W
 
 # ----------------------------------------------------------------------------- validation
 def _validate_partial(
-    cfg: object, source: str, warn: Warn, *, allow_foreign: bool = True
+    cfg: object, source: str, warn: Warn, *, allow_foreign: bool = True, lenient: bool = False
 ) -> dict[str, object]:
-    """Validate the sections present in ``cfg``; return a normalised copy."""
+    """Validate the sections present in ``cfg``; return a normalised copy. ``lenient`` (a config
+    file, not an option the user typed): an argument of another optimiser or scheduler is dropped
+    with a warning, as OpenGait drops it."""
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"{source}: the top level must be a mapping of sections, got {_tname(cfg)}")
     out: dict[str, object] = {}
@@ -321,10 +323,10 @@ def _validate_partial(
             out[section] = _validate_losses(body, source)
         elif section == "optimizer_cfg":
             out[section] = _validate_callable_section(body, source, section, "solver", _optimizer_params,
-                                                      warn)
+                                                      warn if lenient else None)
         elif section == "scheduler_cfg":
             out[section] = _validate_callable_section(body, source, section, "scheduler", _scheduler_params,
-                                                      warn)
+                                                      warn if lenient else None)
         elif section == "model_cfg":
             out[section] = _validate_model_section(body, source, warn, allow_foreign)
         else:
@@ -505,9 +507,9 @@ def _validate_callable_section(
 ) -> dict[str, object]:
     """optimizer_cfg / scheduler_cfg: keys are checked against the named torch class.
 
-    A key the named class does not take but another optimiser (scheduler) of torch does is
-    dropped with a warning, as OpenGait drops it (its configs carry e.g. ``momentum`` with
-    ``solver: Adam``); any other key is an error (a typo)."""
+    With ``warn`` (a config file), a key the named class does not take but another optimiser
+    (scheduler) of torch does is dropped with a warning, as OpenGait drops it (its configs carry
+    e.g. ``momentum`` with ``solver: Adam``); any other key is an error (a typo)."""
     if body is None:
         return {}
     if not isinstance(body, Mapping):
@@ -523,8 +525,8 @@ def _validate_callable_section(
         if key == name_key:
             out[key] = value
             continue
-        if key not in allowed and key in _all_params(section):
-            (warn or _silent)(f"{source}: ignoring {dotted} ({name} does not take it; OpenGait ignores "
+        if key not in allowed and warn is not None and key in _all_params(section):
+            warn(f"{source}: ignoring {dotted} ({name} does not take it; OpenGait ignores "
                               "it too)")
             continue
         if key not in allowed:
