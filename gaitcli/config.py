@@ -178,12 +178,26 @@ def resolve_mapping(
     user = _validate_partial(partial or {}, source, warn, lenient=True)
     _resolve_paths(user, base_dir or Path.cwd())
     cfg = _merge_over_defaults(default_config(), user)
+    _effective_class_num(cfg, user)
     _resolve_paths(cfg, Path.cwd())  # defaults still relative: from the working folder (idempotent)
     for item in overrides:
         cfg = _apply_override(cfg, parse_override(item) if isinstance(item, str) else item, warn)
     validate_config(cfg, source, warn)
     _apply_packaged_partition(cfg, warn)
     return cfg
+
+
+def _effective_class_num(cfg: dict[str, object], user: Mapping[str, object]) -> None:
+    """OpenGait's GaitBase / DeepGaitV2 configs give the class count as
+    ``model_cfg.SeparateBNNecks.class_num``; when the file does not set ``model_cfg.class_num``
+    itself, the resolved config shows that count there too (what the model and the trainer use)."""
+    model, given = cfg.get("model_cfg"), user.get("model_cfg")
+    if not isinstance(model, dict) or (isinstance(given, Mapping) and "class_num" in given):
+        return
+    necks = model.get("SeparateBNNecks")
+    count = necks.get("class_num") if isinstance(necks, Mapping) else None
+    if isinstance(count, int) and not isinstance(count, bool) and count >= 1:
+        model["class_num"] = count
 
 
 def load_config(

@@ -396,3 +396,12 @@ def test_an_argument_of_another_optimiser_is_dropped_with_a_warning_as_opengait_
     path.write_text("optimizer_cfg: {solver: Adam, momentumm: 0.9}\n")
     with pytest.raises(ConfigError, match="momentumm"):
         load_config(path)
+
+
+def test_an_opengait_neck_class_count_is_the_resolved_class_num(tmp_path):
+    # DeepGaitV2_gait3d.yaml gives 3000 classes only as SeparateBNNecks.class_num
+    path = tmp_path / "c.yaml"
+    path.write_text("model_cfg: {model: DeepGaitV2, SeparateBNNecks: {class_num: 3000}}\n")
+    assert load_config(path).to_dict()["model_cfg"]["class_num"] == 3000
+    path.write_text("model_cfg: {model: GaitGL}\n")
+    assert load_config(path).to_dict()["model_cfg"]["class_num"] == 74
