@@ -187,9 +187,10 @@ class Comparison:
     protocol: str
     """The protocol both sides were evaluated under."""
     kind: str
-    """``single-view`` or ``cross-view``."""
+    """``single-view``, ``cross-view``, ``retrieval`` (gait3d, grew: one row, ``all``) or
+    ``cloth-change`` (ccpg: its cameras)."""
     views: list[str]
-    """The probe views."""
+    """The table's probe views."""
     columns: list[str]
     """The table's columns (gallery views, or ``all``)."""
     runs_a: list[RunSummary]
@@ -353,7 +354,7 @@ def _layout(ref: Hits, outcome: np.ndarray) -> _Layout:
     excluded = ref.excluded()
     r, c = np.nonzero(valid)
     set_idx = np.array([sets.index(s) for s in ref.sets.tolist()], dtype=np.int64)
-    view_idx = np.array([views.index(v) for v in ref.probe_views.tolist()], dtype=np.int64)
+    view_idx = np.array([views.index(v) for v in ref.row_views().tolist()], dtype=np.int64)
     full = (set_idx[r] * len(views) + view_idx[r]) * len(cols) + c
     used, unit_cell = np.unique(full, return_inverse=True)
     cells = [(sets[int(k) // (len(views) * len(cols))], views[(int(k) // len(cols)) % len(views)],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -274,6 +275,76 @@ def test_hits_reproduce_the_eval_tables_and_round_trip(tmp_path, protocol):
     assert again.read_bytes() == hits_path.read_bytes()
     text = hits_path.read_text()
     assert text.count("\n") > len(hits)  # one probe per line
+
+
+FIELD = Path(__file__).resolve().parent / "fixtures" / "parity"
+
+
+@pytest.mark.parametrize("protocol", ["gait3d", "grew", "ccpg"])
+def test_field_protocol_hits_reproduce_the_eval_tables(tmp_path, protocol):
+    """The tiny synthetic features of the field-protocol parity tests: every column's hit rate is the
+    rank-1 the eval table reports, and a run compared with itself differs by exactly 0."""
+    hits_path, eval_json = tmp_path / "h.json", tmp_path / "e.json"
+    extra = ["--partition", FIELD / "evaluators_gait3d_partition.json"] if protocol == "gait3d" else []
+    result = run("eval", "--features", FIELD / f"evaluators_{protocol}.npz", "--protocol", protocol, *extra,
+                 "--save-hits", hits_path, "--json", eval_json)
+    assert result.exit_code == 0, result.output
+    hits = load_hits(hits_path)
+    doc = json.loads(eval_json.read_text())
+    assert hits.identity.protocol == protocol and hits.identity.kind == doc["kind"]
+    assert NA not in hits.outcome or protocol == "ccpg"
+    if protocol == "ccpg":
+        assert list(hits.columns) == doc["views"] == ["01", "02", "03", "04"]
+        assert "01_2" in set(hits.probe_views.tolist())  # the full view name is the probe's key
+        for name in ("CL", "UP", "DN", "BG"):
+            for i, view in enumerate(doc["views"]):
+                for j, col in enumerate(hits.columns):
+                    got = cell_rank1(hits, name, view, col)
+                    want = doc["matrix"]["rank1"][name][i][j]
+                    assert (got is None) == (want is None)
+                    if got is not None:
+                        assert round(got, 2) == pytest.approx(want, abs=1e-9)
+    else:
+        name = {"gait3d": "Gait3D", "grew": "GREW"}[protocol]
+        row = doc["retrieval"][name]
+        assert hits.columns == ("all",) and set(hits.sets.tolist()) == {name}
+        assert len(hits) == row["probes"]  # gait3d: the 4 probes without a gallery id left out
+        got = cell_rank1(hits, name, "all", "all")
+        assert got is not None
+        want = row["rank1"]
+        assert (round(got, 2) if protocol == "grew" else got) == pytest.approx(want, abs=1e-9)
+    same = compare_hits([hits], [hits], resamples=50)
+    assert [s.name for s in same.sets] == list(doc["rank1"])
+    for s in same.sets:
+        assert s.overall.a == pytest.approx(doc["rank1"][s.name], abs=0.01)
+        estimates = [s.overall, *s.views.values(), *(e for row in s.cells.values() for e in row.values())]
+        for e in estimates:
+            assert e.diff == 0.0 and (e.low, e.high) == (0.0, 0.0) and e.p_value == 1.0
+    result = run("compare", hits_path, hits_path, "--resamples", 50, "--json", "-")
+    assert result.exit_code == 0, result.output
+    assert all(s["overall"]["diff"] == 0.0 for s in json.loads(result.stdout)["sets"])
+
+
+def test_field_protocol_hits_tell_two_models_apart(tmp_path):
+    """Noisier features of the same gait3d probes: compare sees the drop, matching the two tables."""
+    feats = FeatureSet.load(FIELD / "evaluators_gait3d.npz")
+    rng = np.random.default_rng(0)
+    worse = tmp_path / "worse.npz"
+    noisy = feats.embeddings + 3 * rng.normal(size=feats.embeddings.shape).astype(np.float32)
+    FeatureSet(noisy, feats.labels, feats.types, feats.views).save(worse)
+    part = ["--protocol", "gait3d", "--partition", FIELD / "evaluators_gait3d_partition.json"]
+    rank1 = {}
+    for name, path in (("a", FIELD / "evaluators_gait3d.npz"), ("b", worse)):
+        result = run("eval", "--features", path, *part, "--save-hits", tmp_path / f"{name}.json",
+                     "--json", tmp_path / f"{name}.eval.json")
+        assert result.exit_code == 0, result.output
+        rank1[name] = json.loads((tmp_path / f"{name}.eval.json").read_text())["rank1"]["Gait3D"]
+    assert rank1["a"] != rank1["b"]
+    cmp = compare_hits([load_hits(tmp_path / "a.json")], [load_hits(tmp_path / "b.json")], resamples=200)
+    est = cmp.sets[0].overall
+    assert est.diff == pytest.approx(rank1["a"] - rank1["b"], abs=1e-9)
+    assert est.a_only + est.b_only > 0 and est.low is not None and est.high is not None
+    assert est.low <= est.diff <= est.high
 
 
 def test_damaged_or_newer_hits_files_are_one_line(tmp_path):

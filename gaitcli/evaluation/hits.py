@@ -8,7 +8,19 @@ whether the probe's nearest gallery sequence has its id (a rank-1 *hit*), a *mis
   views; the probe is matched against the gallery sequences of that view only, exactly as a cell
   of the views x views matrix is computed (n/a: no gallery sequence at that view);
 * ``cross-view``: one column, ``all``: the probe against the whole gallery with its own id at its
-  own view removed (n/a: nothing of its id left in the gallery).
+  own view removed (n/a: nothing of its id left in the gallery);
+* ``gait3d``: one column, ``all``: each ``PROBE_SET`` probe against every other sequence (its
+  first-hit rank from the same whole-ranking kernel as the table); the probes whose id has no
+  gallery sequence are left out of the file, as the protocol leaves them out of its rank-1;
+* ``grew``: one column, ``all``: each probe of type ``02`` against the gallery of type ``01``
+  (the table's fused top-k walk); every probe counts, as in the table;
+* ``ccpg``: per setting (CL, UP, DN, BG) against its own gallery, the columns are the cameras and
+  the cells those of the setting's views x views matrix, by the single-view engine (n/a: no
+  gallery sequence of the setting at that camera). A row's table view is its camera (the view
+  name up to its first ``_``); the file keeps the full view name.
+
+The retrieval protocols (gait3d, grew) have no per-view rows: ``views`` is ``["all"]`` and every
+probe counts in that one row (:meth:`Hits.row_views`), so the row is the table's rank-1.
 
 A cell of the eval's table (probe set, probe view, column) is the share of hits among its probes,
 so the file reproduces every rank-1 number ``gait eval`` prints (before the reference's rounding
@@ -27,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,8 +59,16 @@ from .matching import (
     _inputs,
     _single_view_hits,
 )
-from .metrics import as_features, encode_labels
-from .protocols import ProtocolFit, ProtocolSpec
+from .metrics import as_features, blockwise_topk_hits, encode_labels, rank_scores
+from .protocols import (
+    FIELD_PROTOCOLS,
+    GAIT3D_SET,
+    GREW_SET,
+    ProtocolFit,
+    ProtocolSpec,
+    ccpg_views,
+    view_sort_key,
+)
 
 FORMAT = "gaitcli-hits"
 VERSION = 1
@@ -57,7 +77,10 @@ HIT, MISS, NA = 1, 0, -1
 _CHARS = {HIT: "1", MISS: "0", NA: "-"}
 _CODES = {"1": HIT, "0": MISS, "-": NA}
 ALL_VIEWS = "all"
-"""The one column of a cross-view protocol (each probe against the whole gallery)."""
+"""The one column of the cross-view and retrieval protocols (each probe against the whole
+gallery), and the one row of the retrieval protocols."""
+KINDS = ("single-view", "cross-view", "retrieval", "cloth-change")
+"""The protocol kinds whose per-probe outcomes a hits file holds (every kind gaitcli has)."""
 SAVE_HITS_COMMAND = f"gait eval CKPT {option('save_hits', 'FILE.json')}"
 _REMAKE = f"re-create it with {SAVE_HITS_COMMAND}"
 
@@ -71,9 +94,9 @@ class EvalIdentity:
     """Which evaluation a hits file holds."""
 
     protocol: str
-    """``casia-b``, ``ou-mvlp``, ``cross-view`` or ``generic``."""
+    """``casia-b``, ``ou-mvlp``, ``cross-view``, ``generic``, ``gait3d``, ``grew`` or ``ccpg``."""
     kind: str
-    """``single-view`` or ``cross-view``."""
+    """``single-view``, ``cross-view``, ``retrieval`` (gait3d, grew) or ``cloth-change`` (ccpg)."""
     metric: str
     """``euc`` or ``cos``."""
     provenance: Provenance
@@ -118,9 +141,10 @@ class Hits:
     probe_sets: dict[str, tuple[str, ...]]
     """Probe set name → its types."""
     views: tuple[str, ...]
-    """The protocol's views, numerically ordered."""
+    """The table's probe views, numerically ordered (ccpg: cameras; retrieval: ``("all",)``)."""
     columns: tuple[str, ...]
-    """The table's columns: the gallery views (single-view), or ``("all",)`` (cross-view)."""
+    """The table's columns: the gallery views (single-view, ccpg), or ``("all",)`` (cross-view,
+    retrieval)."""
     gallery_size: int
     """Gallery sequences."""
     gallery_digest: str
@@ -132,7 +156,7 @@ class Hits:
     types: np.ndarray
     """Probe type per row."""
     probe_views: np.ndarray
-    """Probe view per row."""
+    """Probe view per row (the sequence's full view name: with id and type, the probe's key)."""
     outcome: np.ndarray
     """int8 ``[R, columns]``: 1 hit, 0 miss, -1 n/a."""
     rank1: dict[str, float] = field(default_factory=dict)
@@ -146,11 +170,20 @@ class Hits:
     def where(self) -> str:
         return self.source or "hits"
 
+    def row_views(self) -> np.ndarray:
+        """The table's probe view of each row (an entry of ``views``): the probe's view, its
+        camera for ccpg, ``all`` for the retrieval protocols (one row)."""
+        if self.identity.kind == "retrieval":
+            return np.full(len(self.sets), ALL_VIEWS)
+        if self.identity.kind == "cloth-change":
+            return ccpg_views(self.probe_views)
+        return self.probe_views
+
     def excluded(self) -> np.ndarray:
-        """bool ``[R, columns]``: the column is the probe's own view (single-view protocols)."""
-        if self.identity.kind != "single-view":
+        """bool ``[R, columns]``: the column is the probe's own view (single-view protocols, ccpg)."""
+        if self.identity.kind not in ("single-view", "cloth-change"):
             return np.zeros(self.outcome.shape, dtype=bool)
-        same: np.ndarray = np.equal(self.probe_views[:, None], np.asarray(self.columns)[None, :])
+        same: np.ndarray = np.equal(self.row_views()[:, None], np.asarray(self.columns)[None, :])
         return same
 
     def to_json(self) -> dict[str, JSONValue]:
@@ -195,32 +228,134 @@ class Hits:
 # ----------------------------------------------------------------------------------------------
 
 
-def _single_view(inp: MatchInputs) -> tuple[np.ndarray, tuple[str, ...]]:
+@dataclass(frozen=True)
+class _Outcomes:
+    """What an engine gives: the outcome rows, the sequence and probe set of each, the table's
+    probe views and columns."""
+
+    seq: np.ndarray
+    """Sequence (feature row) of each outcome row."""
+    names: list[str]
+    """Probe set of each outcome row."""
+    outcome: np.ndarray
+    """int8 ``[rows, columns]``."""
+    views: tuple[str, ...]
+    columns: tuple[str, ...]
+
+
+def _by_set(spec: ProtocolSpec, fit: ProtocolFit, probe_rows: np.ndarray, outcome: np.ndarray,
+            views: tuple[str, ...], columns: tuple[str, ...]) -> _Outcomes:
+    """One outcome row per probe-set membership of the probes ``probe_rows`` (rows of ``outcome``)."""
+    rows, names = [], []
+    for name in spec.probe_sets:
+        idx = np.flatnonzero(fit.probe_sets[name][probe_rows])
+        rows.append(idx)
+        names.extend([name] * len(idx))
+    take = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    return _Outcomes(probe_rows[take], names, outcome[take], views, columns)
+
+
+def _hit_or_miss(hit: np.ndarray) -> np.ndarray:
+    return np.where(hit, HIT, MISS).astype(np.int8)
+
+
+def _single_view_outcome(inp: MatchInputs) -> np.ndarray:
     vh = _single_view_hits(inp)
-    out = np.where(vh.hit1, HIT, MISS).astype(np.int8)
+    out = _hit_or_miss(vh.hit1)
     out[:, ~np.asarray(vh.has_gallery, dtype=bool)] = NA
-    return out, tuple(inp.views)
+    return out
 
 
-def _cross_view(inp: MatchInputs) -> tuple[np.ndarray, tuple[str, ...]]:
-    ch = _cross_view_hits(inp)
-    out = np.where(ch.exc1, HIT, MISS).astype(np.int8)
-    out[~ch.valid] = NA
-    return out[:, None], (ALL_VIEWS,)
+def _matching(tensor: torch.Tensor, labels: np.ndarray, views: np.ndarray, spec: ProtocolSpec,
+              fit: ProtocolFit, metric: str) -> _Outcomes:
+    """casia-b, ou-mvlp, generic (single-view) and cross-view, by :mod:`.matching`'s engines."""
+    inp = _inputs(tensor, labels, views, fit, metric, chunk=_default_chunk(tensor), want_map=False,
+                  progress=None)
+    if spec.kind == "single-view":
+        outcome, columns = _single_view_outcome(inp), tuple(inp.views)
+    else:
+        ch = _cross_view_hits(inp)
+        outcome = _hit_or_miss(ch.exc1)
+        outcome[~ch.valid] = NA
+        outcome, columns = outcome[:, None], (ALL_VIEWS,)
+    return _by_set(spec, fit, inp.probe_rows, outcome, tuple(inp.views), columns)
 
 
-_ENGINES: dict[str, Callable[[MatchInputs], tuple[np.ndarray, tuple[str, ...]]]] = {
-    "single-view": _single_view,
-    "cross-view": _cross_view,
-}
+def _index(mask: np.ndarray, dev: torch.device) -> tuple[np.ndarray, torch.Tensor]:
+    rows = np.flatnonzero(mask)
+    return rows, torch.from_numpy(rows).to(dev)
+
+
+def _gait3d(tensor: torch.Tensor, codes: torch.Tensor, fit: ProtocolFit, metric: str) -> _Outcomes:
+    """Rank-1 of each ``PROBE_SET`` probe against every other sequence, by the table's kernel
+    (:func:`~.metrics.rank_scores`); the probes without a relevant gallery item are left out."""
+    p, pt = _index(fit.probe_sets[GAIT3D_SET], tensor.device)
+    _, gt = _index(fit.gallery, tensor.device)
+    rs = rank_scores(tensor[pt], tensor[gt], codes[pt], codes[gt], metric)
+    valid = rs.valid
+    return _Outcomes(p[valid], [GAIT3D_SET] * int(valid.sum()), _hit_or_miss(rs.first[valid] == 0)[:, None],
+                     (ALL_VIEWS,), (ALL_VIEWS,))
+
+
+def _grew(tensor: torch.Tensor, codes: torch.Tensor, fit: ProtocolFit, metric: str) -> _Outcomes:
+    """Rank-1 of each probe of type 02 against the gallery of type 01, by the table's fused top-k
+    walk (:func:`~.metrics.blockwise_topk_hits`); every probe counts."""
+    p, pt = _index(fit.probe_sets[GREW_SET], tensor.device)
+    _, gt = _index(fit.gallery, tensor.device)
+    if len(p) == 0 or len(gt) == 0:
+        raise GaitError(
+            f"{option('save_hits')}: the grew protocol has no local rank-1 table here (no probes of type 02 "
+            f"or no gallery of type 01; only the competition file); drop {option('save_hits')}"
+        )
+    hit = blockwise_topk_hits(tensor[pt], tensor[gt], codes[pt], codes[gt], (1,), metric)[1]
+    return _Outcomes(p, [GREW_SET] * len(p), _hit_or_miss(hit.cpu().numpy())[:, None], (ALL_VIEWS,),
+                     (ALL_VIEWS,))
+
+
+def _ccpg(tensor: torch.Tensor, codes: torch.Tensor, views: np.ndarray, spec: ProtocolSpec,
+          fit: ProtocolFit, metric: str) -> _Outcomes:
+    """Per setting against its own gallery, the cells of its views x views matrix (cameras), by the
+    single-view engine, as :func:`~.retrieval.match_field` builds the table."""
+    camera = ccpg_views(views)
+    used = fit.gallery.copy()
+    for name, mask in fit.probe_sets.items():
+        used |= mask | fit.gallery_of(name)
+    view_list = sorted(set(camera[used].tolist()), key=view_sort_key)
+    position = {v: i for i, v in enumerate(view_list)}
+    view_ids = np.array([position.get(v, -1) for v in camera.tolist()], dtype=np.int64)
+    parts = []
+    for name in spec.probe_sets:  # one engine run per setting (four), each over all its probes
+        mask = fit.probe_sets[name]
+        inp = MatchInputs(tensor, codes, view_ids, np.flatnonzero(mask), np.flatnonzero(fit.gallery_of(name)),
+                          {name: mask}, view_list, metric, chunk=_default_chunk(tensor), want_map=False,
+                          progress=None)
+        parts.append((inp.probe_rows, [name] * len(inp.probe_rows), _single_view_outcome(inp)))
+    views_t = tuple(view_list)
+    return _Outcomes(
+        np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64),
+        [n for p in parts for n in p[1]],
+        np.concatenate([p[2] for p in parts]) if parts else np.zeros((0, len(views_t)), dtype=np.int8),
+        views_t, views_t,
+    )
+
+
+def _field(tensor: torch.Tensor, labels: np.ndarray, views: np.ndarray, spec: ProtocolSpec,
+           fit: ProtocolFit, metric: str) -> _Outcomes:
+    """gait3d, grew and ccpg, by the kernels :mod:`.retrieval` runs them with."""
+    codes = torch.from_numpy(encode_labels(labels)[1][0]).to(tensor.device)
+    if spec.name == "gait3d":
+        return _gait3d(tensor, codes, fit, metric)
+    if spec.name == "grew":
+        return _grew(tensor, codes, fit, metric)
+    return _ccpg(tensor, codes, views, spec, fit, metric)
 
 
 def check_hits_supported(spec: ProtocolSpec) -> None:
     """One line, before extraction, for a protocol whose per-probe outcomes cannot be saved."""
-    if spec.kind not in _ENGINES:
+    if spec.kind not in KINDS:
         raise GaitError(
             f"{option('save_hits')}: the {spec.name} protocol has no per-probe rank-1 table to save yet "
-            f"(casia-b, ou-mvlp, generic and cross-view have); drop {option('save_hits')}"
+            f"(casia-b, ou-mvlp, generic, cross-view, gait3d, grew and ccpg have); drop {option('save_hits')}"
         )
 
 
@@ -255,18 +390,13 @@ def probe_hits(
     types = np.asarray(feats.types).astype(str)
     views = np.asarray(feats.views).astype(str)
     tensor = as_features(feats.embeddings, device if device is not None else "cpu")
-    if remove_no_gallery:
-        fit = _drop_probes_without_gallery(fit, encode_labels(labels)[1][0], lambda _m: None)
-    inp = _inputs(tensor, labels, views, fit, metric, chunk=_default_chunk(tensor), want_map=False,
-                  progress=None)
-    outcome, columns = _ENGINES[spec.kind](inp)
-    rows, names = [], []
-    for name in spec.probe_sets:
-        idx = np.flatnonzero(fit.probe_sets[name][inp.probe_rows])
-        rows.append(idx)
-        names.extend([name] * len(idx))
-    take = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    seq = inp.probe_rows[take]
+    if spec.name in FIELD_PROTOCOLS:  # their tables ignore remove_no_gallery (gait3d leaves such probes out)
+        out = _field(tensor, labels, views, spec, fit, metric)
+    else:
+        if remove_no_gallery:
+            fit = _drop_probes_without_gallery(fit, encode_labels(labels)[1][0], lambda _m: None)
+        out = _matching(tensor, labels, views, spec, fit, metric)
+    seq = out.seq
     gal = fit.gallery
     identity = EvalIdentity(
         protocol=spec.name,
@@ -282,15 +412,15 @@ def probe_hits(
         identity=identity,
         gallery_types=tuple(spec.gallery_types),
         probe_sets={k: tuple(v) for k, v in spec.probe_sets.items()},
-        views=tuple(inp.views),
-        columns=columns,
+        views=out.views,
+        columns=out.columns,
         gallery_size=int(gal.sum()),
         gallery_digest=gallery_digest(labels[gal], types[gal], views[gal]),
-        sets=np.array(names, dtype=str),
+        sets=np.array(out.names, dtype=str),
         labels=labels[seq],
         types=types[seq],
         probe_views=views[seq],
-        outcome=outcome[take],
+        outcome=out.outcome,
         rank1=dict(rank1 or {}),
     )
 
@@ -321,7 +451,7 @@ def _identity(fields: Fields) -> EvalIdentity:
         raise fields.fail("identity", "an object")
     inner = Fields(value, fields.where, fields.remake, fields.error)
     protocol = inner.text("protocol")
-    kind = inner.text("kind", choices=tuple(_ENGINES))
+    kind = inner.text("kind", choices=KINDS)
     metric = inner.text("metric", choices=("euc", "cos"))
     assert protocol is not None and kind is not None and metric is not None
     identity = EvalIdentity(
@@ -441,7 +571,7 @@ def save_hits(hits: Hits, path: str | os.PathLike[str]) -> Path:
 def cell_rank1(hits: Hits, name: str, view: str, column: str) -> float | None:
     """Rank-1 (%) of one cell of the eval's table, unrounded (None: n/a)."""
     col = hits.columns.index(column)
-    rows = (hits.sets == name) & (hits.probe_views == view)
+    rows = (hits.sets == name) & (hits.row_views() == view)
     values = hits.outcome[rows, col]
     values = values[values != NA]
     return float(values.mean() * 100) if values.size else None
