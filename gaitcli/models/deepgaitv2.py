@@ -42,6 +42,7 @@ from .layers import (
     onednn_conv3d,
 )
 from .registry import AT_LEAST_ONE, ModelConfig, option, parse_model_config, register_model
+from .set_layers import SeparateBNNecks, horizontal_pyramid
 
 MODES = ("2d", "p3d", "3d")
 PARTS = 16  # OpenGait's HorizontalPoolingPyramid(bin_num=[16]) and its 16-part heads
@@ -322,49 +323,7 @@ def make_stage(mode: str, c_in: int, c_out: int, stride: int, blocks: int, per_f
 
 
 # ----------------------------------------------------------------------------------------------
-# heads
-# ----------------------------------------------------------------------------------------------
-
-
-def horizontal_pyramid(x: torch.Tensor, bins: int = PARTS) -> torch.Tensor:
-    """OpenGait's ``HorizontalPoolingPyramid([bins])``: ``[n, c, h, w]`` → ``[n, c, bins]``, each
-    bin (``h * w / bins`` consecutive values, whole rows when ``bins`` divides ``h``) pooled as
-    mean + max."""
-    n, c, h, w = x.shape
-    if (h * w) % bins:
-        raise ValueError(f"the {h}x{w} feature map does not split into {bins} horizontal bins")
-    z = x.reshape(n, c, bins, -1)
-    return z.mean(dim=-1) + z.amax(dim=-1)
-
-
-class SeparateBNNecks(nn.Module):
-    """OpenGait's ``SeparateBNNecks`` (``norm=True``, ``parallel_BN1d=True``): one BatchNorm1d
-    over all ``c * parts`` features (``bn1d``), then per part the L2-normalised feature times
-    the L2-normalised class weights (``fc_bin`` ``[parts, c, classes]``): cosine logits.
-
-    ``[parts, n, c]`` → ``(features [parts, n, c], logits [parts, n, classes])``."""
-
-    def __init__(self, parts_num: int, in_channels: int, class_num: int) -> None:
-        super().__init__()
-        self.parts_num = int(parts_num)
-        self.fc_bin = nn.Parameter(nn.init.xavier_uniform_(torch.zeros(parts_num, in_channels, class_num)))
-        self.bn1d = nn.BatchNorm1d(in_channels * parts_num)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        p, n, c = x.shape
-        flat = x.permute(1, 2, 0).reshape(n, c * p)  # the reference's [n, c, p] order
-        feature = self.bn1d(flat).reshape(n, c, p).permute(2, 0, 1)  # [p, n, c]
-        feature = F.normalize(feature, dim=-1)
-        logits = torch.bmm(feature, F.normalize(self.fc_bin, dim=1).to(feature.dtype))
-        return feature, logits
-
-    def extra_repr(self) -> str:
-        p, c, k = self.fc_bin.shape
-        return f"parts={p}, in={c}, classes={k}"
-
-
-# ----------------------------------------------------------------------------------------------
-# the model
+# the model (heads: set_layers.horizontal_pyramid, SeparateBNNecks)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -449,9 +408,9 @@ class DeepGaitV2(GaitModel):
         return pooled
 
     def heads(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
-        pooled = horizontal_pyramid(feat)  # [n, c, p]
+        pooled = horizontal_pyramid(feat, [PARTS])  # [n, c, p]
         embed_1 = self.FCs(pooled)  # [p, n, c2]
-        embed_2, logits = self.BNNecks(embed_1)  # [p, n, c2], [p, n, classes]
+        embed_2, logits = self.BNNecks(embed_1.permute(1, 2, 0))  # [p, n, c2], [p, n, classes]
         embed = embed_2 if self.use_emb2 and not self.training else embed_1
         return {
             "embeddings": embed.transpose(0, 1).float().contiguous(),

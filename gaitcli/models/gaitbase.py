@@ -32,14 +32,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
 from .base import GaitModel
-from .layers import SeparateFCs as PartLinear
 from .layers import TemporalMaxPool, init_weights
 from .registry import AT_LEAST_ONE, NON_NEGATIVE, ModelConfig, option, parse_model_config, register_model
+from .set_layers import BasicConv2d, SeparateBNNecks, SeparateFCs, horizontal_pyramid
 
 BLOCKS = ("BasicBlock", "Bottleneck")
 BACKBONES = ("ResNet9",)
@@ -278,18 +277,6 @@ class Bottleneck(nn.Module):
         return result
 
 
-class BasicConv2d(nn.Module):
-    """A bias-free Conv2d (state-dict name ``conv``), OpenGait's stem."""
-
-    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=padding, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.conv(x)
-        return out
-
-
 class ResNet9(nn.Module):
     """OpenGait's ``ResNet9`` for frames ``[N, in_channel, h, w]`` → ``[N, width, h', w']``."""
 
@@ -358,87 +345,7 @@ class SetBlockWrapper(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# heads
-# ----------------------------------------------------------------------------------------------
-
-
-class HorizontalPoolingPyramid(nn.Module):
-    """``[n, c, h, w]`` → ``[n, c, sum(bins)]``: for each ``b`` the map is viewed as ``b`` bins of
-    ``h·w/b`` consecutive values and each bin gives its mean + its max."""
-
-    def __init__(self, bin_num: list[int]) -> None:
-        super().__init__()
-        self.bin_num = [int(b) for b in bin_num]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        feats = []
-        for b in self.bin_num:
-            if (h * w) % b:
-                raise ValueError(f"pyramid bin count {b} does not divide the {h}x{w} feature map")
-            z = x.reshape(n, c, b, -1)
-            feats.append(z.mean(-1) + z.amax(-1))
-        return feats[0] if len(feats) == 1 else torch.cat(feats, -1)
-
-    def extra_repr(self) -> str:
-        return f"bin_num={self.bin_num}"
-
-
-class PartFCs(PartLinear):
-    """``SeparateFCs`` with OpenGait's ``norm`` option (each weight column normalised)."""
-
-    def __init__(self, parts_num: int, in_channels: int, out_channels: int, norm: bool = False) -> None:
-        super().__init__(parts_num, in_channels, out_channels)
-        self.norm = bool(norm)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[n, in, parts]`` → ``[parts, n, out]``."""
-        if not self.norm:
-            return super().forward(x)
-        return torch.bmm(x.permute(2, 0, 1), F.normalize(self.fc_bin, dim=1))
-
-
-class SeparateBNNecks(nn.Module):
-    """BatchNorm neck and per-part classifier: ``[n, c, p]`` → (normalised BN features
-    ``[p, n, c]``, logits ``[p, n, classes]``). ``parallel_BN1d``: one BatchNorm1d over the
-    ``c·p`` features (channel-major, as OpenGait flattens ``[n, c, p]``); else one per part
-    (``bn1d.0`` ...)."""
-
-    def __init__(
-        self, parts_num: int, in_channels: int, class_num: int, norm: bool = True, parallel_BN1d: bool = True
-    ) -> None:
-        super().__init__()
-        self.parts_num = int(parts_num)
-        self.norm = bool(norm)
-        self.parallel_BN1d = bool(parallel_BN1d)
-        self.fc_bin = nn.Parameter(nn.init.xavier_uniform_(torch.zeros(parts_num, in_channels, class_num)))
-        self.bn1d: nn.Module
-        if self.parallel_BN1d:
-            self.bn1d = nn.BatchNorm1d(in_channels * parts_num)
-        else:
-            self.bn1d = nn.ModuleList(nn.BatchNorm1d(in_channels) for _ in range(parts_num))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n, c, p = x.shape
-        if isinstance(self.bn1d, nn.ModuleList):
-            normed = torch.stack([bn(x[:, :, i]) for i, bn in enumerate(self.bn1d)], dim=0)  # [p, n, c]
-        else:
-            normed = self.bn1d(x.reshape(n, c * p)).view(n, c, p).permute(2, 0, 1)
-        if self.norm:
-            feature = F.normalize(normed, dim=-1)
-            logits = feature.matmul(F.normalize(self.fc_bin, dim=1))
-        else:
-            feature = normed
-            logits = feature.matmul(self.fc_bin)
-        return feature, logits
-
-    def extra_repr(self) -> str:
-        p, c, k = self.fc_bin.shape
-        return f"parts={p}, in={c}, classes={k}, norm={self.norm}, parallel_BN1d={self.parallel_BN1d}"
-
-
-# ----------------------------------------------------------------------------------------------
-# the model
+# the model (heads: set_layers.horizontal_pyramid, SeparateFCs, SeparateBNNecks)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -461,13 +368,13 @@ class GaitBase(GaitModel):
         self.out_channels = int(cfg.SeparateFCs.out_channels)
         self.Backbone = SetBlockWrapper(ResNet9(cfg.backbone_cfg))
         fcs, necks = cfg.SeparateFCs, cfg.SeparateBNNecks
-        self.FCs = PartFCs(fcs.parts_num, fcs.in_channels, fcs.out_channels, norm=fcs.norm)
+        self.FCs = SeparateFCs(fcs.parts_num, fcs.in_channels, fcs.out_channels, norm=fcs.norm)
         self.BNNecks = SeparateBNNecks(
             necks.parts_num, necks.in_channels, self.class_num, norm=necks.norm,
             parallel_BN1d=necks.parallel_BN1d,
         )
         self.TP = TemporalMaxPool()
-        self.HPP = HorizontalPoolingPyramid(cfg.bins)
+        self.bin_num = [int(b) for b in cfg.bins]
         init_weights(self, cfg.init)
 
     def backbone(
@@ -481,7 +388,7 @@ class GaitBase(GaitModel):
         return pooled
 
     def heads(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
-        pooled = self.HPP(feat)  # [n, c, p]
+        pooled = horizontal_pyramid(feat, self.bin_num)  # [n, c, p]
         embed = self.FCs(pooled)  # [p, n, c]
         _, logits = self.BNNecks(embed.permute(1, 2, 0))  # [p, n, classes]
         return {

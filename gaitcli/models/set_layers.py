@@ -1,5 +1,6 @@
-"""Building blocks of the set-based models (GaitSet, GaitPart): 2-D layers run on every frame on
-its own, and a model base that packs the real frames of a padded batch.
+"""Building blocks of OpenGait's 2-D models: the layers GaitSet and GaitPart run on every frame on
+its own, a model base that packs the real frames of a padded batch, and the heads GaitSet, GaitPart,
+GaitBase and DeepGaitV2 share (horizontal pyramid, ``SeparateFCs``, ``SeparateBNNecks``).
 
 OpenGait runs these networks frame by frame (``SetBlockWrapper``: ``[n, c, s, h, w]`` viewed as
 ``n·s`` images) and pools over the frames of each sequence (``PackSequenceWrapper``, which cuts its
@@ -9,7 +10,8 @@ pooling over time looks at each sequence's real frames only. Each sequence of a 
 gets exactly the result it gets alone, and padded frames cost nothing.
 
 Parameter names follow OpenGait's modules (``BasicConv2d.conv``, ``FocalConv2d.conv``,
-``SetBlockWrapper.forward_block``, ``SeparateFCs.fc_bin``) so state dicts are interchangeable.
+``SetBlockWrapper.forward_block``, ``SeparateFCs.fc_bin``, ``SeparateBNNecks.fc_bin`` / ``bn1d``)
+so state dicts are interchangeable.
 """
 
 from __future__ import annotations
@@ -110,6 +112,45 @@ class SeparateFCs(_PartLinear):
         if not self.norm or x.size(-1) != self.parts_num:  # (the parent names a part mismatch)
             return super().forward(x)
         return torch.bmm(x.permute(2, 0, 1), F.normalize(self.fc_bin, dim=1))
+
+
+class SeparateBNNecks(nn.Module):
+    """BatchNorm neck and per-part classifier: ``[n, c, p]`` → (normalised BN features
+    ``[p, n, c]``, logits ``[p, n, classes]``). ``parallel_BN1d``: one BatchNorm1d over the
+    ``c·p`` features (channel-major, as OpenGait flattens ``[n, c, p]``); else one per part
+    (``bn1d.0`` ...)."""
+
+    def __init__(
+        self, parts_num: int, in_channels: int, class_num: int, norm: bool = True, parallel_BN1d: bool = True
+    ) -> None:
+        super().__init__()
+        self.parts_num = int(parts_num)
+        self.norm = bool(norm)
+        self.parallel_BN1d = bool(parallel_BN1d)
+        self.fc_bin = nn.Parameter(nn.init.xavier_uniform_(torch.zeros(parts_num, in_channels, class_num)))
+        self.bn1d: nn.Module
+        if self.parallel_BN1d:
+            self.bn1d = nn.BatchNorm1d(in_channels * parts_num)
+        else:
+            self.bn1d = nn.ModuleList(nn.BatchNorm1d(in_channels) for _ in range(parts_num))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n, c, p = x.shape
+        if isinstance(self.bn1d, nn.ModuleList):
+            normed = torch.stack([bn(x[:, :, i]) for i, bn in enumerate(self.bn1d)], dim=0)  # [p, n, c]
+        else:
+            normed = self.bn1d(x.reshape(n, c * p)).view(n, c, p).permute(2, 0, 1)
+        if self.norm:
+            feature = F.normalize(normed, dim=-1)
+            logits = feature.matmul(F.normalize(self.fc_bin, dim=1).to(feature.dtype))
+        else:
+            feature = normed
+            logits = feature.matmul(self.fc_bin.to(feature.dtype))
+        return feature, logits
+
+    def extra_repr(self) -> str:
+        p, c, k = self.fc_bin.shape
+        return f"parts={p}, in={c}, classes={k}, norm={self.norm}, parallel_BN1d={self.parallel_BN1d}"
 
 
 # ----------------------------------------------------------------------------------------------
