@@ -7,21 +7,20 @@ Each command parses its options and calls into ``gaitcli.data``, ``gaitcli.confi
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from gaitcli import __version__
+from gaitcli.cli_common import console, out_console, warn, write_json
+from gaitcli.cli_common import handle_errors as _handle_errors
 from gaitcli.cli_video import VIDEO_PANEL, VideoOptionsBuilder, with_video_options
-from gaitcli.errors import GaitError, options_rendered_by, render
+from gaitcli.errors import GaitError, render
 
 app = typer.Typer(
     name="gait",
@@ -32,47 +31,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-console = Console(stderr=True)
-out_console = Console()
-
-# The one place that knows how options are spelt here: messages from the layers below name a
-# parameter (gaitcli.errors.option); the flag is "--" + its name with dashes, except these.
-_FLAGS = {"set_": "--set", "overrides": "--set", "json_out": "--json", "json": "--json", "csv_out": "--csv",
-          "map_": "--map", "input_dir": "IN", "output_dir": "OUT", "config_path": "--config",
-          "names": "--name",
-          "track_type": "--type", "track_view": "--view"}
-
-
-def _flag(name: str, value: Optional[str]) -> str:
-    flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
-    return flag if value is None else f"{flag} {value}"
-
-
-
-def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn :class:`GaitError` into one red line on stderr and its exit code."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with options_rendered_by(_flag):  # while a command runs, messages name its flags
-            return _run(func, *args, **kwargs)
-
-    return wrapper
-
-
-def _run(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    try:
-        return func(*args, **kwargs)
-    except GaitError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
-        raise typer.Exit(130) from None
-
-
-def _warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/] {escape(render(message))}", highlight=False, soft_wrap=True)
+_warn = warn
 
 
 def _warn_wrapped(message: str) -> None:
@@ -82,18 +41,6 @@ def _warn_wrapped(message: str) -> None:
 
 def _note(message: str) -> None:
     console.print(f"[cyan]note:[/] {escape(render(message))}", highlight=False, soft_wrap=True)
-
-
-def write_json(target: str, payload: Any) -> None:
-    """Write ``payload`` as JSON to ``target`` (``-`` is stdout), atomically for files."""
-    from gaitcli.fileio import atomic_write_bytes
-
-    text = json.dumps(payload, indent=2, sort_keys=False) + "\n"
-    if target == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        atomic_write_bytes(target, text.encode())
 
 
 def _version_callback(value: bool) -> None:

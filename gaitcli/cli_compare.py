@@ -2,9 +2,9 @@
 probe view and cell with its paired subject-bootstrap interval and McNemar's exact p-value
 (docs/compare.md). Parsing and printing only; the statistics are :mod:`gaitcli.compare`.
 
-``cli.py`` registers :func:`compare` (wrapped in its one-line error handling); this module cannot
-import ``cli.py`` back (tests/test_layers.py forbids the cycle), so it makes its own consoles:
-tables on stdout, or on stderr when the JSON goes to stdout."""
+``cli.py`` registers :func:`compare` (wrapped in :func:`gaitcli.cli_common.handle_errors`); the
+consoles and JSON output are :mod:`gaitcli.cli_common`'s: tables on stdout, or on stderr when the
+JSON goes to stdout."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from gaitcli.cli_common import console, out_console, write_json
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,8 +42,6 @@ def compare(
 ) -> None:
     """Is A better than B? Rank-1 difference per probe set, view and cell: paired bootstrap
     interval over subjects and McNemar's exact test."""
-    from rich.console import Console
-
     from gaitcli.compare import compare_hits
     from gaitcli.errors import GaitError, option
     from gaitcli.evaluation.hits import load_hits
@@ -69,24 +69,10 @@ def compare(
         check_writable(json_out, option("json_out"))  # one line now, not after the bootstrap
     result = compare_hits([load_hits(p) for p in side_a], [load_hits(p) for p in side_b],
                           resamples=resamples, seed=bootstrap_seed)
-    render_comparison(result, Console(stderr=json_out == "-"), cells=cells)  # stdout stays pure JSON
+    # stdout stays pure JSON when the JSON goes there
+    render_comparison(result, console if json_out == "-" else out_console, cells=cells)
     if json_out:
-        _write_json(json_out, result.to_json())
-
-
-def _write_json(target: str, payload: object) -> None:
-    """``payload`` as JSON to ``target`` (``-`` is stdout), atomically for a file."""
-    import json
-    import sys
-
-    from gaitcli.fileio import atomic_write_bytes
-
-    text = json.dumps(payload, indent=2) + "\n"
-    if target == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        atomic_write_bytes(target, text.encode())
+        write_json(json_out, result.to_json())
 
 
 # ---------------------------------------------------------------------------------------------- printing

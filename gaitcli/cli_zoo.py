@@ -1,27 +1,19 @@
 """``gait zoo``: the sub-commands list / get / verify (argument parsing only, like :mod:`gaitcli.cli`;
 the work is in :mod:`gaitcli.zoo`, docs/zoo.md).
 
-cli.py registers :data:`zoo_app` (``app.add_typer(zoo_app, name="zoo")``). This module cannot
-import cli.py (cli.py imports it), so it carries its own copy of the one-line error handling:
-a :class:`~gaitcli.errors.GaitError` is one red line on stderr and its exit code, and messages
-from the layers below name this module's flags.
+cli.py registers :data:`zoo_app` (``app.add_typer(zoo_app, name="zoo")``). The consoles, the
+one-line error handling and JSON output are :mod:`gaitcli.cli_common`'s, as for every command.
 """
 
 from __future__ import annotations
 
 import functools
-import json as jsonlib
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from gaitcli.errors import GaitError, options_rendered_by, render
-from gaitcli.fileio import JSONValue, atomic_write_bytes
+from gaitcli.cli_common import console, handle_errors, out_console, warn, write_json
 
 __all__ = ["zoo_app"]
 
@@ -34,48 +26,8 @@ zoo_app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-console = Console(stderr=True)
-out_console = Console()
-
-# parameters of the layers below whose flag here is not "--" + the name with dashes
-_RENAMED = {"json_out": "json", "config_path": "config"}
-F = TypeVar("F", bound=Callable[..., None])
-
-
-def _flag(name: str, value: str | None) -> str:
-    flag = "--" + _RENAMED.get(name, name).replace("_", "-")
-    return flag if value is None else f"{flag} {value}"
-
-
-def _handle_errors(func: F) -> F:
-    """A :class:`GaitError` becomes one line and its exit code; Ctrl-C says a download resumes."""
-
-    @functools.wraps(func)
-    def wrapper(*args: object, **kwargs: object) -> None:
-        with options_rendered_by(_flag):
-            try:
-                func(*args, **kwargs)
-            except GaitError as exc:
-                console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-                raise typer.Exit(exc.exit_code) from None
-            except KeyboardInterrupt:
-                console.print("[yellow]interrupted[/]: run the same command again to resume a download")
-                raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/] {escape(render(message))}", highlight=False, soft_wrap=True)
-
-
-def _write_json(target: str, payload: dict[str, JSONValue]) -> None:
-    text = jsonlib.dumps(payload, indent=2) + "\n"
-    if target == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        atomic_write_bytes(target, text.encode())
+_handle_errors = functools.partial(
+    handle_errors, interrupted="[yellow]interrupted[/]: run the same command again to resume a download")
 
 
 CatalogueOpt = Annotated[Path | None, typer.Option(
@@ -102,7 +54,7 @@ def _list(catalogue: Path | None, json: str | None) -> None:
     found = load_catalogue(catalogue)
     render_list(found, console if json == "-" else out_console)
     if json:
-        _write_json(json, {"catalogue": str(found.path), "opengait_commit": found.opengait_commit,
+        write_json(json, {"catalogue": str(found.path), "opengait_commit": found.opengait_commit,
                            "entries": [e.to_json() for e in found.entries]})
 
 
@@ -139,10 +91,10 @@ def get(
 
     entry = load_catalogue(catalogue).get(name)
     options = GetOptions(out=out, sha256=sha256, url=url, config=config, timeout=timeout, overwrite=overwrite)
-    result = get_checkpoint(entry, options, console=console, warn=_warn)
+    result = get_checkpoint(entry, options, console=console, warn=warn)
     render_get(result, console if json == "-" else out_console)
     if json:
-        _write_json(json, result.to_json())
+        write_json(json, result.to_json())
 
 
 @zoo_app.command()
@@ -165,7 +117,7 @@ def verify(
 
     entry = load_catalogue(catalogue).get(name)
     result = verify_checkpoint(entry, data, out=out, partition=partition, device=device,
-                               batch_size=batch_size, console=console, warn=_warn)
+                               batch_size=batch_size, console=console, warn=warn)
     render_verify(result, console if json == "-" else out_console)
     if json:
-        _write_json(json, result.to_json())
+        write_json(json, result.to_json())

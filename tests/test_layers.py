@@ -44,6 +44,7 @@ LAYERS: list[tuple[str, int]] = [
     ("gaitcli.demo", 6),
     ("gaitcli.cli", 6),
     ("gaitcli.cli_video", 6),
+    ("gaitcli.cli_common", 6),
     ("gaitcli.cli_compare", 6),
     ("gaitcli.cli_zoo", 6),
     ("gaitcli.__main__", 6),
