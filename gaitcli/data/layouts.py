@@ -220,17 +220,24 @@ def _not_read(ctx: _Context, parent: str, used: Collection[str], why: Callable[[
 
 
 # --------------------------------------------------------------------------- the layouts
+def _enter(ctx: _Context, inp: str, inner: str, why: str) -> str | None:
+    """The folder the frames are under: ``IN/inner`` when IN is the data set's folder (its other
+    entries listed as not read, for ``why``), else IN itself; None when ``inner`` cannot be
+    entered. Sets the scan's root."""
+    root: str | None = inp
+    if os.path.isdir(os.path.join(inp, inner)):
+        root = _child(ctx, inp, inner)
+        _not_read(ctx, inp, {inner}, lambda name: why)
+    if root is not None:
+        ctx.scan.root = root
+    return root
+
+
 def _scan_gait3d(ctx: _Context, inp: str) -> None:
     """``2D_Silhouettes/ID/camidC_videoidV/seqS/*.png``; IN may be the Gait3D folder or 2D_Silhouettes."""
-    root = inp
-    if os.path.isdir(os.path.join(inp, "2D_Silhouettes")):
-        child = _child(ctx, inp, "2D_Silhouettes")
-        _not_read(ctx, inp, {"2D_Silhouettes"},
-                  lambda name: "the gait3d layout reads 2D_Silhouettes")
-        if child is None:
-            return
-        root = child
-    ctx.scan.root = root
+    root = _enter(ctx, inp, "2D_Silhouettes", "the gait3d layout reads 2D_Silhouettes")
+    if root is None:
+        return
 
     def place(parts: tuple[str, ...]) -> tuple[str, str, str] | str:
         sid, typ, view = parts
@@ -247,15 +254,9 @@ def _scan_gait3d(ctx: _Context, inp: str) -> None:
 
 def _scan_ccpg(ctx: _Context, inp: str) -> None:
     """``CCPG_G_SIL/ID/STATUS/VIEW/*.png``; IN may be the CCPG folder or CCPG_G_SIL."""
-    root = inp
-    if os.path.isdir(os.path.join(inp, "CCPG_G_SIL")):
-        child = _child(ctx, inp, "CCPG_G_SIL")
-        _not_read(ctx, inp, {"CCPG_G_SIL"},
-                  lambda name: "the ccpg layout reads the silhouettes of CCPG_G_SIL")
-        if child is None:
-            return
-        root = child
-    ctx.scan.root = root
+    root = _enter(ctx, inp, "CCPG_G_SIL", "the ccpg layout reads the silhouettes of CCPG_G_SIL")
+    if root is None:
+        return
 
     def place(parts: tuple[str, ...]) -> tuple[str, str, str] | str:
         sid, status, view = parts
