@@ -229,20 +229,15 @@ def check_outputs(outputs: EvalOutputs, spec: ProtocolSpec) -> None:
             f"{option('submission')} writes GREW's competition file: use it with "
             f"{option('protocol', 'grew')}, not {spec.name}"
         )
-    if outputs.heatmap is not None and spec.kind == "retrieval":
+    if outputs.heatmap is not None and spec.kind in ("retrieval", "cross-view"):
         raise GaitError(
             f"{option('heatmap')}: the {spec.name} protocol has no gallery-view x probe-view matrix "
-            f"(ccpg, casia-b, ou-mvlp and generic have one); drop {option('heatmap')}"
+            f"(casia-b, ou-mvlp, generic and ccpg have one); drop {option('heatmap')}"
         )
     if outputs.verification and spec.kind in ("retrieval", "cloth-change"):
         raise GaitError(
             f"{option('verification')} works with the casia-b, ou-mvlp, cross-view and generic protocols, "
             f"not {spec.name}; drop it"
-        )
-    if outputs.heatmap is not None and spec.kind == "cross-view":
-        raise GaitError(
-            f"{option('heatmap')}: the {spec.name} protocol has no gallery-view x probe-view matrix "
-            f"(use {option('protocol', 'casia-b')}, ou-mvlp or generic, or drop {option('heatmap')})"
         )
     if outputs.save_hits is not None:
         from .hits import check_hits_supported
