@@ -65,3 +65,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def one_thread_for_module():
+    """``one_thread`` for a whole module, for modules whose module-scoped fixtures (a model built
+    and embedded once) must run on one thread too: ``pytestmark =
+    pytest.mark.usefixtures("one_thread_for_module")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -26,12 +26,7 @@ TYPES = ("nm-01", "nm-02", "nm-05", "bg-01", "cl-01")
 VIEWS = ("000", "090")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_for_module")
 
 
 def silhouettes(seed: int, frames: int = 5, h: int = 80, w: int = 60) -> np.ndarray:

@@ -22,12 +22,7 @@ from gaitcli.models import save_checkpoint
 KINDS = [("GaitGL", {}), ("MetaGait", {"variant": "reference"}), ("MetaGait", {"variant": "paper"})]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_for_module")
 
 
 def checkpoint(tmp_path, kind, extra, **meta):
