@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
-from typer.testing import CliRunner
+from parity_reference import convert_reference, load_reference, split
 
-from gaitcli.cli import app
 from gaitcli.config import load_config, resolve_config
 from gaitcli.errors import ConfigError
 from gaitcli.models import DeepGaitV2, create_model, load_checkpoint
@@ -46,18 +45,8 @@ def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     mode = request.param
     stem = FIXTURES / f"deepgaitv2_{mode}"
     out = tmp_path_factory.mktemp(f"deepgaitv2_{mode}") / "model.safetensors"
-    result = CliRunner().invoke(app, ["convert", f"{stem}.pt", str(out), "--config", f"{stem}.yaml"])
-    assert result.exit_code == 0, result.output
-    model = load_checkpoint(out)
-    assert isinstance(model, DeepGaitV2)
-    assert model.checkpoint_meta["iteration"] == 60000
-    with np.load(f"{stem}.npz") as data:
-        ref = {k: data[k] for k in data.files}
-    return stem, model, ref
-
-
-def split(ref: dict[str, np.ndarray]) -> list[np.ndarray]:
-    return np.split(ref["varlen"], np.cumsum(ref["lengths"])[:-1])
+    model = convert_reference(stem, out, DeepGaitV2, 60000)
+    return stem, model, load_reference(stem)
 
 
 def test_fixtures_cover_both_modes():

@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
+from parity_reference import as_ours, convert_reference, load_reference, split
 
-from gaitcli.cli import app
 from gaitcli.config import load_config
-from gaitcli.models import GaitBase, load_checkpoint
+from gaitcli.models import GaitBase
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,30 +29,17 @@ RTOL, ATOL = 1e-4, 1e-6
 
 @pytest.fixture(scope="module")
 def ref() -> dict[str, np.ndarray]:
-    with np.load(FIXTURES / "gaitbase.npz") as data:
-        return {k: data[k] for k in data.files}
+    return load_reference(FIXTURES / "gaitbase")
 
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory: pytest.TempPathFactory) -> GaitBase:
     out = tmp_path_factory.mktemp("gaitbase") / "gaitbase.safetensors"
-    result = CliRunner().invoke(app, ["convert", str(FIXTURES / "gaitbase.pt"), str(out),
-                                      "--config", str(FIXTURES / "gaitbase.yaml")])
-    assert result.exit_code == 0, result.output
-    model = load_checkpoint(out)
+    model = convert_reference(FIXTURES / "gaitbase", out, GaitBase, 60000)
     assert isinstance(model, GaitBase)
-    assert model.checkpoint_meta["iteration"] == 60000
     return model
 
 
-def as_ours(reference: np.ndarray) -> torch.Tensor:
-    """OpenGait's ``[n, c, p]`` as gaitcli's ``[n, p, c]``."""
-    return torch.from_numpy(reference).permute(0, 2, 1)
-
-
-def split(ref: dict[str, np.ndarray]) -> list[np.ndarray]:
-    bounds = np.cumsum(ref["lengths"])[:-1]
-    return np.split(ref["varlen"], bounds)
 
 
 def test_state_dict_loads_unchanged(converted):

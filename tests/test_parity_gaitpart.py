@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
-from typer.testing import CliRunner
+from parity_reference import as_ours, convert_reference, load_reference, split
 
 from gaitcli.build import build_model
-from gaitcli.cli import app
 from gaitcli.config import load_config, resolve_config
 from gaitcli.errors import ConfigError
 from gaitcli.models import GaitPart, create_model, load_checkpoint
@@ -35,29 +34,17 @@ SMALL = {"model": "GaitPart", "backbone_cfg": {"layers_cfg": ["BC-4", "M", "FC-8
 
 @pytest.fixture(scope="module")
 def ref() -> dict[str, np.ndarray]:
-    with np.load(FIXTURES / "gaitpart.npz") as data:
-        return {k: data[k] for k in data.files}
+    return load_reference(FIXTURES / "gaitpart")
 
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory: pytest.TempPathFactory) -> GaitPart:
     out = tmp_path_factory.mktemp("gaitpart") / "gaitpart.safetensors"
-    result = CliRunner().invoke(app, ["convert", str(FIXTURES / "gaitpart.pt"), str(out),
-                                      "--config", str(FIXTURES / "gaitpart.yaml")])
-    assert result.exit_code == 0, result.output
-    model = load_checkpoint(out)
+    model = convert_reference(FIXTURES / "gaitpart", out, GaitPart, 120000)
     assert isinstance(model, GaitPart)
-    assert model.checkpoint_meta["iteration"] == 120000
     return model
 
 
-def as_ours(reference: np.ndarray) -> torch.Tensor:
-    """OpenGait's ``[n, c, p]`` as gaitcli's ``[n, p, c]``."""
-    return torch.from_numpy(reference).permute(0, 2, 1)
-
-
-def split(ref: dict[str, np.ndarray]) -> list[np.ndarray]:
-    return np.split(ref["varlen"], np.cumsum(ref["lengths"])[:-1])
 
 
 def padded(seqs: list[np.ndarray]) -> tuple[torch.Tensor, list[int]]:

@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
-from typer.testing import CliRunner
+from parity_reference import as_ours, convert_reference, load_reference, split
 
 from gaitcli.build import build_model
-from gaitcli.cli import app
 from gaitcli.config import load_config, resolve_config
 from gaitcli.errors import ConfigError
 from gaitcli.models import GaitSet, create_model, load_checkpoint
@@ -31,29 +30,17 @@ RTOL, ATOL = 1e-4, 1e-6
 
 @pytest.fixture(scope="module")
 def ref() -> dict[str, np.ndarray]:
-    with np.load(FIXTURES / "gaitset.npz") as data:
-        return {k: data[k] for k in data.files}
+    return load_reference(FIXTURES / "gaitset")
 
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory: pytest.TempPathFactory) -> GaitSet:
     out = tmp_path_factory.mktemp("gaitset") / "gaitset.safetensors"
-    result = CliRunner().invoke(app, ["convert", str(FIXTURES / "gaitset.pt"), str(out),
-                                      "--config", str(FIXTURES / "gaitset.yaml")])
-    assert result.exit_code == 0, result.output
-    model = load_checkpoint(out)
+    model = convert_reference(FIXTURES / "gaitset", out, GaitSet, 40000)
     assert isinstance(model, GaitSet)
-    assert model.checkpoint_meta["iteration"] == 40000
     return model
 
 
-def as_ours(reference: np.ndarray) -> torch.Tensor:
-    """OpenGait's ``[n, c, p]`` as gaitcli's ``[n, p, c]``."""
-    return torch.from_numpy(reference).permute(0, 2, 1)
-
-
-def split(ref: dict[str, np.ndarray]) -> list[np.ndarray]:
-    return np.split(ref["varlen"], np.cumsum(ref["lengths"])[:-1])
 
 
 def test_state_dict_loads_unchanged(converted):
