@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from gaitset_harness import silhouettes  # the same synthetic walkers as the set-based models
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
 ITERATION = 60000
@@ -103,23 +104,6 @@ def build(opengait: Path, model_cfg: dict, seed: int):
                 m.bias.copy_(0.1 * torch.randn(c, generator=gen))
                 m.num_batches_tracked.fill_(ITERATION)
     return model
-
-
-def silhouettes(rng: np.random.Generator, frames: int, h: int = 64, w: int = 44) -> np.ndarray:
-    """uint8 walker-like blobs (a torso ellipse, a head, two swinging legs) with grey edges."""
-    ys, xs = np.mgrid[0:h, 0:w]
-    out = np.zeros((frames, h, w), np.float64)
-    cx, phase = rng.uniform(18, 26), rng.uniform(0, 6.3)
-    for f in range(frames):
-        swing = 5 * np.sin(phase + 0.7 * f)
-        body = ((xs - cx) / 6.0) ** 2 + ((ys - 26) / 13.0) ** 2 <= 1
-        head = ((xs - cx) / 4.0) ** 2 + ((ys - 9) / 5.0) ** 2 <= 1
-        legs = (ys >= 36) & ((np.abs(xs - (cx + swing * (ys - 36) / 28)) <= 2.5)
-                             | (np.abs(xs - (cx - swing * (ys - 36) / 28)) <= 2.5))
-        out[f] = (body | head | legs) * 255.0
-    edges = (out > 0) & (rng.random(out.shape) < 0.1)
-    out[edges] = rng.integers(64, 255, int(edges.sum()))
-    return out.astype(np.uint8)
 
 
 def run(model, sils: np.ndarray, seq_lens, training: bool):
