@@ -17,7 +17,15 @@ import typer
 from rich.markup import escape
 
 from gaitcli import __version__
-from gaitcli.cli_common import console, out_console, warn, write_json
+from gaitcli.cli_common import (
+    PrecisionOption,
+    chosen_precision,
+    console,
+    out_console,
+    precision_note,
+    warn,
+    write_json,
+)
 from gaitcli.cli_common import handle_errors as _handle_errors
 from gaitcli.cli_video import VIDEO_PANEL, VideoOptionsBuilder, with_video_options
 from gaitcli.errors import GaitError, render
@@ -346,6 +354,7 @@ def evaluate(
         metavar="FILE.json",
         help="Save every probe's rank-1 hit or miss per cell of the table, with the run's checkpoint, "
              "seed and protocol, for gait compare.")] = None,
+    precision: PrecisionOption = None,
 ) -> None:
     """Evaluate a checkpoint (or saved features): rank-1 tables per probe set and view."""
     from gaitcli.evaluation.api import run_plan
@@ -362,7 +371,8 @@ def evaluate(
     if features is not None:
         if save_features is not None:
             raise GaitError("--save-features needs a checkpoint; --features already is a feature file")
-        given = (("--data", data), ("--batch-size", batch_size), ("--gpus", gpus), ("--nproc", nproc))
+        given = (("--data", data), ("--batch-size", batch_size), ("--gpus", gpus), ("--nproc", nproc),
+                 ("--precision", precision))
         unused = [name for name, value in given if value is not None]
         if unused:
             raise GaitError(f"{', '.join(unused)}: no effect with --features (no model runs); drop them")
@@ -371,9 +381,12 @@ def evaluate(
     else:
         assert checkpoint is not None  # one of the two, checked above
         opts = ModelOptions(data=data, partition=partition, protocol=protocol, metric=metric,
-                            batch_size=batch_size, want_map=map_, outputs=outputs)
+                            batch_size=batch_size, want_map=map_, outputs=outputs,
+                            precision=precision or "auto")
         plan = plan_checkpoint(checkpoint, opts, device=device, gpus=gpus, nproc=nproc,
                                overrides=_set_overrides(set_), warn=_warn)
+        if plan.extraction is not None:
+            precision_note(plan.extraction.precision)
     result = run_plan(plan, console=console, warn=_warn)
     to_stdout = "-" in (json_out, csv_out, submission)
     tables_to = console if to_stdout else out_console  # keep stdout pure JSON / CSV
@@ -514,15 +527,18 @@ def embed(
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
     json_out: Annotated[Optional[str], typer.Option(
         "--json", metavar="FILE", help="Write the summary as JSON ('-' = stdout).")] = None,
+    precision: PrecisionOption = None,
     video: VideoOptionsBuilder | None = None,
 ) -> None:
     """Embed walks (PNG folders, pkls, prepared trees, every track of a video) into a feature file."""
     from gaitcli.deploy.embed import run_embed
     from gaitcli.deploy.render import render_embed
 
+    chosen = chosen_precision(precision, device)
     result = run_embed(checkpoint, inputs, out, append=append, partition=partition, split=split,
                        img_size=img_size, device=device, batch_size=batch_size, overwrite=overwrite,
-                       console=console, video=video)
+                       console=console, video=video, precision=precision or "auto")
+    precision_note(chosen)
     render_embed(result, console if json_out == "-" else out_console)
     if json_out:
         write_json(json_out, result.to_json())
@@ -561,6 +577,7 @@ def identify(
         "JSON lines on stdout.")] = None,
     window: Annotated[int, typer.Option(
         min=1, rich_help_panel=VIDEO_PANEL, help="--stream: silhouettes per decision.")] = 30,
+    precision: PrecisionOption = None,
     video: VideoOptionsBuilder | None = None,
 ) -> None:
     """Who is this? The top-k gallery identities for each probe walk (or each walker of a video)."""
@@ -573,13 +590,16 @@ def identify(
     cut = resolve_threshold(threshold, str(calibration) if calibration else None, gal, str(gallery))
     if stream is not None:
         return _identify_stream(stream, probes, gal, str(gallery), checkpoint, cut, img_size, device, window,
-                                video)
+                                video, precision)
     if not probes:
         raise GaitError("no PROBE given: pass feature files, walks or videos (or --stream SOURCE)")
+    chosen = chosen_precision(precision, device)
     probe_set, skipped, origins = load_probes(probes, gal, str(gallery),
                                               checkpoint=str(checkpoint) if checkpoint else None,
                                               img_size=img_size, device=device, batch_size=batch_size,
-                                              console=console, video=video)
+                                              console=console, video=video, precision=precision or "auto")
+    if checkpoint is not None and any(origin is not None for origin in origins):
+        precision_note(chosen)
     result = run_identify(gal, probe_set, top_k=top_k, exclude_same_view=exclude_same_view,
                           gallery_types=_split_list(gallery_types), threshold=cut, gallery_name=str(gallery))
     place_tracks(result, origins)
@@ -592,7 +612,7 @@ def identify(
 
 def _identify_stream(source: str, probes: Optional[list[str]], gal: Any, gallery_name: str,
                      checkpoint: Optional[Path], cut: Any, img_size: Optional[str], device: Optional[str],
-                     window: int, video: VideoOptionsBuilder | None) -> None:
+                     window: int, video: VideoOptionsBuilder | None, precision: Optional[str]) -> None:
     """gait identify --stream: JSON lines on stdout, a human line per decision on stderr."""
     from gaitcli.deploy.stream import open_stream_model, stream_identify
 
@@ -600,7 +620,10 @@ def _identify_stream(source: str, probes: Optional[list[str]], gal: Any, gallery
         raise GaitError("--stream takes its frames from SOURCE: drop the PROBE arguments")
     if checkpoint is None:
         raise GaitError("--stream needs --checkpoint CKPT to embed the walkers it sees")
-    loaded = open_stream_model(str(checkpoint), gal, gallery_name, img_size=img_size, device=device)
+    chosen = chosen_precision(precision, device)
+    loaded = open_stream_model(str(checkpoint), gal, gallery_name, img_size=img_size, device=device,
+                               precision=precision or "auto")
+    precision_note(chosen)
     if video is None:  # pragma: no cover - with_video_options always passes it
         raise GaitError("internal: no video options")
     options = video(loaded.frame_size[0])

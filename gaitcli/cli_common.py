@@ -11,7 +11,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,7 +19,11 @@ from rich.markup import escape
 
 from gaitcli.errors import GaitError, options_rendered_by, render
 
-__all__ = ["FLAGS", "console", "flag", "handle_errors", "out_console", "warn", "write_json"]
+if TYPE_CHECKING:
+    from gaitcli.evaluation.precision import Precision
+
+__all__ = ["FLAGS", "PrecisionOption", "chosen_precision", "console", "flag", "handle_errors", "out_console",
+           "precision_note", "warn", "write_json"]
 
 console = Console(stderr=True)
 out_console = Console()
@@ -73,3 +77,24 @@ def write_json(target: str, payload: object) -> None:
         sys.stdout.flush()
     else:
         atomic_write_bytes(target, text.encode())
+
+
+PrecisionOption = Annotated[str | None, typer.Option(
+    metavar="fp32|bf16|auto",
+    help="Extraction arithmetic: auto (default) is bf16 autocast on a CPU with AVX-512-BF16 or AMX and "
+         "fp32 elsewhere (docs/eval.md, Precision).")]
+
+
+def chosen_precision(precision: str | None, device: str | None) -> Precision:
+    """``--precision`` resolved for the device (a bad value is one line, before any work)."""
+    from gaitcli.evaluation.precision import resolve_precision
+    from gaitcli.runtime.distributed import resolve_devices
+
+    device_type, _ = resolve_devices(device, None, None)
+    return resolve_precision(precision, device_type)
+
+
+def precision_note(chosen: Precision) -> None:
+    """The note saying what extraction runs in and why (once every input has been checked)."""
+    console.print(f"[cyan]note:[/] extraction in {escape(chosen.describe())}", highlight=False,
+                  soft_wrap=True)

@@ -881,7 +881,19 @@ def _migrate_1_to_2(cfg: dict[str, object], source: str, warn: Warn) -> dict[str
     return cfg
 
 
-_MIGRATIONS: dict[int, Callable[[dict[str, object], str, Warn], dict[str, object]]] = {1: _migrate_1_to_2}
+def _migrate_2_to_3(cfg: dict[str, object], source: str, warn: Warn) -> dict[str, object]:
+    """Format 3 added ``trainer_cfg.kernel_choice``: a run stored before it trained with its
+    ``enable_bfloat16`` and ``channels_last`` as written, which is ``config``."""
+    trainer = cfg.get("trainer_cfg")
+    if isinstance(trainer, dict):
+        trainer.setdefault("kernel_choice", "config")
+    return cfg
+
+
+_MIGRATIONS: dict[int, Callable[[dict[str, object], str, Warn], dict[str, object]]] = {
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,
+}
 
 
 def stored_config(cfg: GaitConfig) -> dict[str, ConfigValue]:

@@ -277,6 +277,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "enable_bfloat16": Key(
             "bool", False, "bf16 autocast (CPU or CUDA); about 2x faster on AVX-512-BF16 CPUs."
         ),
+        "kernel_choice": Key(
+            "str",
+            "config",
+            "config: train with enable_bfloat16 and model_cfg.channels_last as written; auto: on a CPU, "
+            "measure the training step in fp32 / bf16 and contiguous / channels-last at start-up "
+            "(seconds, cached per CPU) and train with the fastest (docs/train.md, Kernel choice).",
+            choices=("config", "auto"),
+        ),
         "with_test": Key("bool", False, "Evaluate the test set at every save."),
         "fix_BN": Key("bool", False, "Keep BatchNorm layers in eval mode while training."),
         "log_iter": Key("int", 100, "Iterations per logged window.", range=AT_LEAST_ONE),

@@ -32,7 +32,7 @@ ConfigValue: TypeAlias = "str | int | float | bool | None | list[ConfigValue] | 
 TransformSpec = Mapping[str, object]
 """One ``{type: Name, arg: value, ...}`` transform entry (checked by ``build_transform``)."""
 
-CONFIG_FORMAT = 2
+CONFIG_FORMAT = 3
 """Version of the stored config's shape (in checkpoints and run folders, docs/config.md)."""
 
 
@@ -431,6 +431,8 @@ class TrainerConfig:
     """fp16 autocast + GradScaler on CUDA."""
     enable_bfloat16: bool
     """bf16 autocast (CPU or CUDA)."""
+    kernel_choice: str
+    """``config`` or ``auto`` (measure fp32/bf16 and the memory format on a CPU at start-up)."""
     with_test: bool
     """Evaluate the test set at every save."""
     fix_BN: bool
@@ -471,6 +473,7 @@ class TrainerConfig:
         return cls(
             enable_float16=_bool(raw, "enable_float16"),
             enable_bfloat16=_bool(raw, "enable_bfloat16"),
+            kernel_choice=_str(raw, "kernel_choice"),
             with_test=_bool(raw, "with_test"),
             fix_BN=_bool(raw, "fix_BN"),
             log_iter=int_at(raw, "log_iter"),

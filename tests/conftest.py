@@ -76,3 +76,19 @@ def one_thread_for_module():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_measurement_cache(tmp_path_factory):
+    """Start-up measurements (the training kernel choice) are cached in a folder of the test
+    session's own, never in the user's ~/.cache/gaitcli."""
+    import os
+
+    folder = tmp_path_factory.mktemp("gait-cache")
+    before = os.environ.get("GAIT_CACHE_DIR")
+    os.environ["GAIT_CACHE_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("GAIT_CACHE_DIR", None)
+    else:
+        os.environ["GAIT_CACHE_DIR"] = before

@@ -262,6 +262,21 @@ def test_stored_config_migrates_from_format_1_and_refuses_a_newer_one():
     assert config_from_stored(yaml.safe_load(dump_config(cfg)), "x") == cfg
 
 
+def test_stored_config_migrates_from_format_2_to_the_settings_it_trained_with():
+    """Format 2 had no trainer_cfg.kernel_choice: the run trained with enable_bfloat16 and
+    channels_last as written, so it migrates to ``config`` (not to casia-b-cpu's ``auto``)."""
+    from gaitcli.config import config_from_stored, resolve_config
+
+    old = yaml.safe_load((FIXTURES / "stored_config_v2.yaml").read_text())
+    assert old["config_format"] == 2 and "kernel_choice" not in old["trainer_cfg"]
+    cfg = config_from_stored(old, "v2.safetensors")
+    assert cfg.trainer.kernel_choice == "config" and cfg.trainer.enable_bfloat16
+    assert cfg.model.settings.channels_last
+    # a file without config_format (a user's) that sets it keeps it
+    mine = resolve_config({"trainer_cfg": {"kernel_choice": "auto"}}, "mine.yaml")
+    assert mine.trainer.kernel_choice == "auto"
+
+
 # ----------------------------------------------------------------------------- errors
 ERROR_CASES = [
     (

@@ -87,7 +87,7 @@ def test_embed_identify_export(world):
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     got = session.run(None, {"frames": frames[None]})[0]
     feats = FeatureSet.load(gallery)
-    res = run("embed", ckpt, probe, "--out", base / "p.npz")
+    res = run("embed", ckpt, probe, "--out", base / "p.npz", "--precision", "fp32")  # the export is fp32
     assert res.exit_code == 0, res.output
     ref = FeatureSet.load(base / "p.npz").embeddings[0]
     assert got.shape == ref.shape == feats.embeddings.shape[1:]

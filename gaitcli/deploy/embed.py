@@ -32,6 +32,7 @@ from gaitcli.errors import GaitError, option
 from gaitcli.evaluation.calibration import Provenance, file_sha256
 from gaitcli.evaluation.extract import extract_features
 from gaitcli.evaluation.features import FeatureSet, concat_features, require_finite
+from gaitcli.evaluation.precision import Precision, resolve_precision
 from gaitcli.fileio import JSONValue
 from gaitcli.models.base import GaitModel
 from gaitcli.runtime.lock import NETWORK_FILESYSTEMS, LockError, exclusive_lock, filesystem_type
@@ -56,6 +57,8 @@ class LoadedModel:
     """Checkpoint, model, metric and frame size."""
     frame_size: tuple[int, int]
     """Height and width of the frames before the width cut."""
+    precision: Precision = Precision(False, "asked for")
+    """fp32 or bf16 autocast (the ``precision`` option, docs/eval.md "Precision")."""
 
     @property
     def evaluator(self) -> dict[str, object]:
@@ -156,13 +159,16 @@ def load_for_inference(
     img_size: str | None = None,
     device: str | None = None,
     metric: str | None = None,
+    precision: str = "fp32",
 ) -> LoadedModel:
-    """Load ``checkpoint`` for embedding; ``metric`` defaults to its ``evaluator_cfg.metric``."""
+    """Load ``checkpoint`` for embedding; ``metric`` defaults to its ``evaluator_cfg.metric``;
+    ``precision`` is fp32, bf16 or auto (resolved here, for the device)."""
     from gaitcli.evaluation.metrics import check_metric
     from gaitcli.models import load_checkpoint
     from gaitcli.runtime.distributed import resolve_devices
 
     device_type, _ = resolve_devices(device, None, None)
+    chosen_precision = resolve_precision(precision, device_type)
     model = load_checkpoint(checkpoint, map_location=device_type)
     size, from_flag = frame_size_of(checkpoint, model.checkpoint_meta, img_size)
     cfg: dict[str, object] = dict(model.config or {})
@@ -170,7 +176,7 @@ def load_for_inference(
     prov = Provenance(
         str(checkpoint), file_sha256(checkpoint), model_label(model), chosen, f"{size[0]}x{size[1]}"
     )
-    loaded = LoadedModel(model, cfg, prov, size)
+    loaded = LoadedModel(model, cfg, prov, size, chosen_precision)
     if from_flag:
         assert img_size is not None
         check_frame_size(loaded, checkpoint, img_size, torch.device(device_type))
@@ -199,8 +205,10 @@ def embed_walks(
         enable_float16=bool(ev.get("enable_float16")),
         console=console,
         progress=console is not None,
+        bf16=loaded.precision.bf16,
     )
-    feats.meta = {**loaded.provenance.to_meta(), "iteration": loaded.model.checkpoint_meta.get("iteration")}
+    feats.meta = {**loaded.provenance.to_meta(), "iteration": loaded.model.checkpoint_meta.get("iteration"),
+                  "precision": loaded.precision.name}
     feats.digests = np.array([walks.digest(i) for i in range(len(walks))], dtype="<U64")
     if walks.from_tree:
         from gaitcli.evaluation.api import dataset_name_of
@@ -337,6 +345,7 @@ def run_embed(
     console: Console | None = None,
     lock_wait: float = LOCK_WAIT,
     video: VideoOptions | None = None,
+    precision: str = "fp32",
 ) -> EmbedResult:
     """``gait embed``: resolve the inputs, embed the new ones, write (or extend) the feature file."""
     started = time.perf_counter()
@@ -355,6 +364,7 @@ def run_embed(
         img_size=img_size,
         device=device,
         metric=(base.meta.get("metric") if base is not None else None),
+        precision=precision,
     )
     me = Source(loaded.provenance, f"checkpoint {checkpoint}")
     if base is not None:

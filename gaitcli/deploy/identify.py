@@ -348,6 +348,7 @@ def load_probes(
     batch_size: int | None,
     console: Console | None,
     video: VideoOptions | None = None,
+    precision: str = "fp32",
 ) -> tuple[FeatureSet, list[Problem], list[Walk | None]]:
     """Probe feature files, plus (with ``checkpoint``) anything ``gait embed`` takes, as one
     feature set checked against the gallery; also the skipped inputs, and per probe row the walk
@@ -377,7 +378,8 @@ def load_probes(
                 "walks on the fly"
             )
         loaded = load_for_inference(
-            checkpoint, img_size=img_size, device=device, metric=gallery.meta.get("metric")
+            checkpoint, img_size=img_size, device=device, metric=gallery.meta.get("metric"),
+            precision=precision,
         )
         check_compatible(ref, Source(loaded.provenance, f"checkpoint {checkpoint}"))
         walk_set = resolve_inputs(walks, loaded.frame_size, data_in_use=loaded.data_in_use, video=video,

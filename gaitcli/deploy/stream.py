@@ -132,10 +132,10 @@ class _Decider:
 
 
 def open_stream_model(checkpoint: str, gallery: FeatureSet, gallery_name: str, *, img_size: str | None,
-                      device: str | None) -> LoadedModel:
+                      device: str | None, precision: str = "fp32") -> LoadedModel:
     """The checkpoint that embeds the walkers, checked against the gallery (same model)."""
     loaded = load_for_inference(checkpoint, img_size=img_size, device=device,
-                                metric=gallery.meta.get("metric"))
+                                metric=gallery.meta.get("metric"), precision=precision)
     check_compatible(feature_file(gallery.provenance, f"gallery {gallery_name}"),
                      Source(loaded.provenance, f"checkpoint {checkpoint}"))
     return loaded

@@ -83,6 +83,7 @@ def extract(plan: EvalPlan, console: Console | None = None) -> FeatureSet:
             nproc=ex.nproc,
             batch_size=ex.batch_size,
             progress=show,
+            bf16=ex.precision.bf16,
         )
     else:
         feats = extract_features(
@@ -95,7 +96,9 @@ def extract(plan: EvalPlan, console: Console | None = None) -> FeatureSet:
             enable_float16=ex.enable_float16,
             console=console,
             progress=show,
+            bf16=ex.precision.bf16,
         )
+    feats.meta["precision"] = ex.precision.name
     return check_finite(feats, plan.checkpoint or "the model")
 
 
@@ -297,13 +300,14 @@ def _model_options(
     batch_size: int | None,
     want_map: bool,
     save_features: PathLike | None,
+    precision: str = "fp32",
 ) -> ModelOptions:
     """The options of the two model entry points below (a checkpoint or a model in memory)."""
     from pathlib import Path
 
     outputs = EvalOutputs(save_features=Path(save_features) if save_features is not None else None)
     return ModelOptions(data=data, partition=partition, protocol=protocol, metric=metric,
-                        batch_size=batch_size, want_map=want_map, outputs=outputs)
+                        batch_size=batch_size, want_map=want_map, outputs=outputs, precision=precision)
 
 
 def evaluate_model(
@@ -321,13 +325,15 @@ def evaluate_model(
     save_features: PathLike | None = None,
     warn: Warn | None = None,
     checkpoint: str | None = None,
+    precision: str = "fp32",
 ) -> EvalResult:
     """Extract the test split of ``cfg`` with ``model`` and run the protocol.
 
     ``result.rank1`` is ``{probe_set: mean rank-1 % excluding identical view}``; the full tables
-    are in ``result.result``. The model's train/eval mode is left as it was.
+    are in ``result.result``. The model's train/eval mode is left as it was. ``precision``:
+    fp32 (default), bf16 or auto (docs/eval.md, "Precision").
     """
-    opts = _model_options(data, partition, protocol, metric, batch_size, want_map, save_features)
+    opts = _model_options(data, partition, protocol, metric, batch_size, want_map, save_features, precision)
     plan = plan_model(model, cfg, opts, device=device, warn=warn, checkpoint=checkpoint)
     return run_plan(plan, console=console, warn=warn)
 
@@ -348,10 +354,11 @@ def evaluate_checkpoint(
     save_features: PathLike | None = None,
     console: Console | None = None,
     warn: Warn | None = None,
+    precision: str = "fp32",
 ) -> EvalResult:
     """``gait eval CKPT``: rebuild the model from the checkpoint's stored config, extract its
     test split (``data`` / ``partition`` override the stored paths), run the protocol."""
-    opts = _model_options(data, partition, protocol, metric, batch_size, want_map, save_features)
+    opts = _model_options(data, partition, protocol, metric, batch_size, want_map, save_features, precision)
     plan = plan_checkpoint(
         checkpoint, opts, device=device, gpus=gpus, nproc=nproc, overrides=overrides, warn=warn
     )

@@ -286,6 +286,8 @@ class ExtractJob:
     """Whether rank 0 draws the progress bar."""
     threads: int
     """CPU threads per rank (CPU runs only)."""
+    bf16: bool = False
+    """bf16 autocast (the ``precision`` option, docs/eval.md)."""
 
 
 def _rank_device(info: DistInfo, threads: int) -> torch.device:
@@ -314,7 +316,7 @@ def _extract_rank(info: DistInfo, job: ExtractJob) -> np.ndarray | None:
     feats = extract_features(model, dataset, batch_size=job.batch_size,
                              sampler_cfg=ev.sampler.frame_sampling(), transform=list(ev.transform),
                              device=device, enable_float16=ev.enable_float16, indices=mine.tolist(),
-                             console=console, progress=console is not None)
+                             console=console, progress=console is not None, bf16=job.bf16)
     parts = gather_to_main(feats.embeddings if len(mine) else None)
     if parts is None:
         return None
@@ -333,6 +335,7 @@ def extract_distributed(
     nproc: int,
     batch_size: int = 8,
     progress: bool = True,
+    bf16: bool = False,
 ) -> FeatureSet:
     """Extract with ``nproc`` processes (CUDA: one per GPU; CPU: gloo), each taking a contiguous
     share of the sequences; rank 0 gathers the shares back in dataset order. A rank's error is
@@ -341,7 +344,7 @@ def extract_distributed(
 
     started = time.perf_counter()
     threads = max(1, (os.cpu_count() or 1) // nproc)
-    job = ExtractJob(str(checkpoint), cfg, str(root), str(partition), batch_size, progress, threads)
+    job = ExtractJob(str(checkpoint), cfg, str(root), str(partition), batch_size, progress, threads, bf16)
     out = launch(_extract_rank, job, nproc, device)
     if out is None or len(out) != len(dataset):
         got = 0 if out is None else len(out)

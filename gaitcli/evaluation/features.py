@@ -25,7 +25,7 @@ import json
 import os
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,6 +152,7 @@ class FeatureSet:
             "iteration": None if iteration is None else int(iteration),
             "dataset_name": None if dataset in (None, "") else str(dataset),
             "gaitcli_version": __version__,
+            "precision": _precision_of(self.meta),
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -282,6 +283,9 @@ def _from_v2(arrays: dict[str, np.ndarray], header: dict[str, JSONValue], path: 
     iteration = fields.count("iteration", optional=True)
     dataset = fields.text("dataset_name", optional=True)
     fields.text("gaitcli_version", optional=True)
+    # written since the precision option; version-2 files of earlier gaitcli versions have no such field
+    precision = (fields.text("precision", optional=True, choices=PRECISION_NAMES)
+                 if "precision" in header else None)
     fields.no_others()
     extra = sorted(set(arrays) - {*FEATURE_KEYS, "digests", "header"})
     if extra:
@@ -297,6 +301,8 @@ def _from_v2(arrays: dict[str, np.ndarray], header: dict[str, JSONValue], path: 
         meta["iteration"] = iteration
     if dataset is not None:
         meta["dataset_name"] = dataset
+    if precision in PRECISION_NAMES:
+        meta["precision"] = precision
     try:
         return FeatureSet(emb.astype(np.float32, copy=False), arrays["labels"], arrays["types"],
                           arrays["views"], meta=meta, digests=arrays["digests"])
@@ -320,9 +326,27 @@ def concat_features(base: FeatureSet, extra: FeatureSet) -> FeatureSet:
         np.concatenate([f.labels for f in parts]),
         np.concatenate([f.types for f in parts]),
         np.concatenate([f.views for f in parts]),
-        meta=dict(base.meta) if len(base) else dict(extra.meta),
+        meta=_joined_meta(base, extra),
         digests=np.array([d for f in parts for d in f.digest_list], dtype="<U64"),
     )
+
+
+PRECISION_NAMES = ("fp32", "bf16", "fp32+bf16")
+"""What a feature file's ``precision`` says: the arithmetic its embeddings were extracted in
+(``fp32+bf16``: a gallery extended in the other one)."""
+
+
+def _precision_of(meta: Mapping[str, object]) -> str | None:
+    value = meta.get("precision")
+    return value if isinstance(value, str) and value in PRECISION_NAMES else None
+
+
+def _joined_meta(base: FeatureSet, extra: FeatureSet) -> dict[str, Any]:
+    meta = dict(base.meta) if len(base) else dict(extra.meta)
+    a, b = _precision_of(base.meta), _precision_of(extra.meta)
+    if len(base) and len(extra) and a is not None and b is not None and a != b:
+        meta["precision"] = "fp32+bf16"
+    return meta
 
 
 def require_finite(feats: FeatureSet, source: str, remedy: str) -> FeatureSet:

@@ -28,6 +28,7 @@ from gaitcli.models.checkpoint import CheckpointError
 
 from .extract import FeatureSet
 from .metrics import check_metric
+from .precision import Precision, resolve_precision
 from .protocols import (
     FIELD_PROTOCOLS,
     GREW,
@@ -98,6 +99,8 @@ class Extraction:
     """Processes (each loads the checkpoint itself when more than one)."""
     model: torch.nn.Module | None
     """The model, for one process; None for several."""
+    precision: Precision = Precision(False, "asked for")
+    """fp32 or bf16 autocast, and why (the ``precision`` option)."""
 
 
 @dataclass
@@ -309,10 +312,13 @@ class ModelOptions:
     batch_size: int | None = None
     want_map: bool = False
     outputs: EvalOutputs = EvalOutputs()
+    precision: str = "fp32"
+    """``fp32``, ``bf16`` or ``auto`` (the commands' default; docs/eval.md, "Precision")."""
 
 
 def _extraction(
-    cfg: GaitConfig, opts: ModelOptions, model: torch.nn.Module | None, nproc: int, warn: Warn | None
+    cfg: GaitConfig, opts: ModelOptions, model: torch.nn.Module | None, nproc: int, warn: Warn | None,
+    device: torch.device | str,
 ) -> Extraction:
     ev = cfg.evaluator
     bs = int(opts.batch_size or ev.sampler.batch_size)
@@ -323,7 +329,7 @@ def _extraction(
     part = str(opts.partition if opts.partition is not None else cfg.data.dataset_partition)
     return Extraction(
         dataset, root, part, bs, ev.sampler.frame_sampling(), list(ev.transform), ev.enable_float16, nproc,
-        model,
+        model, resolve_precision(opts.precision, device),
     )
 
 
@@ -375,14 +381,20 @@ def plan_model(
     if opts.metric is not None:
         check_metric(opts.metric)
     iteration = _iteration(model)
-    extraction = _extraction(cfg, opts, model, 1, warn)
     dev = torch.device(device) if device is not None else None
+    extraction = _extraction(cfg, opts, model, 1, warn, dev or _device_of(model))
     plan = _model_plan(
         cfg, opts, extraction, dev, warn, checkpoint, iteration
     )
     # a model in training has no checkpoint metadata: its config's seed
     plan.seed = training_seed(_attribute(model, "checkpoint_meta"), cfg.to_dict())
     return plan
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
 
 
 def _stored_config(
@@ -481,7 +493,7 @@ def plan_checkpoint(
     model = load_checkpoint(path, map_location="cpu")
     cfg = _stored_config(path, _attribute(model, "config"), list(overrides), warn)
     iteration = _iteration(model)
-    extraction = _extraction(cfg, opts, model if procs == 1 else None, procs, warn)
+    extraction = _extraction(cfg, opts, model if procs == 1 else None, procs, warn, device_type)
     plan = _model_plan(
         cfg,
         opts,

@@ -93,6 +93,9 @@ class GaitModel(nn.Module):
     repeat_short_sequences = True
     """Whether ``forward`` applies GaitGL's rule for sequences under 3 frames (:func:`repeat_short`);
     a model whose reference does not repeat frames sets it to False."""
+    supports_channels_last = True
+    """Whether ``model_cfg.channels_last`` (the 3-D memory format) applies: the 3-D networks
+    (GaitGL, MetaGait); the 2-D ones refuse it and the training kernel choice never tries it."""
 
     def __init__(self, model_cfg: Mapping[str, object], dataset_name: str = "CASIA-B") -> None:
         super().__init__()
@@ -185,6 +188,14 @@ class GaitModel(nn.Module):
             compiled: dict[str, torch.Tensor] = self._compiled_core(x, masks)
             return compiled
         return self._core(x, masks)
+
+    def set_channels_last(self, on: bool) -> None:
+        """Switch the 3-D memory format of the weights and of every input from now on (the
+        training kernel choice, docs/train.md). The weights' values do not change."""
+        if on and not self.supports_channels_last:
+            raise ValueError(f"{self.name} does not take the channels-last 3-D memory format")
+        self.channels_last = on
+        self.to(memory_format=CHANNELS_LAST if on else torch.contiguous_format)  # type: ignore[call-overload]
 
     def _input_dtype(self) -> torch.dtype:
         for p in self.parameters():

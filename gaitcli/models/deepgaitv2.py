@@ -333,6 +333,7 @@ class DeepGaitV2(GaitModel):
 
     name = "DeepGaitV2"
     repeat_short_sequences = False  # OpenGait's DeepGaitV2 runs a 1- or 2-frame sequence as it is
+    supports_channels_last = False
 
     def __init__(self, model_cfg: Mapping[str, object], dataset_name: str = "CASIA-B") -> None:
         super().__init__(model_cfg, dataset_name)

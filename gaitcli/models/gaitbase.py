@@ -357,6 +357,7 @@ class GaitBase(GaitModel):
 
     name = "Baseline"
     repeat_short_sequences = False  # OpenGait's Baseline runs 1- and 2-frame sequences as they are
+    supports_channels_last = False
 
     def __init__(self, model_cfg: Mapping[str, object], dataset_name: str = "CASIA-B") -> None:
         super().__init__(model_cfg, dataset_name)

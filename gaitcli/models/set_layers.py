@@ -194,6 +194,7 @@ class SetModel(GaitModel):
     """
 
     repeat_short_sequences = False
+    supports_channels_last = False
 
     def temporal_masks(
         self, lens: torch.Tensor | None, steps: int, device: torch.device

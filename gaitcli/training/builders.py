@@ -149,7 +149,13 @@ class TrainNetwork:
 def build_network(cfg: GaitConfig, info: DistInfo, device: torch.device) -> TrainNetwork:
     from gaitcli.build import build_model
 
-    model = build_model(cfg).to(device)
+    return wrap_network(build_model(cfg).to(device), cfg, info, device)
+
+
+def wrap_network(
+    model: torch.nn.Module, cfg: GaitConfig, info: DistInfo, device: torch.device
+) -> TrainNetwork:
+    """``model`` (already on ``device``, its memory format set) as the loop runs it."""
     net: torch.nn.Module = model
     if info.distributed:
         if device.type == "cuda" and cfg.trainer.sync_BN:

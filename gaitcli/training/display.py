@@ -46,16 +46,18 @@ class TrainDisplay:
 
 
 def config_summary(
-    cfg: GaitConfig, *, sequences: int, ids: int, frame_size: str, params: int, world: str, out: str
+    cfg: GaitConfig, *, sequences: int, ids: int, frame_size: str, params: int, world: str, out: str,
+    precision: str | None = None,
 ) -> list[str]:
-    """A few lines (each well under 80 columns apart from paths) that say what is trained."""
+    """A few lines (each well under 80 columns apart from paths) that say what is trained;
+    ``precision`` is what the kernel choice measured, when it did (the config's otherwise)."""
     model, tcfg = cfg.model.values, cfg.trainer
     sampler = tcfg.sampler
     variant = f" ({model['variant']})" if model.get("variant") not in (None, "", "reference") else ""
     batch = sampler.batch_size
     channels = model.get("channels")
     widths = list(channels) if isinstance(channels, (list, tuple)) else []
-    precision = "bf16" if tcfg.enable_bfloat16 else "fp16" if tcfg.enable_float16 else "fp32"
+    precision = precision or ("bf16" if tcfg.enable_bfloat16 else "fp16" if tcfg.enable_float16 else "fp32")
     return [
         f"model   {cfg.model.name}{variant} {widths}, {params / 1e6:.2f} M parameters",
         f"data    {sequences} sequences of {ids} ids, frames {frame_size or '?'}",

@@ -29,6 +29,7 @@ from gaitcli.data.collate import Batch, to_model_input
 from gaitcli.data.transforms import build_transform
 from gaitcli.errors import ConfigError, GaitError, option
 from gaitcli.fileio import JSONValue, WriteError, check_writable
+from gaitcli.models.base import GaitModel
 from gaitcli.runtime.distributed import (
     DistInfo,
     all_ranks,
@@ -46,11 +47,11 @@ from gaitcli.training.builders import (
     TrainNetwork,
     build_data,
     build_loader,
-    build_network,
     build_optimisation,
     cpu_bf16_warning,
     device_of,
     seed_everything,
+    wrap_network,
 )
 from gaitcli.training.checkpointing import (
     CheckpointConnector,
@@ -60,6 +61,7 @@ from gaitcli.training.checkpointing import (
     stored_budget,
 )
 from gaitcli.training.display import TrainDisplay, config_summary, print_full_config
+from gaitcli.training.kernel_choice import KernelChoice, choose_kernels, config_choice
 from gaitcli.training.metrics_log import MetricsLogger, Window, last_metrics
 from gaitcli.training.run_folder import (
     RunFolder,
@@ -178,8 +180,15 @@ class Trainer:
         barrier()
         self.data: TrainData = build_data(cfg, self.metrics.log)
         check_input_height(cfg, self.data.frame_size)
-        self.network: TrainNetwork = build_network(cfg, self.info, self.device)
+        from gaitcli.build import build_model
+
+        model = build_model(cfg).to(self.device)
+        self.kernels = self._choose_kernels(cfg, model)
+        if model.channels_last != self.kernels.channels_last:
+            model.set_channels_last(self.kernels.channels_last)
+        self.network: TrainNetwork = wrap_network(model, cfg, self.info, self.device)
         self.opt: Optimisation = build_optimisation(cfg, self.info, self.network.net, self.device)
+        self.opt.bf16 = self.kernels.bf16
         warning = cpu_bf16_warning(self.opt.bf16, self.device)
         if warning is not None:
             self.metrics.log(warning)
@@ -194,6 +203,23 @@ class Trainer:
         self.loader = build_loader(cfg, self.data, self.info, self.state.next_batch, self.device)
         self.metrics.open_tensorboard()
         self._announce()
+
+    def _choose_kernels(self, cfg: GaitConfig, model: GaitModel) -> KernelChoice:
+        """``kernel_choice: auto`` on a CPU: rank 0 measures (or recalls) and every rank takes its
+        answer; otherwise the config's settings (docs/train.md, "Kernel choice")."""
+        if cfg.trainer.kernel_choice != "auto" or self.device.type != "cpu":
+            choice = config_choice(cfg, self.device)
+            if cfg.trainer.kernel_choice == "auto":
+                self.metrics.log(choice.log_line())
+            return choice
+        measured = choose_kernels(cfg, model, self.data.frame_size) if self.info.is_main else None
+        shared = broadcast_object(measured)
+        assert isinstance(shared, KernelChoice)
+        choice = shared
+        self.metrics.log(choice.log_line())
+        if choice.note:
+            self.metrics.log(choice.note)
+        return choice
 
     def _prepare_folder(self, resume_path: Path | None) -> None:
         """Rank 0, before anything is written: overwrite, refuse, or check the resumed config."""
@@ -274,6 +300,7 @@ class Trainer:
                 frame_size=data.frame_size,
                 params=self.network.param_count,
                 world=world,
+                precision=self.kernels.label if self.kernels.seconds else None,
                 out=str(self.folder.root),
             ):
                 self.console.print(line, highlight=False, markup=False)
