@@ -138,8 +138,18 @@ def bench_kernel(size: int, device: str, peak: Peak | None = None, parts: int = 
             for j0 in range(0, size - cols + 1, cols):
                 torch.bmm(xp[:, i0 : i0 + rows], yp[:, j0 : j0 + cols].transpose(1, 2), out=buf)
 
+    from gaitcli.evaluation.tiles import choose_tiles
+    from gaitcli.runtime.cpu import MeasurementCache
+
+    with tempfile.TemporaryDirectory() as tmp:  # this run's own measurement, not a cached one
+        tuned = choose_tiles(parts, channels, dev, size * size, cache=MeasurementCache(Path(tmp)),
+                             min_pairs=0)
+    tuned_tile = (tuned.rows, tuned.cols) if tuned is not None else None
+    tuned_group = tuned.group if tuned is not None else None
     variants = {
         "fused": lambda: blockwise_topk_hits(x, y, pl, gl, (1, 5), x_norms=xn, y_norms=yn),
+        "fused_tuned": lambda: blockwise_topk_hits(x, y, pl, gl, (1, 5), x_norms=xn, y_norms=yn,
+                                                   tile=tuned_tile, group=tuned_group),
         "straightforward": lambda: topk_hits(distance_block(x, y, x_norms=xn, y_norms=yn), pl, gl, (1, 5)),
         "bare_gemm": bare_gemm,
     }
@@ -154,12 +164,16 @@ def bench_kernel(size: int, device: str, peak: Peak | None = None, parts: int = 
             best[name] = min(best[name], time.perf_counter() - t0)
     for k in (1, 5):
         assert torch.equal(results["fused"][k], results["straightforward"][k]), "fused hits differ"
+        assert torch.equal(results["fused_tuned"][k], results["straightforward"][k]), "tuned hits differ"
     flops = match_flops(size, size, parts, channels)
     gemm_flops = match_flops((size // rows) * rows, (size // cols) * cols, parts, channels)
-    rates = {"fused": flops / best["fused"] / 1e9, "straightforward": flops / best["straightforward"] / 1e9,
+    rates = {"fused": flops / best["fused"] / 1e9, "fused_tuned": flops / best["fused_tuned"] / 1e9,
+             "straightforward": flops / best["straightforward"] / 1e9,
              "bare_gemm": gemm_flops / best["bare_gemm"] / 1e9}
     return {
         "size": size, "tile": [rows, cols],
+        "tuned": None if tuned is None else {"tile": [tuned.rows, tuned.cols], "group": tuned.group,
+                                             "candidates_seconds": tuned.seconds},
         "seconds": {k: round(v, 3) for k, v in best.items()},
         "achieved_gflops": {k: round(v, 1) for k, v in rates.items()},
         "share_of_sgemm_peak": {k: share(v, peak) for k, v in rates.items()} if peak else None,

@@ -35,6 +35,7 @@ from .metrics import (
 )
 from .protocols import ProtocolFit, ProtocolSpec, check_fit, view_sort_key
 from .results import Cell, Matrix, ProtocolResult, SetSummary, Tables
+from .tiles import TileSetting, choose_tiles
 
 Warn = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -66,6 +67,8 @@ class MatchInputs:
     """Compute mAP for single-view protocols."""
     progress: Progress | None
     """Called with ``(done, total)`` steps."""
+    tiles: TileSetting | None = None
+    """The fused walk's tile and parts per group, tuned to this CPU (:mod:`~.tiles`); None: defaults."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -142,6 +145,8 @@ def _fused_view_hits(inp: MatchInputs, by_view: list[np.ndarray], out: _ViewHits
     dev, nv, n_probe = inp.feats.device, len(inp.views), len(inp.probe_rows)
     chunk = max(1, inp.chunk)
     steps, done = -(-n_probe // chunk) * nv, 0
+    tile = (inp.tiles.rows, inp.tiles.cols) if inp.tiles is not None else None
+    group = inp.tiles.group if inp.tiles is not None else None
     probe_norms = torch.cat([
         part_norms(inp.feats[torch.from_numpy(inp.probe_rows[c0 : c0 + chunk]).to(dev)], inp.metric)
         for c0 in range(0, n_probe, chunk)
@@ -156,7 +161,8 @@ def _fused_view_hits(inp: MatchInputs, by_view: list[np.ndarray], out: _ViewHits
             if len(g):
                 rows = torch.from_numpy(inp.probe_rows[c0:c1]).to(dev)
                 hits = blockwise_topk_hits(inp.feats[rows], gallery, inp.codes[rows], gallery_codes, (1, 5),
-                                           inp.metric, x_norms=probe_norms[c0:c1], y_norms=gallery_norms)
+                                           inp.metric, x_norms=probe_norms[c0:c1], y_norms=gallery_norms,
+                                           tile=tile, group=group)
                 out.hit1[c0:c1, u] = hits[1].cpu().numpy()
                 out.hit5[c0:c1, u] = hits[5].cpu().numpy()
             if inp.progress is not None:
@@ -409,6 +415,9 @@ def match(
         want_map=want_map,
         progress=progress,
     )
+    if spec.kind == "single-view" and not want_map:  # the fused walk: tiles tuned to this CPU
+        pairs = len(inp.probe_rows) * len(inp.gallery_rows)
+        inp.tiles = choose_tiles(feats.shape[1], feats.shape[2], feats.device, pairs)
     tables = single_view_tables(inp) if spec.kind == "single-view" else cross_view_tables(inp)
     gallery = fit.gallery
     return ProtocolResult(

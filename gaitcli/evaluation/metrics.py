@@ -82,6 +82,7 @@ def distance_block(
     x_norms: torch.Tensor | None = None,
     y_norms: torch.Tensor | None = None,
     tile: tuple[int, int] | None = None,
+    group: int | None = None,
 ) -> torch.Tensor:
     """Distances ``[n, m]`` (float32) between ``x`` ``[n, parts, channels]`` and ``y`` ``[m, parts,
     channels]``, both on the same device. ``x_norms`` / ``y_norms`` may pass precomputed
@@ -102,7 +103,7 @@ def distance_block(
         return out
     x = x.float()
     y = y.float()
-    kernel = _TileKernel(x, y, metric, x_norms, y_norms)
+    kernel = _TileKernel(x, y, metric, x_norms, y_norms, group)
     rows, cols = tile or default_tile(x.device, parts, n, m)
     for i0, i1, j0, j1 in _tiles(n, m, rows, cols):
         kernel.distances(i0, i1, j0, j1, out=out[i0:i1, j0:j1])
@@ -118,12 +119,15 @@ def _tiles(n: int, m: int, rows: int, cols: int) -> Iterator[tuple[int, int, int
 
 
 class _TileKernel:
-    """Distances of one tile of ``x`` × ``y`` with one reused ``[parts, rows, cols]`` buffer."""
+    """Distances of one tile of ``x`` × ``y`` with one reused ``[group, rows, cols]`` buffer:
+    ``group`` parts at a time (all of them by default), so that a tuned group keeps the buffer
+    in the CPU's cache (:mod:`~.tiles`)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, metric: str, x_norms: torch.Tensor | None,
-                 y_norms: torch.Tensor | None) -> None:
+                 y_norms: torch.Tensor | None, group: int | None = None) -> None:
         self.metric = metric
         self.parts = x.shape[1]
+        self.group = max(1, min(group or self.parts, self.parts))
         self.xn = (part_norms(x, metric) if x_norms is None else x_norms).t()  # [parts, n]
         self.yn = (part_norms(y, metric) if y_norms is None else y_norms).t()  # [parts, m]
         self.xp = x.transpose(0, 1)  # [parts, n, channels], a view
@@ -131,21 +135,33 @@ class _TileKernel:
         self.buf = torch.empty(0, dtype=torch.float32, device=x.device)
 
     def distances(self, i0: int, i1: int, j0: int, j1: int, out: torch.Tensor | None = None) -> torch.Tensor:
-        """``[i1 - i0, j1 - j0]`` float32: one batched product over the parts, then ``sqrt``
-        (or the cosine scaling) and the mean over parts as whole-tile, in-place operations."""
-        size = self.parts * (i1 - i0) * (j1 - j0)
+        """``[i1 - i0, j1 - j0]`` float32: per group of parts one batched product, then ``sqrt``
+        (or the cosine scaling) and the sum over the group's parts as whole-group, in-place
+        operations; the groups' sums added in part order, then the mean."""
+        rows, cols = i1 - i0, j1 - j0
+        if out is None:
+            out = torch.empty(rows, cols, dtype=torch.float32, device=self.buf.device)
+        size = min(self.group, self.parts) * rows * cols
         if self.buf.numel() < size:
             self.buf = torch.empty(size, dtype=torch.float32, device=self.buf.device)
-        g = self.buf[:size].view(self.parts, i1 - i0, j1 - j0)
-        xs, ys = self.xp[:, i0:i1], self.yp[:, j0:j1].transpose(1, 2)
+        for p0 in range(0, self.parts, self.group):
+            p1 = min(self.parts, p0 + self.group)
+            g = self.buf[: (p1 - p0) * rows * cols].view(p1 - p0, rows, cols)
+            xs, ys = self.xp[p0:p1, i0:i1], self.yp[p0:p1, j0:j1].transpose(1, 2)
+            if self.metric == "euc":
+                # |x|^2 + |y|^2 - 2 x.y, per part, clamped at 0 against rounding
+                torch.baddbmm(self.yn[p0:p1, None, j0:j1], xs, ys, alpha=-2.0, out=g)
+                g.add_(self.xn[p0:p1, i0:i1, None]).clamp_(min=0.0).sqrt_()
+            else:
+                torch.bmm(xs, ys, out=g)
+                g.mul_(self.xn[p0:p1, i0:i1, None]).mul_(self.yn[p0:p1, None, j0:j1])
+            if p0 == 0:
+                torch.sum(g, dim=0, out=out)
+            else:
+                out.add_(g.sum(dim=0))
         if self.metric == "euc":
-            # |x|^2 + |y|^2 - 2 x.y, per part, clamped at 0 against rounding
-            torch.baddbmm(self.yn[:, None, j0:j1], xs, ys, alpha=-2.0, out=g)
-            g.add_(self.xn[:, i0:i1, None]).clamp_(min=0.0).sqrt_()
-            return torch.sum(g, dim=0, out=out).div_(self.parts)
-        torch.bmm(xs, ys, out=g)
-        g.mul_(self.xn[:, i0:i1, None]).mul_(self.yn[:, None, j0:j1])
-        return torch.sum(g, dim=0, out=out).div_(-self.parts).add_(1.0)
+            return out.div_(self.parts)
+        return out.div_(-self.parts).add_(1.0)
 
 
 @dataclass
@@ -221,7 +237,7 @@ def _admission_bound(best: torch.Tensor, d: torch.Tensor, first: bool) -> torch.
 
 def nearest_neighbours(x: torch.Tensor, y: torch.Tensor, k: int, metric: str = "euc", *,
                        x_norms: torch.Tensor | None = None, y_norms: torch.Tensor | None = None,
-                       tile: tuple[int, int] | None = None) -> Nearest:
+                       tile: tuple[int, int] | None = None, group: int | None = None) -> Nearest:
     """The ``k`` nearest rows of ``y`` for every row of ``x`` (both ``[n, parts, channels]``),
     fused with the distance tiles: per tile only a running ``[rows, k]`` top list survives, so
     memory is the features plus one tile whatever ``n`` × ``m``. Same distances as
@@ -235,7 +251,7 @@ def nearest_neighbours(x: torch.Tensor, y: torch.Tensor, k: int, metric: str = "
     keys = torch.empty(n, k, dtype=torch.int64, device=x.device)
     if n == 0 or k == 0:
         return decode_keys(keys)
-    kernel = _TileKernel(x.float(), y.float(), metric, x_norms, y_norms)
+    kernel = _TileKernel(x.float(), y.float(), metric, x_norms, y_norms, group)
     rows, cols = tile or default_tile(x.device, parts, n, m)
     best = keys[:0]
     for i0, i1, j0, j1 in _tiles(n, m, rows, cols):
@@ -251,12 +267,14 @@ def nearest_neighbours(x: torch.Tensor, y: torch.Tensor, k: int, metric: str = "
 def blockwise_topk_hits(x: torch.Tensor, y: torch.Tensor, probe_labels: torch.Tensor,
                         gallery_labels: torch.Tensor, ks: Sequence[int] = (1, 5), metric: str = "euc", *,
                         x_norms: torch.Tensor | None = None, y_norms: torch.Tensor | None = None,
-                        tile: tuple[int, int] | None = None) -> dict[int, torch.Tensor]:
+                        tile: tuple[int, int] | None = None, group: int | None = None
+                        ) -> dict[int, torch.Tensor]:
     """:func:`topk_hits` of the distances of ``x`` × ``y``, computed with
     :func:`nearest_neighbours` (no distance matrix is built): the same hits."""
     if y.shape[0] == 0:
         return {k: torch.zeros(x.shape[0], dtype=torch.bool, device=x.device) for k in ks}
-    nearest = nearest_neighbours(x, y, max(ks), metric, x_norms=x_norms, y_norms=y_norms, tile=tile)
+    nearest = nearest_neighbours(x, y, max(ks), metric, x_norms=x_norms, y_norms=y_norms, tile=tile,
+                                 group=group)
     same = gallery_labels[nearest.indices] == probe_labels.unsqueeze(1)
     return {k: same[:, : min(k, y.shape[0])].any(dim=1) for k in ks}
 
