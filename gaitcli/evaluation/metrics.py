@@ -51,6 +51,12 @@ def as_features(x: torch.Tensor | npt.ArrayLike, device: torch.device | str | No
     return t.float()
 
 
+def check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
+    """Two embedding sets ``[n, parts, channels]`` that can be compared (else ``ValueError``)."""
+    if x.dim() != 3 or y.dim() != 3 or x.shape[1:] != y.shape[1:]:
+        raise ValueError(f"embeddings must agree on [parts, channels]: {list(x.shape)} vs {list(y.shape)}")
+
+
 def part_norms(x: torch.Tensor, metric: str = "euc") -> torch.Tensor:
     """Per-part helper ``[n, parts]``: squared norms (``euc``) or inverse norms (``cos``)."""
     sq = torch.einsum("npc,npc->np", x, x)
@@ -94,8 +100,7 @@ def distance_block(
     operation waits for the slowest thread.
     """
     check_metric(metric)
-    if x.dim() != 3 or y.dim() != 3 or x.shape[1:] != y.shape[1:]:
-        raise ValueError(f"embeddings must agree on [parts, channels]: {list(x.shape)} vs {list(y.shape)}")
+    check_pair(x, y)
     n, parts, _ = x.shape
     m = y.shape[0]
     out = torch.empty(n, m, dtype=torch.float32, device=x.device)
@@ -243,8 +248,7 @@ def nearest_neighbours(x: torch.Tensor, y: torch.Tensor, k: int, metric: str = "
     memory is the features plus one tile whatever ``n`` × ``m``. Same distances as
     :func:`distance_block`."""
     check_metric(metric)
-    if x.dim() != 3 or y.dim() != 3 or x.shape[1:] != y.shape[1:]:
-        raise ValueError(f"embeddings must agree on [parts, channels]: {list(x.shape)} vs {list(y.shape)}")
+    check_pair(x, y)
     n, parts, _ = x.shape
     m = y.shape[0]
     k = max(0, min(k, m))

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .metrics import Nearest, check_metric, default_tile, nearest_neighbours, part_norms
+from .metrics import Nearest, check_metric, check_pair, default_tile, nearest_neighbours, part_norms
 
 U_BF16 = 2.0**-8
 U_FP32 = 2.0**-24
@@ -215,8 +215,7 @@ def shortlist_neighbours(x: torch.Tensor, y: torch.Tensor, k: int, metric: str =
     re-ranked (default ``max(64 k, 256)``); longer ones fall back to the fp32 path. ``stats``, if
     given, receives ``probes``, ``fallback`` and ``mean_shortlist``."""
     check_metric(metric)
-    if x.dim() != 3 or y.dim() != 3 or x.shape[1:] != y.shape[1:]:
-        raise ValueError(f"embeddings must agree on [parts, channels]: {list(x.shape)} vs {list(y.shape)}")
+    check_pair(x, y)
     n, parts, channels = x.shape
     m = y.shape[0]
     k = max(0, min(k, m))

@@ -16,7 +16,9 @@ differences, as between any two tile shapes).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
@@ -64,8 +66,8 @@ def candidates(parts: int, device: torch.device) -> list[tuple[int, int, int]]:
     return out
 
 
-def _time(fn: object, reps: int) -> float:
-    assert callable(fn)
+def _time(fn: Callable[[], object], reps: int) -> float:
+    """Best of ``reps`` timed calls after one untimed one."""
     fn()
     best = float("inf")
     for _ in range(reps):
@@ -98,15 +100,12 @@ def choose_tiles(parts: int, channels: int, device: torch.device | str, pairs: i
     seconds: dict[str, float] = {}
     best: tuple[float, tuple[int, int, int]] | None = None
     for r, c, g in candidates(parts, dev):
-        t = _time(lambda r=r, c=c, g=g: nearest_neighbours(x, y, 5, tile=(r, c), group=g), reps)
+        t = _time(partial(nearest_neighbours, x, y, 5, tile=(r, c), group=g), reps)
         seconds[f"{r}x{c}/{g}"] = round(t, 4)
         if best is None or t < best[0]:
             best = (t, (r, c, g))
     assert best is not None
     r, c, g = best[1]
     setting = TileSetting(r, c, g, f"measured in {time.perf_counter() - began:.1f} s", seconds)
-    from datetime import datetime, timezone
-
-    cache.put(KIND, key, {"rows": r, "cols": c, "group": g, "seconds": dict(seconds),
-                          "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d")})
+    cache.put(KIND, key, {"rows": r, "cols": c, "group": g, "seconds": dict(seconds)})
     return setting

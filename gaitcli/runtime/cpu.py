@@ -16,6 +16,7 @@ import os
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -128,7 +129,8 @@ class MeasurementCache:
         return value if isinstance(value, dict) else None
 
     def put(self, kind: str, key: str, value: Mapping[str, JSONValue]) -> str | None:
-        """Store ``value`` (atomically); returns why it was not kept, or None."""
+        """Store ``value`` with today's date as ``measured`` (atomically); returns why it was
+        not kept, or None."""
         data, why = self._read()
         if data is None:
             return why
@@ -136,7 +138,7 @@ class MeasurementCache:
         entries = dict(entries) if isinstance(entries, dict) else {}
         section = entries.get(kind)
         section = dict(section) if isinstance(section, dict) else {}
-        section[key] = dict(value)
+        section[key] = {**value, "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
         entries[kind] = section
         out = {"format": CACHE_FORMAT, "written_by": f"gaitcli {__version__}", "entries": entries}
         try:

@@ -23,8 +23,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -98,7 +97,6 @@ class KernelChoice:
             "channels_last": self.channels_last,
             "seconds": dict(self.seconds),
             "reason": self.reason,
-            "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         }
 
 
@@ -265,8 +263,7 @@ def choose_kernels(
                           f"measured in {time.perf_counter() - began:.1f} s", reason)
     why_not = cache.put(KIND, key, choice.record())  # type: ignore[arg-type]
     if why_not is not None:
-        choice = KernelChoice(choice.bf16, choice.channels_last, choice.seconds, choice.cpu, choice.source,
-                              choice.reason, note=f"note: the kernel choice is not cached: {why_not}")
+        choice = replace(choice, note=f"note: the kernel choice is not cached: {why_not}")
     return choice
 
 
